@@ -1,0 +1,41 @@
+# mimids developer workflow. Every target works on a fresh machine with Go and gcc.
+GO        ?= go
+DATA      ?= ./data
+ADDR      ?= 127.0.0.1:8080
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+PKGS      ?= ./...
+
+.PHONY: all build run test bench fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -o bin/mimids ./cmd/mimids
+
+# Build and start a provider on 127.0.0.1 with an embedded SQLite file under $(DATA).
+run: build
+	./bin/mimids serve -data $(DATA) -listen $(ADDR)
+
+# Unit, integration and multi-process tests, with the race detector.
+test:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+# Every fuzz target, each for $(FUZZTIME).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin

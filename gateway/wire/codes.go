@@ -1,0 +1,178 @@
+package wire
+
+import "fmt"
+
+// Method names a request. Ranges: 0x00xx core, 0x01xx KeyPackages and discovery,
+// 0x02xx groups (hub and follower).
+type Method uint16
+
+const (
+	// MethodPing echoes its body. Clients use it to measure latency.
+	MethodPing Method = 0x0001
+	// MethodMailboxStatus answers MailboxStatus for the authenticated client.
+	MethodMailboxStatus Method = 0x0002
+)
+
+func (m Method) String() string {
+	switch m {
+	case MethodPing:
+		return "ping"
+	case MethodMailboxStatus:
+		return "mailbox_status"
+	}
+	return fmt.Sprintf("method(0x%04x)", uint16(m))
+}
+
+// Code is an error code carried in an Error frame.
+type Code uint16
+
+const (
+	CodeMalformed     Code = 1  // the frame or request body does not parse
+	CodeUnauthorized  Code = 2  // missing, wrong or revoked token
+	CodeUnknownMethod Code = 3  // the method is not defined
+	CodeNotFound      Code = 4  // the named thing does not exist
+	CodeTooLarge      Code = 5  // a frame or field is over its limit
+	CodeRateLimited   Code = 6  // slow down; the request was not processed
+	CodeInternal      Code = 7  // the server failed; the request may be retried
+	CodeConflict      Code = 8  // the request conflicts with existing state
+	CodeUnavailable   Code = 9  // the server is shutting down or overloaded; retry later
+	CodeInvalid       Code = 10 // the request parses but is not acceptable
+	CodeProtocol      Code = 11 // the frame is not allowed in this state (e.g. request before auth)
+)
+
+var codeNames = map[Code]string{
+	CodeMalformed: "malformed", CodeUnauthorized: "unauthorized", CodeUnknownMethod: "unknown_method",
+	CodeNotFound: "not_found", CodeTooLarge: "too_large", CodeRateLimited: "rate_limited",
+	CodeInternal: "internal", CodeConflict: "conflict", CodeUnavailable: "unavailable",
+	CodeInvalid: "invalid", CodeProtocol: "protocol",
+}
+
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code(%d)", uint16(c))
+}
+
+// Error makes *Error usable as a Go error on the client side.
+func (e *Error) Error() string {
+	return fmt.Sprintf("mimids: %s: %s", e.Code, e.Message)
+}
+
+// Close codes the server uses when it ends a socket (RFC 6455 private range 4000-4999,
+// plus the standard 1001 going away on shutdown and 1009 for a frame over the limit).
+const (
+	CloseProtocolError = 4000 // a frame failed to decode or was not allowed in this state
+	CloseAuthFailed    = 4001 // the auth frame carried an unknown or revoked token
+	CloseAuthTimeout   = 4002 // no auth frame arrived within the deadline
+	CloseRevoked       = 4003 // the client's token was revoked while connected
+	CloseSlowConsumer  = 4008 // the client did not read fast enough; reconnect and resume
+	CloseGoingAway     = 1001 // the server is shutting down; reconnect later
+	CloseTooBig        = 1009 // a frame exceeded max_frame_size
+)
+
+// CloseReason names a close code for logs and metrics.
+func CloseReason(code int) string {
+	switch code {
+	case CloseProtocolError:
+		return "protocol_error"
+	case CloseAuthFailed:
+		return "auth_failed"
+	case CloseAuthTimeout:
+		return "auth_timeout"
+	case CloseRevoked:
+		return "revoked"
+	case CloseSlowConsumer:
+		return "slow_consumer"
+	case CloseGoingAway:
+		return "going_away"
+	case CloseTooBig:
+		return "too_big"
+	case 1000:
+		return "normal"
+	}
+	return fmt.Sprintf("close(%d)", code)
+}
+
+// Kind says what a mailbox entry's payload is.
+type Kind uint16
+
+const (
+	// KindNotice is an operator notice; its payload is a Notice.
+	KindNotice Kind = 1
+	// KindWelcome is an MLS Welcome for this client (payload: WelcomeDelivery, hub issue).
+	KindWelcome Kind = 2
+	// KindGroupMessage is a sequenced group message (payload defined by the hub issue).
+	KindGroupMessage Kind = 3
+	// KindKeyPackagesLow warns that the client's KeyPackage stock is low.
+	KindKeyPackagesLow Kind = 4
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindNotice:
+		return "notice"
+	case KindWelcome:
+		return "welcome"
+	case KindGroupMessage:
+		return "group_message"
+	case KindKeyPackagesLow:
+		return "key_packages_low"
+	}
+	return fmt.Sprintf("kind(%d)", uint16(k))
+}
+
+// Notice is the payload of a KindNotice entry:
+//
+//	struct { opaque text<V>; } Notice;
+type Notice struct {
+	Text string
+}
+
+// MarshalBinary encodes n.
+func (n Notice) MarshalBinary() ([]byte, error) {
+	w := NewWriter(nil)
+	w.String(n.Text)
+	return w.Bytes(), nil
+}
+
+// UnmarshalBinary decodes n.
+func (n *Notice) UnmarshalBinary(b []byte) error {
+	r := NewReader(b)
+	text := r.Opaque("notice.text")
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("wire: decode notice: %w", err)
+	}
+	n.Text = string(text)
+	return nil
+}
+
+// MailboxStatus answers MethodMailboxStatus:
+//
+//	struct { uint64 pending; uint64 first_seq; uint64 last_seq; } MailboxStatus;
+//
+// first_seq and last_seq are 0 when nothing is pending.
+type MailboxStatus struct {
+	Pending  uint64
+	FirstSeq uint64
+	LastSeq  uint64
+}
+
+// MarshalBinary encodes s.
+func (s MailboxStatus) MarshalBinary() ([]byte, error) {
+	w := NewWriter(make([]byte, 0, 24))
+	w.U64(s.Pending)
+	w.U64(s.FirstSeq)
+	w.U64(s.LastSeq)
+	return w.Bytes(), nil
+}
+
+// UnmarshalBinary decodes s.
+func (s *MailboxStatus) UnmarshalBinary(b []byte) error {
+	r := NewReader(b)
+	s.Pending, s.FirstSeq, s.LastSeq = r.U64("pending"), r.U64("first_seq"), r.U64("last_seq")
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("wire: decode mailbox_status: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package wire is the client socket protocol of mimids: the frames a client and its
+// provider exchange over the WebSocket at /v1/socket (subprotocol "mimids.v1"), their
+// TLS presentation language encoding (RFC 9420 §2.1, with §2.1.2 variable-length
+// integers), error codes and close codes. It is a pure codec: no I/O, no logging.
+// docs/protocol.md is the prose form of this file.
+//
+// Every WebSocket message is one binary frame:
+//
+//	struct {
+//	    FrameType frame_type;          // uint8
+//	    select (frame_type) {
+//	        case auth:     uint32 request_id; opaque token<V>;
+//	        case auth_ok:  uint32 request_id; opaque client_id<V>; opaque user_id<V>;
+//	                       uint64 pending; uint32 max_frame_size;
+//	        case request:  uint32 request_id; uint16 method; opaque body<V>;
+//	        case response: uint32 request_id; opaque body<V>;
+//	        case error:    uint32 request_id; uint16 code; opaque message<V>;
+//	        case deliver:  uint64 seq; uint16 kind; uint64 enqueued_at_ms; opaque payload<V>;
+//	        case ack:      uint64 seq;
+//	    };
+//	} Frame;
+//
+// Nothing may follow the frame inside the WebSocket message.
+package wire
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Subprotocol is the WebSocket subprotocol a client must offer.
+const Subprotocol = "mimids.v1"
+
+// FrameType is the first byte of every frame.
+type FrameType uint8
+
+const (
+	TypeAuth     FrameType = 1 // client -> server: the first frame, carrying the device token
+	TypeAuthOK   FrameType = 2 // server -> client: authentication accepted
+	TypeRequest  FrameType = 3 // client -> server: a request, answered by response or error
+	TypeResponse FrameType = 4 // server -> client: the answer to a request
+	TypeError    FrameType = 5 // server -> client: a request failed (or request_id 0: the connection)
+	TypeDeliver  FrameType = 6 // server -> client: a mailbox entry
+	TypeAck      FrameType = 7 // client -> server: every mailbox entry up to seq is processed
+)
+
+func (t FrameType) String() string {
+	switch t {
+	case TypeAuth:
+		return "auth"
+	case TypeAuthOK:
+		return "auth_ok"
+	case TypeRequest:
+		return "request"
+	case TypeResponse:
+		return "response"
+	case TypeError:
+		return "error"
+	case TypeDeliver:
+		return "deliver"
+	case TypeAck:
+		return "ack"
+	}
+	return fmt.Sprintf("frame_type(%d)", uint8(t))
+}
+
+// Frame is one decoded frame: *Auth, *AuthOK, *Request, *Response, *Error, *Deliver or *Ack.
+type Frame interface {
+	Type() FrameType
+	encode(w *Writer)
+}
+
+// Auth is the first frame a client sends. Browsers cannot set headers on a WebSocket
+// handshake, so the device token travels here.
+type Auth struct {
+	RequestID uint32
+	Token     []byte
+}
+
+// AuthOK accepts an Auth. Pending counts the mailbox entries waiting for the client;
+// they are delivered next, in order.
+type AuthOK struct {
+	RequestID    uint32
+	ClientID     string
+	UserID       string
+	Pending      uint64
+	MaxFrameSize uint32
+}
+
+// Request is a client request. RequestID is chosen by the client and echoed in the
+// Response or Error; requests may be pipelined and answers may come in any order.
+type Request struct {
+	RequestID uint32
+	Method    Method
+	Body      []byte
+}
+
+// Response answers a Request.
+type Response struct {
+	RequestID uint32
+	Body      []byte
+}
+
+// Error answers a Request that failed. RequestID 0 reports a connection-level problem
+// and is followed by a close.
+type Error struct {
+	RequestID uint32
+	Code      Code
+	Message   string
+}
+
+// Deliver carries one mailbox entry. Seq increases by one for each entry of a client's
+// mailbox; an entry stays in the mailbox until acknowledged.
+type Deliver struct {
+	Seq          uint64
+	Kind         Kind
+	EnqueuedAtMS uint64
+	Payload      []byte
+}
+
+// Ack acknowledges every mailbox entry with a sequence number up to and including Seq.
+type Ack struct {
+	Seq uint64
+}
+
+func (*Auth) Type() FrameType     { return TypeAuth }
+func (*AuthOK) Type() FrameType   { return TypeAuthOK }
+func (*Request) Type() FrameType  { return TypeRequest }
+func (*Response) Type() FrameType { return TypeResponse }
+func (*Error) Type() FrameType    { return TypeError }
+func (*Deliver) Type() FrameType  { return TypeDeliver }
+func (*Ack) Type() FrameType      { return TypeAck }
+
+func (f *Auth) encode(w *Writer) { w.U32(f.RequestID); w.Opaque(f.Token) }
+func (f *AuthOK) encode(w *Writer) {
+	w.U32(f.RequestID)
+	w.String(f.ClientID)
+	w.String(f.UserID)
+	w.U64(f.Pending)
+	w.U32(f.MaxFrameSize)
+}
+func (f *Request) encode(w *Writer)  { w.U32(f.RequestID); w.U16(uint16(f.Method)); w.Opaque(f.Body) }
+func (f *Response) encode(w *Writer) { w.U32(f.RequestID); w.Opaque(f.Body) }
+func (f *Error) encode(w *Writer)    { w.U32(f.RequestID); w.U16(uint16(f.Code)); w.String(f.Message) }
+func (f *Deliver) encode(w *Writer) {
+	w.U64(f.Seq)
+	w.U16(uint16(f.Kind))
+	w.U64(f.EnqueuedAtMS)
+	w.Opaque(f.Payload)
+}
+func (f *Ack) encode(w *Writer) { w.U64(f.Seq) }
+
+// Append appends the encoding of f to buf.
+func Append(buf []byte, f Frame) []byte {
+	w := NewWriter(buf)
+	w.U8(uint8(f.Type()))
+	f.encode(w)
+	return w.Bytes()
+}
+
+// Encode returns the encoding of f.
+func Encode(f Frame) []byte { return Append(nil, f) }
+
+// ErrUnknownFrame reports a frame type this version does not define.
+var ErrUnknownFrame = errors.New("wire: unknown frame type")
+
+// ErrEmpty reports an empty WebSocket message.
+var ErrEmpty = errors.New("wire: empty frame")
+
+// Decode parses one frame. Byte slices in the result alias b.
+func Decode(b []byte) (Frame, error) {
+	if len(b) == 0 {
+		return nil, ErrEmpty
+	}
+	r := NewReader(b[1:])
+	var f Frame
+	switch t := FrameType(b[0]); t {
+	case TypeAuth:
+		f = &Auth{RequestID: r.U32("auth.request_id"), Token: r.OpaqueMax("auth.token", 1024)}
+	case TypeAuthOK:
+		f = &AuthOK{
+			RequestID:    r.U32("auth_ok.request_id"),
+			ClientID:     string(r.Opaque("auth_ok.client_id")),
+			UserID:       string(r.Opaque("auth_ok.user_id")),
+			Pending:      r.U64("auth_ok.pending"),
+			MaxFrameSize: r.U32("auth_ok.max_frame_size"),
+		}
+	case TypeRequest:
+		f = &Request{RequestID: r.U32("request.request_id"), Method: Method(r.U16("request.method")), Body: r.Opaque("request.body")}
+	case TypeResponse:
+		f = &Response{RequestID: r.U32("response.request_id"), Body: r.Opaque("response.body")}
+	case TypeError:
+		f = &Error{RequestID: r.U32("error.request_id"), Code: Code(r.U16("error.code")), Message: string(r.Opaque("error.message"))}
+	case TypeDeliver:
+		f = &Deliver{Seq: r.U64("deliver.seq"), Kind: Kind(r.U16("deliver.kind")), EnqueuedAtMS: r.U64("deliver.enqueued_at_ms"), Payload: r.Opaque("deliver.payload")}
+	case TypeAck:
+		f = &Ack{Seq: r.U64("ack.seq")}
+	default:
+		return nil, fmt.Errorf("%w: %d", ErrUnknownFrame, uint8(t))
+	}
+	if err := r.Done(); err != nil {
+		return nil, fmt.Errorf("wire: decode %s: %w", FrameType(b[0]), err)
+	}
+	return f, nil
+}

@@ -1,0 +1,254 @@
+package mls
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// vbytes is a byte string that unmarshals from lowercase hex in vector JSON.
+type vbytes []byte
+
+func (b *vbytes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// readMLSVector decodes the conformance vector file name into v. A missing
+// file is a failure, never a skip.
+func readMLSVector(t testing.TB, name string, v any) {
+	t.Helper()
+	p := filepath.Join("..", "..", "shared", "testdata", "mls", name)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("vector file: %v", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+type cryptoBasicsVector struct {
+	CipherSuite CipherSuite `json:"cipher_suite"`
+	RefHash     struct {
+		Label string `json:"label"`
+		Out   vbytes `json:"out"`
+		Value vbytes `json:"value"`
+	} `json:"ref_hash"`
+	ExpandWithLabel struct {
+		Secret  vbytes `json:"secret"`
+		Label   string `json:"label"`
+		Context vbytes `json:"context"`
+		Length  int    `json:"length"`
+		Out     vbytes `json:"out"`
+	} `json:"expand_with_label"`
+	DeriveSecret struct {
+		Secret vbytes `json:"secret"`
+		Label  string `json:"label"`
+		Out    vbytes `json:"out"`
+	} `json:"derive_secret"`
+	DeriveTreeSecret struct {
+		Secret     vbytes `json:"secret"`
+		Label      string `json:"label"`
+		Generation uint32 `json:"generation"`
+		Length     int    `json:"length"`
+		Out        vbytes `json:"out"`
+	} `json:"derive_tree_secret"`
+	SignWithLabel struct {
+		Priv      vbytes `json:"priv"`
+		Pub       vbytes `json:"pub"`
+		Content   vbytes `json:"content"`
+		Label     string `json:"label"`
+		Signature vbytes `json:"signature"`
+	} `json:"sign_with_label"`
+	EncryptWithLabel struct {
+		Priv       vbytes `json:"priv"`
+		Pub        vbytes `json:"pub"`
+		Label      string `json:"label"`
+		Context    vbytes `json:"context"`
+		Plaintext  vbytes `json:"plaintext"`
+		KEMOutput  vbytes `json:"kem_output"`
+		Ciphertext vbytes `json:"ciphertext"`
+	} `json:"encrypt_with_label"`
+}
+
+func TestCryptoBasicsVectors(t *testing.T) {
+	var vs []cryptoBasicsVector
+	readMLSVector(t, "crypto-basics.json", &vs)
+	if len(vs) == 0 {
+		t.Fatal("no vectors")
+	}
+	seen := map[CipherSuite]bool{}
+	for _, v := range vs {
+		t.Run(v.CipherSuite.String(), func(t *testing.T) {
+			seen[v.CipherSuite] = true
+			s, err := v.CipherSuite.Suite()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefHash(t, s, &v)
+			checkKDFLabels(t, s, &v)
+			checkSignWithLabel(t, s, &v)
+			// A DS never decrypts: EncryptWithLabel/DecryptWithLabel are not on
+			// its path. They are checked anyway, through crypto/hpke (and circl
+			// for X448), so every part of the vector is exercised.
+			checkEncryptWithLabel(t, s, &v)
+		})
+	}
+	for cs := CipherSuite(1); cs <= 7; cs++ {
+		if !seen[cs] {
+			t.Errorf("suite %d absent from crypto-basics.json", cs)
+		}
+	}
+}
+
+func checkRefHash(t *testing.T, s *Suite, v *cryptoBasicsVector) {
+	got := s.RefHash(v.RefHash.Label, v.RefHash.Value)
+	if !bytes.Equal(got, v.RefHash.Out) {
+		t.Errorf("ref_hash = %x, want %x", got, v.RefHash.Out)
+	}
+}
+
+func checkKDFLabels(t *testing.T, s *Suite, v *cryptoBasicsVector) {
+	e := v.ExpandWithLabel
+	got, err := s.ExpandWithLabel(e.Secret, e.Label, e.Context, e.Length)
+	if err != nil || !bytes.Equal(got, e.Out) {
+		t.Errorf("expand_with_label = %x, %v; want %x", got, err, e.Out)
+	}
+	d := v.DeriveSecret
+	got, err = s.DeriveSecret(d.Secret, d.Label)
+	if err != nil || !bytes.Equal(got, d.Out) {
+		t.Errorf("derive_secret = %x, %v; want %x", got, err, d.Out)
+	}
+	ts := v.DeriveTreeSecret
+	got, err = s.DeriveTreeSecret(ts.Secret, ts.Label, ts.Generation, ts.Length)
+	if err != nil || !bytes.Equal(got, ts.Out) {
+		t.Errorf("derive_tree_secret = %x, %v; want %x", got, err, ts.Out)
+	}
+}
+
+func checkSignWithLabel(t *testing.T, s *Suite, v *cryptoBasicsVector) {
+	sw := v.SignWithLabel
+	if err := s.VerifyWithLabel(sw.Pub, sw.Label, sw.Content, sw.Signature); err != nil {
+		t.Errorf("given signature: %v", err)
+	}
+	pub, err := s.SignaturePublicKey(sw.Priv)
+	if err != nil || !bytes.Equal(pub, sw.Pub) {
+		t.Errorf("public key from priv = %x, %v; want %x", pub, err, sw.Pub)
+	}
+	sig, err := s.SignWithLabel(sw.Priv, sw.Label, sw.Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.VerifyWithLabel(sw.Pub, sw.Label, sw.Content, sig); err != nil {
+		t.Errorf("fresh signature: %v", err)
+	}
+	k, err := s.ParseSignatureKey(sw.Pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.VerifyWithLabel(sw.Label, sw.Content, sig); err != nil {
+		t.Errorf("fresh signature, parsed key: %v", err)
+	}
+	// Any change to label, content or signature must fail.
+	if err := s.VerifyWithLabel(sw.Pub, sw.Label+"x", sw.Content, sig); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("other label: %v, want ErrBadSignature", err)
+	}
+	bad := bytes.Clone(sw.Content)
+	bad[0] ^= 1
+	if err := k.VerifyWithLabel(sw.Label, bad, sw.Signature); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("other content: %v, want ErrBadSignature", err)
+	}
+	if err := s.VerifyWithLabel(sw.Pub[:len(sw.Pub)-1], sw.Label, sw.Content, sig); !errors.Is(err, ErrBadSignatureKey) {
+		t.Errorf("short key: %v, want ErrBadSignatureKey", err)
+	}
+}
+
+func checkEncryptWithLabel(t *testing.T, s *Suite, v *cryptoBasicsVector) {
+	e := v.EncryptWithLabel
+	pt, err := s.DecryptWithLabel(e.Priv, e.Label, e.Context, e.KEMOutput, e.Ciphertext)
+	if err != nil || !bytes.Equal(pt, e.Plaintext) {
+		t.Errorf("decrypt given = %x, %v; want %x", pt, err, e.Plaintext)
+	}
+	enc, ct, err := s.EncryptWithLabel(e.Pub, e.Label, e.Context, e.Plaintext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err = s.DecryptWithLabel(e.Priv, e.Label, e.Context, enc, ct)
+	if err != nil || !bytes.Equal(pt, e.Plaintext) {
+		t.Errorf("decrypt fresh = %x, %v; want %x", pt, err, e.Plaintext)
+	}
+	if _, err := s.DecryptWithLabel(e.Priv, e.Label+"x", e.Context, enc, ct); !errors.Is(err, ErrHPKE) {
+		t.Errorf("other label: %v, want ErrHPKE", err)
+	}
+}
+
+func TestUnsupportedCipherSuite(t *testing.T) {
+	for _, cs := range []CipherSuite{0, 8, 0x0a0a, 0xffff} {
+		t.Run(fmt.Sprint(uint16(cs)), func(t *testing.T) {
+			_, err := cs.Suite()
+			var ue *UnsupportedCipherSuiteError
+			if !errors.Is(err, ErrUnsupportedCipherSuite) || !errors.As(err, &ue) || ue.Suite != cs {
+				t.Fatalf("Suite() error = %v", err)
+			}
+			if cs.Supported() {
+				t.Fatal("Supported() = true")
+			}
+		})
+	}
+}
+
+func TestGenerateSignatureKeyAllSuites(t *testing.T) {
+	for cs := CipherSuite(1); cs <= 7; cs++ {
+		t.Run(cs.String(), func(t *testing.T) {
+			s, _ := cs.Suite()
+			priv, pub, err := s.GenerateSignatureKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := s.SignWithLabel(priv, "LeafNodeTBS", []byte("content"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.VerifyWithLabel(pub, "LeafNodeTBS", []byte("content"), sig); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func BenchmarkVerifyWithLabel(b *testing.B) {
+	content := bytes.Repeat([]byte{7}, 300) // about a LeafNodeTBS
+	for cs := CipherSuite(1); cs <= 7; cs++ {
+		s, _ := cs.Suite()
+		priv, pub, err := s.GenerateSignatureKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sig, err := s.SignWithLabel(priv, "LeafNodeTBS", content)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(cs.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.VerifyWithLabel(pub, "LeafNodeTBS", content, sig); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

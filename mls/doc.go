@@ -1,0 +1,43 @@
+// Package mls implements the RFC 9420 codec and the public, non-member side of
+// MLS that a Delivery Service needs. Pure library: no I/O, no logging.
+//
+// # Codec
+//
+// Every RFC 9420 structure a Delivery Service sees has a Go type with the
+// RFC's field names in Go form (MLSMessage, PublicMessage, KeyPackage,
+// LeafNode, Commit, Welcome, GroupInfo, ...). Each type has
+//
+//	func (x *T) Unmarshal(data []byte) error // data must be exactly one T
+//	func (x *T) Marshal() ([]byte, error)
+//
+// and the most used ones also have a DecodeT function. Decoding then encoding
+// gives back the input byte for byte: variable-length integers must be
+// minimal (RFC 9420 §2.1.2), optional presence octets must be 0 or 1, and
+// values the codec does not interpret are kept as they are (unknown extension
+// types, unknown credential types, unknown proposal types).
+//
+// Unknown proposal and credential types have no length prefix of their own in
+// RFC 9420; like other implementations (OpenMLS, mls-rs) this package treats
+// their body as a single opaque<V>, which is how every extension that defines
+// new ones (draft-ietf-mls-extensions) encodes them.
+//
+// Decoded byte slices ALIAS the input buffer: decoding allocates only the Go
+// structs and slices of structs, never copies of keys, signatures or payloads.
+// Callers must not modify the input while a decoded value is in use, and
+// must copy what they keep past the input's lifetime (Clone helpers are not
+// needed for the usual pattern of decoding a message received into a fresh
+// buffer).
+//
+// Lengths are checked against the remaining input before anything is
+// allocated, so the memory a decoder uses is bounded by a small multiple of
+// the input size. Errors are *DecodeError values naming the struct field and
+// offset, wrapping a sentinel such as ErrTruncated or ErrUnknownWireFormat.
+//
+// # Delivery Service helpers
+//
+// ValidateKeyPackage checks a KeyPackage as RFC 9420 §10.1 asks;
+// VerifyPublicMessage checks a PublicMessage's FramedContentTBS signature;
+// the transcript hash functions follow §8.2; Welcome.KeyPackageRefs lists the
+// KeyPackageRefs a Welcome is for. RenderJSON turns decoded values into the
+// operator-facing JSON of `mimids mls`.
+package mls

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -105,3 +107,36 @@ func (h *hexBytes) UnmarshalJSON(b []byte) error {
 	*h = d
 	return nil
 }
+
+// TestVectorsDeserialization decodes every vlbytes header of
+// deserialization.json and re-encodes it minimally.
+func TestVectorsDeserialization(t *testing.T) {
+	var cases []struct {
+		Header hexBytes `json:"vlbytes_header"`
+		Length *int     `json:"length"`
+	}
+	loadCodecVectors(t, "deserialization.json", &cases)
+	if len(cases) == 0 {
+		t.Fatal("deserialization.json: no cases")
+	}
+	for i, c := range cases {
+		t.Run(fmt.Sprintf("%d_%x", i, []byte(c.Header)), func(t *testing.T) {
+			if c.Length == nil {
+				t.Fatal("case without length")
+			}
+			r := newReader(c.Header)
+			n := r.varint("vlbytes_header")
+			if err := r.finish("vlbytes_header"); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if n != *c.Length {
+				t.Fatalf("length %d, want %d", n, *c.Length)
+			}
+			if got := appendVarint(nil, n); !bytes.Equal(got, c.Header) {
+				t.Fatalf("re-encoded %x, want %x", got, []byte(c.Header))
+			}
+		})
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

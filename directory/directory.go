@@ -1,0 +1,241 @@
+// Package directory owns the users and clients (devices) of this provider: their MIMI
+// URIs, device tokens (random, stored only as hashes, revocable) and admin
+// credentials. KeyPackages and discovery join it in the KeyPackage issue.
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+var (
+	ErrNotFound    = errors.New("directory: not found")
+	ErrExists      = errors.New("directory: already exists")
+	ErrInvalidName = errors.New("directory: invalid name")
+	ErrBadToken    = errors.New("directory: unknown or revoked token")
+)
+
+// User is one account of this provider.
+type User struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Client is one device of a user. Each client has its own token and mailbox.
+type Client struct {
+	ID        int64
+	UserID    int64
+	UserName  string
+	Name      string
+	CreatedAt time.Time
+	RevokedAt time.Time // zero while the client is active
+}
+
+// Revoked reports whether the client's token was revoked.
+func (c Client) Revoked() bool { return !c.RevokedAt.IsZero() }
+
+// Change is something another process (the admin CLI) did to the store that a running
+// server must act on.
+type Change struct {
+	ID       int64
+	Kind     string // ChangeRevoked or ChangeMailbox
+	ClientID int64  // 0: every client
+}
+
+const (
+	ChangeRevoked = "client_revoked"
+	ChangeMailbox = "mailbox"
+)
+
+// Store is what the directory needs from storage.
+type Store interface {
+	CreateUser(ctx context.Context, name string, at time.Time) (User, error)
+	User(ctx context.Context, name string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// DeleteUser removes the user, its clients and their mailboxes, and returns the
+	// clients that were removed.
+	DeleteUser(ctx context.Context, name string) ([]Client, error)
+	// CreateClient adds a client with the token hash; with createUser the user is
+	// created if missing.
+	CreateClient(ctx context.Context, user, client string, tokenHash []byte, createUser bool, at time.Time) (Client, error)
+	ListClients(ctx context.Context, user string) ([]Client, error)
+	// RevokeClient marks the client revoked and records a ChangeRevoked.
+	RevokeClient(ctx context.Context, user, client string, at time.Time) (Client, error)
+	// ClientByTokenHash finds an active or revoked client by its token hash.
+	ClientByTokenHash(ctx context.Context, hash []byte) (Client, error)
+	ClientByID(ctx context.Context, id int64) (Client, error)
+	CreateAdminToken(ctx context.Context, name string, hash []byte, at time.Time) error
+	AdminTokenValid(ctx context.Context, hash []byte) (bool, error)
+	CountAdminTokens(ctx context.Context) (int, error)
+	// Changes returns the changes recorded after id, oldest first.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	RecordChange(ctx context.Context, kind string, clientID int64, at time.Time) error
+}
+
+// Directory is the user and client registry of one provider.
+type Directory struct {
+	// Static after construction.
+	store  Store
+	domain string
+	now    func() time.Time
+}
+
+// New returns a Directory for the provider domain.
+func New(store Store, domain string) *Directory {
+	return &Directory{store: store, domain: domain, now: time.Now}
+}
+
+// Domain is the provider's domain.
+func (d *Directory) Domain() string { return d.domain }
+
+// Store returns the underlying store.
+func (d *Directory) Store() Store { return d.store }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidName reports whether s can name a user or client: 1–64 of a-z 0-9 . _ -,
+// starting with a letter or digit.
+func ValidName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%w: %q (want 1-64 of a-z 0-9 . _ -, starting with a letter or digit)", ErrInvalidName, s)
+	}
+	return nil
+}
+
+// UserURI is the MIMI URI of a user of this provider.
+func (d *Directory) UserURI(user string) string { return UserURI(d.domain, user) }
+
+// ClientURI is the MIMI URI of a client of this provider.
+func (d *Directory) ClientURI(c Client) string { return ClientURI(d.domain, c.UserName, c.Name) }
+
+// UserURI returns mimi://<domain>/u/<user>.
+func UserURI(domain, user string) string { return "mimi://" + domain + "/u/" + user }
+
+// ClientURI returns mimi://<domain>/d/<user>/<client>.
+func ClientURI(domain, user, client string) string {
+	return "mimi://" + domain + "/d/" + user + "/" + client
+}
+
+// ErrBadURI reports a string that is not a MIMI user or client URI.
+var ErrBadURI = errors.New("directory: not a MIMI user or client URI")
+
+// ParseURI splits a MIMI user URI (client empty) or client URI.
+func ParseURI(uri string) (domain, user, client string, err error) {
+	rest, ok := strings.CutPrefix(uri, "mimi://")
+	if !ok {
+		return "", "", "", fmt.Errorf("%w: %q", ErrBadURI, uri)
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 3 && parts[1] == "u" && parts[0] != "" && ValidName(parts[2]) == nil:
+		return parts[0], parts[2], "", nil
+	case len(parts) == 4 && parts[1] == "d" && parts[0] != "" && ValidName(parts[2]) == nil && ValidName(parts[3]) == nil:
+		return parts[0], parts[2], parts[3], nil
+	}
+	return "", "", "", fmt.Errorf("%w: %q", ErrBadURI, uri)
+}
+
+// AddUser creates a user.
+func (d *Directory) AddUser(ctx context.Context, name string) (User, error) {
+	if err := ValidName(name); err != nil {
+		return User{}, err
+	}
+	return d.store.CreateUser(ctx, name, d.now())
+}
+
+// RemoveUser deletes a user with its clients and mailboxes; their live sockets are
+// closed by the caller (the returned clients).
+func (d *Directory) RemoveUser(ctx context.Context, name string) ([]Client, error) {
+	cs, err := d.store.DeleteUser(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if err := d.store.RecordChange(ctx, ChangeRevoked, c.ID, d.now()); err != nil {
+			return cs, err
+		}
+	}
+	return cs, nil
+}
+
+// AddClient creates a client and returns it with its device token. The token is shown
+// only here: the store keeps its hash.
+func (d *Directory) AddClient(ctx context.Context, user, client string, createUser bool) (Client, string, error) {
+	if err := ValidName(user); err != nil {
+		return Client{}, "", err
+	}
+	if err := ValidName(client); err != nil {
+		return Client{}, "", err
+	}
+	token := NewToken("mdt_")
+	c, err := d.store.CreateClient(ctx, user, client, HashToken(token), createUser, d.now())
+	if err != nil {
+		return Client{}, "", err
+	}
+	return c, token, nil
+}
+
+// RevokeClient revokes a client's token; Changes reports it to a running server.
+func (d *Directory) RevokeClient(ctx context.Context, user, client string) (Client, error) {
+	return d.store.RevokeClient(ctx, user, client, d.now())
+}
+
+// Authenticate returns the active client that owns token.
+func (d *Directory) Authenticate(ctx context.Context, token []byte) (Client, error) {
+	if len(token) == 0 || len(token) > 256 {
+		return Client{}, ErrBadToken
+	}
+	c, err := d.store.ClientByTokenHash(ctx, HashToken(string(token)))
+	if errors.Is(err, ErrNotFound) || (err == nil && c.Revoked()) {
+		return Client{}, ErrBadToken
+	}
+	return c, err
+}
+
+// EnsureAdmin creates a first admin credential if none exists and returns it; it
+// returns "" when one already exists.
+func (d *Directory) EnsureAdmin(ctx context.Context) (string, error) {
+	n, err := d.store.CountAdminTokens(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	return d.NewAdminToken(ctx, "first-admin")
+}
+
+// NewAdminToken creates an admin credential and returns it; only its hash is kept.
+func (d *Directory) NewAdminToken(ctx context.Context, name string) (string, error) {
+	token := NewToken("mat_")
+	if err := d.store.CreateAdminToken(ctx, name, HashToken(token), d.now()); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// AdminAuthenticate reports whether token is a valid admin credential.
+func (d *Directory) AdminAuthenticate(ctx context.Context, token string) (bool, error) {
+	if len(token) == 0 || len(token) > 256 {
+		return false, nil
+	}
+	return d.store.AdminTokenValid(ctx, HashToken(token))
+}
+
+// NewToken returns prefix followed by 32 random bytes in unpadded base64url.
+func NewToken(prefix string) string {
+	var b [32]byte
+	rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// HashToken is how tokens are stored: SHA-256 of the token string.
+func HashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}

@@ -1,0 +1,251 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/mimids/mimids/directory"
+)
+
+var _ directory.Store = (*DB)(nil)
+
+func isUnique(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
+}
+
+func unixTime(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func (db *DB) CreateUser(ctx context.Context, name string, at time.Time) (directory.User, error) {
+	u := directory.User{Name: name, CreatedAt: at.UTC().Truncate(time.Millisecond)}
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, created_at) VALUES (?, ?)`, name, at.UnixMilli())
+		if isUnique(err) {
+			return fmt.Errorf("%w: user %q", directory.ErrExists, name)
+		}
+		if err != nil {
+			return err
+		}
+		u.ID, err = res.LastInsertId()
+		return err
+	})
+	return u, err
+}
+
+func (db *DB) User(ctx context.Context, name string) (directory.User, error) {
+	u := directory.User{Name: name}
+	var at int64
+	err := db.r.QueryRowContext(ctx, `SELECT id, created_at FROM users WHERE name = ?`, name).Scan(&u.ID, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("%w: user %q", directory.ErrNotFound, name)
+	}
+	u.CreatedAt = unixTime(at)
+	return u, err
+}
+
+func (db *DB) ListUsers(ctx context.Context) ([]directory.User, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, name, created_at FROM users ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var us []directory.User
+	for rows.Next() {
+		var u directory.User
+		var at int64
+		if err := rows.Scan(&u.ID, &u.Name, &at); err != nil {
+			return nil, err
+		}
+		u.CreatedAt = unixTime(at)
+		us = append(us, u)
+	}
+	return us, rows.Err()
+}
+
+const clientCols = `c.id, c.user_id, u.name, c.name, c.created_at, COALESCE(c.revoked_at, 0)`
+
+type scanner interface{ Scan(...any) error }
+
+func scanClient(s scanner) (directory.Client, error) {
+	var c directory.Client
+	var at, rev int64
+	if err := s.Scan(&c.ID, &c.UserID, &c.UserName, &c.Name, &at, &rev); err != nil {
+		return c, err
+	}
+	c.CreatedAt = unixTime(at)
+	if rev != 0 {
+		c.RevokedAt = unixTime(rev)
+	}
+	return c, nil
+}
+
+func queryClients(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, where string, args ...any) ([]directory.Client, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+clientCols+` FROM clients c JOIN users u ON u.id = c.user_id WHERE `+where+` ORDER BY u.name, c.name`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cs []directory.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
+func (db *DB) DeleteUser(ctx context.Context, name string) ([]directory.Client, error) {
+	var cs []directory.Client
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		var err error
+		cs, err = queryClients(ctx, tx, `u.name = ?`, name)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: user %q", directory.ErrNotFound, name)
+		}
+		return nil
+	})
+	return cs, err
+}
+
+func (db *DB) CreateClient(ctx context.Context, user, client string, tokenHash []byte, createUser bool, at time.Time) (directory.Client, error) {
+	c := directory.Client{UserName: user, Name: client, CreatedAt: at.UTC().Truncate(time.Millisecond)}
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, user).Scan(&c.UserID)
+		if errors.Is(err, sql.ErrNoRows) {
+			if !createUser {
+				return fmt.Errorf("%w: user %q", directory.ErrNotFound, user)
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO users (name, created_at) VALUES (?, ?)`, user, at.UnixMilli())
+			if err != nil {
+				return err
+			}
+			c.UserID, _ = res.LastInsertId()
+		} else if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO clients (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)`,
+			c.UserID, client, tokenHash, at.UnixMilli())
+		if isUnique(err) {
+			return fmt.Errorf("%w: client %q of user %q", directory.ErrExists, client, user)
+		}
+		if err != nil {
+			return err
+		}
+		c.ID, err = res.LastInsertId()
+		return err
+	})
+	return c, err
+}
+
+func (db *DB) ListClients(ctx context.Context, user string) ([]directory.Client, error) {
+	if user == "" {
+		return queryClients(ctx, db.r, `1`)
+	}
+	return queryClients(ctx, db.r, `u.name = ?`, user)
+}
+
+func (db *DB) RevokeClient(ctx context.Context, user, client string, at time.Time) (directory.Client, error) {
+	var c directory.Client
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanClient(tx.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients c JOIN users u ON u.id = c.user_id
+			WHERE u.name = ? AND c.name = ?`, user, client))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: client %q of user %q", directory.ErrNotFound, client, user)
+		}
+		if err != nil {
+			return err
+		}
+		if c.Revoked() {
+			return nil
+		}
+		c.RevokedAt = at.UTC().Truncate(time.Millisecond)
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET revoked_at = ? WHERE id = ?`, at.UnixMilli(), c.ID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, at) VALUES (?, ?, ?)`,
+			directory.ChangeRevoked, c.ID, at.UnixMilli())
+		return err
+	})
+	return c, err
+}
+
+func (db *DB) ClientByTokenHash(ctx context.Context, hash []byte) (directory.Client, error) {
+	c, err := scanClient(db.r.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients c JOIN users u ON u.id = c.user_id
+		WHERE c.token_hash = ?`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, directory.ErrNotFound
+	}
+	return c, err
+}
+
+func (db *DB) ClientByID(ctx context.Context, id int64) (directory.Client, error) {
+	c, err := scanClient(db.r.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients c JOIN users u ON u.id = c.user_id
+		WHERE c.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("%w: client %d", directory.ErrNotFound, id)
+	}
+	return c, err
+}
+
+func (db *DB) CreateAdminToken(ctx context.Context, name string, hash []byte, at time.Time) error {
+	return db.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at) VALUES (?, ?, ?)`, name, hash, at.UnixMilli())
+		return err
+	})
+}
+
+func (db *DB) AdminTokenValid(ctx context.Context, hash []byte) (bool, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL`, hash).Scan(&n)
+	return n > 0, err
+}
+
+func (db *DB) CountAdminTokens(ctx context.Context) (int, error) {
+	var n int
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM admin_tokens WHERE revoked_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.Change, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, kind, COALESCE(client_id, 0) FROM change_log WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []directory.Change
+	for rows.Next() {
+		var c directory.Change
+		if err := rows.Scan(&c.ID, &c.Kind, &c.ClientID); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (db *DB) RecordChange(ctx context.Context, kind string, clientID int64, at time.Time) error {
+	return db.Write(ctx, func(tx *sql.Tx) error {
+		var cid any
+		if clientID != 0 {
+			cid = clientID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, at) VALUES (?, ?, ?)`, kind, cid, at.UnixMilli())
+		return err
+	})
+}

@@ -141,3 +141,123 @@ func firstParent(tr *Tree) uint32 {
 	}
 	return 0
 }
+
+type treeOperationsVector struct {
+	CipherSuite    CipherSuite `json:"cipher_suite"`
+	TreeBefore     vbytes      `json:"tree_before"`
+	Proposal       vbytes      `json:"proposal"`
+	ProposalSender uint32      `json:"proposal_sender"`
+	TreeHashBefore vbytes      `json:"tree_hash_before"`
+	TreeAfter      vbytes      `json:"tree_after"`
+	TreeHashAfter  vbytes      `json:"tree_hash_after"`
+}
+
+func TestTreeOperationsVectors(t *testing.T) {
+	var vs []treeOperationsVector
+	readMLSVector(t, "tree-operations.json", &vs)
+	if len(vs) == 0 {
+		t.Fatal("no vectors")
+	}
+	for i, v := range vs {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			tr := decodeTestTree(t, v.CipherSuite, v.TreeBefore)
+			if got := tr.TreeHash(); !bytes.Equal(got, v.TreeHashBefore) {
+				t.Fatalf("tree_hash_before = %x, want %x", got, v.TreeHashBefore)
+			}
+			p, err := DecodeProposal(v.Proposal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch p.ProposalType {
+			case ProposalTypeAdd:
+				_, err = tr.AddLeaf(&p.Add.KeyPackage.LeafNode)
+			case ProposalTypeRemove:
+				err = tr.RemoveLeaf(p.Remove.Removed)
+			case ProposalTypeUpdate:
+				err = tr.UpdateLeaf(v.ProposalSender, &p.Update.LeafNode)
+			default:
+				t.Fatalf("unexpected proposal type %s", p.ProposalType)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := tr.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(enc, v.TreeAfter) {
+				t.Errorf("tree_after differs:\n got %x\nwant %x", enc, v.TreeAfter)
+			}
+			if got := tr.TreeHash(); !bytes.Equal(got, v.TreeHashAfter) {
+				t.Errorf("tree_hash_after = %x, want %x", got, v.TreeHashAfter)
+			}
+			// The cached hashes must agree with a fresh computation.
+			fresh := decodeTestTree(t, v.CipherSuite, v.TreeAfter)
+			if !bytes.Equal(fresh.TreeHash(), tr.TreeHash()) {
+				t.Error("cached tree hash differs from a fresh one")
+			}
+		})
+	}
+}
+
+type treeKEMVector struct {
+	CipherSuite             CipherSuite `json:"cipher_suite"`
+	GroupID                 vbytes      `json:"group_id"`
+	Epoch                   uint64      `json:"epoch"`
+	ConfirmedTranscriptHash vbytes      `json:"confirmed_transcript_hash"`
+	RatchetTree             vbytes      `json:"ratchet_tree"`
+	UpdatePaths             []struct {
+		Sender        uint32 `json:"sender"`
+		UpdatePath    vbytes `json:"update_path"`
+		TreeHashAfter vbytes `json:"tree_hash_after"`
+	} `json:"update_paths"`
+}
+
+// TestTreeKEMVectorsPublic runs the public half of treekem.json, what a DS
+// does with a commit's path: merge each UpdatePath into the tree, check its
+// parent-hash chain and leaf signature, and compare the tree hash. The
+// private half (decrypting path secrets) needs member keys a DS never has.
+func TestTreeKEMVectorsPublic(t *testing.T) {
+	var vs []treeKEMVector
+	readMLSVector(t, "treekem.json", &vs)
+	if len(vs) == 0 {
+		t.Fatal("no vectors")
+	}
+	paths, suites := 0, map[CipherSuite]bool{}
+	for i, v := range vs {
+		t.Run(fmt.Sprintf("%d/suite%d", i, v.CipherSuite), func(t *testing.T) {
+			base := decodeTestTree(t, v.CipherSuite, v.RatchetTree)
+			if err := base.Validate(v.GroupID, nil); err != nil {
+				t.Fatalf("ratchet_tree: %v", err)
+			}
+			for j, up := range v.UpdatePaths {
+				var path UpdatePath
+				if err := path.Unmarshal(up.UpdatePath); err != nil {
+					t.Fatalf("path %d: %v", j, err)
+				}
+				tr := base.Clone()
+				if err := tr.MergeUpdatePath(up.Sender, &path, nil); err != nil {
+					t.Fatalf("path %d: merge: %v", j, err)
+				}
+				if got := tr.TreeHash(); !bytes.Equal(got, up.TreeHashAfter) {
+					t.Errorf("path %d: tree_hash_after = %x, want %x", j, got, up.TreeHashAfter)
+				}
+				if err := tr.VerifyParentHashes(); err != nil {
+					t.Errorf("path %d: %v", j, err)
+				}
+				if err := verifyLeafSignature(tr.Suite(), &path.LeafNode, v.GroupID, up.Sender); err != nil {
+					t.Errorf("path %d: %v", j, err)
+				}
+				if !bytes.Equal(base.TreeHash(), decodeTestTree(t, v.CipherSuite, v.RatchetTree).TreeHash()) {
+					t.Fatalf("path %d: merging into a clone changed the original", j)
+				}
+				paths++
+			}
+			suites[v.CipherSuite] = true
+		})
+	}
+	if len(suites) != 7 {
+		t.Errorf("treekem suites passed: %d, want 7", len(suites))
+	}
+	t.Logf("%d update paths merged", paths)
+}

@@ -178,3 +178,51 @@ func VerifyPublicMessage(s *Suite, m *PublicMessage, signatureKey []byte, ctx *G
 	}
 	return nil
 }
+
+// ErrBadMembershipTag means a PublicMessage's membership_tag is wrong.
+var ErrBadMembershipTag = errors.New("mls: bad membership tag")
+
+// AuthenticatedContentTBM returns the encoded AuthenticatedContentTBM
+// (§6.2) of a member's PublicMessage: the FramedContentTBS under ctx
+// followed by the auth data.
+func AuthenticatedContentTBM(m *PublicMessage, ctx *GroupContext) ([]byte, error) {
+	tbs, err := FramedContentTBS(WireFormatPublicMessage, &m.Content, ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := writer{buf: tbs}
+	m.Auth.encode(&w, m.Content.ContentType)
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.buf, nil
+}
+
+// VerifyMembershipTag checks a member's membership_tag,
+// MAC(membership_key, AuthenticatedContentTBM) (§6.2). Only group members
+// hold membership_key; a Delivery Service normally cannot call this.
+func VerifyMembershipTag(s *Suite, m *PublicMessage, membershipKey []byte, ctx *GroupContext) error {
+	if m.Content.Sender.SenderType != SenderTypeMember {
+		return fmt.Errorf("mls: membership tag: %w: %s sender has none", ErrSenderContent, m.Content.Sender.SenderType)
+	}
+	tbm, err := AuthenticatedContentTBM(m, ctx)
+	if err != nil {
+		return fmt.Errorf("mls: membership tag: %w", err)
+	}
+	if !s.VerifyMAC(membershipKey, tbm, m.MembershipTag) {
+		return ErrBadMembershipTag
+	}
+	return nil
+}
+
+// SignFramedContent signs content as sent with wire format wf (label
+// "FramedContentTBS"), with ctx as VerifyPublicMessage takes it, and returns
+// the signature for FramedContentAuthData.signature. priv is a private key as
+// Suite.SignWithLabel takes it.
+func SignFramedContent(s *Suite, priv []byte, wf WireFormat, content *FramedContent, ctx *GroupContext) ([]byte, error) {
+	tbs, err := FramedContentTBS(wf, content, ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.SignWithLabel(priv, FramedContentTBSLabel, tbs)
+}

@@ -118,9 +118,15 @@ func (r *reader) varint(field string) int {
 	return int(v)
 }
 
-// opaque reads opaque<V>. The result aliases the input.
+// opaque reads opaque<V>. The result aliases the input. A length beyond
+// the remaining input is reported at the length's offset.
 func (r *reader) opaque(field string) []byte {
+	start := r.off
 	n := r.varint(field)
+	if r.err == nil && n > r.end-r.off {
+		r.fail(field, start, ErrTruncated, "")
+		return nil
+	}
 	return r.take(field, n)
 }
 
@@ -128,12 +134,13 @@ func (r *reader) opaque(field string) []byte {
 // vector. It returns the previous bound for leaveVec.
 func (r *reader) enterVec(field string) int {
 	saved := r.end
+	start := r.off
 	n := r.varint(field)
 	if r.err != nil {
 		return saved
 	}
 	if n > r.end-r.off {
-		r.fail(field, r.off, ErrTruncated, fmt.Sprintf("vector of %d bytes, %d left", n, r.end-r.off))
+		r.fail(field, start, ErrTruncated, "")
 		return saved
 	}
 	r.end = r.off + n

@@ -24,25 +24,7 @@ func TestVectorsMessages(t *testing.T) {
 	if len(cases) == 0 {
 		t.Fatal("messages.json: no cases")
 	}
-	fields := map[string]func() roundTripper{
-		"mls_welcome":                       func() roundTripper { return new(MLSMessage) },
-		"mls_group_info":                    func() roundTripper { return new(MLSMessage) },
-		"mls_key_package":                   func() roundTripper { return new(MLSMessage) },
-		"ratchet_tree":                      func() roundTripper { return new(RatchetTree) },
-		"group_secrets":                     func() roundTripper { return new(GroupSecrets) },
-		"add_proposal":                      func() roundTripper { return new(Add) },
-		"update_proposal":                   func() roundTripper { return new(Update) },
-		"remove_proposal":                   func() roundTripper { return new(Remove) },
-		"pre_shared_key_proposal":           func() roundTripper { return new(PreSharedKey) },
-		"re_init_proposal":                  func() roundTripper { return new(ReInit) },
-		"external_init_proposal":            func() roundTripper { return new(ExternalInit) },
-		"group_context_extensions_proposal": func() roundTripper { return new(GroupContextExtensions) },
-		"commit":                            func() roundTripper { return new(Commit) },
-		"public_message_application":        func() roundTripper { return new(MLSMessage) },
-		"public_message_proposal":           func() roundTripper { return new(MLSMessage) },
-		"public_message_commit":             func() roundTripper { return new(MLSMessage) },
-		"private_message":                   func() roundTripper { return new(MLSMessage) },
-	}
+	fields := messageFields
 	checked := 0
 	for i, c := range cases {
 		if len(c) != len(fields) {

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/mimids/mimids/gateway"
+)
+
+// Config is the whole configuration of a provider. It is read from a JSON file
+// (-config) and then overridden by flags; every field has a default that needs nothing.
+type Config struct {
+	// Domain is the provider's domain: it names users (mimi://<domain>/u/<user>).
+	Domain string `json:"domain"`
+	// Listen is the address of the HTTP server (client socket, admin API, dashboard).
+	Listen string `json:"listen"`
+	// DataDir holds the SQLite store (mimids.db).
+	DataDir string    `json:"data_dir"`
+	Log     LogConfig `json:"log"`
+	Store   struct {
+		// Synchronous is "full" (a commit survives power loss) or "normal" (it
+		// survives a crash of the process).
+		Synchronous string `json:"synchronous"`
+	} `json:"store"`
+	TLS struct {
+		CertFile string `json:"cert_file"`
+		KeyFile  string `json:"key_file"`
+	} `json:"tls"`
+	Gateway gateway.Config `json:"gateway"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `json:"format"` // text or json
+	Level  string `json:"level"`  // debug, info, warn, error
+}
+
+func defaultConfig() Config {
+	c := Config{Domain: "localhost", Listen: "127.0.0.1:8080", DataDir: "./data", Log: LogConfig{Format: "text", Level: "info"}}
+	c.Store.Synchronous = "full"
+	c.Gateway = c.Gateway.WithDefaults()
+	return c
+}
+
+var domainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$`)
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !domainRE.MatchString(c.Domain) {
+		bad("domain %q is not a lower-case DNS name", c.Domain)
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		bad("listen %q is not host:port", c.Listen)
+	}
+	if c.DataDir == "" {
+		bad("data_dir is empty")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q must be text or json", c.Log.Format)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Store.Synchronous {
+	case "full", "normal":
+	default:
+		bad("store.synchronous %q must be full or normal", c.Store.Synchronous)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls.cert_file and tls.key_file must be set together")
+	}
+	if err := c.Gateway.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// StorePath is the SQLite file of the provider.
+func (c Config) StorePath() string { return filepath.Join(c.DataDir, "mimids.db") }
+
+// loadConfig parses the common flags (-config, -domain, -listen, -data, -log-format,
+// -log-level) from args, reads the file if any, applies the flags and validates.
+func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
+	cfg := defaultConfig()
+	path := fs.String("config", "", "JSON configuration `file`")
+	domain := fs.String("domain", "", "provider domain (default localhost)")
+	listen := fs.String("listen", "", "listen address (default 127.0.0.1:8080)")
+	data := fs.String("data", "", "data directory (default ./data)")
+	logFormat := fs.String("log-format", "", "log format: text or json")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", *path, err)
+		}
+		if dec.More() {
+			return cfg, fmt.Errorf("config %s: trailing data after the JSON object", *path)
+		}
+		cfg.Gateway = cfg.Gateway.WithDefaults()
+	}
+	for _, o := range []struct {
+		v   string
+		dst *string
+	}{{*domain, &cfg.Domain}, {*listen, &cfg.Listen}, {*data, &cfg.DataDir}, {*logFormat, &cfg.Log.Format}, {*logLevel, &cfg.Log.Level}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	cfg.Domain = strings.ToLower(cfg.Domain)
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,51 @@
+// Command mimids runs a MIMI Delivery Service provider (`mimids serve`) and administers
+// its store (`mimids user`, `mimids client`, `mimids notice`, `mimids admin`), inspects
+// MLS messages (`mimids mls`) and measures a running server (`mimids bench`).
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+
+var commands = map[string]command{
+	"serve":  serveCommand,
+	"user":   userCommand,
+	"client": clientCommand,
+	"notice": noticeCommand,
+	"admin":  adminCommand,
+}
+
+const usage = `usage: mimids <command> [flags]
+
+commands:
+  serve     run the provider (client socket, admin API, dashboard)
+  user      add | list | remove users
+  client    add | list | revoke clients (devices) and their tokens
+  notice    send an operator notice to a client, a user or everyone
+  admin     token: create another admin credential
+  mls       decode | keypackage | replay: inspect MLS messages
+  bench     load-test a running server over loopback
+
+Run 'mimids <command> -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mimids: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	return cmd(args[1:], stdin, stdout, stderr)
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os/signal"
+	"syscall"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/sqlite"
+	"github.com/mimids/mimids/web"
+)
+
+func serveCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "mimids serve: %v\n", err)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "mimids serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// provider is every part of one running provider, wired together.
+type provider struct {
+	db      *sqlite.DB
+	dir     *directory.Directory
+	mailbox *mailbox.Mailbox
+	gateway *gateway.Server
+}
+
+func openStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
+	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous})
+}
+
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg.Log, stderr)
+	db, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p := &provider{db: db, dir: directory.New(db, cfg.Domain)}
+	reg := gateway.NewRegistry()
+	p.mailbox = mailbox.New(db, mailbox.Metrics{})
+	p.gateway = gateway.New(cfg.Gateway, gateway.Deps{
+		Directory: p.dir, Mailbox: p.mailbox, Ready: db.Ping, Logger: log, Registry: reg,
+		Dashboard: web.Placeholder(cfg.Domain),
+	})
+	adminToken, err := p.dir.EnsureAdmin(ctx)
+	if err != nil {
+		return fmt.Errorf("admin credential: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	addr := ln.Addr().String()
+	wsScheme := map[string]string{"http": "ws", "https": "wss"}[scheme]
+	fmt.Fprintf(stdout, "mimids %s serving %s\n", version, cfg.Domain)
+	fmt.Fprintf(stdout, "  client socket: %s://%s/v1/socket\n", wsScheme, addr)
+	fmt.Fprintf(stdout, "  dashboard:     %s://%s/\n", scheme, addr)
+	fmt.Fprintf(stdout, "  admin API:     %s://%s/admin/v1/\n", scheme, addr)
+	fmt.Fprintf(stdout, "  store:         %s\n", cfg.StorePath())
+	if adminToken != "" {
+		fmt.Fprintf(stdout, "  admin token:   %s   (shown once; only its hash is stored)\n", adminToken)
+	}
+	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", cfg.StorePath())
+	err = p.gateway.Serve(ctx, ln)
+	log.Info("stopped", "err", err)
+	return err
+}
+
+const version = "0.1.0-dev"

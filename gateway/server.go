@@ -1,0 +1,292 @@
+// Package gateway is the client-facing edge of a provider: the echo application with
+// health, readiness and metrics routes, the admin HTTP API, and the client WebSocket
+// at /v1/socket (protocol in gateway/wire and docs/protocol.md). Each socket is one
+// session with a reader goroutine and a writer goroutine; mailbox entries reach it
+// from the durable per-client mailbox.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/wire"
+)
+
+// Directory is what the gateway needs from the user directory.
+type Directory interface {
+	Domain() string
+	Authenticate(ctx context.Context, token []byte) (directory.Client, error)
+	AdminAuthenticate(ctx context.Context, token string) (bool, error)
+	UserURI(user string) string
+	ClientURI(c directory.Client) string
+	AddUser(ctx context.Context, name string) (directory.User, error)
+	RemoveUser(ctx context.Context, name string) ([]directory.Client, error)
+	AddClient(ctx context.Context, user, client string, createUser bool) (directory.Client, string, error)
+	RevokeClient(ctx context.Context, user, client string) (directory.Client, error)
+	Store() directory.Store
+}
+
+// Mailbox is what the gateway needs from the durable mailbox.
+type Mailbox interface {
+	Enqueue(ctx context.Context, t mailbox.Target, kind uint16, payload []byte) (int, error)
+	Subscribe(clientID int64, s mailbox.Sink) (cancel func())
+	Poke(clientID int64)
+	Fetch(ctx context.Context, clientID int64, after uint64, limit int) ([]mailbox.Entry, error)
+	Ack(ctx context.Context, clientID int64, seq uint64) error
+	Status(ctx context.Context, clientID int64) (mailbox.Status, error)
+}
+
+// Handler answers one client request. It returns the response body, or an error: a
+// *wire.Error is sent as is, anything else as an internal error.
+type Handler func(ctx context.Context, c *Caller, body []byte) ([]byte, error)
+
+// Caller identifies the authenticated client behind a request.
+type Caller struct {
+	Client    directory.Client
+	ClientURI string
+	UserURI   string
+}
+
+// Deps are the parts the gateway serves.
+type Deps struct {
+	Directory Directory
+	Mailbox   Mailbox
+	// Ready reports whether the store answers; /readyz fails while it errors.
+	Ready    func(ctx context.Context) error
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Dashboard, if set, serves "/" and everything under /dashboard/.
+	Dashboard http.Handler
+}
+
+// Server is the client gateway.
+type Server struct {
+	// Static after construction.
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	echo     *echo.Echo
+	metrics  *metrics
+	handlers map[wire.Method]Handler
+
+	draining atomic.Bool
+	nextID   atomic.Uint64
+	wg       sync.WaitGroup // live sessions
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}           // Guarded by mu.
+	byClient map[int64]map[*session]struct{} // Guarded by mu.
+}
+
+// New builds a gateway; cfg must have been validated.
+func New(cfg Config, deps Deps) *Server {
+	cfg = cfg.WithDefaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registry == nil {
+		deps.Registry = NewRegistry()
+	}
+	s := &Server{
+		cfg: cfg, deps: deps, log: deps.Logger, metrics: newMetrics(deps.Registry),
+		handlers: make(map[wire.Method]Handler),
+		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
+	}
+	s.Handle(wire.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
+	s.Handle(wire.MethodMailboxStatus, s.mailboxStatus)
+	s.echo = s.routes()
+	return s
+}
+
+// Handle registers the handler for a request method. Call it before serving.
+func (s *Server) Handle(m wire.Method, h Handler) { s.handlers[m] = h }
+
+// Handler returns the HTTP handler of the gateway.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Echo exposes the echo application so other edges can add routes before serving.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = problemErrorHandler
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{})))
+	e.GET("/v1/socket", s.socket)
+	s.adminRoutes(e.Group("/admin/v1", s.adminAuth))
+	if s.deps.Dashboard != nil {
+		e.Any("/", echo.WrapHandler(s.deps.Dashboard))
+		e.Any("/dashboard/*", echo.WrapHandler(s.deps.Dashboard))
+	}
+	return e
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return problem(http.StatusServiceUnavailable, "draining", "the server is shutting down")
+	}
+	if s.deps.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.deps.Ready(ctx); err != nil {
+			return problem(http.StatusServiceUnavailable, "store unavailable", err.Error())
+		}
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+// Serve serves the gateway on ln until ctx ends, then drains: it refuses new sockets,
+// closes live ones with 1001 going away and waits (bounded) for them to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	go s.watchChanges(ctx)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.D())
+	defer cancel()
+	err := hs.Shutdown(sctx) // stops accepting; hijacked sockets are ours to close
+	s.closeAll(wire.CloseGoingAway, "server shutting down")
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.log.Warn("shutdown: sockets still open after timeout")
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) register(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := s.byClient[ss.caller.Client.ID]
+	if set == nil {
+		set = make(map[*session]struct{}, 1)
+		s.byClient[ss.caller.Client.ID] = set
+	}
+	set[ss] = struct{}{}
+}
+
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, ss)
+	if ss.caller == nil {
+		return
+	}
+	if set := s.byClient[ss.caller.Client.ID]; set != nil {
+		delete(set, ss)
+		if len(set) == 0 {
+			delete(s.byClient, ss.caller.Client.ID)
+		}
+	}
+}
+
+// CloseClient closes every live socket of a client with the close code.
+func (s *Server) CloseClient(clientID int64, code int, reason string) int {
+	s.mu.Lock()
+	var list []*session
+	for ss := range s.byClient[clientID] {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		ss.close(code, reason)
+	}
+	return len(list)
+}
+
+func (s *Server) closeAll(code int, reason string) {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		ss.close(code, reason)
+	}
+}
+
+// Connected returns the number of authenticated sockets.
+func (s *Server) Connected() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, set := range s.byClient {
+		n += len(set)
+	}
+	return n
+}
+
+// watchChanges applies what other processes (the admin CLI) changed in the store:
+// revoked clients lose their sockets, mailboxes written elsewhere are refetched.
+func (s *Server) watchChanges(ctx context.Context) {
+	store := s.deps.Directory.Store()
+	// Changes made before this server started are already reflected in the store.
+	var last int64
+	for i := 0; i < 1000; i++ {
+		cs, err := store.Changes(ctx, last, 1000)
+		if err != nil || len(cs) == 0 {
+			break
+		}
+		last = cs[len(cs)-1].ID
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cs, err := store.Changes(ctx, last, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("watch changes", "err", err)
+			}
+			continue
+		}
+		for _, c := range cs {
+			last = c.ID
+			switch c.Kind {
+			case directory.ChangeRevoked:
+				s.CloseClient(c.ClientID, wire.CloseRevoked, "token revoked")
+			case directory.ChangeMailbox:
+				s.deps.Mailbox.Poke(c.ClientID)
+			}
+		}
+	}
+}
+
+func (s *Server) mailboxStatus(ctx context.Context, c *Caller, _ []byte) ([]byte, error) {
+	st, err := s.deps.Mailbox.Status(ctx, c.Client.ID)
+	if err != nil {
+		return nil, err
+	}
+	return wire.MailboxStatus{Pending: st.Pending, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq}.MarshalBinary()
+}

@@ -1,0 +1,434 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/wire"
+)
+
+// session is one client socket. The reader goroutine (run) is the only caller of
+// conn.Read; after authentication it starts the writer goroutine, the only caller of
+// conn.Write.
+type session struct {
+	// Static after construction.
+	srv  *Server
+	conn *websocket.Conn
+	id   uint64
+	log  *slog.Logger
+	ctx  context.Context
+	stop context.CancelFunc
+
+	caller  *Caller // set by the reader before the writer starts; read-only after
+	written atomic.Uint64 // highest mailbox seq written to the socket
+	closed  atomic.Int32  // close code once close was called
+
+	wake chan struct{} // capacity 1: the writer has work
+
+	mu      sync.Mutex
+	queue   [][]byte // encoded frames waiting for the writer; Guarded by mu.
+	qbytes  int      // Guarded by mu.
+	lastSeq uint64   // highest mailbox seq placed in queue; Guarded by mu.
+	refetch bool     // the store may hold entries after lastSeq; Guarded by mu.
+}
+
+func (s *Server) socket(c echo.Context) error {
+	if s.draining.Load() {
+		return problem(503, "draining", "the server is shutting down")
+	}
+	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+		Subprotocols:   []string{wire.Subprotocol},
+		OriginPatterns: s.cfg.AllowedOrigins,
+	})
+	if err != nil {
+		return nil // Accept has written the HTTP error
+	}
+	s.metrics.accepted.Inc()
+	ctx, stop := context.WithCancel(context.Background())
+	ss := &session{srv: s, conn: conn, id: s.nextID.Add(1), ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
+	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		conn.Close(wire.CloseGoingAway, "server shutting down")
+		return nil
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer s.unregister(ss)
+	if conn.Subprotocol() != wire.Subprotocol {
+		ss.close(wire.CloseProtocolError, "subprotocol "+wire.Subprotocol+" required")
+		return nil
+	}
+	conn.SetReadLimit(int64(s.cfg.MaxFrameSize))
+	err = ss.run()
+	code := int(ss.closed.Load())
+	if code == 0 {
+		code = int(websocket.CloseStatus(err))
+		if code == -1 {
+			code = 1006
+		}
+		ss.close(code, "")
+	}
+	s.metrics.closes.WithLabelValues(wire.CloseReason(code)).Inc()
+	ss.log.Debug("socket closed", "reason", wire.CloseReason(code), "err", err)
+	return nil
+}
+
+// close ends the session once with the close code. It never blocks the caller.
+func (ss *session) close(code int, reason string) {
+	if !ss.closed.CompareAndSwap(0, int32(code)) {
+		return
+	}
+	ss.stop()
+	go ss.conn.Close(websocket.StatusCode(code), reason)
+}
+
+// fail sends a connection-level error frame if it can, then closes.
+func (ss *session) fail(code int, ecode wire.Code, msg string) {
+	ctx, cancel := context.WithTimeout(ss.ctx, time.Second)
+	ss.conn.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Error{Code: ecode, Message: msg}))
+	cancel()
+	ss.close(code, msg)
+}
+
+func (ss *session) run() error {
+	if err := ss.authenticate(); err != nil {
+		return err
+	}
+	s := ss.srv
+	s.metrics.connected.Inc()
+	defer s.metrics.connected.Dec()
+	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
+	defer cancelSub()
+	s.register(ss)
+	ss.Refetch()
+
+	werr := make(chan error, 1)
+	go func() { werr <- ss.writeLoop() }()
+	rerr := ss.readLoop()
+	ss.stop()
+	if err := <-werr; rerr == nil {
+		rerr = err
+	}
+	return rerr
+}
+
+func (ss *session) authenticate() error {
+	s := ss.srv
+	actx, cancel := context.WithTimeout(ss.ctx, s.cfg.AuthTimeout.D())
+	defer cancel()
+	typ, b, err := ss.conn.Read(actx)
+	if err != nil {
+		if errors.Is(actx.Err(), context.DeadlineExceeded) && ss.ctx.Err() == nil {
+			ss.fail(wire.CloseAuthTimeout, wire.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
+		}
+		return fmt.Errorf("read auth: %w", err)
+	}
+	if typ != websocket.MessageBinary {
+		ss.fail(wire.CloseProtocolError, wire.CodeMalformed, "frames must be binary messages")
+		return errors.New("text frame")
+	}
+	f, err := wire.Decode(b)
+	if err != nil {
+		ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
+		return err
+	}
+	auth, ok := f.(*wire.Auth)
+	if !ok {
+		ss.fail(wire.CloseProtocolError, wire.CodeProtocol, "the first frame must be auth, not "+f.Type().String())
+		return errors.New("no auth")
+	}
+	s.metrics.framesIn.WithLabelValues("auth").Inc()
+	client, err := s.deps.Directory.Authenticate(actx, auth.Token)
+	if err != nil {
+		if errors.Is(err, directory.ErrBadToken) {
+			ss.fail(wire.CloseAuthFailed, wire.CodeUnauthorized, "unknown or revoked token")
+		} else {
+			ss.fail(wire.CloseGoingAway, wire.CodeInternal, "authentication unavailable")
+		}
+		return err
+	}
+	ss.caller = &Caller{Client: client, ClientURI: s.deps.Directory.ClientURI(client), UserURI: s.deps.Directory.UserURI(client.UserName)}
+	ss.log = ss.log.With("client", ss.caller.ClientURI)
+	st, err := s.deps.Mailbox.Status(actx, client.ID)
+	if err != nil {
+		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "mailbox unavailable")
+		return err
+	}
+	ss.enqueue(wire.Encode(&wire.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
+	return nil
+}
+
+func (ss *session) readLoop() error {
+	s := ss.srv
+	sem := make(chan struct{}, s.cfg.MaxInflightRequests)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		typ, b, err := ss.conn.Read(ss.ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageBinary {
+			ss.fail(wire.CloseProtocolError, wire.CodeMalformed, "frames must be binary messages")
+			return errors.New("text frame")
+		}
+		f, err := wire.Decode(b)
+		if err != nil {
+			ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
+			return err
+		}
+		s.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
+		switch f := f.(type) {
+		case *wire.Request:
+			select {
+			case sem <- struct{}{}:
+			case <-ss.ctx.Done():
+				return ss.ctx.Err()
+			}
+			inflight.Add(1)
+			go func() {
+				defer func() { <-sem; inflight.Done() }()
+				ss.serve(f)
+			}()
+		case *wire.Ack:
+			if err := ss.ack(f.Seq); err != nil {
+				return err
+			}
+		default:
+			ss.fail(wire.CloseProtocolError, wire.CodeProtocol, f.Type().String()+" is not allowed here")
+			return fmt.Errorf("unexpected %s frame", f.Type())
+		}
+	}
+}
+
+func (ss *session) ack(seq uint64) error {
+	if w := ss.written.Load(); seq > w {
+		// Acknowledging what was never delivered would delete it unseen.
+		ss.enqueue(wire.Encode(&wire.Error{Code: wire.CodeInvalid,
+			Message: fmt.Sprintf("ack %d is past the last delivered seq %d", seq, w)}))
+		return nil
+	}
+	if err := ss.srv.deps.Mailbox.Ack(ss.ctx, ss.caller.Client.ID, seq); err != nil {
+		ss.log.Error("ack", "seq", seq, "err", err)
+		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "ack failed")
+		return err
+	}
+	ss.srv.metrics.acked.Inc()
+	return nil
+}
+
+func (ss *session) serve(req *wire.Request) {
+	s := ss.srv
+	start := time.Now()
+	h := s.handlers[req.Method]
+	var body []byte
+	var err error
+	if h == nil {
+		err = &wire.Error{Code: wire.CodeUnknownMethod, Message: req.Method.String()}
+	} else {
+		body, err = safeCall(ss.ctx, h, ss.caller, req.Body)
+	}
+	code := "ok"
+	if err != nil {
+		var we *wire.Error
+		if !errors.As(err, &we) {
+			ss.log.Error("request failed", "method", req.Method.String(), "err", err)
+			we = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
+		}
+		code = we.Code.String()
+		ss.enqueue(wire.Encode(&wire.Error{RequestID: req.RequestID, Code: we.Code, Message: we.Message}))
+	} else {
+		ss.enqueue(wire.Encode(&wire.Response{RequestID: req.RequestID, Body: body}))
+	}
+	s.metrics.requests.WithLabelValues(req.Method.String(), code).Inc()
+	s.metrics.reqLatency.Observe(time.Since(start).Seconds())
+}
+
+func safeCall(ctx context.Context, h Handler, c *Caller, body []byte) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return h(ctx, c, body)
+}
+
+// enqueue queues a frame for the writer; it never blocks. A socket whose queue is
+// full is a slow consumer and is closed.
+func (ss *session) enqueue(b []byte) {
+	ss.mu.Lock()
+	ok := ss.enqueueLocked(b)
+	ss.mu.Unlock()
+	if !ok {
+		ss.close(wire.CloseSlowConsumer, "send queue full")
+		return
+	}
+	ss.signal()
+}
+
+func (ss *session) enqueueLocked(b []byte) bool {
+	cfg := &ss.srv.cfg
+	if len(ss.queue) >= cfg.SendQueueMessages || ss.qbytes+len(b) > cfg.SendQueueBytes {
+		return false
+	}
+	ss.queue = append(ss.queue, b)
+	ss.qbytes += len(b)
+	return true
+}
+
+func (ss *session) signal() {
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Notify implements mailbox.Sink: an entry committed for this client.
+func (ss *session) Notify(e mailbox.Entry) {
+	ss.mu.Lock()
+	switch {
+	case e.Seq <= ss.lastSeq:
+		// Already queued (by catch-up).
+	case ss.refetch || e.Seq != ss.lastSeq+1:
+		// A gap: entries before e were never offered; catch up from the store.
+		ss.refetch = true
+	case !ss.enqueueLocked(encodeDeliver(e)):
+		// The queue is full; the entry is durable, so read it back later.
+		ss.refetch = true
+	default:
+		ss.lastSeq = e.Seq
+	}
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+// Refetch implements mailbox.Sink.
+func (ss *session) Refetch() {
+	ss.mu.Lock()
+	ss.refetch = true
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+func encodeDeliver(e mailbox.Entry) []byte {
+	return wire.Encode(&wire.Deliver{Seq: e.Seq, Kind: wire.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
+}
+
+func (ss *session) writeLoop() error {
+	s := ss.srv
+	ping := time.NewTicker(s.cfg.PingInterval.D())
+	defer ping.Stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return nil
+		case <-ping.C:
+			go ss.ping()
+			continue
+		case <-ss.wake:
+		}
+		for {
+			ss.mu.Lock()
+			batch, ss.queue = ss.queue, batch[:0]
+			ss.qbytes = 0
+			refetch := ss.refetch
+			ss.mu.Unlock()
+			if len(batch) == 0 && !refetch {
+				break
+			}
+			for i, b := range batch {
+				if err := ss.write(b); err != nil {
+					return err
+				}
+				batch[i] = nil
+			}
+			if refetch {
+				if err := ss.catchUp(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (ss *session) write(b []byte) error {
+	s := ss.srv
+	ctx, cancel := context.WithTimeout(ss.ctx, s.cfg.WriteTimeout.D())
+	err := ss.conn.Write(ctx, websocket.MessageBinary, b)
+	cancel()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && ss.ctx.Err() == nil {
+			ss.close(wire.CloseSlowConsumer, "write timeout")
+		}
+		return fmt.Errorf("write: %w", err)
+	}
+	s.metrics.framesOut.Inc()
+	if b[0] == byte(wire.TypeDeliver) {
+		s.metrics.delivered.Inc()
+		seq := uint64(b[1])<<56 | uint64(b[2])<<48 | uint64(b[3])<<40 | uint64(b[4])<<32 |
+			uint64(b[5])<<24 | uint64(b[6])<<16 | uint64(b[7])<<8 | uint64(b[8])
+		if seq > ss.written.Load() {
+			ss.written.Store(seq)
+		}
+	}
+	return nil
+}
+
+// catchUp reads one page of stored entries after lastSeq into the queue.
+func (ss *session) catchUp() error {
+	limit := ss.srv.cfg.ReplayBatch
+	ss.mu.Lock()
+	after := ss.lastSeq
+	ss.refetch = false
+	ss.mu.Unlock()
+	entries, err := ss.srv.deps.Mailbox.Fetch(ss.ctx, ss.caller.Client.ID, after, limit)
+	if err != nil {
+		if ss.ctx.Err() != nil {
+			return nil
+		}
+		ss.log.Error("mailbox fetch", "err", err)
+		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "mailbox unavailable")
+		return err
+	}
+	ss.mu.Lock()
+	for _, e := range entries {
+		if e.Seq <= ss.lastSeq {
+			continue
+		}
+		if !ss.enqueueLocked(encodeDeliver(e)) {
+			ss.refetch = true
+			break
+		}
+		ss.lastSeq = e.Seq
+	}
+	if len(entries) == limit {
+		ss.refetch = true
+	}
+	ss.mu.Unlock()
+	return nil
+}
+
+func (ss *session) ping() {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout.D())
+	defer cancel()
+	if err := ss.conn.Ping(ctx); err != nil && ss.ctx.Err() == nil {
+		ss.log.Debug("ping failed", "err", err)
+		ss.close(wire.CloseSlowConsumer, "ping timeout")
+	}
+}

@@ -29,7 +29,7 @@ type session struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	caller  *Caller // set by the reader before the writer starts; read-only after
+	caller  *Caller       // set by the reader before the writer starts; read-only after
 	written atomic.Uint64 // highest mailbox seq written to the socket
 	closed  atomic.Int32  // close code once close was called
 

@@ -1,0 +1,262 @@
+package ohttp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Relay defaults.
+const (
+	DefaultRelayTimeout = 10 * time.Second
+)
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	// Peers maps each allow-listed peer domain (lowercase) to the URL of
+	// its gateway, normally "https://<domain>" + WellKnownGatewayPath.
+	// Required.
+	Peers map[string]string
+	// PeerFunc names the target peer of a request. Nil means: the path
+	// wildcard "peer" when the handler was routed by an http.ServeMux
+	// pattern such as "POST /ohttp-relay/{peer}", else the last segment
+	// of the URL path (so "/ohttp-relay/b.example" names b.example with
+	// any router).
+	PeerFunc func(*http.Request) string
+	// Client sends to the gateways. Nil means a client with Timeout, no
+	// cookie jar, no redirects and no compression. A client with a
+	// cookie jar is refused.
+	Client *http.Client
+	// Timeout bounds each forwarded exchange (default 10 seconds).
+	Timeout time.Duration
+	// MaxRequestBytes bounds the client's body (default 64 KiB).
+	MaxRequestBytes int64
+	// MaxResponseBytes bounds the gateway's body (default 1 MiB).
+	MaxResponseBytes int64
+	// Authorize, if set, vets each request before anything else; an error
+	// is answered 401 (its text is not shown).
+	Authorize func(*http.Request) error
+	// Limiter, if set, is asked once per authorized request with the key
+	// LimitKey returns; a refusal is answered 429.
+	Limiter Limiter
+	// LimitKey names the rate-limited party. Nil means the client's IP
+	// address.
+	LimitKey func(*http.Request) string
+	// Observe, if set, is called once per request with its outcome and
+	// the error behind it. It must not block.
+	Observe func(Outcome, error)
+}
+
+// Validate reports every problem of c.
+func (c RelayConfig) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("ohttp: relay: "+format, a...)) }
+	if len(c.Peers) == 0 {
+		add("no peers")
+	}
+	for peer, gw := range c.Peers {
+		if peer == "" || peer != strings.ToLower(peer) || strings.ContainsAny(peer, "/ ") {
+			add("invalid peer name %q", peer)
+		}
+		u, err := url.Parse(gw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			add("invalid gateway URL %q for peer %q", gw, peer)
+		}
+	}
+	if c.Client != nil && c.Client.Jar != nil {
+		add("client has a cookie jar")
+	}
+	if c.Timeout < 0 || c.MaxRequestBytes < 0 || c.MaxResponseBytes < 0 {
+		add("negative Timeout, MaxRequestBytes or MaxResponseBytes")
+	}
+	return errors.Join(errs...)
+}
+
+// Relay is the Oblivious Relay Resource (RFC 9458 Section 6.2) that a
+// provider runs for its own clients. It accepts POST message/ohttp-req
+// bodies and forwards them to the gateway of an allow-listed peer, then
+// returns the gateway's status, content type and body. It is never an
+// open proxy: a peer not in the allow-list is answered 404.
+//
+// The forwarded request carries only the body, its Content-Type and
+// Content-Length: no client address, Forwarded, X-Forwarded-For or Via,
+// no authentication, no cookies and no User-Agent. Only the status,
+// Content-Type, Content-Length and Retry-After of the gateway's answer
+// reach the client. The relay sees the key id and suite in the clear
+// header and nothing else.
+//
+// Order of checks: method (405), Authorize (401), Limiter (429), peer
+// (404), content type (415), body size (413) and emptiness (400). Gateway
+// failures are answered 502, and timeouts 504, as problem JSON.
+type Relay struct {
+	// Static after construction.
+	cfg    RelayConfig
+	client *http.Client
+}
+
+// NewRelay validates cfg and returns the relay.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultRelayTimeout
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.PeerFunc == nil {
+		cfg.PeerFunc = defaultPeer
+	}
+	if cfg.LimitKey == nil {
+		cfg.LimitKey = remoteIP
+	}
+	peers := make(map[string]string, len(cfg.Peers))
+	for p, u := range cfg.Peers {
+		peers[p] = u
+	}
+	cfg.Peers = peers
+	r := &Relay{cfg: cfg, client: cfg.Client}
+	if r.client == nil {
+		r.client = newRelayClient(cfg.Timeout)
+	}
+	return r, nil
+}
+
+func newRelayClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		DisableCompression:    true,
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func defaultPeer(r *http.Request) string {
+	if p := r.PathValue("peer"); p != "" {
+		return p
+	}
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	return p[strings.LastIndexByte(p, '/')+1:]
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (rl *Relay) fail(w http.ResponseWriter, p *Problem, o Outcome, err error) {
+	WriteProblem(w, p)
+	if rl.cfg.Observe != nil {
+		rl.cfg.Observe(o, err)
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		rl.fail(w, &Problem{Title: "method not allowed", Status: http.StatusMethodNotAllowed}, OutcomeBadMethod, nil)
+		return
+	}
+	if rl.cfg.Authorize != nil {
+		if err := rl.cfg.Authorize(r); err != nil {
+			rl.fail(w, &Problem{Title: "unauthorized", Status: http.StatusUnauthorized}, OutcomeUnauthorized, err)
+			return
+		}
+	}
+	if rl.cfg.Limiter != nil && !rl.cfg.Limiter.Allow(rl.cfg.LimitKey(r)) {
+		w.Header().Set("Retry-After", "1")
+		rl.fail(w, &Problem{Title: "too many requests", Status: http.StatusTooManyRequests}, OutcomeRateLimited, nil)
+		return
+	}
+	peer := strings.ToLower(rl.cfg.PeerFunc(r))
+	gw, ok := rl.cfg.Peers[peer]
+	if !ok {
+		rl.fail(w, &Problem{Title: "unknown peer", Status: http.StatusNotFound}, OutcomeUnknownPeer, nil)
+		return
+	}
+	if !hasMediaType(r.Header, MediaTypeRequest) {
+		rl.fail(w, &Problem{Title: "unsupported media type", Status: http.StatusUnsupportedMediaType,
+			Detail: "expected " + MediaTypeRequest}, OutcomeBadMediaType, nil)
+		return
+	}
+	body, err := readBody(r, rl.cfg.MaxRequestBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		rl.fail(w, &Problem{Title: "request too large", Status: http.StatusRequestEntityTooLarge}, OutcomeTooLarge, err)
+		return
+	case err != nil || len(body) == 0:
+		rl.fail(w, &Problem{Title: "empty or unreadable request", Status: http.StatusBadRequest}, OutcomeMalformed, err)
+		return
+	}
+	rl.forward(r.Context(), w, gw, body)
+}
+
+// forward sends body to the gateway and copies its answer.
+func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, body []byte) {
+	ctx, cancel := context.WithTimeout(ctx, rl.cfg.Timeout)
+	defer cancel()
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, gw, bytes.NewReader(body))
+	if err != nil {
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
+		return
+	}
+	// Only what carries the request; an empty User-Agent suppresses Go's.
+	out.Header = http.Header{"Content-Type": {MediaTypeRequest}, "User-Agent": {""}}
+	resp, err := rl.client.Do(out)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			rl.fail(w, &Problem{Title: "gateway timeout", Status: http.StatusGatewayTimeout}, OutcomeTimeout, err)
+			return
+		}
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
+		return
+	}
+	defer resp.Body.Close()
+	rb, err := readLimited(resp.Body, resp.ContentLength, rl.cfg.MaxResponseBytes)
+	if err == nil && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		err = fmt.Errorf("ohttp: gateway answered %d", resp.StatusCode)
+	}
+	if err != nil {
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
+		return
+	}
+	h := w.Header()
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		h.Set("Content-Type", ct)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		h.Set("Retry-After", ra)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(rb)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(rb)
+	if rl.cfg.Observe != nil {
+		rl.cfg.Observe(OutcomeOK, nil)
+	}
+}

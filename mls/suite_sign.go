@@ -3,6 +3,7 @@ package mls
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
 	"hash"
@@ -20,8 +21,13 @@ type SignatureKey struct {
 }
 
 // ParseSignatureKey checks and parses a SignaturePublicKey of the suite's
-// signature scheme: 32 bytes for Ed25519, 57 for Ed448, an uncompressed point
-// on the curve for ECDSA. raw is retained, not copied.
+// signature scheme: 32 bytes for Ed25519, 57 for Ed448, a point on the curve
+// for ECDSA. raw is retained, not copied.
+//
+// RFC 9420 §5.1.1 encodes ECDSA keys as uncompressed points. ts-mls 1.6.4
+// sends SEC 1 compressed points (0x02/0x03 prefix) instead, and its members
+// accept each other's; for interoperability compressed points are accepted
+// too (decompression costs a square root, so they verify more slowly).
 func (s *Suite) ParseSignatureKey(raw []byte) (*SignatureKey, error) {
 	k := &SignatureKey{suite: s, raw: raw}
 	switch s.sig {
@@ -34,7 +40,19 @@ func (s *Suite) ParseSignatureKey(raw []byte) (*SignatureKey, error) {
 			return nil, fmt.Errorf("%w: ed448 key of %d bytes", ErrBadSignatureKey, len(raw))
 		}
 	default:
-		pk, err := ecdsa.ParseUncompressedPublicKey(s.curve, raw)
+		pt := raw
+		if len(raw) > 0 && (raw[0] == 2 || raw[0] == 3) {
+			x, y := elliptic.UnmarshalCompressed(s.curve, raw)
+			if x == nil {
+				return nil, fmt.Errorf("%w: %s: invalid compressed point", ErrBadSignatureKey, s.sig)
+			}
+			n := (s.curve.Params().BitSize + 7) / 8
+			pt = make([]byte, 1+2*n)
+			pt[0] = 4
+			x.FillBytes(pt[1 : 1+n])
+			y.FillBytes(pt[1+n:])
+		}
+		pk, err := ecdsa.ParseUncompressedPublicKey(s.curve, pt)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadSignatureKey, s.sig, err)
 		}

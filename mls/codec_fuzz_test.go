@@ -172,7 +172,7 @@ func FuzzGroupInfo(f *testing.F) {
 		return nil
 	})
 	fuzzRoundTrip(f, seeds, func(t *testing.T, g *GroupInfo) {
-		g.GroupContext.Extensions.RatchetTree()    // must not panic
+		g.GroupContext.Extensions.RatchetTree()     // must not panic
 		g.GroupContext.Extensions.ExternalSenders() // must not panic
 		g.Extensions.ExternalPub()                  // must not panic
 	})

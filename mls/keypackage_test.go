@@ -17,7 +17,7 @@ type testKeyPackage struct {
 	priv []byte // signature private key
 }
 
-func randBytes(n int) []byte {
+func kpRandBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
@@ -39,9 +39,9 @@ func newTestKeyPackage(t testing.TB, cs CipherSuite, edit func(*KeyPackage)) *te
 	kp := &KeyPackage{
 		Version:     ProtocolVersionMLS10,
 		CipherSuite: cs,
-		InitKey:     randBytes(32),
+		InitKey:     kpRandBytes(32),
 		LeafNode: LeafNode{
-			EncryptionKey: randBytes(32),
+			EncryptionKey: kpRandBytes(32),
 			SignatureKey:  pub,
 			Credential:    Credential{CredentialType: CredentialTypeBasic, Identity: []byte("mimi://example.com/u/alice")},
 			Capabilities: Capabilities{
@@ -158,7 +158,7 @@ func TestValidateKeyPackageBad(t *testing.T) {
 			edit: func(kp *KeyPackage) { kp.LeafNode.LeafNodeSource = LeafNodeSourceUpdate }, want: ErrLeafNodeSource},
 		{name: "leaf_node_source commit", edit: func(kp *KeyPackage) {
 			kp.LeafNode.LeafNodeSource = LeafNodeSourceCommit
-			kp.LeafNode.ParentHash = randBytes(32)
+			kp.LeafNode.ParentHash = kpRandBytes(32)
 		}, want: ErrLeafNodeSource},
 		{name: "capabilities without the credential type",
 			edit: func(kp *KeyPackage) { kp.LeafNode.Capabilities.Credentials = []CredentialType{CredentialTypeX509} },

@@ -1,0 +1,745 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/mimids/mimids/gateway/wire"
+)
+
+func testConfig(s *fakeServer, h Handler) Config {
+	return Config{
+		URL: s.url(), Token: s.token, Handler: h,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		HandshakeTimeout: 5 * time.Second,
+	}
+}
+
+func dial(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestAuthOK(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) { s.origins = []string{"app.example"} })
+	s.pushNotices(3)
+	var connected atomic.Int32
+	cfg := testConfig(s, nil)
+	cfg.OnConnect = func(SessionInfo) { connected.Add(1) }
+	var origin string
+	s.checkReq = func(r *http.Request) (int, bool) { origin = r.Header.Get("Origin"); return 0, true }
+	cfg.Origin = "https://app.example"
+	c := dial(t, cfg)
+	info := c.Session()
+	want := SessionInfo{ClientID: "mimi://test/d/alice/c1", UserID: "mimi://test/u/alice", Pending: 3, MaxFrameSize: 1 << 20}
+	if info != want {
+		t.Errorf("Session() = %+v, want %+v", info, want)
+	}
+	if origin != cfg.Origin {
+		t.Errorf("Origin header %q, want %q", origin, cfg.Origin)
+	}
+	if !c.Connected() {
+		t.Error("Connected() = false after Dial")
+	}
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	st, err := c.MailboxStatus(ctxT(t))
+	if err != nil || st != (wire.MailboxStatus{Pending: 3, FirstSeq: 1, LastSeq: 3}) {
+		t.Errorf("MailboxStatus = %+v, %v", st, err)
+	}
+	waitFor(t, "OnConnect", func() bool { return connected.Load() == 1 })
+	// Without a handler nothing is consumed or acknowledged.
+	if _, acked, frames := s.state(); acked != 0 || frames != 0 {
+		t.Errorf("acked %d in %d frames without a handler", acked, frames)
+	}
+}
+
+func TestAuthRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		closeOnly bool
+		token     string
+		wantFrame bool
+	}{
+		{"error frame then 4001", false, "mdt_wrong", true},
+		{"bare 4001 close", true, "mdt_wrong", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t, func(s *fakeServer) { s.closeOnly = tc.closeOnly })
+			cfg := testConfig(s, nil)
+			cfg.Token = tc.token
+			_, err := Dial(ctxT(t), cfg)
+			if !errors.Is(err, ErrAuthFailed) {
+				t.Fatalf("Dial error %v, want ErrAuthFailed", err)
+			}
+			var we *wire.Error
+			if got := errors.As(err, &we); got != tc.wantFrame {
+				t.Errorf("error carries *wire.Error = %v, want %v (%v)", got, tc.wantFrame, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if conns, _, _ := s.state(); conns != 1 {
+				t.Errorf("server saw %d connections, want 1 (no retry loop)", conns)
+			}
+		})
+	}
+}
+
+func TestTerminalCloseStopsReconnecting(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		refuse   func(n int) bool
+		close    int
+		want     error
+		wantConn int
+	}{
+		{"revoked while connected", nil, wire.CloseRevoked, ErrRevoked, 1},
+		{"refused on reconnect", func(n int) bool { return n > 1 }, wire.CloseSlowConsumer, ErrAuthFailed, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t, func(s *fakeServer) {
+				s.refuse = tc.refuse
+				s.onConnect = func(fc *fakeConn) {
+					if fc.n == 1 {
+						fc.close(tc.close, "bye")
+					}
+				}
+			})
+			var disconnects []error
+			var mu sync.Mutex
+			cfg := testConfig(s, nil)
+			cfg.OnDisconnect = func(err error) { mu.Lock(); disconnects = append(disconnects, err); mu.Unlock() }
+			c := dial(t, cfg)
+			select {
+			case <-c.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("client did not stop")
+			}
+			if !errors.Is(c.Err(), tc.want) {
+				t.Fatalf("Err() = %v, want %v", c.Err(), tc.want)
+			}
+			if _, err := c.Do(ctxT(t), wire.MethodPing, nil); !errors.Is(err, ErrClosed) || !errors.Is(err, tc.want) {
+				t.Errorf("Do after stop: %v, want ErrClosed wrapping %v", err, tc.want)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if conns, _, _ := s.state(); conns != tc.wantConn {
+				t.Errorf("server saw %d connections, want %d", conns, tc.wantConn)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(disconnects) == 0 {
+				t.Fatal("OnDisconnect not called")
+			}
+			var de *DisconnectError
+			if errors.As(disconnects[0], &de) && de.Code != tc.close {
+				t.Errorf("first disconnect code %d, want %d", de.Code, tc.close)
+			}
+		})
+	}
+}
+
+func TestPipelinedRequestsOutOfOrder(t *testing.T) {
+	const n = 8
+	var mu sync.Mutex
+	var held []*wire.Request
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.onRequest = func(fc *fakeConn, r *wire.Request) bool {
+			if r.Method != 0x7001 {
+				return false
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			held = append(held, r)
+			if len(held) < n {
+				return true
+			}
+			for i := len(held) - 1; i >= 0; i-- { // answer newest first
+				q := held[i]
+				if bytes.Equal(q.Body, []byte("fail")) {
+					fc.send(&wire.Error{RequestID: q.RequestID, Code: wire.CodeInvalid, Message: "no"})
+				} else {
+					fc.send(&wire.Response{RequestID: q.RequestID, Body: append([]byte("re:"), q.Body...)})
+				}
+			}
+			return true
+		}
+	})
+	c := dial(t, testConfig(s, nil))
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			body := []byte(fmt.Sprint(i))
+			if i == 3 {
+				body = []byte("fail")
+			}
+			got, err := c.Do(ctxT(t), 0x7001, body)
+			switch {
+			case i == 3:
+				var we *wire.Error
+				if !errors.As(err, &we) || we.Code != wire.CodeInvalid {
+					errs[i] = fmt.Errorf("request %d: got %q, %v; want a wire error invalid", i, got, err)
+				}
+			case err != nil || string(got) != "re:"+string(body):
+				errs[i] = fmt.Errorf("request %d: got %q, %v", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	ids := map[uint32]bool{}
+	for _, r := range held {
+		if ids[r.RequestID] || r.RequestID == 0 {
+			t.Errorf("request id %d reused or zero", r.RequestID)
+		}
+		ids[r.RequestID] = true
+	}
+}
+
+func TestDeliveriesInOrderDuplicatesDropped(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) { s.forgetAcks = true })
+	s.pushNotices(10)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	c := dial(t, cfg)
+	waitFor(t, "first 10 deliveries", func() bool { return rec.count() == 10 })
+	s.conn(1).close(wire.CloseSlowConsumer, "slow")
+	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
+	s.pushNotices(10) // the server replays 1..10 (forgetAcks), then 11..20
+	waitFor(t, "20 deliveries acked", func() bool { _, acked, _ := s.state(); return acked == 20 })
+	checkSequence(t, rec.got(), 20)
+	if st := c.Stats(); st.Duplicates != 10 || st.Delivered != 20 {
+		t.Errorf("stats %+v: want 10 duplicates, 20 delivered", st)
+	}
+	if c.LastSeq() != 20 {
+		t.Errorf("LastSeq() = %d, want 20", c.LastSeq())
+	}
+}
+
+func TestLastSeqSkipsHandled(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(6)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.LastSeq = 4
+	c := dial(t, cfg)
+	waitFor(t, "ack 6", func() bool { _, acked, _ := s.state(); return acked == 6 })
+	if got := rec.got(); len(got) != 2 || got[0] != 5 || got[1] != 6 {
+		t.Errorf("handled %v, want [5 6]", got)
+	}
+	if st := c.Stats(); st.Duplicates != 4 {
+		t.Errorf("duplicates %d, want 4", st.Duplicates)
+	}
+}
+
+func TestAcksCoalesced(t *testing.T) {
+	s := newFakeServer(t)
+	const n = 500
+	s.pushNotices(n) // stored before connecting: a replay burst
+	rec := &recorder{}
+	c := dial(t, testConfig(s, rec.handle))
+	waitFor(t, "stored burst acked", func() bool { _, acked, _ := s.state(); return acked == n })
+	s.pushNotices(n) // a live burst
+	waitFor(t, "live burst acked", func() bool { _, acked, _ := s.state(); return acked == 2*n })
+	checkSequence(t, rec.got(), 2*n)
+	_, _, frames := s.state()
+	if frames > 2*n/10 {
+		t.Errorf("%d ack frames for %d deliveries, want at most %d", frames, 2*n, 2*n/10)
+	}
+	if st := c.Stats(); st.AcksSent != uint64(frames) {
+		t.Errorf("AcksSent %d, server saw %d", st.AcksSent, frames)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 1; i < len(s.acks); i++ {
+		if s.acks[i] <= s.acks[i-1] {
+			t.Errorf("acks not increasing: %v", s.acks)
+			break
+		}
+	}
+}
+
+func TestManualAck(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(5)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.ManualAck = true
+	cfg.AckDelay = -1
+	c := dial(t, cfg)
+	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
+	time.Sleep(30 * time.Millisecond)
+	if _, acked, frames := s.state(); frames != 0 {
+		t.Fatalf("manual mode sent %d ack frames (acked %d) before Ack", frames, acked)
+	}
+	if err := c.Ack(6); !errors.Is(err, ErrAckAhead) {
+		t.Errorf("Ack(6) = %v, want ErrAckAhead", err)
+	}
+	if err := c.Ack(3); err != nil {
+		t.Fatalf("Ack(3): %v", err)
+	}
+	waitFor(t, "ack 3", func() bool { _, acked, _ := s.state(); return acked == 3 })
+	if err := c.Ack(2); err != nil { // below the watermark: no new frame
+		t.Fatalf("Ack(2): %v", err)
+	}
+	if err := c.Ack(5); err != nil {
+		t.Fatalf("Ack(5): %v", err)
+	}
+	waitFor(t, "ack 5", func() bool { _, acked, _ := s.state(); return acked == 5 })
+	if _, _, frames := s.state(); frames != 2 {
+		t.Errorf("%d ack frames, want 2", frames)
+	}
+}
+
+func TestReconnect(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code int
+	}{
+		{"slow consumer", wire.CloseSlowConsumer},
+		{"going away", wire.CloseGoingAway},
+		{"normal close by server", int(websocket.StatusNormalClosure)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t)
+			s.pushNotices(3)
+			rec := &recorder{}
+			causes := make(chan error, 4)
+			cfg := testConfig(s, rec.handle)
+			cfg.OnDisconnect = func(err error) { causes <- err }
+			c := dial(t, cfg)
+			waitFor(t, "3 acked", func() bool { _, acked, _ := s.state(); return acked == 3 })
+			s.conn(1).close(tc.code, "test")
+			var cause error
+			select {
+			case cause = <-causes:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no disconnect")
+			}
+			var de *DisconnectError
+			if !errors.As(cause, &de) || de.Code != tc.code || de.Reason != "test" {
+				t.Fatalf("disconnect cause %v, want close %d", cause, tc.code)
+			}
+			// Do waits for the next connection.
+			if _, err := c.Ping(ctxT(t)); err != nil {
+				t.Fatalf("Ping after reconnect: %v", err)
+			}
+			s.pushNotices(2)
+			waitFor(t, "5 acked", func() bool { _, acked, _ := s.state(); return acked == 5 })
+			checkSequence(t, rec.got(), 5)
+			if conns, _, _ := s.state(); conns != 2 {
+				t.Errorf("%d connections, want 2", conns)
+			}
+			if st := c.Stats(); st.Connects != 2 || st.Disconnects != 1 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestResyncOnDeliveryOverflow(t *testing.T) {
+	s := newFakeServer(t)
+	const n = 60
+	s.pushNotices(n)
+	rec := &recorder{fail: func(*Delivery) error { time.Sleep(200 * time.Microsecond); return nil }}
+	cfg := testConfig(s, rec.handle)
+	cfg.DeliveryQueueLen = 4
+	c := dial(t, cfg)
+	waitFor(t, "all acked", func() bool { _, acked, _ := s.state(); return acked == n })
+	checkSequence(t, rec.got(), n)
+	if st := c.Stats(); st.Resyncs == 0 {
+		t.Errorf("no resync with a 4-entry queue and %d entries: %+v", n, st)
+	}
+}
+
+func TestHandlerErrorRedelivers(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(5)
+	var failed atomic.Bool
+	rec := &recorder{fail: func(d *Delivery) error {
+		if d.Seq == 3 && failed.CompareAndSwap(false, true) {
+			return errors.New("disk full")
+		}
+		return nil
+	}}
+	causes := make(chan error, 4)
+	cfg := testConfig(s, rec.handle)
+	cfg.OnDisconnect = func(err error) { causes <- err }
+	dial(t, cfg)
+	waitFor(t, "all acked", func() bool { _, acked, _ := s.state(); return acked == 5 })
+	checkSequence(t, rec.got(), 5)
+	if err := <-causes; !errors.Is(err, ErrHandler) || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("disconnect cause %v, want ErrHandler", err)
+	}
+	if conns, _, _ := s.state(); conns != 2 {
+		t.Errorf("%d connections, want 2", conns)
+	}
+}
+
+func TestContextCancellation(t *testing.T) {
+	t.Run("Do", func(t *testing.T) {
+		s := newFakeServer(t, func(s *fakeServer) {
+			s.onRequest = func(fc *fakeConn, r *wire.Request) bool { return r.Method == 0x7002 } // never answered
+		})
+		c := dial(t, testConfig(s, nil))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if _, err := c.Do(ctx, 0x7002, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Do = %v, want DeadlineExceeded", err)
+		}
+		if _, err := c.Ping(ctxT(t)); err != nil {
+			t.Fatalf("Ping after a canceled Do: %v", err)
+		}
+		c.mu.Lock()
+		pending := len(c.cur.pending)
+		c.mu.Unlock()
+		if pending != 0 {
+			t.Errorf("%d requests still pending", pending)
+		}
+	})
+	t.Run("Dial without auth answer", func(t *testing.T) {
+		s := newFakeServer(t, func(s *fakeServer) { s.silentAuth = true })
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := Dial(ctx, testConfig(s, nil)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Dial = %v, want DeadlineExceeded", err)
+		}
+	})
+	t.Run("Close with a stuck handler", func(t *testing.T) {
+		s := newFakeServer(t)
+		s.pushNotices(1)
+		entered := make(chan struct{})
+		handlerErr := make(chan error, 1)
+		cfg := testConfig(s, func(ctx context.Context, d *Delivery) error {
+			close(entered)
+			<-ctx.Done()
+			handlerErr <- ctx.Err()
+			return ctx.Err()
+		})
+		c, err := Dial(ctxT(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-entered
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := c.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close = %v, want DeadlineExceeded", err)
+		}
+		if err := <-handlerErr; err == nil {
+			t.Error("handler context not canceled")
+		}
+		<-c.Done()
+		if c.Err() != nil {
+			t.Errorf("Err() = %v after Close, want nil", c.Err())
+		}
+		if _, acked, _ := s.state(); acked != 0 {
+			t.Errorf("failed delivery acked (%d)", acked)
+		}
+	})
+	t.Run("Do waiting for a connection", func(t *testing.T) {
+		s := newFakeServer(t, func(s *fakeServer) {
+			s.onConnect = func(fc *fakeConn) { fc.close(wire.CloseGoingAway, "restart") }
+		})
+		cfg := testConfig(s, nil)
+		cfg.MinBackoff, cfg.MaxBackoff = time.Second, time.Second
+		c := dial(t, cfg)
+		waitFor(t, "disconnect", func() bool { return !c.Connected() })
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := c.Do(ctx, wire.MethodPing, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Do while reconnecting = %v, want DeadlineExceeded", err)
+		}
+	})
+}
+
+func TestCloseFlushesAcks(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(7)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.AckDelay = time.Hour // only Close can send the ack
+	c, err := Dial(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "7 deliveries", func() bool { return rec.count() == 7 })
+	if err := c.Close(ctxT(t)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, acked, frames := s.state(); acked != 7 || frames != 1 {
+		t.Errorf("acked %d in %d frames, want 7 in 1", acked, frames)
+	}
+	waitFor(t, "server saw the close", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.closes) == 1 })
+	if s.closes[0] != int(websocket.StatusNormalClosure) {
+		t.Errorf("close code %d, want 1000", s.closes[0])
+	}
+	if _, err := c.Do(ctxT(t), wire.MethodPing, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close = %v, want ErrClosed", err)
+	}
+	if err := c.Close(ctxT(t)); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestOversizedFrameFromServer(t *testing.T) {
+	s := newFakeServer(t)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.ReadLimit = 4096
+	c := dial(t, cfg)
+	s.push(bytes.Repeat([]byte("x"), 8000))
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not stop")
+	}
+	if !errors.Is(c.Err(), ErrFrameTooBig) {
+		t.Fatalf("Err() = %v, want ErrFrameTooBig", c.Err())
+	}
+	time.Sleep(30 * time.Millisecond)
+	if conns, _, _ := s.state(); conns != 1 || rec.count() != 0 {
+		t.Errorf("%d connections, %d deliveries; want 1, 0", conns, rec.count())
+	}
+}
+
+func TestRequestOverMaxFrameSize(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) { s.maxFrame = 1024 })
+	c := dial(t, testConfig(s, nil))
+	if _, err := c.Do(ctxT(t), wire.MethodPing, make([]byte, 2000)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Do = %v, want ErrTooLarge", err)
+	}
+	if _, err := c.Do(ctxT(t), wire.MethodPing, make([]byte, 900)); err != nil {
+		t.Fatalf("Do under the limit: %v", err)
+	}
+}
+
+func TestProtocolViolationReconnects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  websocket.MessageType
+		msg  []byte
+	}{
+		{"text message", websocket.MessageText, []byte("hello")},
+		{"unknown frame type", websocket.MessageBinary, []byte{0x42}},
+		{"truncated deliver", websocket.MessageBinary, []byte{byte(wire.TypeDeliver), 0, 0}},
+		{"request from server", websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: 1, Method: wire.MethodPing})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFakeServer(t, func(s *fakeServer) {
+				s.onConnect = func(fc *fakeConn) {
+					if fc.n == 1 {
+						fc.sendRaw(tc.typ, tc.msg)
+					}
+				}
+			})
+			causes := make(chan error, 2)
+			cfg := testConfig(s, nil)
+			cfg.OnDisconnect = func(err error) { causes <- err }
+			c := dial(t, cfg)
+			if err := <-causes; !errors.Is(err, ErrProtocol) {
+				t.Errorf("cause %v, want ErrProtocol", err)
+			}
+			if _, err := c.Ping(ctxT(t)); err != nil {
+				t.Fatalf("Ping after reconnect: %v", err)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if len(s.closes) == 0 || s.closes[0] != int(websocket.StatusProtocolError) {
+				t.Errorf("client close codes %v, want 1002 first", s.closes)
+			}
+		})
+	}
+}
+
+func TestHandshakeRejected(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.checkReq = func(*http.Request) (int, bool) { return http.StatusForbidden, false }
+	})
+	_, err := Dial(ctxT(t), testConfig(s, nil))
+	if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("Dial = %v, want ErrRejected with 403", err)
+	}
+}
+
+func TestGiveUpAfterMaxAttempts(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.onConnect = func(fc *fakeConn) { fc.close(wire.CloseGoingAway, "bye") }
+		s.checkReq = func(*http.Request) (int, bool) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return http.StatusServiceUnavailable, len(s.conns) == 0
+		}
+	})
+	cfg := testConfig(s, nil)
+	cfg.MaxReconnectAttempts = 3
+	c := dial(t, cfg)
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not give up")
+	}
+	if !errors.Is(c.Err(), ErrGaveUp) {
+		t.Errorf("Err() = %v, want ErrGaveUp", c.Err())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"ok", Config{URL: "ws://127.0.0.1:1/v1/socket", Token: "mdt_x"}, nil},
+		{"https ok", Config{URL: "https://example.org/v1/socket", Token: "mdt_x"}, nil},
+		{"empty", Config{}, []string{"URL is empty", "Token is empty"}},
+		{"bad scheme and negatives", Config{URL: "ftp://h/x", Token: "t", SendQueueLen: -1, WriteTimeout: -1},
+			[]string{"scheme", "SendQueueLen", "WriteTimeout"}},
+		{"no host", Config{URL: "ws:///x", Token: "t"}, []string{"no host"}},
+		{"long token", Config{URL: "ws://h/x", Token: strings.Repeat("t", 1025)}, []string{"Token is 1025 bytes"}},
+		{"backoff order", Config{URL: "ws://h/x", Token: "t", MinBackoff: time.Minute, MaxBackoff: time.Second}, []string{"MinBackoff"}},
+		{"tiny read limit", Config{URL: "ws://h/x", Token: "t", ReadLimit: 10}, []string{"ReadLimit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v, missing %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	lo, hi := 100*time.Millisecond, 5*time.Second
+	for _, tc := range []struct {
+		n        int
+		min, max time.Duration
+	}{
+		{0, 50 * time.Millisecond, 100 * time.Millisecond},
+		{1, 100 * time.Millisecond, 200 * time.Millisecond},
+		{3, 400 * time.Millisecond, 800 * time.Millisecond},
+		{10, 2500 * time.Millisecond, 5 * time.Second},
+		{63, 2500 * time.Millisecond, 5 * time.Second},
+		{1000, 2500 * time.Millisecond, 5 * time.Second},
+	} {
+		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
+			for range 100 {
+				if d := backoffDelay(tc.n, lo, hi); d < tc.min || d > tc.max {
+					t.Fatalf("backoffDelay(%d) = %v, want in [%v, %v]", tc.n, d, tc.min, tc.max)
+				}
+			}
+		})
+	}
+}
+
+func TestDeliveryNotice(t *testing.T) {
+	p, _ := wire.Notice{Text: "hello"}.MarshalBinary()
+	if n, err := (&Delivery{Kind: wire.KindNotice, Payload: p}).Notice(); err != nil || n.Text != "hello" {
+		t.Errorf("Notice() = %+v, %v", n, err)
+	}
+	if _, err := (&Delivery{Kind: wire.KindWelcome, Payload: p}).Notice(); !errors.Is(err, ErrProtocol) {
+		t.Errorf("Notice() on a welcome = %v, want ErrProtocol", err)
+	}
+	if _, err := (&Delivery{Kind: wire.KindNotice, Payload: []byte{5}}).Notice(); err == nil {
+		t.Error("Notice() on a truncated payload succeeded")
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(20)
+	before := runtime.NumGoroutine()
+	rec := &recorder{}
+	c, err := Dial(ctxT(t), testConfig(s, rec.handle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "deliveries", func() bool { return rec.count() == 20 })
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.conn(1).close(wire.CloseSlowConsumer, "again")
+	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
+	if err := c.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func BenchmarkDoPing(b *testing.B) {
+	s := newFakeServer(b)
+	c, err := Dial(context.Background(), testConfig(s, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Do(ctx, wire.MethodPing, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDeliveries(b *testing.B) {
+	s := newFakeServer(b)
+	var handled atomic.Int64
+	c, err := Dial(context.Background(), testConfig(s, func(context.Context, *Delivery) error {
+		handled.Add(1)
+		return nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	s.pushNotices(b.N)
+	waitFor(b, "deliveries", func() bool { return handled.Load() == int64(b.N) })
+}

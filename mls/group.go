@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -54,6 +55,20 @@ var (
 	// GroupContext extension, that some member does not support.
 	ErrUnsupportedProposal = errors.New("mls: proposal or extension not supported by every member")
 )
+
+// OpError reports which PublicGroup operation failed ("group info",
+// "proposal", "commit") and why; Err wraps the package's sentinels.
+type OpError struct {
+	Op  string
+	Err error
+}
+
+func (e *OpError) Error() string {
+	return "mls: " + e.Op + ": " + strings.TrimPrefix(e.Err.Error(), "mls: ")
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
 
 // Options tune how a PublicGroup judges what RFC 9420 leaves open or what
 // real clients are known to do. The zero value is the documented default.
@@ -145,31 +160,39 @@ func memberOf(i uint32, ln *LeafNode) Member {
 // (Tree.Validate), its hash against group_context.tree_hash, and the
 // GroupInfo signature (label "GroupInfoTBS") under the signer's leaf.
 func NewPublicGroup(gi *GroupInfo, tree RatchetTree, opts Options) (*PublicGroup, error) {
+	g, err := newPublicGroup(gi, tree, opts)
+	if err != nil {
+		return nil, &OpError{Op: "group info", Err: err}
+	}
+	return g, nil
+}
+
+func newPublicGroup(gi *GroupInfo, tree RatchetTree, opts Options) (*PublicGroup, error) {
 	gc := gi.GroupContext
 	if gc.Version != ProtocolVersionMLS10 {
-		return nil, fmt.Errorf("mls: group info: %w: %s", ErrUnsupportedVersion, gc.Version)
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedVersion, gc.Version)
 	}
 	s, err := gc.CipherSuite.Suite()
 	if err != nil {
-		return nil, fmt.Errorf("mls: group info: %w", err)
+		return nil, err
 	}
 	if tree == nil {
 		if !gi.Extensions.Has(ExtensionTypeRatchetTree) {
 			return nil, ErrNoRatchetTree
 		}
 		if tree, err = gi.Extensions.RatchetTree(); err != nil {
-			return nil, fmt.Errorf("mls: group info ratchet_tree: %w", err)
+			return nil, fmt.Errorf("ratchet_tree extension: %w", err)
 		}
 	}
 	t, err := NewTree(gc.CipherSuite, tree)
 	if err != nil {
-		return nil, fmt.Errorf("mls: group info: %w", err)
+		return nil, err
 	}
 	if th := t.TreeHash(); string(th) != string(gc.TreeHash) {
-		return nil, fmt.Errorf("mls: group info: %w: tree %x, group context %x", ErrTreeHashMismatch, th, gc.TreeHash)
+		return nil, fmt.Errorf("%w: tree %x, group context %x", ErrTreeHashMismatch, th, gc.TreeHash)
 	}
 	if err := t.Validate(gc.GroupID, gc.Extensions); err != nil {
-		return nil, fmt.Errorf("mls: group info ratchet tree: %w", err)
+		return nil, fmt.Errorf("ratchet tree: %w", err)
 	}
 	signer := t.Leaf(gi.Signer)
 	if signer == nil {
@@ -177,17 +200,17 @@ func NewPublicGroup(gi *GroupInfo, tree RatchetTree, opts Options) (*PublicGroup
 	}
 	tbs, err := gi.TBS()
 	if err != nil {
-		return nil, fmt.Errorf("mls: group info: %w", err)
+		return nil, err
 	}
 	if err := s.VerifyWithLabel(signer.SignatureKey, GroupInfoTBSLabel, tbs, gi.Signature); err != nil {
-		return nil, fmt.Errorf("mls: group info signature (signer %d): %w", gi.Signer, err)
+		return nil, fmt.Errorf("signature (signer %d): %w", gi.Signer, err)
 	}
 	g := &PublicGroup{suite: s, ctx: gc, tree: t, opts: opts,
 		interim:   InterimTranscriptHash(s, gc.ConfirmedTranscriptHash, gi.ConfirmationTag),
 		proposals: map[string]*cachedProposal{}}
 	if opts.StrictExtensionSupport {
 		if err := g.checkExtensionSupport(t, gc.Extensions); err != nil {
-			return nil, fmt.Errorf("mls: group info: %w", err)
+			return nil, err
 		}
 	}
 	return g, nil

@@ -58,7 +58,7 @@ type resolvedProposal struct {
 func (g *PublicGroup) ProcessCommit(pm *PublicMessage) (*PublicGroup, *CommitResult, error) {
 	next, res, err := g.processCommit(pm)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mls: commit: %w", err)
+		return nil, nil, &OpError{Op: "commit", Err: err}
 	}
 	return next, res, nil
 }

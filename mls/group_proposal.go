@@ -40,26 +40,34 @@ func (g *PublicGroup) ProcessMessage(m *MLSMessage) (*PublicGroup, *ProposalResu
 // with the current GroupContext; and the proposal is valid on its own
 // (§12.1). g is modified only on success.
 func (g *PublicGroup) ProcessProposal(pm *PublicMessage) (*ProposalResult, error) {
+	pr, err := g.processProposal(pm)
+	if err != nil {
+		return nil, &OpError{Op: "proposal", Err: err}
+	}
+	return pr, nil
+}
+
+func (g *PublicGroup) processProposal(pm *PublicMessage) (*ProposalResult, error) {
 	c := &pm.Content
 	if c.ContentType != ContentTypeProposal || c.Proposal == nil {
-		return nil, fmt.Errorf("mls: proposal: %w: %s content", ErrNotHandshake, c.ContentType)
+		return nil, fmt.Errorf("%w: %s content", ErrNotHandshake, c.ContentType)
 	}
 	if err := c.CheckSender(); err != nil {
-		return nil, fmt.Errorf("mls: proposal: %w", err)
+		return nil, err
 	}
 	key, err := g.senderKey(c, nil)
 	if err != nil {
-		return nil, fmt.Errorf("mls: proposal: %w", err)
+		return nil, err
 	}
 	if err := VerifyPublicMessage(g.suite, pm, key, &g.ctx); err != nil {
-		return nil, fmt.Errorf("mls: proposal: %w", err)
+		return nil, err
 	}
 	if err := g.validateProposal(c.Proposal, c.Sender); err != nil {
-		return nil, fmt.Errorf("mls: proposal: %w", err)
+		return nil, err
 	}
 	ref, err := pm.AuthenticatedContent().ProposalRef(g.suite)
 	if err != nil {
-		return nil, fmt.Errorf("mls: proposal: %w", err)
+		return nil, err
 	}
 	if g.proposals == nil {
 		g.proposals = map[string]*cachedProposal{}

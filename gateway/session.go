@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,12 +88,14 @@ func (s *Server) socket(c echo.Context) error {
 	return nil
 }
 
-// close ends the session once with the close code. It never blocks the caller.
+// close ends the session once with the close code. It never blocks the caller. The
+// close handshake makes the reader's Read fail, which ends the session; the session
+// context is not cancelled here because coder/websocket tears a connection down
+// without a close frame when a Read's context ends.
 func (ss *session) close(code int, reason string) {
 	if !ss.closed.CompareAndSwap(0, int32(code)) {
 		return
 	}
-	ss.stop()
 	go ss.conn.Close(websocket.StatusCode(code), reason)
 }
 
@@ -130,11 +133,16 @@ func (ss *session) authenticate() error {
 	s := ss.srv
 	actx, cancel := context.WithTimeout(ss.ctx, s.cfg.AuthTimeout.D())
 	defer cancel()
-	typ, b, err := ss.conn.Read(actx)
+	// A Read whose context ends kills the connection without a close frame, so the
+	// deadline is a timer that closes properly.
+	timer := time.AfterFunc(s.cfg.AuthTimeout.D(), func() {
+		ss.fail(wire.CloseAuthTimeout, wire.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
+	})
+	typ, b, err := ss.conn.Read(ss.ctx)
+	if !timer.Stop() {
+		return errors.New("auth timeout")
+	}
 	if err != nil {
-		if errors.Is(actx.Err(), context.DeadlineExceeded) && ss.ctx.Err() == nil {
-			ss.fail(wire.CloseAuthTimeout, wire.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
-		}
 		return fmt.Errorf("read auth: %w", err)
 	}
 	if typ != websocket.MessageBinary {
@@ -181,6 +189,7 @@ func (ss *session) readLoop() error {
 	for {
 		typ, b, err := ss.conn.Read(ss.ctx)
 		if err != nil {
+			ss.stop()
 			return err
 		}
 		if typ != websocket.MessageBinary {
@@ -369,6 +378,13 @@ func (ss *session) writeLoop() error {
 
 func (ss *session) write(b []byte) error {
 	s := ss.srv
+	isDeliver := b[0] == byte(wire.TypeDeliver)
+	if isDeliver {
+		// Recorded before the write: the client may ack as soon as the bytes land.
+		if seq := binary.BigEndian.Uint64(b[1:9]); seq > ss.written.Load() {
+			ss.written.Store(seq)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ss.ctx, s.cfg.WriteTimeout.D())
 	err := ss.conn.Write(ctx, websocket.MessageBinary, b)
 	cancel()
@@ -379,13 +395,8 @@ func (ss *session) write(b []byte) error {
 		return fmt.Errorf("write: %w", err)
 	}
 	s.metrics.framesOut.Inc()
-	if b[0] == byte(wire.TypeDeliver) {
+	if isDeliver {
 		s.metrics.delivered.Inc()
-		seq := uint64(b[1])<<56 | uint64(b[2])<<48 | uint64(b[3])<<40 | uint64(b[4])<<32 |
-			uint64(b[5])<<24 | uint64(b[6])<<16 | uint64(b[7])<<8 | uint64(b[8])
-		if seq > ss.written.Load() {
-			ss.written.Store(seq)
-		}
 	}
 	return nil
 }

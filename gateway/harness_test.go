@@ -226,7 +226,6 @@ func adminReq(t *testing.T, e *env, method, path, token, body string) (*http.Res
 	return resp, sb.String()
 }
 
-
 func (e *env) counter(name string) float64 {
 	mfs, _ := e.reg.Gather()
 	for _, mf := range mfs {

@@ -29,7 +29,7 @@ const (
 )
 
 // AppendBinary appends the Key Config encoding of c to b.
-func (c *KeyConfig) AppendBinary(b []byte) ([]byte, error) {
+func (c KeyConfig) AppendBinary(b []byte) ([]byte, error) {
 	p, ok := c.KEM.params()
 	if !ok {
 		return nil, fmt.Errorf("%w: %w: %v", ErrInvalidKeyConfig, ErrUnsupportedSuite, c.KEM)
@@ -53,13 +53,13 @@ func (c *KeyConfig) AppendBinary(b []byte) ([]byte, error) {
 }
 
 // MarshalBinary returns the Key Config encoding of c (RFC 9458 Section 3.1).
-func (c *KeyConfig) MarshalBinary() ([]byte, error) { return c.AppendBinary(nil) }
+func (c KeyConfig) MarshalBinary() ([]byte, error) { return c.AppendBinary(nil) }
 
 // Offers reports whether c lists the pair a.
-func (c *KeyConfig) Offers(a SymmetricAlgorithm) bool { return slices.Contains(c.Algorithms, a) }
+func (c KeyConfig) Offers(a SymmetricAlgorithm) bool { return slices.Contains(c.Algorithms, a) }
 
 // Preferred returns the first pair of c that this package implements.
-func (c *KeyConfig) Preferred() (SymmetricAlgorithm, bool) {
+func (c KeyConfig) Preferred() (SymmetricAlgorithm, bool) {
 	for _, a := range c.Algorithms {
 		if a.Supported() {
 			return a, true

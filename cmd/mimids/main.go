@@ -17,6 +17,7 @@ var commands = map[string]command{
 	"client": clientCommand,
 	"notice": noticeCommand,
 	"admin":  adminCommand,
+	"mls":    mlsCommand,
 }
 
 const usage = `usage: mimids <command> [flags]

@@ -136,11 +136,13 @@ func MarshalKeyConfigs(cs []KeyConfig) ([]byte, error) {
 	return b, nil
 }
 
-// UnmarshalKeyConfigs decodes an application/ohttp-keys list. A
-// configuration whose KEM this package does not implement is skipped (its
-// length prefix frames it); any encoding error fails the whole list, as RFC
-// 9458 Section 3.2 requires. It fails with ErrNoUsableKey when no usable
-// configuration remains.
+// UnmarshalKeyConfigs decodes an application/ohttp-keys list, keeping the
+// configurations a client of this package can use, in list order. A
+// configuration whose KEM this package does not implement (its length
+// prefix frames it), or none of whose (KDF, AEAD) pairs it implements, is
+// skipped; any encoding error fails the whole list, as RFC 9458 Section
+// 3.2 requires. It fails with ErrNoUsableKey when no usable configuration
+// remains.
 func UnmarshalKeyConfigs(b []byte) ([]KeyConfig, error) {
 	s := cryptobyte.String(b)
 	var out []KeyConfig

@@ -42,7 +42,7 @@ type keyEntry struct {
 
 type keySnapshot struct {
 	byID    [256]*keyEntry
-	order   []uint8 // ids in order of addition
+	order   []uint8 // ids by creation time, then order of addition
 	configs []byte  // application/ohttp-keys of the active keys, newest first
 }
 
@@ -66,6 +66,9 @@ func (ks *KeySet) update(f func(s *keySnapshot) error) error {
 		return err
 	}
 	s.order = slices.DeleteFunc(s.order, func(id uint8) bool { return s.byID[id] == nil })
+	slices.SortStableFunc(s.order, func(a, b uint8) int {
+		return s.byID[a].key.created.Compare(s.byID[b].key.created)
+	})
 	var cs []KeyConfig
 	for i := len(s.order) - 1; i >= 0; i-- {
 		if e := s.byID[s.order[i]]; e.retired.IsZero() {
@@ -81,8 +84,10 @@ func (ks *KeySet) update(f func(s *keySnapshot) error) error {
 	return nil
 }
 
-// Add adds an active key; it becomes current. It fails with ErrKeyIDInUse
-// when the set holds a key (active or in its grace period) with that id.
+// Add adds an active key. The current key is the active key created last
+// (ties go to the one added last), so keys restored from storage may be
+// added in any order. It fails with ErrKeyIDInUse when the set holds a key
+// (active or in its grace period) with that id.
 func (ks *KeySet) Add(k *Key) error {
 	return ks.update(func(s *keySnapshot) error {
 		if s.byID[k.id] != nil {
@@ -188,7 +193,7 @@ func (ks *KeySet) expired(e *keyEntry, now time.Time) bool {
 	return !e.retired.IsZero() && !now.Before(e.retired.Add(ks.grace))
 }
 
-// Current returns the newest active key, or nil when there is none.
+// Current returns the active key created last, or nil when there is none.
 func (ks *KeySet) Current() *Key {
 	s := ks.snap.Load()
 	for i := len(s.order) - 1; i >= 0; i-- {
@@ -209,7 +214,7 @@ func (ks *KeySet) Lookup(id uint8, now time.Time) (*Key, error) {
 	return e.key, nil
 }
 
-// States returns every held key with its rotation state, oldest first.
+// States returns every held key with its rotation state, by creation time.
 func (ks *KeySet) States() []KeyState {
 	s := ks.snap.Load()
 	out := make([]KeyState, 0, len(s.order))

@@ -127,6 +127,34 @@ func TestKeySetOperations(t *testing.T) {
 	}
 }
 
+func TestKeySetRestoreOrder(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	ks := NewKeySet(time.Hour)
+	mk := func(id uint8, created time.Time) *Key {
+		k, err := GenerateKey(id, KEMX25519HKDFSHA256, nil, created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	newest, oldest, middle := mk(3, t0.Add(2*time.Hour)), mk(1, t0), mk(2, t0.Add(time.Hour))
+	for _, k := range []*Key{newest, oldest, middle} {
+		if err := ks.Add(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ks.Current() != newest {
+		t.Fatalf("current = key %d, want the newest", ks.Current().ID())
+	}
+	cs := ks.Configs()
+	if len(cs) != 3 || cs[0].KeyID != 3 || cs[1].KeyID != 2 || cs[2].KeyID != 1 {
+		t.Fatalf("configs not newest first: %+v", cs)
+	}
+	if st := ks.States(); st[0].Key != oldest || st[2].Key != newest {
+		t.Fatal("states not by creation time")
+	}
+}
+
 func TestKeyIDsExhausted(t *testing.T) {
 	ks := NewKeySet(time.Minute)
 	for i := range 255 {

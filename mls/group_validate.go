@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 )
@@ -127,17 +128,51 @@ func validateExternalList(props []resolvedProposal) error {
 // noOwner marks a key that may appear in no node of the tree.
 const noOwner = ^uint32(0)
 
-// keyOwners maps the keys a commit introduces to the node allowed to hold
-// them (or noOwner).
+// keyOwners holds the keys a commit introduces with the node allowed to
+// hold each (or noOwner). The tree scan looks keys up by their last eight
+// bytes, a fixed-size map key that needs no string hashing; full keys are
+// compared only on a hit.
 type keyOwners struct {
-	enc, sig map[string]uint32
+	enc, sig keySet
 }
 
-func (k *keyOwners) add(m map[string]uint32, key []byte, owner uint32) error {
-	if prev, ok := m[string(key)]; ok && prev != owner {
-		return fmt.Errorf("%w: a key is introduced twice by one commit", ErrDuplicateKey)
+type keySet map[uint64][]ownedKey
+
+type ownedKey struct {
+	key   []byte
+	owner uint32
+}
+
+func keyTail(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.LittleEndian.Uint64(k[len(k)-8:])
 	}
-	m[string(key)] = owner
+	var t uint64
+	for _, b := range k {
+		t = t<<8 | uint64(b)
+	}
+	return t
+}
+
+// owner returns the owner of key and whether key is in the set.
+func (s keySet) owner(key []byte) (uint32, bool) {
+	for _, e := range s[keyTail(key)] {
+		if string(e.key) == string(key) {
+			return e.owner, true
+		}
+	}
+	return 0, false
+}
+
+func (k *keyOwners) add(s keySet, key []byte, owner uint32) error {
+	if prev, ok := s.owner(key); ok {
+		if prev != owner {
+			return fmt.Errorf("%w: a key is introduced twice by one commit", ErrDuplicateKey)
+		}
+		return nil
+	}
+	t := keyTail(key)
+	s[t] = append(s[t], ownedKey{key: key, owner: owner})
 	return nil
 }
 
@@ -150,13 +185,13 @@ func (t *Tree) checkFreshKeys(k *keyOwners) error {
 		var ek []byte
 		if nd.Leaf != nil {
 			ek = nd.Leaf.EncryptionKey
-			if o, ok := k.sig[string(nd.Leaf.SignatureKey)]; ok && o != uint32(x) {
+			if o, ok := k.sig.owner(nd.Leaf.SignatureKey); ok && o != uint32(x) {
 				return fmt.Errorf("%w: signature key already at leaf %d", ErrDuplicateKey, x/2)
 			}
 		} else {
 			ek = nd.Parent.EncryptionKey
 		}
-		if o, ok := k.enc[string(ek)]; ok && o != uint32(x) {
+		if o, ok := k.enc.owner(ek); ok && o != uint32(x) {
 			return fmt.Errorf("%w: encryption key already at node %d", ErrDuplicateKey, x)
 		}
 	}
@@ -172,7 +207,7 @@ func (next *PublicGroup) finishTree(path *UpdatePath, sender uint32, res *Commit
 	if err != nil {
 		return err
 	}
-	keys := &keyOwners{enc: map[string]uint32{}, sig: map[string]uint32{}}
+	keys := &keyOwners{enc: keySet{}, sig: keySet{}}
 	added := make([]uint32, 0, len(res.Added))
 	for _, ms := range [2][]Member{res.Added, res.Updated} {
 		for _, m := range ms {

@@ -87,10 +87,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  client socket: %s://%s/v1/socket\n", wsScheme, addr)
 	fmt.Fprintf(stdout, "  dashboard:     %s://%s/\n", scheme, addr)
 	fmt.Fprintf(stdout, "  admin API:     %s://%s/admin/v1/\n", scheme, addr)
-	fmt.Fprintf(stdout, "  store:         %s\n", cfg.StorePath())
 	if adminToken != "" {
 		fmt.Fprintf(stdout, "  admin token:   %s   (shown once; only its hash is stored)\n", adminToken)
 	}
+	fmt.Fprintf(stdout, "  store:         %s\n", cfg.StorePath())
 	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", cfg.StorePath())
 	err = p.gateway.Serve(ctx, ln)
 	log.Info("stopped", "err", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/mimids/mimids/ohttp/bhttp"
 )
@@ -151,4 +152,46 @@ func BenchmarkLoopback(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkGatewayVsOpen interleaves a bare crypto/hpke Open (the floor)
+// and a full gateway transaction in the same loop, so that both see the
+// same machine load, and reports their costs and the gateway's
+// transactions/s as a fraction of bare Opens/s ("ratio"; the target is at
+// least 0.5).
+func BenchmarkGatewayVsOpen(b *testing.B) {
+	f := newGatewayFixture(b, nil)
+	reqs := benchRequests(b, f, b.N)
+	kem := hpke.DHKEM(ecdh.X25519())
+	priv, err := kem.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	info := Header{1, KEMX25519HKDFSHA256, KDFHKDFSHA256, AEADAES128GCM}.info()
+	msg, _ := benchInner().MarshalBinary()
+	ct, err := hpke.Seal(priv.PublicKey(), hpke.HKDFSHA256(), hpke.AES128GCM(), info, append(msg, make([]byte, 40)...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var open, gw time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := hpke.Open(priv, hpke.HKDFSHA256(), hpke.AES128GCM(), info, ct); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := f.gw.Handle(ctx, reqs[i]); err != nil {
+			b.Fatal(err)
+		}
+		open += t1.Sub(t0)
+		gw += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(open.Nanoseconds())/n, "open-ns/op")
+	b.ReportMetric(float64(gw.Nanoseconds())/n, "gateway-ns/op")
+	b.ReportMetric(1e9*n/float64(open.Nanoseconds()), "opens/s")
+	b.ReportMetric(1e9*n/float64(gw.Nanoseconds()), "gateway-tx/s")
+	b.ReportMetric(float64(open)/float64(gw), "ratio")
 }

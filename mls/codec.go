@@ -161,6 +161,25 @@ func (r *reader) leaveVec(saved int) {
 	r.end = saved
 }
 
+// countOpaqueTuples counts the elements left in the current vector when
+// each element is k consecutive opaque<V> (EncryptedGroupSecrets is three).
+// It reads nothing: it scans a copy of r, and returns 0 if the vector is not
+// made of such elements (the decoder then reports the error itself).
+func countOpaqueTuples(r *reader, k int) int {
+	s := *r
+	n := 0
+	for s.more() {
+		for range k {
+			s.opaque("")
+		}
+		n++
+	}
+	if s.err != nil {
+		return 0
+	}
+	return n
+}
+
 // remaining returns how many bytes are left before the current bound.
 func (r *reader) remaining() int { return r.end - r.off }
 

@@ -128,12 +128,8 @@ func (wl *Welcome) encode(w *writer) {
 func (wl *Welcome) decode(r *reader) {
 	wl.CipherSuite = CipherSuite(r.u16("Welcome.cipher_suite"))
 	saved := r.enterVec("Welcome.secrets")
-	if r.err == nil {
-		// A capacity hint bounded by the checked vector length; real
-		// entries are ≥ 40 bytes, so this over-reserves at most a little.
-		if n := r.remaining() / 40; n > 0 {
-			wl.Secrets = make([]EncryptedGroupSecrets, 0, n)
-		}
+	if n := countOpaqueTuples(r, 3); n > 0 {
+		wl.Secrets = make([]EncryptedGroupSecrets, 0, n)
 	}
 	for r.more() {
 		wl.Secrets = append(wl.Secrets, EncryptedGroupSecrets{})

@@ -188,6 +188,10 @@ func (c *Client) Ack(seq uint64) error {
 // Config.LastSeq to resume deduplication in a later process.
 func (c *Client) LastSeq() uint64 { return c.lastHandled.Load() }
 
+// AckedSeq returns the highest seq covered by an ack frame written to a connection
+// (the server may still be committing it).
+func (c *Client) AckedSeq() uint64 { return c.ackWritten.Load() }
+
 // Session returns what the server said at the latest authentication.
 func (c *Client) Session() SessionInfo {
 	c.mu.Lock()

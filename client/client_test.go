@@ -280,6 +280,9 @@ func TestAcksCoalesced(t *testing.T) {
 	if frames > 2*n/10 {
 		t.Errorf("%d ack frames for %d deliveries, want at most %d", frames, 2*n, 2*n/10)
 	}
+	if c.AckedSeq() != 2*n {
+		t.Errorf("AckedSeq() = %d, want %d", c.AckedSeq(), 2*n)
+	}
 	if st := c.Stats(); st.AcksSent != uint64(frames) {
 		t.Errorf("AcksSent %d, server saw %d", st.AcksSent, frames)
 	}
@@ -501,8 +504,8 @@ func TestCloseFlushesAcks(t *testing.T) {
 	if err := c.Close(ctxT(t)); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, acked, frames := s.state(); acked != 7 || frames != 1 {
-		t.Errorf("acked %d in %d frames, want 7 in 1", acked, frames)
+	if _, acked, frames := s.state(); acked != 7 || frames != 1 || c.AckedSeq() != 7 {
+		t.Errorf("acked %d in %d frames (AckedSeq %d), want 7 in 1", acked, frames, c.AckedSeq())
 	}
 	waitFor(t, "server saw the close", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.closes) == 1 })
 	if s.closes[0] != int(websocket.StatusNormalClosure) {

@@ -36,6 +36,7 @@ type session struct {
 	sendq     chan []byte         // encoded request frames for the writer
 	sendBytes *semaphore.Weighted // bytes in sendq
 	ackSignal chan struct{}       // cap 1: an ack may be due
+	ackDue    atomic.Bool         // set by signalAck, cleared by the writer before it flushes
 	reack     atomic.Bool         // a duplicate arrived: re-send the current ack
 
 	deliveries chan *Delivery // reader -> dispatcher
@@ -201,7 +202,12 @@ func (s *session) complete(id uint32, r reply) {
 	}
 }
 
+// signalAck tells the writer an ack may be due. Only the first signal after a
+// flush wakes the writer, so a burst of deliveries costs one wakeup.
 func (s *session) signalAck() {
+	if !s.ackDue.CompareAndSwap(false, true) {
+		return
+	}
 	select {
 	case s.ackSignal <- struct{}{}:
 	default:
@@ -384,6 +390,7 @@ func (s *session) writeLoop() {
 			s.sendBytes.Release(min(int64(len(frame)), s.c.cfg.SendQueueBytes))
 		case <-s.ackSignal:
 			if d := s.c.cfg.AckDelay; d < 0 {
+				s.ackDue.Store(false)
 				err = s.flushAck()
 			} else if ackC == nil {
 				ackTimer = time.NewTimer(d)
@@ -391,6 +398,7 @@ func (s *session) writeLoop() {
 			}
 		case <-ackC:
 			ackC = nil
+			s.ackDue.Store(false)
 			err = s.flushAck()
 		case <-pingC:
 			if pinging.CompareAndSwap(false, true) {
@@ -408,6 +416,7 @@ func (s *session) writeLoop() {
 }
 
 func (s *session) closeConn() {
+	s.ackDue.Store(false)
 	if err := s.flushAck(); err != nil {
 		s.ws.CloseNow()
 		return

@@ -1,0 +1,411 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mimids/mimids/client"
+)
+
+// benchOptions are the flags of `mimids bench`.
+type benchOptions struct {
+	URL             string
+	AdminToken      string
+	Clients         int
+	Duration        time.Duration
+	Rate            float64 // notices per second; 0: closed loop
+	InFlight        int
+	Idle            int
+	MaxConns        int
+	Concurrency     int
+	DialConcurrency int
+	NoticeTimeout   time.Duration
+	Timeout         time.Duration
+	Keep            bool
+	JSON            bool
+	Verbose         bool
+}
+
+// Limits that keep every bench loop bounded.
+const (
+	benchMaxClients  = 100_000
+	benchMaxDuration = 10 * time.Minute
+	benchMaxNotices  = 1_000_000
+	benchMaxErrors   = 20 // error messages kept for the report (all are counted)
+	fdReserve        = 256
+)
+
+func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
+	var o benchOptions
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: mimids bench -admin-token TOKEN [flags]\n\n"+
+			"Load-tests a running mimids server on this machine: creates clients through the admin\n"+
+			"API, connects them, measures durable notice deliveries per second and end-to-end\n"+
+			"latency, and optionally the server's memory per idle socket.\n\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
+	fs.StringVar(&o.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
+	fs.IntVar(&o.Clients, "clients", 1000, "clients connected during the throughput phase")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the throughput phase (0 skips it)")
+	fs.Float64Var(&o.Rate, "notices-per-second", 0, "open loop: post notices at this rate (0: closed loop)")
+	fs.IntVar(&o.InFlight, "inflight", 4, "notices in flight (closed loop: always; open loop: at most)")
+	fs.IntVar(&o.Idle, "idle", 0, "extra idle sockets for the memory phase (0 skips it)")
+	fs.IntVar(&o.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "admin API calls in parallel")
+	fs.IntVar(&o.DialConcurrency, "dial-concurrency", 64, "socket handshakes in parallel")
+	fs.DurationVar(&o.NoticeTimeout, "notice-timeout", 30*time.Second, "give up on a notice not delivered to every client after this")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench users instead of removing them at the end")
+	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
+	fs.BoolVar(&o.Verbose, "v", false, "log progress and connection events to stderr")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, o.validate()
+}
+
+// validate reports every bad flag at once.
+func (o benchOptions) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, err := checkLoopbackURL(o.URL); err != nil {
+		errs = append(errs, err)
+	}
+	if o.AdminToken == "" {
+		bad("-admin-token is required (or set MIMIDS_ADMIN_TOKEN)")
+	}
+	if o.Clients < 1 || o.Clients > benchMaxClients {
+		bad("-clients %d: want 1..%d", o.Clients, benchMaxClients)
+	}
+	if o.Idle < 0 || o.Idle > benchMaxClients {
+		bad("-idle %d: want 0..%d", o.Idle, benchMaxClients)
+	}
+	if o.Duration < 0 || o.Duration > benchMaxDuration {
+		bad("-duration %v: want 0..%v", o.Duration, benchMaxDuration)
+	}
+	if o.Timeout <= 0 || o.Timeout > time.Hour {
+		bad("-timeout %v: want (0, 1h]", o.Timeout)
+	} else if o.Duration >= o.Timeout {
+		bad("-duration %v must be shorter than -timeout %v", o.Duration, o.Timeout)
+	}
+	if o.Rate < 0 || o.Rate > 100_000 {
+		bad("-notices-per-second %v: want 0..100000", o.Rate)
+	}
+	if o.InFlight < 1 || o.InFlight > 1024 {
+		bad("-inflight %d: want 1..1024", o.InFlight)
+	}
+	if o.MaxConns < 1 {
+		bad("-max-conns %d: want at least 1", o.MaxConns)
+	} else if o.Clients+o.Idle > o.MaxConns {
+		bad("-clients %d + -idle %d = %d sockets exceeds -max-conns %d", o.Clients, o.Idle, o.Clients+o.Idle, o.MaxConns)
+	}
+	if o.Concurrency < 1 || o.Concurrency > 256 {
+		bad("-concurrency %d: want 1..256", o.Concurrency)
+	}
+	if o.DialConcurrency < 1 || o.DialConcurrency > 1024 {
+		bad("-dial-concurrency %d: want 1..1024", o.DialConcurrency)
+	}
+	if o.NoticeTimeout <= 0 {
+		bad("-notice-timeout %v: want > 0", o.NoticeTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// benchCommand runs `mimids bench`.
+func benchCommand(args []string, stdout, stderr io.Writer) int {
+	o, err := parseBenchFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mimids bench: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := runBench(ctx, o, stderr)
+	if res != nil {
+		if o.JSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(res)
+		} else {
+			res.print(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mimids bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// benchResult is the report of one run.
+type benchResult struct {
+	URL            string            `json:"url"`
+	Run            string            `json:"run"`
+	Clients        int               `json:"clients"`
+	Connected      int               `json:"connected"`
+	FDLimit        uint64            `json:"fd_limit"`
+	CreateSeconds  float64           `json:"create_seconds"`
+	ConnectSeconds float64           `json:"connect_seconds"`
+	Throughput     *throughputResult `json:"throughput,omitempty"`
+	Idle           *idleResult       `json:"idle,omitempty"`
+	ErrorCount     int               `json:"error_count"`
+	Errors         []string          `json:"errors"`
+}
+
+// bench is one run's state.
+type bench struct {
+	o     benchOptions // Static.
+	api   *adminAPI    // Static.
+	wsURL string       // Static.
+	run   string       // Static: names this run's users and notices.
+	log   *slog.Logger // Static.
+
+	lat, post histogram    // Safe for concurrent use.
+	received  atomic.Int64 // deliveries of this run's notices
+	foreign   atomic.Int64 // deliveries that are not this run's notices
+	tracker   tracker
+
+	mu       sync.Mutex // guards the fields below
+	errCount int
+	errs     []string
+	users    []string         // created users, removed at the end
+	clients  []*client.Client // every open client
+}
+
+func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	base, _ := checkLoopbackURL(o.URL)
+	level := slog.LevelWarn
+	if o.Verbose {
+		level = slog.LevelInfo
+	}
+	b := &bench{
+		o: o, api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
+		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
+	}
+	b.tracker.pending = make(map[uint64]*noticeState)
+	res := &benchResult{URL: o.URL, Run: b.run, Clients: o.Clients}
+	defer b.cleanup(ctx)
+	defer func() { res.ErrorCount, res.Errors = b.errorReport() }()
+
+	limit, err := raiseFDLimit()
+	if err != nil {
+		b.log.Warn("bench: could not raise the fd limit", "err", err)
+	}
+	res.FDLimit = limit
+	if need := uint64(o.Clients + o.Idle + fdReserve); limit > 0 && limit < need {
+		return res, fmt.Errorf("%d sockets need about %d file descriptors; the limit is %d (raise the hard limit)", o.Clients+o.Idle, need, limit)
+	}
+
+	start := time.Now()
+	creds, err := b.createClients(ctx, "", o.Clients)
+	res.CreateSeconds = seconds(time.Since(start))
+	if err != nil {
+		return res, err
+	}
+	b.log.Info("bench: clients created", "n", len(creds), "seconds", res.CreateSeconds)
+	start = time.Now()
+	conns := b.connect(ctx, creds, b.handle)
+	res.ConnectSeconds, res.Connected = seconds(time.Since(start)), len(conns)
+	if len(conns) == 0 {
+		return res, errors.New("no socket could be connected")
+	}
+	b.log.Info("bench: sockets connected", "n", len(conns), "seconds", res.ConnectSeconds)
+	if o.Duration > 0 {
+		res.Throughput = b.throughput(ctx, conns)
+	}
+	if o.Idle > 0 && ctx.Err() == nil {
+		if res.Idle, err = b.idlePhase(ctx); err != nil {
+			return res, fmt.Errorf("idle phase: %w", err)
+		}
+	}
+	return res, ctx.Err()
+}
+
+func randomRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func seconds(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
+
+// fail records a non-fatal error for the report.
+func (b *bench) fail(op string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.errCount++
+	if len(b.errs) < benchMaxErrors {
+		b.errs = append(b.errs, op+": "+err.Error())
+	}
+}
+
+func (b *bench) errorReport() (int, []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errCount, append([]string{}, b.errs...)
+}
+
+// forEach calls fn(i) for i in [0, n), at most k at a time, and stops starting new
+// calls once ctx is done.
+func forEach(ctx context.Context, n, k int, fn func(i int)) {
+	sem := make(chan struct{}, k)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
+}
+
+// createClients creates n users with one client each and returns the credentials of
+// those that were created. The first creation runs alone so that a wrong admin token
+// or URL fails fast.
+func (b *bench) createClients(ctx context.Context, kind string, n int) ([]createdClient, error) {
+	out := make([]createdClient, n)
+	ok := make([]bool, n)
+	create := func(i int) error {
+		user := fmt.Sprintf("bench-%s-%s%d", b.run, kind, i)
+		b.mu.Lock()
+		b.users = append(b.users, user)
+		b.mu.Unlock()
+		c, err := b.api.createClient(ctx, user, "c1")
+		if err != nil {
+			return err
+		}
+		out[i], ok[i] = c, true
+		return nil
+	}
+	if err := create(0); err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	forEach(ctx, n-1, b.o.Concurrency, func(i int) {
+		if err := create(i + 1); err != nil {
+			b.fail("create client", err)
+		}
+	})
+	var creds []createdClient
+	for i := range out {
+		if ok[i] {
+			creds = append(creds, out[i])
+		}
+	}
+	return creds, ctx.Err()
+}
+
+// connect opens one authenticated socket per credential; h nil makes idle sockets.
+func (b *bench) connect(ctx context.Context, creds []createdClient, h client.Handler) []*client.Client {
+	out := make([]*client.Client, len(creds))
+	forEach(ctx, len(creds), b.o.DialConcurrency, func(i int) {
+		cfg := client.Config{
+			URL: b.wsURL, Token: creds[i].Token, Handler: h,
+			HandshakeTimeout: 30 * time.Second, PingInterval: -1,
+			SendQueueLen: 16, DeliveryQueueLen: 256, MaxReconnectAttempts: 5,
+			MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,
+			Logger: b.log,
+		}
+		if h == nil {
+			cfg.DeliveryQueueLen = 1
+		}
+		dctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+		defer cancel()
+		c, err := client.Dial(dctx, cfg)
+		if err != nil {
+			b.fail("connect", err)
+			return
+		}
+		out[i] = c
+	})
+	var conns []*client.Client
+	for _, c := range out {
+		if c != nil {
+			conns = append(conns, c)
+		}
+	}
+	b.mu.Lock()
+	b.clients = append(b.clients, conns...)
+	b.mu.Unlock()
+	return conns
+}
+
+// cleanup closes every socket and, unless -keep, removes the bench users. It has
+// its own time bound so that it also runs after the run's context expired.
+func (b *bench) cleanup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	b.mu.Lock()
+	clients, users := b.clients, b.users
+	b.clients, b.users = nil, nil
+	b.mu.Unlock()
+	forEach(ctx, len(clients), 256, func(i int) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		clients[i].Close(cctx)
+	})
+	if b.o.Keep {
+		return
+	}
+	var failed atomic.Int64
+	forEach(ctx, len(users), b.o.Concurrency, func(i int) {
+		if err := b.api.removeUser(ctx, users[i]); err != nil {
+			failed.Add(1)
+		}
+	})
+	if n := failed.Load(); n > 0 {
+		b.log.Warn("bench: some users could not be removed", "failed", n, "prefix", "bench-"+b.run+"-")
+	}
+}
+
+// print writes the human summary.
+func (r *benchResult) print(w io.Writer) {
+	fmt.Fprintf(w, "mimids bench against %s (run %s, fd limit %d)\n", r.URL, r.Run, r.FDLimit)
+	fmt.Fprintf(w, "setup: %d clients created in %.1fs; %d/%d sockets connected in %.1fs\n",
+		r.Clients, r.CreateSeconds, r.Connected, r.Clients, r.ConnectSeconds)
+	if t := r.Throughput; t != nil {
+		t.print(w)
+	}
+	if i := r.Idle; i != nil {
+		i.print(w)
+	}
+	fmt.Fprintf(w, "errors: %d\n", r.ErrorCount)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	if r.ErrorCount > len(r.Errors) {
+		fmt.Fprintf(w, "  ... and %d more\n", r.ErrorCount-len(r.Errors))
+	}
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCheckLoopbackURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"http://127.1.2.3:8080/base", true},
+		{"https://[::1]:8443", true},
+		{"http://localhost:8080", true},
+		{"http://LOCALHOST", true},
+		{"http://10.0.0.1:8080", false},
+		{"http://0.0.0.0:8080", false},
+		{"http://[::]:8080", false},
+		{"http://example.org", false},
+		{"http://localhost.example.org", false},
+		{"http://127.0.0.1.nip.io", false},
+		{"ws://127.0.0.1:8080", false},
+		{"127.0.0.1:8080", false},
+		{"http://", false},
+		{"http://[::1", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := checkLoopbackURL(tc.url)
+			if (err == nil) != tc.ok {
+				t.Fatalf("checkLoopbackURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+			}
+		})
+	}
+	if _, err := checkLoopbackURL("http://192.168.1.1"); !errors.Is(err, errNotLoopback) {
+		t.Errorf("non-loopback error %v does not wrap errNotLoopback", err)
+	}
+}
+
+func TestSocketURL(t *testing.T) {
+	for _, tc := range []struct{ base, want string }{
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080/v1/socket"},
+		{"http://127.0.0.1:8080/", "http://127.0.0.1:8080/v1/socket"},
+		{"https://localhost/mimi/", "https://localhost/mimi/v1/socket"},
+	} {
+		u, err := checkLoopbackURL(tc.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := socketURL(u); got != tc.want {
+			t.Errorf("socketURL(%q) = %q, want %q", tc.base, got, tc.want)
+		}
+	}
+}
+
+func TestHistogramBuckets(t *testing.T) {
+	prev := -1
+	for _, v := range []uint64{0, 1, 127, 128, 129, 130, 255, 256, 1000, 1 << 20, 1<<40 - 1} {
+		i := histIndex(v)
+		if i < prev || i >= histBuckets {
+			t.Fatalf("histIndex(%d) = %d (prev %d, buckets %d)", v, i, prev, histBuckets)
+		}
+		prev = i
+		if up := histUpper(i); up < v || float64(up-v) > float64(v)/64+1 {
+			t.Errorf("value %d: bucket %d upper bound %d is off by more than 1/64", v, i, up)
+		}
+		if i > 0 && histUpper(i-1) >= v {
+			t.Errorf("value %d also fits bucket %d (upper %d)", v, i-1, histUpper(i-1))
+		}
+	}
+	// Every bucket's upper bound maps back to the bucket itself.
+	for i := range histBuckets {
+		if got := histIndex(histUpper(i)); got != i {
+			t.Fatalf("histIndex(histUpper(%d)=%d) = %d", i, histUpper(i), got)
+		}
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	if h.Quantile(0.5) != 0 || h.Summary().Count != 0 {
+		t.Fatal("empty histogram is not zero")
+	}
+	for i := 1; i <= 1000; i++ { // 1 ms .. 1000 ms
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	h.Record(-time.Second) // clamped to 0
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.50, 500 * time.Millisecond},
+		{0.90, 900 * time.Millisecond},
+		{0.99, 990 * time.Millisecond},
+		{1.00, 1000 * time.Millisecond},
+	} {
+		got := h.Quantile(tc.q)
+		if rel := math.Abs(float64(got-tc.want)) / float64(tc.want); rel > 0.02 {
+			t.Errorf("Quantile(%v) = %v, want %v within 2%%", tc.q, got, tc.want)
+		}
+	}
+	s := h.Summary()
+	if s.Count != 1001 || s.MaxMs != 1000 {
+		t.Errorf("Summary() = %+v", s)
+	}
+	if !strings.Contains(s.String(), "max 1000.00 ms") {
+		t.Errorf("String() = %q", s.String())
+	}
+}
+
+func TestHistogramConcurrent(t *testing.T) {
+	var h histogram
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 1000 {
+				h.Record(time.Duration(g*1000+i) * time.Microsecond)
+			}
+		})
+	}
+	wg.Wait()
+	if h.Count() != 8000 || h.Quantile(1) != 7999*time.Microsecond {
+		t.Errorf("count %d, max %v", h.Count(), h.Quantile(1))
+	}
+}
+
+func TestNoticeText(t *testing.T) {
+	sent := time.Unix(1700000000, 123456789)
+	text := noticeText("ab12", 42, sent)
+	id, got, ok := parseNoticeText(text, "ab12")
+	if !ok || id != 42 || !got.Equal(sent) {
+		t.Fatalf("parseNoticeText(%q) = %d, %v, %v", text, id, got, ok)
+	}
+	for _, bad := range []string{
+		noticeText("other", 42, sent), "", "hello", "mimids-bench ab12 x 1", "mimids-bench ab12 1 y",
+		"mimids-bench ab12 1 2 3", "mimids-bench ab12 -1 2",
+	} {
+		if _, _, ok := parseNoticeText(bad, "ab12"); ok {
+			t.Errorf("parseNoticeText(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	const text = `# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 5.2338688e+07
+process_resident_memory_bytes_peak 9e+07
+mimids_sockets_connected 1000
+mimids_socket_closes_total{reason="slow_consumer"} 2
+mimids_socket_closes_total{reason="going_away",x="}"} 3
+broken{reason="x" 1
+`
+	for _, tc := range []struct {
+		name string
+		want float64
+		err  bool
+	}{
+		{"process_resident_memory_bytes", 52338688, false},
+		{"mimids_sockets_connected", 1000, false},
+		{"mimids_socket_closes_total", 5, false},
+		{"mimids_missing", 0, true},
+		{"broken", 0, true},
+		{"process_resident", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := metricValue(text, tc.name)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Errorf("metricValue(%s) = %v, %v; want %v (error %v)", tc.name, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+func TestParseBenchFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // substrings of the error; nil: valid
+	}{
+		{"defaults", []string{"-admin-token", "mat_x"}, nil},
+		{"open loop with idle", []string{"-admin-token", "t", "-notices-per-second", "50", "-idle", "10000", "-clients", "1000"}, nil},
+		{"remote host", []string{"-admin-token", "t", "-url", "http://10.1.2.3:8080"}, []string{"loopback"}},
+		{"everything wrong", []string{"-admin-token", "", "-clients", "0", "-duration", "20m", "-inflight", "0",
+			"-concurrency", "0", "-idle", "-1", "-notice-timeout", "0s"},
+			[]string{"-admin-token is required", "-clients 0", "-duration 20m0s", "-inflight 0", "-concurrency 0", "-idle -1", "-notice-timeout"}},
+		{"too many sockets", []string{"-admin-token", "t", "-clients", "1000", "-idle", "20000"}, []string{"exceeds -max-conns 16384"}},
+		{"duration over timeout", []string{"-admin-token", "t", "-duration", "2m", "-timeout", "1m"}, []string{"shorter than -timeout"}},
+		{"stray argument", []string{"-admin-token", "t", "extra"}, []string{"unexpected arguments"}},
+		{"unknown flag", []string{"-nope"}, []string{"not defined"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("MIMIDS_ADMIN_TOKEN", "")
+			o, err := parseBenchFlags(tc.args, io.Discard)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("parseBenchFlags(%q) = %v", tc.args, err)
+				}
+				if o.Clients < 1 || o.Duration != 10*time.Second || o.URL != "http://127.0.0.1:8080" {
+					t.Errorf("options %+v", o)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("parseBenchFlags(%q) accepted", tc.args)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	t.Run("token from environment", func(t *testing.T) {
+		t.Setenv("MIMIDS_ADMIN_TOKEN", "mat_env")
+		o, err := parseBenchFlags(nil, io.Discard)
+		if err != nil || o.AdminToken != "mat_env" {
+			t.Errorf("got %q, %v", o.AdminToken, err)
+		}
+	})
+}
+
+func TestBenchCommandExitCodes(t *testing.T) {
+	t.Setenv("MIMIDS_ADMIN_TOKEN", "")
+	var stdout, stderr bytes.Buffer
+	if code := benchCommand([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "-notices-per-second") {
+		t.Errorf("-h: exit %d, usage %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := benchCommand([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
+		t.Errorf("remote url: exit %d, stderr %q", code, stderr.String())
+	}
+	// A loopback port with nothing listening: the first admin call fails fast.
+	stderr.Reset()
+	code := benchCommand([]string{"-url", "http://127.0.0.1:1", "-admin-token", "t", "-clients", "3", "-timeout", "20s"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "create client") {
+		t.Errorf("no server: exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "errors: 0") {
+		t.Errorf("no report printed: %q", stdout.String())
+	}
+}
+
+func TestForEachBounded(t *testing.T) {
+	var mu sync.Mutex
+	running, peak, calls := 0, 0, 0
+	forEach(context.Background(), 50, 4, func(i int) {
+		mu.Lock()
+		running++
+		calls++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+	})
+	if calls != 50 || peak > 4 {
+		t.Errorf("calls %d, peak concurrency %d", calls, peak)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = 0
+	forEach(ctx, 50, 4, func(int) { mu.Lock(); calls++; mu.Unlock() })
+	if calls > 4 {
+		t.Errorf("%d calls started after cancel", calls)
+	}
+}
+
+func TestTracker(t *testing.T) {
+	tr := tracker{pending: map[uint64]*noticeState{}}
+	st := tr.add(1, 3)
+	for range 3 {
+		select {
+		case <-st.done:
+			t.Fatal("done before every arrival")
+		default:
+		}
+		tr.arrive(1)
+	}
+	<-st.done
+	tr.arrive(1) // late duplicate: ignored
+	tr.arrive(9) // unknown: ignored
+	tr.add(2, 1)
+	tr.drop(2)
+	if len(tr.pending) != 0 {
+		t.Errorf("pending %v", tr.pending)
+	}
+}
+
+func TestFlagErrHelp(t *testing.T) {
+	if _, err := parseBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-help: %v", err)
+	}
+}

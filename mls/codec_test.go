@@ -324,3 +324,44 @@ func TestVectorsAllMessagesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestAllocationAmplification decodes inputs made of the smallest possible
+// vector elements, the worst case for memory per input byte, and checks the
+// bound the package documents: at most 200 bytes allocated (in total, growth
+// included) per input byte. Real messages allocate about one byte per byte.
+func TestAllocationAmplification(t *testing.T) {
+	const n = 20000
+	vec := func(elem []byte, tail ...byte) []byte {
+		body := bytes.Repeat(elem, n)
+		return append(append(appendVarint(nil, len(body)), body...), tail...)
+	}
+	cases := []struct {
+		name string
+		v    func() roundTripper
+		in   []byte
+	}{
+		{"commit of empty references", func() roundTripper { return new(Commit) }, vec([]byte{2, 0}, 0)},
+		{"ratchet tree of blanks", func() roundTripper { return new(RatchetTree) }, vec([]byte{0})},
+		{"empty extensions", func() roundTripper { return new(GroupContextExtensions) }, vec([]byte{0, 9, 0})},
+		{"empty welcome secrets", func() roundTripper { return new(Welcome) }, append([]byte{0, 1}, vec([]byte{0, 0, 0}, 0)...)},
+		{"empty x509 certificates", func() roundTripper { return new(Credential) }, append([]byte{0, 2}, vec([]byte{0})...)},
+		{"empty psks", func() roundTripper { return new(GroupSecrets) }, append([]byte{0, 0}, vec([]byte{1, 0, 0})...)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			const runs = 5
+			for range runs {
+				c.v().Unmarshal(c.in)
+			}
+			runtime.ReadMemStats(&after)
+			per := float64(after.TotalAlloc-before.TotalAlloc) / runs / float64(len(c.in))
+			t.Logf("%.1f bytes allocated per input byte", per)
+			if per > 200 {
+				t.Fatalf("%.1f bytes allocated per input byte", per)
+			}
+		})
+	}
+}

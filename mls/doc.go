@@ -40,7 +40,7 @@
 //
 // ValidateKeyPackage checks a KeyPackage as RFC 9420 §10.1 asks;
 // VerifyPublicMessage checks a PublicMessage's FramedContentTBS signature;
-// the transcript hash functions follow §8.2; Welcome.KeyPackageRefs lists the
-// KeyPackageRefs a Welcome is for. RenderJSON turns decoded values into the
+// the transcript hash functions follow §8.2; InspectWelcome returns the cipher
+// suite and the KeyPackageRefs a Welcome is for. RenderJSON turns decoded values into the
 // operator-facing JSON of `mimids mls`.
 package mls

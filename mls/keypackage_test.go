@@ -245,8 +245,13 @@ func TestValidateKeyPackageVectors(t *testing.T) {
 			if m.Welcome.CipherSuite != kp.CipherSuite {
 				t.Errorf("%s %d: welcome suite %s", file, i, m.Welcome.CipherSuite)
 			}
+			wi, err := InspectWelcome(c.Welcome)
+			if err != nil {
+				t.Errorf("%s %d: inspect welcome: %v", file, i, err)
+				continue
+			}
 			found := false
-			for _, ref := range m.Welcome.KeyPackageRefs() {
+			for _, ref := range wi.KeyPackageRefs {
 				found = found || bytes.Equal(ref, info.Ref)
 			}
 			if !found {

@@ -1,5 +1,10 @@
 package mls
 
+import (
+	"errors"
+	"fmt"
+)
+
 // GroupContext is RFC 9420's GroupContext (§8.1).
 type GroupContext struct {
 	Version                 ProtocolVersion
@@ -210,3 +215,57 @@ func (g *GroupSecrets) Marshal() ([]byte, error) { return marshal(g) }
 
 // Unmarshal decodes g from exactly b.
 func (g *GroupSecrets) Unmarshal(b []byte) error { return unmarshal(g, b, "GroupSecrets") }
+
+// Errors of Welcome inspection.
+var (
+	ErrNotWelcome             = errors.New("mls: message is not a Welcome")
+	ErrBadKeyPackageRef       = errors.New("mls: KeyPackageRef of the wrong length")
+	ErrDuplicateKeyPackageRef = errors.New("mls: KeyPackageRef listed twice")
+)
+
+// WelcomeInfo is what a Delivery Service needs to route a Welcome: its
+// cipher suite and the KeyPackageRefs of the new members, in order. Refs
+// are copies: they do not alias the input.
+type WelcomeInfo struct {
+	CipherSuite    CipherSuite
+	KeyPackageRefs [][]byte
+}
+
+// InspectWelcome decodes an MLSMessage that must be a Welcome and returns
+// its cipher suite and KeyPackageRefs, after checking that the suite is
+// supported, every ref is one hash long, and no ref appears twice.
+func InspectWelcome(b []byte) (*WelcomeInfo, error) {
+	m, err := DecodeMLSMessage(b)
+	if err != nil {
+		return nil, err
+	}
+	if m.Welcome == nil {
+		return nil, fmt.Errorf("%w: wire format %s", ErrNotWelcome, m.WireFormat)
+	}
+	return m.Welcome.Info()
+}
+
+// Info checks wl as InspectWelcome does and returns its WelcomeInfo.
+func (wl *Welcome) Info() (*WelcomeInfo, error) {
+	s, err := wl.CipherSuite.Suite()
+	if err != nil {
+		return nil, fmt.Errorf("mls: inspect Welcome: %w", err)
+	}
+	info := &WelcomeInfo{CipherSuite: wl.CipherSuite, KeyPackageRefs: make([][]byte, len(wl.Secrets))}
+	seen := make(map[string]struct{}, len(wl.Secrets))
+	buf := make([]byte, 0, len(wl.Secrets)*s.HashSize())
+	for i := range wl.Secrets {
+		ref := wl.Secrets[i].NewMember
+		if len(ref) != s.HashSize() {
+			return nil, fmt.Errorf("mls: inspect Welcome: %w: secrets[%d] has %d bytes, want %d",
+				ErrBadKeyPackageRef, i, len(ref), s.HashSize())
+		}
+		if _, dup := seen[string(ref)]; dup {
+			return nil, fmt.Errorf("mls: inspect Welcome: %w: %x", ErrDuplicateKeyPackageRef, ref)
+		}
+		seen[string(ref)] = struct{}{}
+		buf = append(buf, ref...)
+		info.KeyPackageRefs[i] = buf[len(buf)-len(ref) : len(buf) : len(buf)]
+	}
+	return info, nil
+}

@@ -1,0 +1,178 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mimids/mimids/mls"
+)
+
+// ExtensionTypeLastResort is the last_resort KeyPackage extension
+// (draft-ietf-mls-extensions, 0x000A, empty data). A KeyPackage that carries it is its
+// client's last resort for its cipher suite: served only when no other is left, and
+// never deleted by a fetch.
+const ExtensionTypeLastResort mls.ExtensionType = 0x000A
+
+// Errors of KeyPackage upload and fetch. Fetch maps each to a FetchStatus (StatusOf).
+var (
+	ErrUnknownUser = errors.New("directory: unknown user")
+	// ErrTokenInvalid: the bearer token is unknown, expired, or was issued for another
+	// user. The requester must discover the user again.
+	ErrTokenInvalid = errors.New("directory: bearer token unknown, expired or not valid for this user; discover again")
+	// ErrTokenRevoked: the bearer token was revoked. The requester must discover the user
+	// again.
+	ErrTokenRevoked = errors.New("directory: bearer token revoked; discover again")
+	// ErrNoKeyPackage: the user has no usable KeyPackage for the version and cipher suite.
+	ErrNoKeyPackage = errors.New("directory: no KeyPackage for this version and cipher suite")
+	// ErrRateLimited is for callers that rate-limit fetches (StatusRateLimited).
+	ErrRateLimited = errors.New("directory: rate limited")
+
+	// ErrInvalidKeyPackage wraps the mls error of a KeyPackage that fails RFC 9420 §10.1
+	// (test the cause with errors.Is, e.g. mls.ErrKeyPackageExpired) or does not decode.
+	ErrInvalidKeyPackage = errors.New("directory: invalid KeyPackage")
+	// ErrIdentityMismatch: the KeyPackage's credential is not a BasicCredential naming the
+	// uploading user's URI.
+	ErrIdentityMismatch = errors.New("directory: KeyPackage credential does not name the uploading user")
+	// ErrDuplicateKeyPackage: a KeyPackage with the same KeyPackageRef is stored, was
+	// served, or appears twice in the upload.
+	ErrDuplicateKeyPackage = errors.New("directory: KeyPackage already uploaded")
+	// ErrLastResortConflict: one upload carries two last-resort KeyPackages of one suite.
+	ErrLastResortConflict = errors.New("directory: two last-resort KeyPackages for one cipher suite in one upload")
+	// ErrKeyPackageLimit: the upload would leave the client with more KeyPackages stored
+	// than the limit.
+	ErrKeyPackageLimit = errors.New("directory: too many KeyPackages stored for this client")
+)
+
+// UploadError says which KeyPackage of an upload was refused. Uploads are all or
+// nothing: when Upload fails, nothing of it was stored.
+type UploadError struct {
+	Index int // position in the upload
+	Err   error
+}
+
+func (e *UploadError) Error() string { return fmt.Sprintf("key package %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the cause.
+func (e *UploadError) Unwrap() error { return e.Err }
+
+// FetchError is a KeyPackageResult that is not StatusOK, as a Go error. It matches the
+// sentinel of its status with errors.Is (StatusUnknownUser matches ErrUnknownUser, ...).
+type FetchError struct {
+	Status  FetchStatus
+	Message string
+}
+
+func (e *FetchError) Error() string {
+	return fmt.Sprintf("directory: fetch: %s: %s", e.Status, e.Message)
+}
+
+// Is matches the sentinel of e.Status.
+func (e *FetchError) Is(target error) bool {
+	s, ok := statusErrors[target]
+	return ok && s == e.Status
+}
+
+var statusErrors = map[error]FetchStatus{
+	ErrUnknownUser: StatusUnknownUser, ErrTokenInvalid: StatusBadToken, ErrTokenRevoked: StatusRevokedToken,
+	ErrNoKeyPackage: StatusNoKeyPackage, ErrMalformed: StatusMalformed, ErrRateLimited: StatusRateLimited,
+}
+
+// StatusOf maps an error of Fetch to its FetchStatus: StatusOK for nil, StatusInternal
+// for anything unknown.
+func StatusOf(err error) FetchStatus {
+	if err == nil {
+		return StatusOK
+	}
+	var fe *FetchError
+	if errors.As(err, &fe) {
+		return fe.Status
+	}
+	for target, s := range statusErrors {
+		if errors.Is(err, target) {
+			return s
+		}
+	}
+	return StatusInternal
+}
+
+// StoredKeyPackage is one KeyPackage in the store.
+type StoredKeyPackage struct {
+	Ref         []byte // KeyPackageRef (RFC 9420 §5.2)
+	ClientID    int64
+	Version     mls.ProtocolVersion
+	CipherSuite mls.CipherSuite
+	NotAfter    time.Time // lifetime end, whole seconds
+	LastResort  bool
+	Data        []byte // the encoded (bare) KeyPackage, served as it is
+}
+
+// KeyPackageStock is what one client has stored for one cipher suite.
+type KeyPackageStock struct {
+	CipherSuite mls.CipherSuite
+	Available   int  // not last resort, not expired
+	LastResort  bool // an unexpired last resort is stored
+}
+
+// ClaimRequest asks the store for one KeyPackage of a user.
+type ClaimRequest struct {
+	UserID      int64
+	Version     mls.ProtocolVersion
+	CipherSuite mls.CipherSuite
+	// TokenID is the discovery token the request presented; the claim counts a use of
+	// it and fails with ErrTokenRevoked if it was revoked meanwhile. 0: none.
+	TokenID int64
+}
+
+// Claim is the store's answer to one ClaimRequest.
+type Claim struct {
+	KeyPackage StoredKeyPackage
+	// Remaining counts the serving client's non-last-resort, unexpired KeyPackages of
+	// the version and suite left after this claim.
+	Remaining int
+	// Low is set on the first claim that left the client with fewer than the threshold
+	// since its stock last reached it: the client is to be notified, once.
+	Low bool
+	// Err is ErrNoKeyPackage or ErrTokenRevoked; the other fields are then zero.
+	Err error
+}
+
+// PurgeStats counts what a purge removed.
+type PurgeStats struct {
+	KeyPackages int // expired, or of revoked clients
+	Served      int // served-ref records whose KeyPackage expired
+	Tokens      int // expired discovery tokens
+}
+
+// KeyPackageStore is what the KeyPackage service needs from storage. Every method is
+// atomic.
+type KeyPackageStore interface {
+	DiscoveryStore
+	// AddKeyPackages stores kps for the client, all or none. It refuses (with an
+	// *UploadError naming the first offender) a ref that is stored or was served
+	// (ErrDuplicateKeyPackage) and an upload that would leave the client with more than
+	// maxPerClient KeyPackages (ErrKeyPackageLimit, Index -1). A last resort replaces the
+	// client's stored last resort of the same suite. When the client's unexpired,
+	// non-last-resort stock of a suite reaches lowThreshold, the low-stock mark of that
+	// suite is cleared.
+	AddKeyPackages(ctx context.Context, clientID int64, kps []StoredKeyPackage, maxPerClient, lowThreshold int, now time.Time) error
+	// KeyPackageStock returns the client's stock per cipher suite, suites in order.
+	KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]KeyPackageStock, error)
+	// ClaimKeyPackages answers each request in one transaction: it picks an unexpired
+	// non-last-resort KeyPackage of an active client of the user for the version and
+	// suite, from the client with the most such KeyPackages, soonest expiring first, and
+	// deletes it; if there is none, an unexpired last resort (the one served least
+	// often), which stays. It records ref -> client for every KeyPackage served. A claim
+	// that leaves the serving client below lowThreshold sets the client's low-stock mark
+	// for the suite and reports Low if the mark was not set.
+	ClaimKeyPackages(ctx context.Context, reqs []ClaimRequest, lowThreshold int, now time.Time) ([]Claim, error)
+	// ClearLowStock clears a low-stock mark (used when the notice could not be queued).
+	ClearLowStock(ctx context.Context, clientID int64, suite mls.CipherSuite) error
+	// ClientForRef returns the client whose KeyPackage with this ref was served
+	// (ErrNotFound if none).
+	ClientForRef(ctx context.Context, ref []byte) (Client, error)
+	// PurgeKeyPackages deletes expired KeyPackages and those of revoked clients, served
+	// records whose KeyPackage expired, and expired discovery tokens.
+	PurgeKeyPackages(ctx context.Context, now time.Time) (PurgeStats, error)
+}

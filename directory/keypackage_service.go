@@ -1,0 +1,391 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/mls"
+)
+
+// KeyPackageConfig configures the KeyPackage service.
+type KeyPackageConfig struct {
+	// MaxPerUpload bounds the KeyPackages of one upload (default 100).
+	MaxPerUpload int
+	// MaxPerClient bounds the KeyPackages one client has stored, all suites and last
+	// resorts included (default 1000).
+	MaxPerClient int
+	// LowThreshold: a claim that leaves a client with fewer usable KeyPackages of a
+	// suite than this queues one key_packages_low notice (default 5).
+	LowThreshold int
+	// Clock is the time source for upload validation; nil: time.Now. For tests.
+	Clock func() time.Time
+}
+
+func (c *KeyPackageConfig) defaults() {
+	if c.MaxPerUpload == 0 {
+		c.MaxPerUpload = 100
+	}
+	if c.MaxPerClient == 0 {
+		c.MaxPerClient = 1000
+	}
+	if c.LowThreshold == 0 {
+		c.LowThreshold = 5
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration, defaults applied.
+func (c KeyPackageConfig) Validate() error {
+	c.defaults()
+	var errs []error
+	if c.MaxPerUpload < 1 || c.MaxPerUpload > 1000 {
+		errs = append(errs, fmt.Errorf("keypackages: max per upload %d not in 1..1000", c.MaxPerUpload))
+	}
+	if c.MaxPerClient < 1 || c.MaxPerClient > 100000 {
+		errs = append(errs, fmt.Errorf("keypackages: max per client %d not in 1..100000", c.MaxPerClient))
+	}
+	if c.MaxPerUpload > c.MaxPerClient {
+		errs = append(errs, fmt.Errorf("keypackages: max per upload %d over max per client %d", c.MaxPerUpload, c.MaxPerClient))
+	}
+	if c.LowThreshold < 1 || c.LowThreshold > c.MaxPerClient {
+		errs = append(errs, fmt.Errorf("keypackages: low threshold %d not in 1..max per client", c.LowThreshold))
+	}
+	return errors.Join(errs...)
+}
+
+// Notifier queues a durable mailbox entry; *mailbox.Mailbox is one.
+type Notifier interface {
+	Enqueue(ctx context.Context, t mailbox.Target, kind uint16, payload []byte) (int, error)
+}
+
+// KeyPackages stores the KeyPackages this provider's clients upload and serves them to
+// fetches from other providers.
+type KeyPackages struct {
+	// Static after construction.
+	dir    *Directory
+	store  KeyPackageStore
+	disc   *Discovery
+	notify Notifier
+	cfg    KeyPackageConfig
+	log    *slog.Logger
+}
+
+// NewKeyPackages returns the KeyPackage service of dir's provider. Bearer tokens are
+// checked by disc; low-stock notices go to notify. log may be nil.
+func NewKeyPackages(dir *Directory, store KeyPackageStore, disc *Discovery, notify Notifier, cfg KeyPackageConfig, log *slog.Logger) (*KeyPackages, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if dir == nil || store == nil || disc == nil || notify == nil {
+		return nil, errors.New("keypackages: directory, store, discovery and notifier are required")
+	}
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &KeyPackages{dir: dir, store: store, disc: disc, notify: notify, cfg: cfg, log: log}, nil
+}
+
+// Upload validates and stores KeyPackages of an authenticated client, all or none. Each
+// element is an MLSMessage carrying a KeyPackage or a bare KeyPackage. Each must pass
+// RFC 9420 §10.1 at the service's clock (ErrInvalidKeyPackage wrapping the mls error),
+// carry a BasicCredential whose identity is the client's user URI (ErrIdentityMismatch),
+// and be new (ErrDuplicateKeyPackage); these come as an *UploadError naming the
+// KeyPackage. A KeyPackage with the last_resort extension replaces the client's last
+// resort of its suite. It returns the KeyPackageRefs in upload order.
+func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]byte, error) {
+	switch {
+	case c.Revoked():
+		return nil, ErrBadToken
+	case len(kps) == 0:
+		return nil, fmt.Errorf("%w: empty upload", ErrMalformed)
+	case len(kps) > k.cfg.MaxPerUpload:
+		return nil, fmt.Errorf("%w: %d KeyPackages, limit %d per upload", ErrBundleTooLarge, len(kps), k.cfg.MaxPerUpload)
+	}
+	now := k.cfg.Clock()
+	identity := k.dir.UserURI(c.UserName)
+	stored := make([]StoredKeyPackage, len(kps))
+	seen := make(map[string]struct{}, len(kps))
+	lastResort := make(map[mls.CipherSuite]struct{})
+	for i, b := range kps {
+		s, err := checkKeyPackage(b, identity, now)
+		if err != nil {
+			return nil, &UploadError{Index: i, Err: err}
+		}
+		if _, dup := seen[string(s.Ref)]; dup {
+			return nil, &UploadError{Index: i, Err: fmt.Errorf("%w: twice in this upload", ErrDuplicateKeyPackage)}
+		}
+		seen[string(s.Ref)] = struct{}{}
+		if s.LastResort {
+			if _, dup := lastResort[s.CipherSuite]; dup {
+				return nil, &UploadError{Index: i, Err: ErrLastResortConflict}
+			}
+			lastResort[s.CipherSuite] = struct{}{}
+		}
+		s.ClientID = c.ID
+		stored[i] = s
+	}
+	if err := k.store.AddKeyPackages(ctx, c.ID, stored, k.cfg.MaxPerClient, k.cfg.LowThreshold, now); err != nil {
+		return nil, fmt.Errorf("keypackages: upload: %w", err)
+	}
+	refs := make([][]byte, len(stored))
+	for i := range stored {
+		refs[i] = stored[i].Ref
+	}
+	return refs, nil
+}
+
+// checkKeyPackage decodes and validates one uploaded KeyPackage.
+func checkKeyPackage(b []byte, identity string, now time.Time) (StoredKeyPackage, error) {
+	if len(b) > MaxKeyPackageSize+4 {
+		return StoredKeyPackage{}, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKeyPackage, len(b), MaxKeyPackageSize)
+	}
+	kp, err := mls.DecodeKeyPackageMessage(b)
+	if err != nil {
+		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
+	}
+	info, err := mls.ValidateKeyPackage(kp, now)
+	if err != nil {
+		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
+	}
+	if kp.LeafNode.Credential.CredentialType != mls.CredentialTypeBasic {
+		return StoredKeyPackage{}, fmt.Errorf("%w: credential type %s, want basic", ErrIdentityMismatch, kp.LeafNode.Credential.CredentialType)
+	}
+	if string(info.Identity) != identity {
+		return StoredKeyPackage{}, fmt.Errorf("%w: identity %q, want %q", ErrIdentityMismatch, truncate(info.Identity, 80), identity)
+	}
+	data, err := kp.Marshal()
+	if err != nil {
+		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
+	}
+	return StoredKeyPackage{
+		Ref:         info.Ref,
+		Version:     kp.Version,
+		CipherSuite: kp.CipherSuite,
+		NotAfter:    info.NotAfter(),
+		LastResort:  kp.Extensions.Has(ExtensionTypeLastResort),
+		Data:        data,
+	}, nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+// Count returns the client's stock of one cipher suite.
+func (k *KeyPackages) Count(ctx context.Context, c Client, suite mls.CipherSuite) (KeyPackageStock, error) {
+	stock, err := k.Stock(ctx, c)
+	if err != nil {
+		return KeyPackageStock{}, err
+	}
+	for _, s := range stock {
+		if s.CipherSuite == suite {
+			return s, nil
+		}
+	}
+	return KeyPackageStock{CipherSuite: suite}, nil
+}
+
+// Stock returns the client's stock of every suite it has KeyPackages for.
+func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]KeyPackageStock, error) {
+	s, err := k.store.KeyPackageStock(ctx, c.ID, k.cfg.Clock())
+	if err != nil {
+		return nil, fmt.Errorf("keypackages: stock: %w", err)
+	}
+	return s, nil
+}
+
+// ClientForRef returns the client whose KeyPackage with this KeyPackageRef this provider
+// served (ErrNotFound if none): where a Welcome naming the ref goes.
+func (k *KeyPackages) ClientForRef(ctx context.Context, ref []byte) (Client, error) {
+	return k.store.ClientForRef(ctx, ref)
+}
+
+// Purge deletes what expired at now: KeyPackages (and those of revoked clients), served
+// records of expired KeyPackages, and expired discovery tokens. The server runs it
+// periodically.
+func (k *KeyPackages) Purge(ctx context.Context, now time.Time) (PurgeStats, error) {
+	st, err := k.store.PurgeKeyPackages(ctx, now)
+	if err != nil {
+		return st, fmt.Errorf("keypackages: purge: %w", err)
+	}
+	return st, nil
+}
+
+// ServeBundle decodes a KeyPackageRequestBundle, answers it with Fetch and encodes the
+// KeyPackageResponseBundle. It fails only for a bundle that does not decode
+// (ErrMalformed, ErrBundleTooLarge) or a result that cannot be encoded.
+func (k *KeyPackages) ServeBundle(ctx context.Context, body []byte, now time.Time) ([]byte, error) {
+	var b KeyPackageRequestBundle
+	if err := b.UnmarshalBinary(body); err != nil {
+		return nil, err
+	}
+	resp, err := k.Fetch(ctx, b, now)
+	if err != nil {
+		return nil, err
+	}
+	return resp.MarshalBinary()
+}
+
+// FetchOne answers a single KeyPackageRequest; a failure is a *FetchError.
+func (k *KeyPackages) FetchOne(ctx context.Context, q KeyPackageRequest, now time.Time) (KeyPackageResponse, error) {
+	resp, err := k.Fetch(ctx, KeyPackageRequestBundle{Requests: []KeyPackageRequest{q}}, now)
+	if err != nil {
+		return KeyPackageResponse{}, err
+	}
+	r := resp.Results[0]
+	return r.Response, r.Err()
+}
+
+// Fetch answers each request of a bundle on its own: a KeyPackage, or a status saying
+// why not (unknown user, bad or revoked token, no KeyPackage for the version and suite).
+// All claims of the bundle run in one store transaction. Only a bundle of the wrong size
+// is an error.
+func (k *KeyPackages) Fetch(ctx context.Context, b KeyPackageRequestBundle, now time.Time) (KeyPackageResponseBundle, error) {
+	if err := checkBundleLen(len(b.Requests)); err != nil {
+		return KeyPackageResponseBundle{}, err
+	}
+	results := make([]KeyPackageResult, len(b.Requests))
+	claims := make([]ClaimRequest, 0, len(b.Requests))
+	index := make([]int, 0, len(b.Requests))
+	p := preparer{k: k, now: now}
+	for i := range b.Requests {
+		cr, err := p.prepare(ctx, &b.Requests[i])
+		if err != nil {
+			results[i] = k.failed(err)
+			continue
+		}
+		claims = append(claims, cr)
+		index = append(index, i)
+	}
+	if len(claims) == 0 {
+		return KeyPackageResponseBundle{Results: results}, nil
+	}
+	got, err := k.store.ClaimKeyPackages(ctx, claims, k.cfg.LowThreshold, now)
+	if err == nil && len(got) != len(claims) {
+		err = fmt.Errorf("store answered %d claims of %d", len(got), len(claims))
+	}
+	if err != nil {
+		err = fmt.Errorf("keypackages: claim: %w", err)
+		for _, i := range index {
+			results[i] = k.failed(err)
+		}
+		return KeyPackageResponseBundle{Results: results}, nil
+	}
+	for j, c := range got {
+		i := index[j]
+		if c.Err != nil {
+			results[i] = k.failed(c.Err)
+			continue
+		}
+		results[i] = KeyPackageResult{Status: StatusOK, Response: KeyPackageResponse{KeyPackage: c.KeyPackage.Data}}
+		if c.Low {
+			k.notifyLow(ctx, c)
+		}
+	}
+	return KeyPackageResponseBundle{Results: results}, nil
+}
+
+// preparer checks the requests of one bundle, looking each token and user up once.
+type preparer struct {
+	k      *KeyPackages
+	now    time.Time
+	tokens map[string]tokenLookup
+	users  map[string]userLookup
+}
+
+type tokenLookup struct {
+	t   DiscoveryToken
+	err error
+}
+
+type userLookup struct {
+	u   User
+	err error
+}
+
+func (p *preparer) prepare(ctx context.Context, q *KeyPackageRequest) (ClaimRequest, error) {
+	if err := q.check(); err != nil {
+		return ClaimRequest{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if p.tokens == nil {
+		p.tokens = make(map[string]tokenLookup, 1)
+		p.users = make(map[string]userLookup, 1)
+	}
+	// The token is checked before the user: without a valid token a requester learns
+	// nothing about which users exist.
+	tl, ok := p.tokens[q.BearerToken]
+	if !ok {
+		tl.t, tl.err = p.k.disc.token(ctx, q.BearerToken, p.now)
+		p.tokens[q.BearerToken] = tl
+	}
+	if tl.err != nil {
+		return ClaimRequest{}, tl.err
+	}
+	ul, ok := p.users[q.UserID]
+	if !ok {
+		ul.u, ul.err = p.k.dir.resolveUser(ctx, q.UserID)
+		p.users[q.UserID] = ul
+	}
+	if ul.err != nil {
+		return ClaimRequest{}, ul.err
+	}
+	if err := tl.t.validFor(ul.u.ID); err != nil {
+		return ClaimRequest{}, err
+	}
+	return ClaimRequest{UserID: ul.u.ID, Version: q.Version, CipherSuite: q.CipherSuite, TokenID: tl.t.ID}, nil
+}
+
+// failed turns an error into a result. Messages are fixed texts: a requester learns the
+// status, never internal details.
+func (k *KeyPackages) failed(err error) KeyPackageResult {
+	s := StatusOf(err)
+	msg := "internal error"
+	switch s {
+	case StatusUnknownUser:
+		msg = trimPkg(ErrUnknownUser)
+	case StatusBadToken:
+		msg = trimPkg(ErrTokenInvalid)
+	case StatusRevokedToken:
+		msg = trimPkg(ErrTokenRevoked)
+	case StatusNoKeyPackage:
+		msg = trimPkg(ErrNoKeyPackage)
+	case StatusMalformed:
+		msg = "malformed request"
+	case StatusRateLimited:
+		msg = "rate limited; retry later"
+	default:
+		k.log.Error("keypackage fetch failed", "err", err)
+	}
+	return KeyPackageResult{Status: s, Message: msg}
+}
+
+func trimPkg(err error) string { return strings.TrimPrefix(err.Error(), "directory: ") }
+
+// notifyLow queues the key_packages_low notice of a claim. The store marked the crossing
+// already; if the notice cannot be queued the mark is cleared so that a later claim
+// tries again.
+func (k *KeyPackages) notifyLow(ctx context.Context, c Claim) {
+	ctx = context.WithoutCancel(ctx)
+	kp := c.KeyPackage
+	payload, _ := KeyPackagesLow{CipherSuite: kp.CipherSuite, Remaining: uint32(max(c.Remaining, 0))}.MarshalBinary()
+	_, err := k.notify.Enqueue(ctx, mailbox.Target{ClientID: kp.ClientID}, uint16(wire.KindKeyPackagesLow), payload)
+	if err == nil {
+		return
+	}
+	k.log.Warn("key_packages_low notice not queued", "client_id", kp.ClientID, "suite", uint16(kp.CipherSuite), "err", err)
+	if cerr := k.store.ClearLowStock(ctx, kp.ClientID, kp.CipherSuite); cerr != nil {
+		k.log.Error("low-stock mark not cleared", "client_id", kp.ClientID, "err", cerr)
+	}
+}

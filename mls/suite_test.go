@@ -252,3 +252,38 @@ func BenchmarkVerifyWithLabel(b *testing.B) {
 		})
 	}
 }
+
+// TestCompressedECDSAKeys checks the ts-mls interop leniency: ECDSA
+// signature keys as SEC 1 compressed points verify like uncompressed ones.
+func TestCompressedECDSAKeys(t *testing.T) {
+	var vs []cryptoBasicsVector
+	readMLSVector(t, "crypto-basics.json", &vs)
+	n := 0
+	for _, v := range vs {
+		s, _ := v.CipherSuite.Suite()
+		if s.sig == sigEd25519 || s.sig == sigEd448 {
+			continue
+		}
+		t.Run(v.CipherSuite.String(), func(t *testing.T) {
+			sw := v.SignWithLabel
+			pub := sw.Pub // 0x04 || X || Y
+			l := (len(pub) - 1) / 2
+			comp := append([]byte{2 | pub[len(pub)-1]&1}, pub[1:1+l]...)
+			if err := s.VerifyWithLabel(comp, sw.Label, sw.Content, sw.Signature); err != nil {
+				t.Fatalf("compressed key: %v", err)
+			}
+			comp[0] ^= 1 // the other point with this X: a valid key, the wrong one
+			if err := s.VerifyWithLabel(comp, sw.Label, sw.Content, sw.Signature); !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("negated point: %v", err)
+			}
+			bad := append([]byte{2}, bytes.Repeat([]byte{0xff}, l)...) // X beyond the field
+			if err := s.VerifyWithLabel(bad, sw.Label, sw.Content, sw.Signature); !errors.Is(err, ErrBadSignatureKey) {
+				t.Fatalf("invalid compressed point: %v", err)
+			}
+			n++
+		})
+	}
+	if n != 3 {
+		t.Fatalf("%d ECDSA suites checked, want 3", n)
+	}
+}

@@ -40,6 +40,13 @@ type tsmlsStep struct {
 	Removed      []tsmlsMember `json:"removed"`
 	RFCViolation string        `json:"rfc_violation"`
 	After        *tsmlsState   `json:"after"`
+	Welcome      *struct {
+		Message    vbytes `json:"message"`
+		NewMembers []struct {
+			KeyPackageRef vbytes `json:"key_package_ref"`
+			LeafIndex     uint32 `json:"leaf_index"`
+		} `json:"new_members"`
+	} `json:"welcome"`
 }
 
 type tsmlsGroup struct {
@@ -203,6 +210,7 @@ func replayStep(t *testing.T, g *PublicGroup, i int, st *tsmlsStep, opts Options
 		if cr.HasPath != st.HasPath {
 			t.Fatalf("step %d: has_path = %v, want %v", i, cr.HasPath, st.HasPath)
 		}
+		checkWelcome(t, i, st, cr)
 		// The GroupInfo the committer published for the new epoch gives the
 		// same state as the commit, interim transcript hash included.
 		fromGI := next
@@ -218,6 +226,34 @@ func replayStep(t *testing.T, g *PublicGroup, i int, st *tsmlsStep, opts Options
 	}
 	t.Fatalf("step %d: no result", i)
 	return nil
+}
+
+// checkWelcome checks what a hub checks before fanning out a Welcome: it is
+// for exactly the KeyPackages the commit added, at the leaves it reports.
+func checkWelcome(t *testing.T, i int, st *tsmlsStep, cr *CommitResult) {
+	t.Helper()
+	if st.Welcome == nil {
+		return
+	}
+	wm, err := DecodeMLSMessage(st.Welcome.Message)
+	if err != nil || wm.Welcome == nil {
+		t.Fatalf("step %d: welcome: %v", i, err)
+	}
+	added := map[string]uint32{}
+	for _, m := range cr.Added {
+		added[string(m.KeyPackageRef)] = m.LeafIndex
+	}
+	refs := wm.Welcome.KeyPackageRefs()
+	if len(refs) != len(added) || len(refs) != len(st.Welcome.NewMembers) {
+		t.Fatalf("step %d: welcome for %d KeyPackages, commit added %d", i, len(refs), len(added))
+	}
+	for k, ref := range refs {
+		leaf, ok := added[string(ref)]
+		nm := st.Welcome.NewMembers[k]
+		if !ok || !bytes.Equal(ref, nm.KeyPackageRef) || leaf != nm.LeafIndex {
+			t.Fatalf("step %d: welcome entry %d (%x) not among the commit's Adds", i, k, ref)
+		}
+	}
 }
 
 func replayFixture(t *testing.T, f *tsmlsGroup, opts Options) map[string][]*PublicGroup {

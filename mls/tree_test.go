@@ -261,3 +261,22 @@ func TestTreeKEMVectorsPublic(t *testing.T) {
 	}
 	t.Logf("%d update paths merged", paths)
 }
+
+// TestVerifyParentHashesHostileUnmerged runs VerifyParentHashes alone (it
+// does not rely on Validate's unmerged_leaves checks) on a tree whose
+// unmerged_leaves point outside it: an error, never a panic.
+func TestVerifyParentHashesHostileUnmerged(t *testing.T) {
+	var vs []treeValidationVector
+	readMLSVector(t, "tree-validation.json", &vs)
+	tr := decodeTestTree(t, vs[2].CipherSuite, vs[2].Tree)
+	x := firstParent(tr)
+	p := *tr.Parent(x)
+	p.UnmergedLeaves = []uint32{1 << 31, 0xffffffff}
+	tr.setNode(x, &Node{NodeType: NodeTypeParent, Parent: &p})
+	if err := tr.VerifyParentHashes(); !errors.Is(err, ErrParentHashInvalid) {
+		t.Fatalf("VerifyParentHashes = %v", err)
+	}
+	if err := tr.Validate(vs[2].GroupID, nil); !errors.Is(err, ErrUnmergedLeaves) {
+		t.Fatalf("Validate = %v", err)
+	}
+}

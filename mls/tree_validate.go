@@ -219,6 +219,9 @@ func (t *Tree) VerifyParentHashes() error {
 // nodeParentHash returns the parent_hash field of node d: that of a parent
 // node, or of a leaf whose source is commit; nil otherwise.
 func (t *Tree) nodeParentHash(d uint32) []byte {
+	if d >= uint32(len(t.nodes)) {
+		return nil
+	}
 	nd := t.nodes[d]
 	switch {
 	case nd == nil:

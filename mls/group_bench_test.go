@@ -49,3 +49,13 @@ func BenchmarkNewPublicGroup1000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClone1000 measures the copy a hub makes to keep a fork's parent
+// state (ProcessCommit itself does one).
+func BenchmarkClone1000(b *testing.B) {
+	tg := newTestGroup(b, MLS128DHKEMX25519AES128GCMSHA256Ed25519, 1000, false, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		tg.g.Clone()
+	}
+}

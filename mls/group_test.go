@@ -68,11 +68,34 @@ func TestGoBuiltGroup(t *testing.T) {
 func TestPublicGroupBadInput(t *testing.T) {
 	tg := newTestGroup(t, MLS128DHKEMX25519AES128GCMSHA256Ed25519, 6, true, nil)
 	g := tg.g
-	tests := []struct {
-		name string
-		msg  func() *PublicMessage
-		want error
-	}{
+	for _, tc := range badCommitCases(tg, g) {
+		t.Run(tc.name, func(t *testing.T) {
+			before := g.TreeHash()
+			_, _, _, err := g.ProcessMessage(roundTrip(t, tc.msg()))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error = %v, want %v", err, tc.want)
+			}
+			if !bytes.Equal(before, g.TreeHash()) || !bytes.Equal(before, g.Tree().TreeHash()) {
+				t.Fatal("a rejected commit changed the group")
+			}
+		})
+	}
+	// The same group accepts a valid commit: the cases fail for their reason.
+	if _, _, err := g.ProcessCommit(tg.commit(g, 0, nil, true)); err != nil {
+		t.Fatalf("valid commit: %v", err)
+	}
+}
+
+type badCommitCase struct {
+	name string
+	msg  func() *PublicMessage
+	want error
+}
+
+// badCommitCases are commits to tg's 6-member group (leaves 0-5 of 8),
+// each invalid in one way.
+func badCommitCases(tg *testGroup, g *PublicGroup) []badCommitCase {
+	return []badCommitCase{
 		{"sender leaf blank", func() *PublicMessage {
 			pm := tg.commit(g, 0, nil, true)
 			pm.Content.Sender.LeafIndex = 7 // a blank leaf of the 8-leaf tree
@@ -161,22 +184,6 @@ func TestPublicGroupBadInput(t *testing.T) {
 			n.EncryptedPathSecret = n.EncryptedPathSecret[1:]
 			return resign(tg, g, pm, tg.members[0].priv)
 		}, ErrUpdatePathLength},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			before := g.TreeHash()
-			_, _, _, err := g.ProcessMessage(roundTrip(t, tc.msg()))
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("error = %v, want %v", err, tc.want)
-			}
-			if !bytes.Equal(before, g.TreeHash()) || !bytes.Equal(before, g.Tree().TreeHash()) {
-				t.Fatal("a rejected commit changed the group")
-			}
-		})
-	}
-	// The same group accepts a valid commit: the cases fail for their reason.
-	if _, _, err := g.ProcessCommit(tg.commit(g, 0, nil, true)); err != nil {
-		t.Fatalf("valid commit: %v", err)
 	}
 }
 
@@ -268,5 +275,42 @@ func TestNewPublicGroupBadInput(t *testing.T) {
 				t.Fatalf("error = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNewMemberProposal: a client outside the group proposes its own Add
+// (sender new_member_proposal, signed with its KeyPackage's key); a member
+// commits it by reference.
+func TestNewMemberProposal(t *testing.T) {
+	tg := newTestGroup(t, MLS128DHKEMX25519AES128GCMSHA256Ed25519, 3, true, nil)
+	g := tg.g
+	joiner := tg.newMember()
+	kp := tg.keyPackage(joiner)
+	content := FramedContent{ContentType: ContentTypeProposal, Proposal: addProposal(kp)}
+	pm := tg.publicMessage(g, Sender{SenderType: SenderTypeNewMemberProposal}, joiner.priv, content)
+	pr, err := g.ProcessProposal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed by someone else: rejected.
+	bad := tg.publicMessage(g, Sender{SenderType: SenderTypeNewMemberProposal}, tg.members[0].priv, content)
+	if _, err := g.ProcessProposal(bad); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("new_member_proposal signed by another key: %v", err)
+	}
+	// A new_member_proposal may only be an Add.
+	rm := tg.publicMessage(g, Sender{SenderType: SenderTypeNewMemberProposal}, joiner.priv,
+		FramedContent{ContentType: ContentTypeProposal, Proposal: removeProposal(1)})
+	if _, err := g.ProcessProposal(rm); !errors.Is(err, ErrSenderContent) {
+		t.Fatalf("new_member_proposal Remove: %v", err)
+	}
+	next, res, err := g.ProcessCommit(tg.commit(g, 2, []ProposalOrRef{byRef(pr.Ref)}, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Added) != 1 || string(res.Added[0].Identity) != joiner.identity || next.Tree().MemberCount() != 4 {
+		t.Fatalf("added %+v", res.Added)
+	}
+	if len(next.PendingProposals()) != 0 || len(g.PendingProposals()) != 1 {
+		t.Fatal("proposal cache not reset in the new epoch, or changed in the old")
 	}
 }

@@ -1,0 +1,137 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mimids/mimids/mls"
+)
+
+// Config configures a Hub. Zero fields take the defaults of DefaultConfig
+// (applied by New); Validate reports every problem at once.
+type Config struct {
+	// Domain is this provider's ServiceProviderId: Welcomes for it go to
+	// local mailboxes.
+	Domain string
+	// MaxMessageSize bounds an MLSMessage in a SendRequest or
+	// ExternalJoinRequest (default 1 MiB).
+	MaxMessageSize int
+	// MaxGroupInfoSize bounds a GroupInfo, and a ratchet tree given beside
+	// one (default 4 MiB).
+	MaxGroupInfoSize int
+	// MaxWelcomeSize bounds a Welcome (default 4 MiB).
+	MaxWelcomeSize int
+	// StateCacheSize is how many partitions' public group states are kept
+	// in memory (default 1024); others are rebuilt from the store.
+	StateCacheSize int
+	// RatePerSecond and RateBurst are the token bucket of each local user:
+	// sustained sequenced requests per second and burst (defaults 50, 200).
+	// RatePerSecond < 0 disables the limit.
+	RatePerSecond float64
+	RateBurst     int
+	// Receive bounds a ReceiveResponse: messages and bytes of the requested
+	// partition (defaults 1000, 8 MiB), hinted partitions (default 8), and
+	// messages per hinted partition (default 64); a negative value gives
+	// no hints.
+	ReceiveMaxMessages int
+	ReceiveMaxBytes    int
+	HintPartitions     int
+	HintMessages       int
+	// BanCacheTTL is how long provider-wide bans are cached before they are
+	// read again, so bans made by another process apply (default 5 s).
+	BanCacheTTL time.Duration
+	// WelcomeRetry is how often Run retries local Welcomes whose mailbox
+	// delivery failed (default 30 s).
+	WelcomeRetry time.Duration
+	// MLS tunes how public group states judge messages.
+	MLS mls.Options
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the hub's logs (default: discard).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxMessageSize:     1 << 20,
+		MaxGroupInfoSize:   4 << 20,
+		MaxWelcomeSize:     4 << 20,
+		StateCacheSize:     1024,
+		RatePerSecond:      50,
+		RateBurst:          200,
+		ReceiveMaxMessages: 1000,
+		ReceiveMaxBytes:    8 << 20,
+		HintPartitions:     8,
+		HintMessages:       64,
+		BanCacheTTL:        5 * time.Second,
+		WelcomeRetry:       30 * time.Second,
+	}
+}
+
+func (c *Config) applyDefaults() {
+	d := DefaultConfig()
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&c.MaxMessageSize, d.MaxMessageSize)
+	setInt(&c.MaxGroupInfoSize, d.MaxGroupInfoSize)
+	setInt(&c.MaxWelcomeSize, d.MaxWelcomeSize)
+	setInt(&c.StateCacheSize, d.StateCacheSize)
+	setInt(&c.RateBurst, d.RateBurst)
+	setInt(&c.ReceiveMaxMessages, d.ReceiveMaxMessages)
+	setInt(&c.ReceiveMaxBytes, d.ReceiveMaxBytes)
+	setInt(&c.HintPartitions, d.HintPartitions)
+	setInt(&c.HintMessages, d.HintMessages)
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = d.RatePerSecond
+	}
+	if c.BanCacheTTL == 0 {
+		c.BanCacheTTL = d.BanCacheTTL
+	}
+	if c.WelcomeRetry == 0 {
+		c.WelcomeRetry = d.WelcomeRetry
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem of c (after defaults) at once.
+func (c Config) Validate() error {
+	c.applyDefaults()
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("hub: config: "+format, args...)) }
+	if c.Domain == "" || len(c.Domain) > maxProviderID {
+		bad("domain must be 1-%d bytes", maxProviderID)
+	}
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > maxVarint {
+		bad("max message size %d outside [1 KiB, 2^30-1]", c.MaxMessageSize)
+	}
+	if c.MaxGroupInfoSize < 1024 || c.MaxGroupInfoSize > maxVarint {
+		bad("max GroupInfo size %d outside [1 KiB, 2^30-1]", c.MaxGroupInfoSize)
+	}
+	if c.MaxWelcomeSize < 1024 || c.MaxWelcomeSize > maxVarint {
+		bad("max Welcome size %d outside [1 KiB, 2^30-1]", c.MaxWelcomeSize)
+	}
+	if c.StateCacheSize < 1 {
+		bad("state cache size %d < 1", c.StateCacheSize)
+	}
+	if c.RatePerSecond > 0 && c.RateBurst < 1 {
+		bad("rate burst %d < 1", c.RateBurst)
+	}
+	if c.ReceiveMaxMessages < 1 || c.ReceiveMaxBytes < 1 || c.HintMessages < 0 {
+		bad("receive limits must be positive")
+	}
+	if c.BanCacheTTL < 0 || c.WelcomeRetry < 0 {
+		bad("durations must not be negative")
+	}
+	return errors.Join(errs...)
+}

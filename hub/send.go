@@ -1,0 +1,312 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/mimids/mimids/mls"
+)
+
+// sendOp is one request to sequence, decoded and checked for size.
+type sendOp struct {
+	sender  Sender
+	message []byte // a private copy of the encoded MLSMessage
+	msg     *mls.MLSMessage
+	ct      mls.ContentType
+	public  bool
+	groupID []byte
+	epoch   uint64
+	commit  *CommitData
+	hash    []byte // request hash (idempotence key)
+}
+
+// Send sequences a SendRequest from sender to the partition it names and
+// returns its counter, once committed. A retry of a sequenced request gets
+// the same counter. Errors wrap the package's sentinels.
+func (h *Hub) Send(ctx context.Context, sender Sender, req *SendRequest) (SendResponse, error) {
+	c, err := h.send(ctx, sender, req)
+	if err != nil {
+		h.refused(err)
+		return SendResponse{}, err
+	}
+	return SendResponse{Counter: c}, nil
+}
+
+func (h *Hub) send(ctx context.Context, sender Sender, req *SendRequest) (uint32, error) {
+	if err := h.checkSizes(req.Message, req.CommitData); err != nil {
+		return 0, err
+	}
+	if len(req.PartitionKey) != PartitionKeySize {
+		return 0, fmt.Errorf("%w: partition key of %d bytes", ErrMalformed, len(req.PartitionKey))
+	}
+	m, err := req.parsed()
+	if err != nil {
+		return 0, err
+	}
+	op, err := newSendOp(sender, req.Message, m, req.CommitData)
+	if err != nil {
+		return 0, err
+	}
+	suite, err := h.groupSuite(ctx, op.groupID)
+	if err != nil {
+		return 0, err
+	}
+	masked := suite.Hash(req.PartitionKey)
+	ps, err := h.state(ctx, masked)
+	if err != nil {
+		return 0, err
+	}
+	defer h.states.release(ps)
+	if string(ps.groupID) != string(op.groupID) {
+		return 0, fmt.Errorf("%w: partition of another group", ErrWrongPartition)
+	}
+	op.hash = requestHash("send", masked, op)
+	if _, c, ok, err := h.store.FindRequest(ctx, op.hash); err != nil || ok {
+		if ok {
+			h.metrics.duplicates.Add(1)
+		}
+		return c, err
+	}
+	if err := h.admit(ctx, sender); err != nil {
+		return 0, err
+	}
+	switch op.ct {
+	case mls.ContentTypeApplication:
+		return h.sendApplication(ctx, ps, op)
+	case mls.ContentTypeProposal:
+		return h.sendProposal(ctx, ps, op)
+	}
+	res, err := h.sendCommit(ctx, ps, op)
+	return res.Counter, err
+}
+
+// newSendOp reads what the hub needs from the message's clear fields.
+func newSendOp(sender Sender, message []byte, m *mls.MLSMessage, cd *CommitData) (*sendOp, error) {
+	op := &sendOp{sender: sender, message: append([]byte(nil), message...), msg: m, commit: cd}
+	switch {
+	case m.WireFormat == mls.WireFormatPublicMessage && m.PublicMessage != nil:
+		c := &m.PublicMessage.Content
+		op.public, op.ct, op.groupID, op.epoch = true, c.ContentType, c.GroupID, c.Epoch
+	case m.WireFormat == mls.WireFormatPrivateMessage && m.PrivateMessage != nil:
+		p := m.PrivateMessage
+		op.ct, op.groupID, op.epoch = p.ContentType, p.GroupID, p.Epoch
+	default:
+		return nil, fmt.Errorf("%w: %w (%s)", ErrMalformed, errNotFramed, m.WireFormat)
+	}
+	if (op.ct == mls.ContentTypeCommit) != (cd != nil) {
+		return nil, fmt.Errorf("%w: commit_data must be present exactly for commits", ErrMalformed)
+	}
+	return op, nil
+}
+
+// checkSizes applies the configured limits.
+func (h *Hub) checkSizes(message []byte, cd *CommitData) error {
+	if len(message) > h.cfg.MaxMessageSize {
+		return fmt.Errorf("%w: message of %d bytes, limit %d", ErrTooLarge, len(message), h.cfg.MaxMessageSize)
+	}
+	if cd == nil {
+		return nil
+	}
+	if len(cd.GroupInfo) > h.cfg.MaxGroupInfoSize {
+		return fmt.Errorf("%w: GroupInfo of %d bytes, limit %d", ErrTooLarge, len(cd.GroupInfo), h.cfg.MaxGroupInfoSize)
+	}
+	if cd.WelcomeData != nil && len(cd.WelcomeData.Welcome) > h.cfg.MaxWelcomeSize {
+		return fmt.Errorf("%w: Welcome of %d bytes, limit %d", ErrTooLarge, len(cd.WelcomeData.Welcome), h.cfg.MaxWelcomeSize)
+	}
+	if len(cd.NextPartitionKey) != PartitionKeySize {
+		return fmt.Errorf("%w: next partition key of %d bytes", ErrMalformed, len(cd.NextPartitionKey))
+	}
+	return nil
+}
+
+// requestHash is the idempotence key of a request: SHA-256 over its kind,
+// the partition (sends) or group (external joins), the message and the
+// commit data, with the next partition key masked so the store never holds
+// a value derived from it other than its hash.
+func requestHash(kind string, scope []byte, op *sendOp) []byte {
+	w := writer{buf: make([]byte, 0, 64+len(op.message))}
+	w.opaque("kind", []byte("mimids hub "+kind))
+	w.opaque("scope", scope)
+	w.opaque("message", op.message)
+	if cd := op.commit; cd != nil {
+		nk := sha256.Sum256(cd.NextPartitionKey)
+		w.opaque("next", nk[:])
+		w.opaque("group_info", cd.GroupInfo)
+		if wd := cd.WelcomeData; wd != nil {
+			w.opaque("welcome", wd.Welcome)
+			for _, p := range wd.ServiceProviders {
+				w.opaque("provider", []byte(p))
+			}
+		}
+	}
+	sum := sha256.Sum256(w.buf)
+	return sum[:]
+}
+
+// admit applies the provider-wide ban and the rate limit to a local sender.
+func (h *Hub) admit(ctx context.Context, s Sender) error {
+	if !s.Local {
+		return nil
+	}
+	user := UserOf(s.UserURI)
+	banned, err := h.bans.banned(ctx, user)
+	if err != nil {
+		return err
+	}
+	if banned {
+		return fmt.Errorf("%w: %s (provider)", ErrBanned, user)
+	}
+	key := user
+	if key == "" {
+		key = fmt.Sprintf("client:%d", s.ClientID)
+	}
+	if !h.limits.allow(key) {
+		return fmt.Errorf("%w: %s", ErrRateLimited, key)
+	}
+	return nil
+}
+
+// checkUser refuses a user the provider banned (a visible member identity).
+func (h *Hub) checkUser(ctx context.Context, user string, ps *policy, what string) error {
+	if user == "" {
+		return nil
+	}
+	banned, err := h.bans.banned(ctx, user)
+	if err != nil {
+		return err
+	}
+	if banned {
+		return fmt.Errorf("%w: %s %s (provider)", ErrBanned, what, user)
+	}
+	if ps.isBanned(user) {
+		return fmt.Errorf("%w: %s %s (group)", ErrBanned, what, user)
+	}
+	return nil
+}
+
+func (h *Hub) sendApplication(ctx context.Context, ps *partState, op *sendOp) (uint32, error) {
+	if op.public {
+		return 0, fmt.Errorf("%w: application data in a PublicMessage (RFC 9420 §6.2)", ErrInvalidMessage)
+	}
+	if op.sender.Local {
+		user := UserOf(op.sender.UserURI)
+		if ps.pol.isBanned(user) {
+			return 0, fmt.Errorf("%w: %s (group)", ErrBanned, user)
+		}
+		if ps.pol.isMuted(user) {
+			return 0, fmt.Errorf("%w: %s", ErrMuted, user)
+		}
+	}
+	res, err := h.append(ctx, ps, op, nil, nil)
+	return res.Counter, err
+}
+
+func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint32, error) {
+	if err := h.lockLoaded(ctx, ps); err != nil {
+		return 0, err
+	}
+	defer ps.mu.Unlock()
+	if op.epoch != ps.epoch {
+		return 0, fmt.Errorf("%w: proposal for epoch %d in a partition of epoch %d", ErrWrongPartition, op.epoch, ps.epoch)
+	}
+	viewChanged := false
+	if op.public && ps.view != nil {
+		pm := op.msg.PublicMessage
+		if err := h.checkProposalPolicy(ctx, ps, pm); err != nil {
+			return 0, err
+		}
+		if _, err := ps.view.ProcessProposal(pm); err != nil {
+			return 0, mlsRefusal(err)
+		}
+		viewChanged = true
+	}
+	res, err := h.append(ctx, ps, op, nil, nil)
+	switch {
+	case err != nil && viewChanged:
+		h.invalidate(ps) // the proposal is cached but was not sequenced
+	case err == nil && !res.Duplicate && !op.public:
+		ps.privateProposals = true
+	}
+	return res.Counter, err
+}
+
+// checkProposalPolicy refuses a public proposal from a banned member, an
+// Add of a banned user, and a moderation list that does not parse.
+func (h *Hub) checkProposalPolicy(ctx context.Context, ps *partState, pm *mls.PublicMessage) error {
+	c := &pm.Content
+	if c.Sender.SenderType == mls.SenderTypeMember {
+		if m, ok := ps.view.Member(c.Sender.LeafIndex); ok {
+			if err := h.checkUser(ctx, identityOf(m), nil, "sender"); err != nil {
+				return err
+			}
+		}
+	}
+	p := c.Proposal
+	switch {
+	case p == nil:
+	case p.Add != nil:
+		ln := &p.Add.KeyPackage.LeafNode
+		if ln.Credential.CredentialType == mls.CredentialTypeBasic {
+			return h.checkUser(ctx, UserOf(string(ln.Credential.Identity)), ps.pol, "add of")
+		}
+	case p.GroupContextExtensions != nil:
+		if _, err := policyOf(p.GroupContextExtensions.Extensions); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+		}
+	}
+	return nil
+}
+
+// mlsRefusal maps a failed mls check to the hub's errors.
+func mlsRefusal(err error) error {
+	if errors.Is(err, mls.ErrBlankSender) {
+		return fmt.Errorf("%w: %w", ErrRemovedSender, err)
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+}
+
+// lockLoaded locks ps.mu with the state loaded (it may have been
+// invalidated). On error the lock is not held.
+func (h *Hub) lockLoaded(ctx context.Context, ps *partState) error {
+	ps.mu.Lock()
+	if err := h.load(ctx, ps); err != nil {
+		ps.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// append sequences op to ps (opening next for a commit) and publishes it.
+func (h *Hub) append(ctx context.Context, ps *partState, op *sendOp, next *Partition, welcomes []PendingWelcome) (AppendResult, error) {
+	a := AppendRequest{Masked: []byte(ps.masked), RequestHash: op.hash, ContentType: op.ct, Public: op.public,
+		Message: op.message, SenderClient: op.sender.ClientID, Next: next, Welcomes: welcomes, At: h.cfg.Now()}
+	if !op.sender.Local {
+		a.SenderClient = 0
+	}
+	res, err := h.store.Append(ctx, a, h.publish)
+	if err != nil {
+		return res, err
+	}
+	if res.Duplicate {
+		h.metrics.duplicates.Add(1)
+	} else {
+		h.metrics.sequenced.Add(1)
+	}
+	return res, nil
+}
+
+// refused counts a refusal of bad input or policy (not store failures).
+func (h *Hub) refused(err error) {
+	for _, s := range []error{ErrMalformed, ErrTooLarge, ErrUnknownGroup, ErrUnknownPartition, ErrWrongPartition,
+		ErrPartitionExists, ErrTerminated, ErrTreeRequired, ErrTreeMismatch, ErrInvalidGroupInfo,
+		ErrWelcomeMismatch, ErrInvalidMessage, ErrRemovedSender, ErrBanned, ErrMuted, ErrRateLimited, ErrGroupExists} {
+		if errors.Is(err, s) {
+			h.metrics.refused.Add(1)
+			h.log.Debug("hub: refused", "err", err)
+			return
+		}
+	}
+	h.log.Warn("hub: request failed", "err", err)
+}

@@ -1,0 +1,187 @@
+package hub
+
+import (
+	"github.com/mimids/mimids/mls"
+)
+
+// ReceiveRequest is the draft's ReceiveRequest: counter is the number of
+// messages of the partition the receiver already has.
+//
+//	struct {
+//	  PartitionKey partition_key;
+//	  uint32 counter;
+//	} ReceiveRequest;
+type ReceiveRequest struct {
+	PartitionKey []byte
+	Counter      uint32
+}
+
+// MarshalBinary encodes q.
+func (q *ReceiveRequest) MarshalBinary() ([]byte, error) {
+	w := writer{buf: make([]byte, 0, 1+PartitionKeySize+4)}
+	w.opaque("partition_key", q.PartitionKey)
+	w.u32(q.Counter)
+	return w.result()
+}
+
+// UnmarshalBinary decodes q.
+func (q *ReceiveRequest) UnmarshalBinary(b []byte) error {
+	r := reader{buf: b}
+	q.PartitionKey = r.partitionKey("ReceiveRequest.partition_key")
+	q.Counter = r.u32("ReceiveRequest.counter")
+	return r.finish("ReceiveRequest")
+}
+
+// Message is the draft's Message. Only commits carry the masked key of the
+// partition they open and their GroupInfo:
+//
+//	struct {
+//	  MLSMessage message; // PublicMessage or PrivateMessage
+//	  select (Message.message.content_type) {
+//	    case application:
+//	    case proposal:
+//	    case commit:
+//	      MaskedPartitionKey next_partition_key;
+//	      optional<MLSMessage> group_info; // GroupInfo
+//	  }
+//	} Message;
+//
+// ContentType is not on the wire (it is in the message); the encoder trusts
+// it and the decoder sets it.
+type Message struct {
+	Message          []byte // encoded MLSMessage
+	ContentType      mls.ContentType
+	NextPartitionKey []byte // masked; commits only
+	GroupInfo        []byte // encoded MLSMessage(GroupInfo); commits only, nil when absent
+}
+
+func (m *Message) size() int {
+	n := len(m.Message)
+	if m.ContentType == mls.ContentTypeCommit {
+		n += varintSize(len(m.NextPartitionKey)) + len(m.NextPartitionKey) + 1 + len(m.GroupInfo)
+	}
+	return n
+}
+
+func (m *Message) encode(w *writer) {
+	w.raw(m.Message)
+	if m.ContentType == mls.ContentTypeCommit {
+		w.opaque("Message.next_partition_key", m.NextPartitionKey)
+		w.optional(m.GroupInfo != nil)
+		w.raw(m.GroupInfo)
+	}
+}
+
+func (m *Message) decode(r *reader) {
+	var msg *mls.MLSMessage
+	m.Message, msg = r.mlsMessage("Message.message")
+	m.ContentType = decodeContentType(r, msg, "Message.message")
+	if m.ContentType != mls.ContentTypeCommit {
+		return
+	}
+	m.NextPartitionKey = r.opaque("Message.next_partition_key", maxMasked)
+	if r.optional("Message.group_info") {
+		var gi *mls.MLSMessage
+		m.GroupInfo, gi = r.mlsMessage("Message.group_info")
+		if r.err == nil && gi.WireFormat != mls.WireFormatGroupInfo {
+			r.fail("Message.group_info", errNotGroupInfo)
+		}
+	}
+}
+
+// Epoch is the draft's Epoch: messages in processing order.
+//
+//	struct { Message messages<V>; } Epoch;
+type Epoch struct {
+	Messages []Message
+}
+
+func (e *Epoch) encode(w *writer) {
+	w.vector("Epoch.messages", func(w *writer) {
+		for i := range e.Messages {
+			e.Messages[i].encode(w)
+		}
+	})
+}
+
+func (e *Epoch) decode(r *reader) {
+	v := r.vector("Epoch.messages")
+	for v.more() {
+		var m Message
+		m.decode(v)
+		e.Messages = append(e.Messages, m)
+	}
+	r.absorb(v)
+}
+
+// HintedEpoch is the draft's HintedEpoch: the messages of another partition,
+// from its start.
+//
+//	struct {
+//	  MaskedPartitionKey masked_partition_key;
+//	  Epoch epoch;
+//	} HintedEpoch;
+type HintedEpoch struct {
+	MaskedPartitionKey []byte
+	Epoch              Epoch
+}
+
+// ReceiveResponse is the draft's ReceiveResponse:
+//
+//	struct {
+//	  Epoch epoch;
+//	  HintedEpoch hints<V>;
+//	} ReceiveResponse;
+type ReceiveResponse struct {
+	Epoch Epoch
+	Hints []HintedEpoch
+}
+
+// MarshalBinary encodes q.
+func (q *ReceiveResponse) MarshalBinary() ([]byte, error) {
+	n := 16
+	for i := range q.Epoch.Messages {
+		n += q.Epoch.Messages[i].size()
+	}
+	for i := range q.Hints {
+		n += 8 + len(q.Hints[i].MaskedPartitionKey)
+		for j := range q.Hints[i].Epoch.Messages {
+			n += q.Hints[i].Epoch.Messages[j].size()
+		}
+	}
+	w := writer{buf: make([]byte, 0, n)}
+	q.Epoch.encode(&w)
+	w.vector("ReceiveResponse.hints", func(w *writer) {
+		for i := range q.Hints {
+			w.opaque("HintedEpoch.masked_partition_key", q.Hints[i].MaskedPartitionKey)
+			q.Hints[i].Epoch.encode(w)
+		}
+	})
+	return w.result()
+}
+
+// UnmarshalBinary decodes q; the fields alias b.
+func (q *ReceiveResponse) UnmarshalBinary(b []byte) error {
+	*q = ReceiveResponse{}
+	r := reader{buf: b}
+	q.Epoch.decode(&r)
+	v := r.vector("ReceiveResponse.hints")
+	for v.more() {
+		var h HintedEpoch
+		h.MaskedPartitionKey = v.opaque("HintedEpoch.masked_partition_key", maxMasked)
+		h.Epoch.decode(v)
+		q.Hints = append(q.Hints, h)
+	}
+	r.absorb(v)
+	return r.finish("ReceiveResponse")
+}
+
+func varintSize(n int) int {
+	switch {
+	case n < 1<<6:
+		return 1
+	case n < 1<<14:
+		return 2
+	}
+	return 4
+}

@@ -33,7 +33,7 @@ func (r *reader) fail(field string, off int, err error, detail string) {
 	r.off = r.end
 }
 
-// failf records the first error with the offending value formatted in hex.
+// failValue records the first error with the offending value in hex.
 func (r *reader) failValue(field string, off int, err error, v uint64, width int) {
 	if r.err == nil {
 		r.fail(field, off, err, fmt.Sprintf("0x%0*x", width, v))

@@ -189,6 +189,9 @@ func FuzzWelcome(f *testing.F) {
 		if len(w.KeyPackageRefs()) != len(w.Secrets) {
 			t.Fatal("KeyPackageRefs length")
 		}
+		if info, err := w.Info(); err == nil && len(info.KeyPackageRefs) != len(w.Secrets) {
+			t.Fatal("Info refs length")
+		}
 	})
 }
 

@@ -285,7 +285,12 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "slow consumer close", func() bool { return e.closes("slow_consumer") == 1 })
+	eventually(t, "slow consumer close", func() bool {
+		if e.srv.Connected() == 0 && e.closes("slow_consumer") == 0 {
+			t.Fatalf("closed for another reason: %v", e.allCloses())
+		}
+		return e.closes("slow_consumer") == 1
+	})
 	t.Logf("delivered before close: %v", e.counter("mimids_mailbox_delivered_total"))
 	eventually(t, "socket gone", func() bool { return e.srv.Connected() == 0 })
 	_ = rc

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -97,8 +98,9 @@ func (e *env) addClient(user, client string) (directory.Client, string) {
 
 // rawConn is a protocol-level test client.
 type rawConn struct {
-	t *testing.T
-	c *websocket.Conn
+	t    *testing.T
+	c    *websocket.Conn
+	rest []byte // frames left from the last message (the server batches)
 }
 
 func (e *env) dial(opts *websocket.DialOptions) *rawConn {
@@ -150,13 +152,18 @@ func (rc *rawConn) next() wire.Frame {
 }
 
 func (rc *rawConn) read(d time.Duration) (wire.Frame, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	_, b, err := rc.c.Read(ctx)
-	if err != nil {
-		return nil, err
+	if len(rc.rest) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, b, err := rc.c.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rc.rest = b
 	}
-	return wire.Decode(b)
+	f, rest, err := wire.Next(rc.rest)
+	rc.rest = rest
+	return f, err
 }
 
 // closeCode reads until the server closes and returns the close code.
@@ -199,7 +206,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("timed out waiting for %s", what)
+	buf := make([]byte, 1<<20)
+	t.Fatalf("timed out waiting for %s; goroutines:\n%s", what, buf[:runtime.Stack(buf, true)])
 }
 
 func adminReq(t *testing.T, e *env, method, path, token, body string) (*http.Response, string) {
@@ -238,4 +246,18 @@ func (e *env) counter(name string) float64 {
 		}
 	}
 	return 0
+}
+
+func (e *env) allCloses() map[string]float64 {
+	out := map[string]float64{}
+	mfs, _ := e.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "mimids_socket_closes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }

@@ -196,32 +196,41 @@ func (ss *session) readLoop() error {
 			ss.fail(wire.CloseProtocolError, wire.CodeMalformed, "frames must be binary messages")
 			return errors.New("text frame")
 		}
-		f, err := wire.Decode(b)
-		if err != nil {
-			ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
-			return err
-		}
-		s.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
-		switch f := f.(type) {
-		case *wire.Request:
-			select {
-			case sem <- struct{}{}:
-			case <-ss.ctx.Done():
-				return ss.ctx.Err()
-			}
-			inflight.Add(1)
-			go func() {
-				defer func() { <-sem; inflight.Done() }()
-				ss.serve(f)
-			}()
-		case *wire.Ack:
-			if err := ss.ack(f.Seq); err != nil {
+		// A message may carry several frames back to back.
+		for first := true; first || len(b) > 0; first = false {
+			var f wire.Frame
+			f, b, err = wire.Next(b)
+			if err != nil {
+				ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
 				return err
 			}
-		default:
-			ss.fail(wire.CloseProtocolError, wire.CodeProtocol, f.Type().String()+" is not allowed here")
-			return fmt.Errorf("unexpected %s frame", f.Type())
+			if err := ss.handleFrame(f, sem, &inflight); err != nil {
+				return err
+			}
 		}
+	}
+}
+
+func (ss *session) handleFrame(f wire.Frame, sem chan struct{}, inflight *sync.WaitGroup) error {
+	ss.srv.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
+	switch f := f.(type) {
+	case *wire.Request:
+		select {
+		case sem <- struct{}{}:
+		case <-ss.ctx.Done():
+			return ss.ctx.Err()
+		}
+		inflight.Add(1)
+		go func() {
+			defer func() { <-sem; inflight.Done() }()
+			ss.serve(f)
+		}()
+		return nil
+	case *wire.Ack:
+		return ss.ack(f.Seq)
+	default:
+		ss.fail(wire.CloseProtocolError, wire.CodeProtocol, f.Type().String()+" is not allowed here")
+		return fmt.Errorf("unexpected %s frame", f.Type())
 	}
 }
 
@@ -361,11 +370,11 @@ func (ss *session) writeLoop() error {
 			if len(batch) == 0 && !refetch {
 				break
 			}
-			for i, b := range batch {
-				if err := ss.write(b); err != nil {
+			if len(batch) > 0 {
+				if err := ss.writeBatch(batch); err != nil {
 					return err
 				}
-				batch[i] = nil
+				clear(batch)
 			}
 			if refetch {
 				if err := ss.catchUp(); err != nil {
@@ -376,28 +385,71 @@ func (ss *session) writeLoop() error {
 	}
 }
 
-func (ss *session) write(b []byte) error {
+// maxBatchBytes bounds one WebSocket message that carries several queued frames.
+const maxBatchBytes = 64 << 10
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatchBytes); return &b }}
+
+// writeBatch writes queued frames, packing consecutive small frames into one
+// WebSocket message (docs/protocol.md §1.2) so a client that is behind costs one
+// write per 64 KiB instead of one per frame.
+func (ss *session) writeBatch(frames [][]byte) error {
+	for i := 0; i < len(frames); {
+		j, size := i, 0
+		for j < len(frames) && (j == i || size+len(frames[j]) <= maxBatchBytes) {
+			size += len(frames[j])
+			j++
+		}
+		if j == i+1 {
+			if err := ss.write(frames[i : i+1]); err != nil {
+				return err
+			}
+		} else {
+			if err := ss.write(frames[i:j]); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// write sends frames as one WebSocket message.
+func (ss *session) write(frames [][]byte) error {
 	s := ss.srv
-	isDeliver := b[0] == byte(wire.TypeDeliver)
-	if isDeliver {
-		// Recorded before the write: the client may ack as soon as the bytes land.
-		if seq := binary.BigEndian.Uint64(b[1:9]); seq > ss.written.Load() {
-			ss.written.Store(seq)
+	delivers := 0
+	for _, b := range frames {
+		if b[0] == byte(wire.TypeDeliver) {
+			delivers++
+			// Recorded before the write: the client may ack as soon as the bytes land.
+			if seq := binary.BigEndian.Uint64(b[1:9]); seq > ss.written.Load() {
+				ss.written.Store(seq)
+			}
 		}
 	}
+	msg := frames[0]
+	if len(frames) > 1 {
+		bp := batchPool.Get().(*[]byte)
+		defer func() { *bp = (*bp)[:0]; batchPool.Put(bp) }()
+		for _, b := range frames {
+			*bp = append(*bp, b...)
+		}
+		msg = *bp
+	}
 	ctx, cancel := context.WithTimeout(ss.ctx, s.cfg.WriteTimeout.D())
-	err := ss.conn.Write(ctx, websocket.MessageBinary, b)
+	err := ss.conn.Write(ctx, websocket.MessageBinary, msg)
 	cancel()
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && ss.ctx.Err() == nil {
+		// The write's own deadline, not the session ending: the client stopped reading.
+		// (coder/websocket drops the connection when a write times out, so the reader
+		// may already have ended the session.)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			ss.close(wire.CloseSlowConsumer, "write timeout")
 		}
 		return fmt.Errorf("write: %w", err)
 	}
-	s.metrics.framesOut.Inc()
-	if isDeliver {
-		s.metrics.delivered.Inc()
-	}
+	s.metrics.framesOut.Add(float64(len(frames)))
+	s.metrics.delivered.Add(float64(delivers))
 	return nil
 }
 

@@ -17,10 +17,13 @@
 //	        case error:    uint32 request_id; uint16 code; opaque message<V>;
 //	        case deliver:  uint64 seq; uint16 kind; uint64 enqueued_at_ms; opaque payload<V>;
 //	        case ack:      uint64 seq;
+//	        case push:     opaque masked_partition_key<V>; uint32 counter; opaque message<V>;
+//	        case partition_event: opaque masked_partition_key<V>; uint8 event;
 //	    };
 //	} Frame;
 //
-// Nothing may follow the frame inside the WebSocket message.
+// A WebSocket message carries one or more frames back to back: every frame is
+// self-delimiting, and the server batches frames when a client is behind.
 package wire
 
 import (
@@ -42,6 +45,10 @@ const (
 	TypeError    FrameType = 5 // server -> client: a request failed (or request_id 0: the connection)
 	TypeDeliver  FrameType = 6 // server -> client: a mailbox entry
 	TypeAck      FrameType = 7 // client -> server: every mailbox entry up to seq is processed
+	TypePush     FrameType = 8 // server -> client: a message sequenced to a subscribed partition
+	// TypePartitionEvent tells a subscriber about a partition: terminated, or the
+	// subscription was dropped and must be renewed.
+	TypePartitionEvent FrameType = 9
 )
 
 func (t FrameType) String() string {
@@ -60,6 +67,10 @@ func (t FrameType) String() string {
 		return "deliver"
 	case TypeAck:
 		return "ack"
+	case TypePush:
+		return "push"
+	case TypePartitionEvent:
+		return "partition_event"
 	}
 	return fmt.Sprintf("frame_type(%d)", uint8(t))
 }
@@ -123,6 +134,41 @@ type Ack struct {
 	Seq uint64
 }
 
+// Push carries one message sequenced to a partition the client subscribed to. Message
+// is the draft's Message struct (docs/protocol.md, groups). The bytes are identical
+// for every subscriber, so the server encodes them once.
+type Push struct {
+	Masked  []byte
+	Counter uint32
+	Message []byte
+}
+
+// PartitionEventType says what happened to a subscribed partition.
+type PartitionEventType uint8
+
+const (
+	// EventTerminated: the hub terminated the partition; sends to it are refused.
+	EventTerminated PartitionEventType = 1
+	// EventDropped: the server dropped the subscription (e.g. the partition was
+	// removed from memory); subscribe again from the last counter.
+	EventDropped PartitionEventType = 2
+)
+
+// PartitionEvent reports an event on a subscribed partition.
+type PartitionEvent struct {
+	Masked []byte
+	Event  PartitionEventType
+}
+
+func (*Push) Type() FrameType           { return TypePush }
+func (*PartitionEvent) Type() FrameType { return TypePartitionEvent }
+
+func (f *Push) encode(w *Writer) { w.Opaque(f.Masked); w.U32(f.Counter); w.Opaque(f.Message) }
+func (f *PartitionEvent) encode(w *Writer) {
+	w.Opaque(f.Masked)
+	w.U8(uint8(f.Event))
+}
+
 func (*Auth) Type() FrameType     { return TypeAuth }
 func (*AuthOK) Type() FrameType   { return TypeAuthOK }
 func (*Request) Type() FrameType  { return TypeRequest }
@@ -167,13 +213,27 @@ var ErrUnknownFrame = errors.New("wire: unknown frame type")
 // ErrEmpty reports an empty WebSocket message.
 var ErrEmpty = errors.New("wire: empty frame")
 
-// Decode parses one frame. Byte slices in the result alias b.
+// Decode parses a message that holds exactly one frame. Byte slices in the result
+// alias b.
 func Decode(b []byte) (Frame, error) {
+	f, rest, err := Next(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("wire: decode %s: %w: %d", f.Type(), ErrTrailing, len(rest))
+	}
+	return f, nil
+}
+
+// Next parses the first frame of b and returns it with the bytes after it. A
+// WebSocket message may carry several frames back to back (the server batches frames
+// for a client that is behind); call Next until rest is empty.
+func Next(b []byte) (f Frame, rest []byte, err error) {
 	if len(b) == 0 {
-		return nil, ErrEmpty
+		return nil, nil, ErrEmpty
 	}
 	r := NewReader(b[1:])
-	var f Frame
 	switch t := FrameType(b[0]); t {
 	case TypeAuth:
 		f = &Auth{RequestID: r.U32("auth.request_id"), Token: r.OpaqueMax("auth.token", 1024)}
@@ -195,11 +255,15 @@ func Decode(b []byte) (Frame, error) {
 		f = &Deliver{Seq: r.U64("deliver.seq"), Kind: Kind(r.U16("deliver.kind")), EnqueuedAtMS: r.U64("deliver.enqueued_at_ms"), Payload: r.Opaque("deliver.payload")}
 	case TypeAck:
 		f = &Ack{Seq: r.U64("ack.seq")}
+	case TypePush:
+		f = &Push{Masked: r.Opaque("push.masked_partition_key"), Counter: r.U32("push.counter"), Message: r.Opaque("push.message")}
+	case TypePartitionEvent:
+		f = &PartitionEvent{Masked: r.Opaque("partition_event.masked_partition_key"), Event: PartitionEventType(r.U8("partition_event.event"))}
 	default:
-		return nil, fmt.Errorf("%w: %d", ErrUnknownFrame, uint8(t))
+		return nil, nil, fmt.Errorf("%w: %d", ErrUnknownFrame, uint8(t))
 	}
-	if err := r.Done(); err != nil {
-		return nil, fmt.Errorf("wire: decode %s: %w", FrameType(b[0]), err)
+	if err := r.Err(); err != nil {
+		return nil, nil, fmt.Errorf("wire: decode %s: %w", FrameType(b[0]), err)
 	}
-	return f, nil
+	return f, r.b, nil
 }

@@ -16,6 +16,8 @@ func sampleFrames() []Frame {
 		&Error{RequestID: 9, Code: CodeUnknownMethod, Message: "method(0x0999)"},
 		&Deliver{Seq: 42, Kind: KindNotice, EnqueuedAtMS: 1700000000000, Payload: bytes.Repeat([]byte{1}, 20000)},
 		&Ack{Seq: 42},
+		&Push{Masked: bytes.Repeat([]byte{7}, 32), Counter: 3, Message: []byte("mls")},
+		&PartitionEvent{Masked: bytes.Repeat([]byte{7}, 32), Event: EventTerminated},
 	}
 }
 
@@ -78,6 +80,27 @@ func TestDecodeErrors(t *testing.T) {
 				t.Fatalf("Decode(%x) = %v, want %v", tc.in, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestNextBatch(t *testing.T) {
+	var msg []byte
+	frames := sampleFrames()
+	for _, f := range frames {
+		msg = Append(msg, f)
+	}
+	for i := 0; len(msg) > 0; i++ {
+		f, rest, err := Next(msg)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.Type() != frames[i].Type() {
+			t.Fatalf("frame %d is %s, want %s", i, f.Type(), frames[i].Type())
+		}
+		msg = rest
+	}
+	if _, _, err := Next(append(Encode(&Ack{Seq: 1}), byte(TypeAck), 0)); err != nil {
+		t.Fatalf("first of a truncated batch: %v", err)
 	}
 }
 

@@ -29,6 +29,8 @@ type Config struct {
 	MaxInflightRequests int `json:"max_inflight_requests"`
 	// ReplayBatch is how many stored mailbox entries are read per query on catch-up.
 	ReplayBatch int `json:"replay_batch"`
+	// MaxSubscriptions bounds the partitions one socket may subscribe to.
+	MaxSubscriptions int `json:"max_subscriptions"`
 	// ShutdownTimeout bounds the drain on shutdown.
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
 }
@@ -67,6 +69,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.SendQueueBytes, 8<<20)
 	def(&c.MaxInflightRequests, 16)
 	def(&c.ReplayBatch, 256)
+	def(&c.MaxSubscriptions, 1024)
 	defD(&c.WriteTimeout, 10*time.Second)
 	defD(&c.PingInterval, 30*time.Second)
 	defD(&c.AuthTimeout, 10*time.Second)
@@ -102,6 +105,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflightRequests < 1 || c.MaxInflightRequests > 1024 {
 		bad("max_inflight_requests %d must be between 1 and 1024", c.MaxInflightRequests)
+	}
+	if c.MaxSubscriptions < 1 || c.MaxSubscriptions > 1<<16 {
+		bad("max_subscriptions %d must be between 1 and 65536", c.MaxSubscriptions)
 	}
 	if c.ReplayBatch < 1 || c.ReplayBatch > c.SendQueueMessages {
 		bad("replay_batch %d must be between 1 and send_queue_messages", c.ReplayBatch)

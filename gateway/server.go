@@ -70,6 +70,9 @@ type Deps struct {
 	Registry *prometheus.Registry
 	// Dashboard, if set, serves "/" and everything under /dashboard/.
 	Dashboard http.Handler
+	// Partitions, if set, enables group subscriptions (methods subscribe and
+	// unsubscribe, push and partition_event frames).
+	Partitions Partitions
 }
 
 // Server is the client gateway.
@@ -81,6 +84,7 @@ type Server struct {
 	echo     *echo.Echo
 	metrics  *metrics
 	handlers map[wire.Method]Handler
+	fanout   *fanout
 
 	draining atomic.Bool
 	nextID   atomic.Uint64
@@ -107,6 +111,9 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.Handle(wire.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
 	s.Handle(wire.MethodMailboxStatus, s.mailboxStatus)
+	if deps.Partitions != nil {
+		s.fanout = newFanout(deps.Partitions)
+	}
 	s.echo = s.routes()
 	return s
 }

@@ -41,6 +41,9 @@ type session struct {
 	qbytes  int      // Guarded by mu.
 	lastSeq uint64   // highest mailbox seq placed in queue; Guarded by mu.
 	refetch bool     // the store may hold entries after lastSeq; Guarded by mu.
+
+	subs        map[string]*partSub // partition subscriptions by masked key; Guarded by mu.
+	partRefetch bool                // some subscription needs catch-up; Guarded by mu.
 }
 
 func (s *Server) socket(c echo.Context) error {
@@ -116,6 +119,7 @@ func (ss *session) run() error {
 	defer s.metrics.connected.Dec()
 	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
 	defer cancelSub()
+	defer ss.leaveAll()
 	s.register(ss)
 	ss.Refetch()
 
@@ -254,6 +258,14 @@ func (ss *session) serve(req *wire.Request) {
 	s := ss.srv
 	start := time.Now()
 	h := s.handlers[req.Method]
+	if s.deps.Partitions != nil {
+		switch req.Method {
+		case wire.MethodSubscribe:
+			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.subscribe(ctx, b) }
+		case wire.MethodUnsubscribe:
+			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.unsubscribe(ctx, b) }
+		}
+	}
 	var body []byte
 	var err error
 	if h == nil {
@@ -365,9 +377,9 @@ func (ss *session) writeLoop() error {
 			ss.mu.Lock()
 			batch, ss.queue = ss.queue, batch[:0]
 			ss.qbytes = 0
-			refetch := ss.refetch
+			refetch, partRefetch := ss.refetch, ss.partRefetch
 			ss.mu.Unlock()
-			if len(batch) == 0 && !refetch {
+			if len(batch) == 0 && !refetch && !partRefetch {
 				break
 			}
 			if len(batch) > 0 {
@@ -378,6 +390,11 @@ func (ss *session) writeLoop() error {
 			}
 			if refetch {
 				if err := ss.catchUp(); err != nil {
+					return err
+				}
+			}
+			if partRefetch {
+				if err := ss.catchUpPartitions(); err != nil {
 					return err
 				}
 			}

@@ -11,6 +11,28 @@ const (
 	MethodPing Method = 0x0001
 	// MethodMailboxStatus answers MailboxStatus for the authenticated client.
 	MethodMailboxStatus Method = 0x0002
+	// MethodKeyPackageUpload stores KeyPackages of the caller (KeyPackages section).
+	MethodKeyPackageUpload Method = 0x0101
+	// MethodKeyPackageCount reports the caller's stock per cipher suite.
+	MethodKeyPackageCount Method = 0x0102
+	// MethodRelay forwards an Oblivious HTTP request to a peer provider's gateway.
+	MethodRelay Method = 0x0110
+	// MethodCreateGroup makes this provider the hub of a new group (groups section).
+	MethodCreateGroup Method = 0x0201
+	// MethodSend sequences a message (the draft's SendRequest).
+	MethodSend Method = 0x0202
+	// MethodReceive reads a partition (the draft's ReceiveRequest/ReceiveResponse).
+	MethodReceive Method = 0x0203
+	// MethodSubscribe pushes a partition's messages to this socket from a counter on.
+	MethodSubscribe Method = 0x0204
+	// MethodUnsubscribe stops the pushes of a partition.
+	MethodUnsubscribe Method = 0x0205
+	// MethodGroupInfo answers the draft's GroupInfoRequest.
+	MethodGroupInfo Method = 0x0206
+	// MethodExternalJoin sequences the draft's ExternalJoinRequest.
+	MethodExternalJoin Method = 0x0207
+	// MethodReport files a report about a member, a message, a hub or a follower.
+	MethodReport Method = 0x0208
 )
 
 func (m Method) String() string {
@@ -19,6 +41,28 @@ func (m Method) String() string {
 		return "ping"
 	case MethodMailboxStatus:
 		return "mailbox_status"
+	case MethodKeyPackageUpload:
+		return "key_package_upload"
+	case MethodKeyPackageCount:
+		return "key_package_count"
+	case MethodRelay:
+		return "relay"
+	case MethodCreateGroup:
+		return "create_group"
+	case MethodSend:
+		return "send"
+	case MethodReceive:
+		return "receive"
+	case MethodGroupInfo:
+		return "group_info"
+	case MethodExternalJoin:
+		return "external_join"
+	case MethodReport:
+		return "report"
+	case MethodSubscribe:
+		return "subscribe"
+	case MethodUnsubscribe:
+		return "unsubscribe"
 	}
 	return fmt.Sprintf("method(0x%04x)", uint16(m))
 }

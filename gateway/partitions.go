@@ -1,0 +1,282 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+
+	"github.com/mimids/mimids/gateway/wire"
+)
+
+// PartitionEntry is one message sequenced to a partition, as pushed to subscribers.
+type PartitionEntry struct {
+	Counter    uint32
+	Terminated bool   // the partition was terminated after Counter messages
+	Message    []byte // the draft's Message struct, encoded
+}
+
+// PartitionSink receives a partition's entries in counter order, right after they
+// are committed. Notify and Refetch must not block.
+type PartitionSink interface {
+	Notify(e PartitionEntry)
+	Refetch()
+}
+
+// Partitions is what the gateway needs from the hub to push group traffic.
+type Partitions interface {
+	// Subscribe registers a sink for a partition (by masked key).
+	Subscribe(masked []byte, s PartitionSink) (cancel func())
+	// Fetch returns up to limit entries with counter > after (-1: from the start);
+	// when it returns fewer than limit and the partition is terminated, the last
+	// entry is the terminated event.
+	Fetch(ctx context.Context, masked []byte, after int64, limit int) ([]PartitionEntry, error)
+	// Masked checks that partitionKey opens a partition of a hosted group and
+	// returns its masked key.
+	Masked(ctx context.Context, partitionKey []byte) ([]byte, error)
+}
+
+// topic is the gateway's single hub subscription for one partition, fanned out to
+// every subscribed session: the push frame is encoded once per message.
+type topic struct {
+	// Static after construction.
+	masked []byte
+	fanout *fanout
+
+	mu       sync.Mutex
+	sessions map[*session]*partSub // Guarded by mu.
+	cancel   func()                // Guarded by fanout.mu.
+}
+
+func (t *topic) Notify(e PartitionEntry) {
+	frame := encodePartitionEntry(t.masked, e) // once for every subscriber
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ss, sub := range t.sessions {
+		ss.notifyPartition(sub, e.Counter, frame)
+	}
+}
+
+func (t *topic) Refetch() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ss, sub := range t.sessions {
+		ss.refetchPartition(sub)
+	}
+}
+
+func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
+	if e.Terminated {
+		return wire.Encode(&wire.PartitionEvent{Masked: masked, Event: wire.EventTerminated})
+	}
+	return wire.Encode(&wire.Push{Masked: masked, Counter: e.Counter, Message: e.Message})
+}
+
+// fanout holds the topics of a gateway.
+type fanout struct {
+	src    Partitions
+	mu     sync.Mutex
+	topics map[string]*topic // Guarded by mu.
+}
+
+func newFanout(src Partitions) *fanout {
+	return &fanout{src: src, topics: make(map[string]*topic)}
+}
+
+// join adds a session's subscription to the partition's topic.
+func (f *fanout) join(ss *session, sub *partSub) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.topics[string(sub.masked)]
+	if t == nil {
+		t = &topic{masked: sub.masked, fanout: f, sessions: make(map[*session]*partSub)}
+		t.cancel = f.src.Subscribe(sub.masked, t)
+		f.topics[string(sub.masked)] = t
+	}
+	t.mu.Lock()
+	t.sessions[ss] = sub
+	t.mu.Unlock()
+}
+
+// leave removes a session from a topic, dropping the hub subscription with the last.
+func (f *fanout) leave(ss *session, masked []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.topics[string(masked)]
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	delete(t.sessions, ss)
+	empty := len(t.sessions) == 0
+	t.mu.Unlock()
+	if empty {
+		t.cancel()
+		delete(f.topics, string(masked))
+	}
+}
+
+// partSub is one session's subscription to one partition. Guarded by the session's mu.
+type partSub struct {
+	masked  []byte
+	next    uint32 // the next counter to queue
+	refetch bool   // entries from next on may be in the store only
+	done    bool   // terminated: nothing more will come
+}
+
+// notifyPartition queues a live entry (or the terminated event, which stands at the
+// position after the last message) if it is the next one for the subscription;
+// otherwise the subscription catches up from the store.
+func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
+	event := wire.FrameType(frame[0]) == wire.TypePartitionEvent
+	ss.mu.Lock()
+	switch {
+	case sub.done:
+	case !event && counter < sub.next:
+		// Already queued by catch-up.
+	case sub.refetch || counter != sub.next || !ss.enqueueLocked(frame):
+		sub.refetch, ss.partRefetch = true, true
+	case event:
+		sub.done = true
+	default:
+		sub.next = counter + 1
+	}
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+func (ss *session) refetchPartition(sub *partSub) {
+	ss.mu.Lock()
+	if !sub.done {
+		sub.refetch, ss.partRefetch = true, true
+	}
+	ss.mu.Unlock()
+	ss.signal()
+}
+
+// catchUpPartitions reads one page for every subscription marked for catch-up.
+func (ss *session) catchUpPartitions() error {
+	type want struct {
+		sub  *partSub
+		next uint32
+	}
+	ss.mu.Lock()
+	ss.partRefetch = false
+	var wants []want
+	for _, sub := range ss.subs {
+		if sub.refetch && !sub.done {
+			sub.refetch = false
+			wants = append(wants, want{sub, sub.next})
+		}
+	}
+	ss.mu.Unlock()
+	limit := ss.srv.cfg.ReplayBatch
+	for _, w := range wants {
+		entries, err := ss.srv.deps.Partitions.Fetch(ss.ctx, w.sub.masked, int64(w.next)-1, limit)
+		if err != nil {
+			if ss.ctx.Err() != nil {
+				return nil
+			}
+			ss.log.Error("partition fetch", "err", err)
+			ss.fail(wire.CloseGoingAway, wire.CodeInternal, "group log unavailable")
+			return err
+		}
+		ss.mu.Lock()
+		for _, e := range entries {
+			if w.sub.done || (!e.Terminated && e.Counter < w.sub.next) {
+				continue
+			}
+			if e.Terminated {
+				if ss.enqueueLocked(encodePartitionEntry(w.sub.masked, e)) {
+					w.sub.done = true
+				} else {
+					w.sub.refetch, ss.partRefetch = true, true
+				}
+				break
+			}
+			if e.Counter != w.sub.next {
+				break // a gap cannot come from one ordered read; read again
+			}
+			if !ss.enqueueLocked(encodePartitionEntry(w.sub.masked, e)) {
+				w.sub.refetch, ss.partRefetch = true, true
+				break
+			}
+			w.sub.next++
+		}
+		if len(entries) == limit {
+			w.sub.refetch, ss.partRefetch = true, true
+		}
+		ss.mu.Unlock()
+	}
+	return nil
+}
+
+// subscribe starts pushing a partition from counter on; the answer is the masked key.
+func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
+	r := wire.NewReader(body)
+	pk := r.Opaque("subscribe.partition_key")
+	counter := r.U32("subscribe.counter")
+	if err := r.Done(); err != nil {
+		return nil, &wire.Error{Code: wire.CodeMalformed, Message: "subscribe: " + err.Error()}
+	}
+	masked, err := ss.srv.deps.Partitions.Masked(ctx, pk)
+	if err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	if old := ss.subs[string(masked)]; old != nil {
+		// Re-subscribing moves the position.
+		old.next, old.refetch, old.done = counter, true, false
+		ss.partRefetch = true
+		ss.mu.Unlock()
+		ss.signal()
+		return encodeMasked(masked), nil
+	}
+	if len(ss.subs) >= ss.srv.cfg.MaxSubscriptions {
+		ss.mu.Unlock()
+		return nil, &wire.Error{Code: wire.CodeTooLarge, Message: "too many subscriptions on this socket"}
+	}
+	if ss.subs == nil {
+		ss.subs = make(map[string]*partSub)
+	}
+	sub := &partSub{masked: masked, next: counter, refetch: true}
+	ss.subs[string(masked)] = sub
+	ss.partRefetch = true
+	ss.mu.Unlock()
+	ss.srv.fanout.join(ss, sub)
+	ss.signal()
+	return encodeMasked(masked), nil
+}
+
+func encodeMasked(masked []byte) []byte {
+	w := wire.NewWriter(nil)
+	w.Opaque(masked)
+	return w.Bytes()
+}
+
+// unsubscribe stops pushing a partition.
+func (ss *session) unsubscribe(_ context.Context, body []byte) ([]byte, error) {
+	r := wire.NewReader(body)
+	masked := r.Opaque("unsubscribe.masked_partition_key")
+	if err := r.Done(); err != nil {
+		return nil, &wire.Error{Code: wire.CodeMalformed, Message: "unsubscribe: " + err.Error()}
+	}
+	ss.mu.Lock()
+	_, ok := ss.subs[string(masked)]
+	delete(ss.subs, string(masked))
+	ss.mu.Unlock()
+	if !ok {
+		return nil, &wire.Error{Code: wire.CodeNotFound, Message: "not subscribed"}
+	}
+	ss.srv.fanout.leave(ss, masked)
+	return nil, nil
+}
+
+// leaveAll drops every subscription of an ending session.
+func (ss *session) leaveAll() {
+	ss.mu.Lock()
+	subs := ss.subs
+	ss.subs = nil
+	ss.mu.Unlock()
+	for m := range subs {
+		ss.srv.fanout.leave(ss, []byte(m))
+	}
+}

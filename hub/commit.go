@@ -33,6 +33,11 @@ func (h *Hub) sendCommit(ctx context.Context, ps *partState, op *sendOp) (Append
 		return res, err
 	}
 	h.metrics.commits.Add(1)
+	if plan.next.Verified {
+		h.metrics.checked.Add(1)
+	} else {
+		h.metrics.unchecked.Add(1)
+	}
 	if res.Fork {
 		h.metrics.forks.Add(1)
 		h.log.Info("hub: fork", "group_id", fmt.Sprintf("%x", op.groupID), "partition", fmt.Sprintf("%x", ps.masked), "seq", res.Counter)

@@ -44,7 +44,7 @@ type Hub struct {
 
 // counters are the hub's running totals.
 type counters struct {
-	sequenced, duplicates, refused, commits, forks, rebuilds, welcomesLocal, welcomesRemote atomic.Int64
+	sequenced, duplicates, refused, commits, forks, rebuilds, checked, unchecked, welcomesLocal, welcomesRemote atomic.Int64
 }
 
 // Stats is a snapshot of the hub's counters.
@@ -55,6 +55,8 @@ type Stats struct {
 	Commits        int64 // partitions opened by commits
 	Forks          int64 // commits sequenced to a partition that already had one
 	Rebuilds       int64 // public states rebuilt from the store
+	Checked        int64 // handshakes verified against a public state
+	Unchecked      int64 // handshakes sequenced without a public state
 	WelcomesLocal  int64 // Welcomes delivered to local mailboxes
 	WelcomesRemote int64 // Welcomes stored for other providers
 	CachedStates   int   // partition states in memory
@@ -89,6 +91,7 @@ func (h *Hub) Stats() Stats {
 	m := &h.metrics
 	return Stats{Sequenced: m.sequenced.Load(), Duplicates: m.duplicates.Load(), Refused: m.refused.Load(),
 		Commits: m.commits.Load(), Forks: m.forks.Load(), Rebuilds: m.rebuilds.Load(),
+		Checked: m.checked.Load(), Unchecked: m.unchecked.Load(),
 		WelcomesLocal: m.welcomesLocal.Load(), WelcomesRemote: m.welcomesRemote.Load(), CachedStates: n}
 }
 
@@ -189,12 +192,13 @@ type PartitionInfo struct {
 	TerminatedAt time.Time
 	CreatedAt    time.Time
 	HasGroupInfo bool
+	Verified     bool // the hub verified the opening commit against the parent's public state
 }
 
 func infoOf(p Partition) PartitionInfo {
 	return PartitionInfo{Masked: p.Masked, GroupID: p.GroupID, Parent: p.Parent, OpenedBy: p.OpenedBy,
 		Epoch: p.Epoch, Length: p.Length, Terminated: p.Terminated, TerminatedAt: p.TerminatedAt,
-		CreatedAt: p.CreatedAt, HasGroupInfo: p.GroupInfo != nil}
+		CreatedAt: p.CreatedAt, HasGroupInfo: p.GroupInfo != nil, Verified: p.Verified}
 }
 
 // Partition describes the partition with a masked key.

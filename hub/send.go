@@ -226,8 +226,14 @@ func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint
 	switch {
 	case err != nil && viewChanged:
 		h.invalidate(ps) // the proposal is cached but was not sequenced
-	case err == nil && !res.Duplicate && !op.public:
-		ps.privateProposals = true
+	case err != nil || res.Duplicate:
+	case viewChanged:
+		h.metrics.checked.Add(1)
+	default:
+		h.metrics.unchecked.Add(1)
+		if !op.public {
+			ps.privateProposals = true
+		}
 	}
 	return res.Counter, err
 }

@@ -1,0 +1,283 @@
+package directory_test
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/sqlite"
+)
+
+const (
+	suite1 = mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519
+	suite2 = mls.MLS128DHKEMP256AES128GCMSHA256P256
+	mls10  = mls.ProtocolVersionMLS10
+)
+
+type hexBytes []byte
+
+func (h *hexBytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	*h = v
+	return err
+}
+
+type fixtureKP struct {
+	Reason         string   `json:"reason"`
+	Identity       string   `json:"identity"`
+	User           string   `json:"user"`
+	Provider       string   `json:"provider"`
+	CipherSuite    uint16   `json:"cipher_suite"`
+	KeyPackage     hexBytes `json:"key_package"`
+	KeyPackageBare hexBytes `json:"key_package_bare"`
+	KeyPackageRef  hexBytes `json:"key_package_ref"`
+	LastResort     bool     `json:"last_resort"`
+}
+
+type fixtureFile struct {
+	ValidationTime int64       `json:"validation_time"`
+	KeyPackages    []fixtureKP `json:"key_packages"`
+	Invalid        []fixtureKP `json:"invalid_key_packages"`
+}
+
+// loadFixtures reads the ts-mls KeyPackages; a missing file fails the test.
+func loadFixtures(t testing.TB) fixtureFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "mls", "testdata", "tsmls", "keypackages.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f fixtureFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.KeyPackages) == 0 || len(f.Invalid) == 0 || f.ValidationTime == 0 {
+		t.Fatal("keypackages.json: no KeyPackages or no validation_time")
+	}
+	return f
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// env is one provider: a directory over a real SQLite file with discovery, KeyPackages
+// and a mailbox.
+type env struct {
+	db    *sqlite.DB
+	dir   *directory.Directory
+	disc  *directory.Discovery
+	kps   *directory.KeyPackages
+	mb    *mailbox.Mailbox
+	clock *clock
+}
+
+type envOpts struct {
+	discovery   directory.DiscoveryConfig
+	keyPackages directory.KeyPackageConfig
+	notifier    func(*mailbox.Mailbox) directory.Notifier
+}
+
+func newEnv(t testing.TB, domain string, now time.Time, o envOpts) *env {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "mimids.db"), sqlite.Options{Synchronous: "normal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e := &env{db: db, dir: directory.New(db, domain), mb: mailbox.New(db, mailbox.Metrics{}), clock: &clock{t: now}}
+	o.discovery.Clock = e.clock.Now
+	o.keyPackages.Clock = e.clock.Now
+	if e.disc, err = directory.NewDiscovery(e.dir, db, o.discovery); err != nil {
+		t.Fatal(err)
+	}
+	var n directory.Notifier = e.mb
+	if o.notifier != nil {
+		n = o.notifier(e.mb)
+	}
+	if e.kps, err = directory.NewKeyPackages(e.dir, db, e.disc, n, o.keyPackages, nil); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) client(t testing.TB, user, name string) directory.Client {
+	t.Helper()
+	c, _, err := e.dir.AddClient(context.Background(), user, name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) token(t testing.TB, user string) string {
+	t.Helper()
+	d, err := e.disc.Discover(context.Background(), user, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.BearerToken
+}
+
+func (e *env) upload(t testing.TB, c directory.Client, kps ...[]byte) [][]byte {
+	t.Helper()
+	refs, err := e.kps.Upload(context.Background(), c, kps)
+	if err != nil {
+		t.Fatalf("Upload: %v", err)
+	}
+	return refs
+}
+
+// fetch asks for one KeyPackage of user with token.
+func (e *env) fetch(t testing.TB, user, token string, suite mls.CipherSuite) directory.KeyPackageResult {
+	t.Helper()
+	resp, err := e.kps.Fetch(context.Background(), directory.KeyPackageRequestBundle{Requests: []directory.KeyPackageRequest{
+		{UserID: directory.UserURI(e.dir.Domain(), user), BearerToken: token, Version: mls10, CipherSuite: suite}}}, e.clock.Now())
+	if err != nil || len(resp.Results) != 1 {
+		t.Fatalf("Fetch = %+v, %v", resp, err)
+	}
+	return resp.Results[0]
+}
+
+// signer builds and signs KeyPackages in Go.
+type signer struct {
+	suite     mls.CipherSuite
+	s         *mls.Suite
+	priv, pub []byte
+}
+
+func newSigner(t testing.TB, suite mls.CipherSuite) *signer {
+	t.Helper()
+	s, err := suite.Suite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub, err := s.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &signer{suite: suite, s: s, priv: priv, pub: pub}
+}
+
+func (g *signer) hpkeKey(t testing.TB) []byte {
+	t.Helper()
+	curve := ecdh.X25519()
+	if g.suite == suite2 {
+		curve = ecdh.P256()
+	}
+	k, err := curve.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicKey().Bytes()
+}
+
+type kpOpts struct {
+	lifetime   mls.Lifetime // zero: [now-1h, now+30d] of the given time
+	lastResort bool
+	bare       bool                  // encode a bare KeyPackage instead of an MLSMessage
+	mutate     func(*mls.KeyPackage) // before signing
+}
+
+// keyPackage returns a signed KeyPackage for identity, valid around now.
+func (g *signer) keyPackage(t testing.TB, identity string, now time.Time, o kpOpts) []byte {
+	t.Helper()
+	if o.lifetime == (mls.Lifetime{}) {
+		o.lifetime = mls.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(now.Add(30 * 24 * time.Hour).Unix())}
+	}
+	kp := &mls.KeyPackage{
+		Version:     mls10,
+		CipherSuite: g.suite,
+		InitKey:     g.hpkeKey(t),
+		LeafNode: mls.LeafNode{
+			EncryptionKey: g.hpkeKey(t),
+			SignatureKey:  g.pub,
+			Credential:    mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte(identity)},
+			Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls10}, CipherSuites: []mls.CipherSuite{g.suite},
+				Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
+			LeafNodeSource: mls.LeafNodeSourceKeyPackage,
+			Lifetime:       o.lifetime,
+		},
+	}
+	if o.lastResort {
+		kp.LeafNode.Capabilities.Extensions = []mls.ExtensionType{directory.ExtensionTypeLastResort}
+		kp.Extensions = mls.Extensions{{ExtensionType: directory.ExtensionTypeLastResort}}
+	}
+	if o.mutate != nil {
+		o.mutate(kp)
+	}
+	tbs, err := kp.LeafNode.TBS(nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.LeafNode.Signature, err = g.s.SignWithLabel(g.priv, mls.LeafNodeTBSLabel, tbs); err != nil {
+		t.Fatal(err)
+	}
+	if tbs, err = kp.TBS(); err != nil {
+		t.Fatal(err)
+	}
+	if kp.Signature, err = g.s.SignWithLabel(g.priv, mls.KeyPackageTBSLabel, tbs); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	if o.bare {
+		b, err = kp.Marshal()
+	} else {
+		b, err = (&mls.MLSMessage{Version: mls10, WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp}).Marshal()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// keyPackages returns n signed KeyPackages for identity.
+func (g *signer) keyPackages(t testing.TB, identity string, now time.Time, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = g.keyPackage(t, identity, now, kpOpts{})
+	}
+	return out
+}
+
+// refOf returns the KeyPackageRef of an encoded KeyPackage (bare or framed).
+func refOf(t testing.TB, b []byte) []byte {
+	t.Helper()
+	kp, err := mls.DecodeKeyPackageMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := kp.Ref()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}

@@ -109,8 +109,10 @@ func (o *Options) sameClient(a, b *LeafNode) bool {
 // epoch, as a Delivery Service tracks it (RFC 9420 §12, public parts): the
 // GroupContext, the ratchet tree, the interim transcript hash, and the
 // proposals sequenced so far in the epoch. It holds no secrets, so it cannot
-// check membership or confirmation tags; it checks everything else a member
-// would check on a PublicMessage.
+// check membership or confirmation tags, path ciphertexts or ExternalInit
+// outputs, nor whether PSKs exist; credentials are the application's to
+// judge (use the reported Members). It checks the rest of what a member
+// checks on a PublicMessage.
 //
 // ProcessCommit never modifies its receiver: it returns the next epoch's
 // state, so two commits to one epoch (a fork) each apply to the same parent.

@@ -76,7 +76,7 @@ type Client struct {
 	seen        atomic.Uint64 // highest seq passed to the handler
 	lastHandled atomic.Uint64 // highest seq the handler accepted
 	ackWanted   atomic.Uint64 // highest seq to acknowledge
-	ackWritten  atomic.Uint64 // highest seq in an ack frame written so far
+	committed   atomic.Uint64 // highest seq whose ack the server is known to have committed
 
 	connects, disconnects, delivered, duplicates, resyncs, acksSent atomic.Uint64
 
@@ -128,7 +128,7 @@ func (c *Client) Do(ctx context.Context, method wire.Method, body []byte) ([]byt
 		if err != nil {
 			return nil, err
 		}
-		resp, sent, err := s.do(ctx, method, body)
+		resp, sent, err := s.do(ctx, method, body, false)
 		if sent || err == nil {
 			return resp, err
 		}
@@ -188,9 +188,42 @@ func (c *Client) Ack(seq uint64) error {
 // Config.LastSeq to resume deduplication in a later process.
 func (c *Client) LastSeq() uint64 { return c.lastHandled.Load() }
 
-// AckedSeq returns the highest seq covered by an ack frame written to a connection
-// (the server may still be committing it).
-func (c *Client) AckedSeq() uint64 { return c.ackWritten.Load() }
+// Flush writes the ack that is due at once (ignoring Config.AckDelay) and waits until
+// the server has committed it: it sends a ping right behind the ack, and the server
+// handles an ack before it reads the next frame (docs/protocol.md §1.4). It returns
+// AckedSeq. An entry handled on an earlier connection is acknowledged only once the
+// server redelivers it, so AckedSeq may stay below LastSeq until then.
+func (c *Client) Flush(ctx context.Context) (uint64, error) {
+	for {
+		s, err := c.waitSession(ctx)
+		if err != nil {
+			return c.committed.Load(), err
+		}
+		_, sent, err := s.do(ctx, wire.MethodPing, nil, true)
+		if sent || err == nil {
+			if err != nil {
+				err = fmt.Errorf("client: flush: %w", err)
+			}
+			return c.committed.Load(), err
+		}
+		if ctx.Err() != nil {
+			return c.committed.Load(), ctx.Err()
+		}
+	}
+}
+
+// AckedSeq returns the highest seq whose ack the server has committed, as proved by
+// an answer to a request sent after the ack. See Flush.
+func (c *Client) AckedSeq() uint64 { return c.committed.Load() }
+
+func (c *Client) raiseCommitted(seq uint64) {
+	for {
+		old := c.committed.Load()
+		if seq <= old || c.committed.CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
 
 // Session returns what the server said at the latest authentication.
 func (c *Client) Session() SessionInfo {
@@ -340,12 +373,27 @@ func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionI
 		}
 		return SessionInfo{ClientID: f.ClientID, UserID: f.UserID, Pending: f.Pending, MaxFrameSize: f.MaxFrameSize}, nil
 	case *wire.Error:
-		if f.Code == wire.CodeUnauthorized {
-			return SessionInfo{}, fmt.Errorf("%w: %w", ErrAuthFailed, f)
-		}
-		return SessionInfo{}, fmt.Errorf("client: auth: %w", f)
+		return SessionInfo{}, authRefused(ctx, ws, f)
 	}
 	return SessionInfo{}, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
+}
+
+// authRefused classifies an error frame answering auth by the close code that
+// follows it: 4001 (and a bare unauthorized error) is terminal, 4002 (the auth frame
+// arrived too late) is not.
+func authRefused(ctx context.Context, ws *websocket.Conn, f *wire.Error) error {
+	_, _, err := ws.Read(ctx)
+	cause := classifyRead(err, f)
+	var de *DisconnectError
+	switch {
+	case terminal(cause):
+		return fmt.Errorf("client: auth: %w", cause)
+	case errors.As(cause, &de) && de.Code == wire.CloseAuthTimeout:
+		return fmt.Errorf("client: auth: %w", de)
+	case f.Code == wire.CodeUnauthorized:
+		return fmt.Errorf("%w: %w", ErrAuthFailed, cause)
+	}
+	return fmt.Errorf("client: auth: %w", cause)
 }
 
 // run serves sessions and reconnects between them until Close or a terminal error.

@@ -115,6 +115,28 @@ func TestAuthRefused(t *testing.T) {
 	}
 }
 
+func TestAuthTimeoutIsNotTerminal(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.lateAuth = func(n int) bool { return n == 1 || n == 3 }
+		s.onConnect = func(fc *fakeConn) {
+			if fc.n == 2 {
+				fc.close(wire.CloseSlowConsumer, "slow")
+			}
+		}
+	})
+	cfg := testConfig(s, nil)
+	_, err := Dial(ctxT(t), cfg)
+	var de *DisconnectError
+	if err == nil || errors.Is(err, ErrAuthFailed) || !errors.As(err, &de) || de.Code != wire.CloseAuthTimeout {
+		t.Fatalf("Dial = %v, want a 4002 disconnect that is not ErrAuthFailed", err)
+	}
+	c := dial(t, cfg) // connection 2, closed 4008; 3 refused 4002; 4 accepted
+	waitFor(t, "connection 4", func() bool { n, _, _ := s.state(); return n == 4 && c.Connected() })
+	if _, err := c.Ping(ctxT(t)); err != nil || c.Err() != nil {
+		t.Fatalf("Ping = %v, Err = %v", err, c.Err())
+	}
+}
+
 func TestTerminalCloseStopsReconnecting(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -242,6 +264,7 @@ func TestDeliveriesInOrderDuplicatesDropped(t *testing.T) {
 	s.pushNotices(10) // the server replays 1..10 (forgetAcks), then 11..20
 	waitFor(t, "20 deliveries acked", func() bool { _, acked, _ := s.state(); return acked == 20 })
 	checkSequence(t, rec.got(), 20)
+	s.checkAcks(t)
 	if st := c.Stats(); st.Duplicates != 10 || st.Delivered != 20 {
 		t.Errorf("stats %+v: want 10 duplicates, 20 delivered", st)
 	}
@@ -280,8 +303,8 @@ func TestAcksCoalesced(t *testing.T) {
 	if frames > 2*n/10 {
 		t.Errorf("%d ack frames for %d deliveries, want at most %d", frames, 2*n, 2*n/10)
 	}
-	if c.AckedSeq() != 2*n {
-		t.Errorf("AckedSeq() = %d, want %d", c.AckedSeq(), 2*n)
+	if got, err := c.Flush(ctxT(t)); got != 2*n || err != nil || c.AckedSeq() != 2*n {
+		t.Errorf("Flush() = %d, %v; AckedSeq %d; want %d", got, err, c.AckedSeq(), 2*n)
 	}
 	if st := c.Stats(); st.AcksSent != uint64(frames) {
 		t.Errorf("AcksSent %d, server saw %d", st.AcksSent, frames)
@@ -293,6 +316,49 @@ func TestAcksCoalesced(t *testing.T) {
 			t.Errorf("acks not increasing: %v", s.acks)
 			break
 		}
+	}
+}
+
+func TestBatchedMessages(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.batch = 7
+		s.onRequest = func(fc *fakeConn, r *wire.Request) bool {
+			if r.Method != 0x7003 {
+				return false
+			}
+			var msg []byte
+			msg = wire.Append(msg, &wire.Push{Masked: []byte{1, 2}, Counter: 9, Message: []byte("mls")})
+			msg = wire.Append(msg, &wire.Response{RequestID: r.RequestID, Body: []byte("batched")})
+			msg = wire.Append(msg, &wire.PartitionEvent{Masked: []byte{1, 2}, Event: wire.EventTerminated})
+			fc.sendRaw(websocket.MessageBinary, msg)
+			return true
+		}
+	})
+	s.pushNotices(50)
+	rec := &recorder{}
+	var pushes []wire.Frame
+	var mu sync.Mutex
+	cfg := testConfig(s, rec.handle)
+	cfg.OnPush = func(f wire.Frame) { mu.Lock(); pushes = append(pushes, f); mu.Unlock() }
+	c := dial(t, cfg)
+	got, err := c.Do(ctxT(t), 0x7003, nil)
+	if err != nil || string(got) != "batched" {
+		t.Fatalf("Do = %q, %v", got, err)
+	}
+	s.pushNotices(50)
+	waitFor(t, "100 acked", func() bool { _, acked, _ := s.state(); return acked == 100 })
+	checkSequence(t, rec.got(), 100)
+	s.checkAcks(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pushes) != 2 {
+		t.Fatalf("OnPush got %d frames, want 2", len(pushes))
+	}
+	if p, ok := pushes[0].(*wire.Push); !ok || p.Counter != 9 || string(p.Message) != "mls" {
+		t.Errorf("first frame %+v", pushes[0])
+	}
+	if e, ok := pushes[1].(*wire.PartitionEvent); !ok || e.Event != wire.EventTerminated {
+		t.Errorf("second frame %+v", pushes[1])
 	}
 }
 
@@ -325,6 +391,55 @@ func TestManualAck(t *testing.T) {
 	waitFor(t, "ack 5", func() bool { _, acked, _ := s.state(); return acked == 5 })
 	if _, _, frames := s.state(); frames != 2 {
 		t.Errorf("%d ack frames, want 2", frames)
+	}
+}
+
+func TestFlush(t *testing.T) {
+	s := newFakeServer(t)
+	s.pushNotices(5)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.AckDelay = time.Hour
+	c := dial(t, cfg)
+	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
+	if _, acked, frames := s.state(); frames != 0 || acked != 0 || c.AckedSeq() != 0 {
+		t.Fatalf("acked %d in %d frames before Flush (AckedSeq %d)", acked, frames, c.AckedSeq())
+	}
+	got, err := c.Flush(ctxT(t))
+	if err != nil || got != 5 {
+		t.Fatalf("Flush() = %d, %v; want 5", got, err)
+	}
+	// The fake server, like the real one, handles an ack before the next frame.
+	if _, acked, frames := s.state(); acked != 5 || frames != 1 {
+		t.Errorf("after Flush: acked %d in %d frames, want 5 in 1", acked, frames)
+	}
+	if got, err := c.Flush(ctxT(t)); got != 5 || err != nil {
+		t.Errorf("second Flush() = %d, %v", got, err)
+	}
+	if _, _, frames := s.state(); frames != 1 {
+		t.Errorf("second Flush wrote another ack (%d frames)", frames)
+	}
+}
+
+func TestAckNeverAheadOfSocket(t *testing.T) {
+	// Entries handled on connection 1 but not acknowledged there are acknowledged on
+	// connection 2 only once the server has redelivered them on it.
+	s := newFakeServer(t, func(s *fakeServer) { s.pumpDelay = 50 * time.Millisecond })
+	s.pushNotices(5)
+	rec := &recorder{}
+	cfg := testConfig(s, rec.handle)
+	cfg.ManualAck = true
+	c := dial(t, cfg)
+	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
+	s.conn(1).close(wire.CloseSlowConsumer, "slow")
+	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
+	if err := c.Ack(5); err != nil { // before the redelivery arrives
+		t.Fatal(err)
+	}
+	waitFor(t, "ack 5", func() bool { _, acked, _ := s.state(); return acked == 5 })
+	s.checkAcks(t)
+	if st := c.Stats(); st.Duplicates != 5 || st.Delivered != 5 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
@@ -375,17 +490,22 @@ func TestReconnect(t *testing.T) {
 }
 
 func TestResyncOnDeliveryOverflow(t *testing.T) {
-	s := newFakeServer(t)
-	const n = 60
-	s.pushNotices(n)
-	rec := &recorder{fail: func(*Delivery) error { time.Sleep(200 * time.Microsecond); return nil }}
-	cfg := testConfig(s, rec.handle)
-	cfg.DeliveryQueueLen = 4
-	c := dial(t, cfg)
-	waitFor(t, "all acked", func() bool { _, acked, _ := s.state(); return acked == n })
-	checkSequence(t, rec.got(), n)
-	if st := c.Stats(); st.Resyncs == 0 {
-		t.Errorf("no resync with a 4-entry queue and %d entries: %+v", n, st)
+	for _, batch := range []int{1, 5} {
+		t.Run(fmt.Sprintf("%d frames per message", batch), func(t *testing.T) {
+			s := newFakeServer(t, func(s *fakeServer) { s.batch = batch })
+			const n = 60
+			s.pushNotices(n)
+			rec := &recorder{fail: func(*Delivery) error { time.Sleep(200 * time.Microsecond); return nil }}
+			cfg := testConfig(s, rec.handle)
+			cfg.DeliveryQueueLen = 4
+			c := dial(t, cfg)
+			waitFor(t, "all acked", func() bool { _, acked, _ := s.state(); return acked == n })
+			checkSequence(t, rec.got(), n)
+			s.checkAcks(t)
+			if st := c.Stats(); st.Resyncs == 0 {
+				t.Errorf("no resync with a 4-entry queue and %d entries: %+v", n, st)
+			}
+		})
 	}
 }
 
@@ -504,8 +624,8 @@ func TestCloseFlushesAcks(t *testing.T) {
 	if err := c.Close(ctxT(t)); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, acked, frames := s.state(); acked != 7 || frames != 1 || c.AckedSeq() != 7 {
-		t.Errorf("acked %d in %d frames (AckedSeq %d), want 7 in 1", acked, frames, c.AckedSeq())
+	if _, acked, frames := s.state(); acked != 7 || frames != 1 {
+		t.Errorf("acked %d in %d frames, want 7 in 1", acked, frames)
 	}
 	waitFor(t, "server saw the close", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.closes) == 1 })
 	if s.closes[0] != int(websocket.StatusNormalClosure) {
@@ -560,6 +680,8 @@ func TestProtocolViolationReconnects(t *testing.T) {
 		{"text message", websocket.MessageText, []byte("hello")},
 		{"unknown frame type", websocket.MessageBinary, []byte{0x42}},
 		{"truncated deliver", websocket.MessageBinary, []byte{byte(wire.TypeDeliver), 0, 0}},
+		{"empty message", websocket.MessageBinary, []byte{}},
+		{"garbage after a frame", websocket.MessageBinary, append(wire.Encode(&wire.Response{RequestID: 77}), 0xee)},
 		{"request from server", websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: 1, Method: wire.MethodPing})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/mimids/mimids/gateway/wire"
 )
 
 // Defaults applied by Dial to zero Config fields.
@@ -96,6 +98,12 @@ type Config struct {
 	// MaxReconnectAttempts ends the client after this many consecutive failed
 	// reconnect attempts (0: unlimited).
 	MaxReconnectAttempts int
+
+	// OnPush receives the push and partition_event frames (*wire.Push,
+	// *wire.PartitionEvent) of the partitions the client subscribed to. It runs on
+	// the reader goroutine and must not block; its byte slices alias the message
+	// buffer (copy what you keep). Nil: such frames are dropped.
+	OnPush func(wire.Frame)
 
 	// OnConnect is called after every successful authentication.
 	OnConnect func(SessionInfo)

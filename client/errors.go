@@ -79,7 +79,17 @@ func (e *DisconnectError) Error() string {
 	return s
 }
 
-func (e *DisconnectError) Unwrap() error { return e.Err }
+// Unwrap returns the underlying error and the error frame, if any.
+func (e *DisconnectError) Unwrap() []error {
+	errs := make([]error, 0, 2)
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	if e.Frame != nil {
+		errs = append(errs, e.Frame)
+	}
+	return errs
+}
 
 // terminal reports whether err must stop the reconnect loop.
 func terminal(err error) bool {

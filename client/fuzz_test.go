@@ -25,6 +25,8 @@ func FuzzHandleFrame(f *testing.F) {
 	} {
 		f.Add(wire.Encode(fr), false)
 	}
+	f.Add(append(wire.Encode(&wire.Deliver{Seq: 2, Payload: notice}), wire.Encode(&wire.Response{RequestID: 1})...), false)
+	f.Add(wire.Encode(&wire.Push{Masked: []byte{1}, Counter: 1, Message: []byte("m")}), false)
 	f.Add([]byte{}, false)
 	f.Add([]byte("text"), true)
 	f.Fuzz(func(t *testing.T, msg []byte, text bool) {
@@ -33,13 +35,13 @@ func FuzzHandleFrame(f *testing.F) {
 		c := newClient(cfg)
 		defer c.cancelHard()
 		s := newSession(c, nil, SessionInfo{})
-		s.pending[1] = make(chan reply, 1)
+		s.pending[1] = &request{ch: make(chan reply, 1)}
 		typ := websocket.MessageBinary
 		if text {
 			typ = websocket.MessageText
 		}
 		for range 3 { // the same message again exercises duplicate suppression
-			if err := s.handleFrame(typ, msg); err != nil {
+			if err := s.handleMessage(typ, msg); err != nil {
 				return
 			}
 		}

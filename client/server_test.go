@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,11 +29,14 @@ type fakeServer struct {
 	forgetAcks bool                                        // replay from seq 1 on every connection
 	refuse     func(n int) bool                            // refuse auth on connection n (1-based)
 	closeOnly  bool                                        // refuse with a bare 4001 close, no error frame
+	lateAuth   func(n int) bool                            // answer connection n as if auth came too late (4002)
 	silentAuth bool                                        // never answer the auth frame
 	onRequest  func(fc *fakeConn, r *wire.Request) bool    // true: handled
 	onConnect  func(fc *fakeConn)                          // runs in its own goroutine after auth_ok
 	checkReq   func(r *http.Request) (status int, ok bool) // HTTP-level check before Accept
 	origins    []string                                    // AcceptOptions.OriginPatterns
+	pumpDelay  time.Duration                               // wait before delivering on a connection
+	batch      int                                         // deliver up to this many frames per message
 
 	mu        sync.Mutex
 	entries   [][]byte
@@ -41,6 +45,7 @@ type fakeServer struct {
 	acks      []uint64 // every ack seq, in arrival order
 	conns     []*fakeConn
 	closes    []int // close codes the client sent, per ended connection
+	badAcks   int   // acks beyond what the connection had delivered (refused)
 	wake      chan struct{}
 }
 
@@ -50,6 +55,8 @@ type fakeConn struct {
 	n   int
 	ctx context.Context
 	wmu sync.Mutex
+	// sentMax is the highest seq delivered on this connection.
+	sentMax atomic.Uint64
 }
 
 type fakeOption func(*fakeServer)
@@ -87,6 +94,16 @@ func (s *fakeServer) state() (conns int, acked uint64, ackFrames int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns), s.acked, s.ackFrames
+}
+
+// checkAcks fails the test if the client acked a seq its connection had not delivered.
+func (s *fakeServer) checkAcks(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.badAcks != 0 {
+		t.Errorf("%d acks beyond the delivered seq", s.badAcks)
+	}
 }
 
 func (s *fakeServer) conn(n int) *fakeConn {
@@ -144,13 +161,18 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 		fc.ws.Close(wire.CloseProtocolError, "auth expected")
 		return false
 	}
+	if s.lateAuth != nil && s.lateAuth(fc.n) {
+		fc.send(&wire.Error{Code: wire.CodeUnauthorized, Message: "auth timeout"})
+		fc.ws.Close(wire.CloseAuthTimeout, "auth timeout")
+		return false
+	}
 	if s.silentAuth {
 		<-fc.ctx.Done()
 		return false
 	}
 	if string(a.Token) != s.token || (s.refuse != nil && s.refuse(fc.n)) {
 		if !s.closeOnly {
-			fc.send(&wire.Error{RequestID: a.RequestID, Code: wire.CodeUnauthorized, Message: "unknown token"})
+			fc.send(&wire.Error{Code: wire.CodeUnauthorized, Message: "unknown token"})
 		}
 		fc.ws.Close(wire.CloseAuthFailed, "auth failed")
 		return false
@@ -190,6 +212,13 @@ func (fc *fakeConn) pump() {
 		next = 1
 	}
 	s.mu.Unlock()
+	if s.pumpDelay > 0 {
+		select {
+		case <-time.After(s.pumpDelay):
+		case <-fc.ctx.Done():
+			return
+		}
+	}
 	for {
 		s.mu.Lock()
 		wake := s.wake
@@ -198,12 +227,18 @@ func (fc *fakeConn) pump() {
 			batch = s.entries[next-1:]
 		}
 		s.mu.Unlock()
-		for _, p := range batch {
-			d := &wire.Deliver{Seq: next, Kind: wire.KindNotice, EnqueuedAtMS: uint64(time.Now().UnixMilli()), Payload: p}
-			if fc.send(d) != nil {
+		for len(batch) > 0 {
+			var msg []byte
+			for i := 0; i < max(s.batch, 1) && len(batch) > 0; i++ {
+				d := &wire.Deliver{Seq: next, Kind: wire.KindNotice, EnqueuedAtMS: uint64(time.Now().UnixMilli()), Payload: batch[0]}
+				msg = wire.Append(msg, d)
+				batch = batch[1:]
+				next++
+			}
+			fc.sentMax.Store(next - 1) // recorded before the write, as the real server does
+			if fc.sendRaw(websocket.MessageBinary, msg) != nil {
 				return
 			}
-			next++
 		}
 		select {
 		case <-wake:
@@ -227,6 +262,13 @@ func (fc *fakeConn) readLoop() error {
 		}
 		switch f := f.(type) {
 		case *wire.Ack:
+			if f.Seq > fc.sentMax.Load() { // as the real server: refused, nothing removed
+				s.mu.Lock()
+				s.badAcks++
+				s.mu.Unlock()
+				fc.send(&wire.Error{Code: wire.CodeInvalid, Message: "ack beyond delivered"})
+				continue
+			}
 			s.mu.Lock()
 			s.ackFrames++
 			s.acks = append(s.acks, f.Seq)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 	"golang.org/x/sync/semaphore"
@@ -19,25 +18,42 @@ type reply struct {
 	err  error
 }
 
+// request is one request waiting for its answer.
+type request struct {
+	ch chan reply // cap 1
+	// ackMark is the session's ack watermark when the writer wrote the request. The
+	// server handles an ack before it reads the next frame, so any answer proves
+	// every ack up to ackMark committed (docs/protocol.md §1.4).
+	ackMark atomic.Uint64
+}
+
+// outMsg is a request frame for the writer.
+type outMsg struct {
+	frame    []byte
+	req      *request
+	flushAck bool // write the due ack first, whatever Config.AckDelay says
+}
+
 // session is one authenticated connection. The client's run goroutine is its
 // reader (the only ws.Read caller); it starts a writer (the only ws.Write caller)
 // and a dispatcher (the only Handler caller). Sessions of one Client never overlap:
 // the next starts only after serve has returned.
 type session struct {
-	c    *Client // Static.
-	ws   *websocket.Conn
-	info SessionInfo // Static.
+	c    *Client         // Static.
+	ws   *websocket.Conn // Static.
+	info SessionInfo     // Static.
 
 	// ctx is canceled when the session ends; a Read or Write in progress then
 	// closes the connection at once.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sendq     chan []byte         // encoded request frames for the writer
+	sendq     chan outMsg         // requests for the writer
 	sendBytes *semaphore.Weighted // bytes in sendq
 	ackSignal chan struct{}       // cap 1: an ack may be due
 	ackDue    atomic.Bool         // set by signalAck, cleared by the writer before it flushes
-	reack     atomic.Bool         // a duplicate arrived: re-send the current ack
+	ackSent   uint64              // Owned by the writer: highest seq acked on this socket.
+	delivered atomic.Uint64       // highest seq the server delivered on this socket
 
 	deliveries chan *Delivery // reader -> dispatcher
 	queued     atomic.Int64   // payload bytes in deliveries
@@ -53,7 +69,7 @@ type session struct {
 	dispatchDone chan struct{}
 
 	mu          sync.Mutex // guards the fields below
-	pending     map[uint32]chan reply
+	pending     map[uint32]*request
 	ended       error // set when the session ended; no new requests
 	closeCode   websocket.StatusCode
 	closeReason string
@@ -63,7 +79,7 @@ type session struct {
 func newSession(c *Client, ws *websocket.Conn, info SessionInfo) *session {
 	s := &session{
 		c: c, ws: ws, info: info,
-		sendq:        make(chan []byte, c.cfg.SendQueueLen),
+		sendq:        make(chan outMsg, c.cfg.SendQueueLen),
 		sendBytes:    semaphore.NewWeighted(c.cfg.SendQueueBytes),
 		ackSignal:    make(chan struct{}, 1),
 		deliveries:   make(chan *Delivery, c.cfg.DeliveryQueueLen),
@@ -72,7 +88,7 @@ func newSession(c *Client, ws *websocket.Conn, info SessionInfo) *session {
 		closeReq:     make(chan struct{}),
 		writerDone:   make(chan struct{}),
 		dispatchDone: make(chan struct{}),
-		pending:      make(map[uint32]chan reply),
+		pending:      make(map[uint32]*request),
 	}
 	s.ctx, s.cancel = context.WithCancel(c.hard)
 	return s
@@ -82,9 +98,6 @@ func newSession(c *Client, ws *websocket.Conn, info SessionInfo) *session {
 func (s *session) serve() error {
 	go s.writeLoop()
 	go s.dispatchLoop()
-	if s.c.ackWanted.Load() > s.c.ackWritten.Load() {
-		s.signalAck() // an ack the previous connection could not write
-	}
 	rerr := s.readLoop()
 	s.mu.Lock()
 	own := s.closeCause
@@ -106,8 +119,8 @@ func (s *session) end(cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ended = cause
-	for id, ch := range s.pending {
-		ch <- reply{err: fmt.Errorf("%w: %w", ErrDisconnected, cause)}
+	for id, req := range s.pending {
+		req.ch <- reply{err: fmt.Errorf("%w: %w", ErrDisconnected, cause)}
 		delete(s.pending, id)
 	}
 }
@@ -124,26 +137,26 @@ func (s *session) shutdown(code websocket.StatusCode, reason string, cause error
 
 // do sends one request and waits for its answer. sent is false when the session
 // ended before the request was queued, so the caller may use the next session.
-func (s *session) do(ctx context.Context, method wire.Method, body []byte) (_ []byte, sent bool, _ error) {
-	id := s.c.newID()
-	frame := wire.Encode(&wire.Request{RequestID: id, Method: method, Body: body})
-	if max := s.info.MaxFrameSize; max > 0 && len(frame) > int(max) {
-		return nil, true, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(frame), max)
-	}
-	ch := make(chan reply, 1)
+func (s *session) do(ctx context.Context, method wire.Method, body []byte, flushAck bool) (_ []byte, sent bool, _ error) {
+	req := &request{ch: make(chan reply, 1)}
 	s.mu.Lock()
 	if s.ended != nil || isClosed(s.closeReq) {
 		s.mu.Unlock()
 		return nil, false, nil
 	}
+	id := s.c.newID()
 	for s.pending[id] != nil {
 		id = s.c.newID()
-		frame = wire.Encode(&wire.Request{RequestID: id, Method: method, Body: body})
 	}
-	s.pending[id] = ch
+	s.pending[id] = req
 	s.mu.Unlock()
 
-	if err := s.enqueue(ctx, frame); err != nil {
+	frame := wire.Encode(&wire.Request{RequestID: id, Method: method, Body: body})
+	if max := s.info.MaxFrameSize; max > 0 && len(frame) > int(max) {
+		s.forget(id)
+		return nil, true, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(frame), max)
+	}
+	if err := s.enqueue(ctx, outMsg{frame: frame, req: req, flushAck: flushAck}); err != nil {
 		s.forget(id)
 		if s.ctx.Err() != nil && ctx.Err() == nil {
 			return nil, false, nil
@@ -151,7 +164,7 @@ func (s *session) do(ctx context.Context, method wire.Method, body []byte) (_ []
 		return nil, true, err
 	}
 	select {
-	case r := <-ch:
+	case r := <-req.ch:
 		return r.body, true, r.err
 	case <-ctx.Done():
 		s.forget(id)
@@ -160,8 +173,8 @@ func (s *session) do(ctx context.Context, method wire.Method, body []byte) (_ []
 }
 
 // enqueue waits for room in the send queue, bounded by count and bytes.
-func (s *session) enqueue(ctx context.Context, frame []byte) error {
-	n := min(int64(len(frame)), s.c.cfg.SendQueueBytes)
+func (s *session) enqueue(ctx context.Context, m outMsg) error {
+	n := min(int64(len(m.frame)), s.c.cfg.SendQueueBytes)
 	actx, stop := context.WithCancel(ctx)
 	defer stop()
 	unhook := context.AfterFunc(s.ctx, stop)
@@ -173,7 +186,7 @@ func (s *session) enqueue(ctx context.Context, frame []byte) error {
 		return s.ctx.Err()
 	}
 	select {
-	case s.sendq <- frame:
+	case s.sendq <- m:
 		return nil
 	case <-actx.Done():
 		s.sendBytes.Release(n)
@@ -190,28 +203,18 @@ func (s *session) forget(id uint32) {
 	s.mu.Unlock()
 }
 
-// complete hands an answer to the request waiting for it. Answers to requests
-// whose callers gave up are dropped.
+// complete hands an answer to the request waiting for it and records the acks it
+// proves committed. Answers to requests whose callers gave up are dropped.
 func (s *session) complete(id uint32, r reply) {
 	s.mu.Lock()
-	ch := s.pending[id]
+	req := s.pending[id]
 	delete(s.pending, id)
 	s.mu.Unlock()
-	if ch != nil {
-		ch <- r
-	}
-}
-
-// signalAck tells the writer an ack may be due. Only the first signal after a
-// flush wakes the writer, so a burst of deliveries costs one wakeup.
-func (s *session) signalAck() {
-	if !s.ackDue.CompareAndSwap(false, true) {
+	if req == nil {
 		return
 	}
-	select {
-	case s.ackSignal <- struct{}{}:
-	default:
-	}
+	s.c.raiseCommitted(req.ackMark.Load())
+	req.ch <- r
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -220,246 +223,5 @@ func isClosed(ch <-chan struct{}) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// readLoop reads frames until the connection fails. After a protocol violation it
-// asks the writer to close and discards frames until the close completes.
-func (s *session) readLoop() error {
-	violated := false
-	for {
-		typ, b, err := s.ws.Read(s.ctx)
-		if err != nil {
-			return err
-		}
-		if violated {
-			continue
-		}
-		if err := s.handleFrame(typ, b); err != nil {
-			violated = true
-			s.c.log.Warn("client: closing connection", "err", err)
-			s.shutdown(websocket.StatusProtocolError, "protocol violation", err)
-		}
-	}
-}
-
-func (s *session) handleFrame(typ websocket.MessageType, b []byte) error {
-	if typ != websocket.MessageBinary {
-		return fmt.Errorf("%w: text message", ErrProtocol)
-	}
-	f, err := wire.Decode(b)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrProtocol, err)
-	}
-	switch f := f.(type) {
-	case *wire.Response:
-		s.complete(f.RequestID, reply{body: f.Body})
-	case *wire.Error:
-		if f.RequestID == 0 {
-			s.connErr = f
-			return nil
-		}
-		s.complete(f.RequestID, reply{err: f})
-	case *wire.Deliver:
-		s.queueDelivery(f, time.Now())
-	default:
-		return fmt.Errorf("%w: unexpected %s frame", ErrProtocol, f.Type())
-	}
-	return nil
-}
-
-// queueDelivery drops duplicates and queues new entries for the dispatcher. When the
-// queue is full it stops queueing; the dispatcher then resyncs.
-func (s *session) queueDelivery(f *wire.Deliver, now time.Time) {
-	c := s.c
-	if c.cfg.Handler == nil {
-		return
-	}
-	if f.Seq <= s.lastQueued {
-		c.duplicates.Add(1)
-		if f.Seq <= c.ackWanted.Load() {
-			s.reack.Store(true)
-			s.signalAck()
-		}
-		return
-	}
-	if s.overflow.Load() {
-		return
-	}
-	n := int64(len(f.Payload))
-	if q := s.queued.Load(); q > 0 && q+n > c.cfg.DeliveryQueueBytes {
-		s.setOverflow()
-		return
-	}
-	s.queued.Add(n)
-	d := &Delivery{
-		Seq: f.Seq, Kind: f.Kind, Payload: f.Payload, ReceivedAt: now,
-		EnqueuedAt: time.UnixMilli(int64(f.EnqueuedAtMS)),
-	}
-	select {
-	case s.deliveries <- d:
-		s.lastQueued = f.Seq
-	default:
-		s.queued.Add(-n)
-		s.setOverflow()
-	}
-}
-
-func (s *session) setOverflow() {
-	s.overflow.Store(true)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-// dispatchLoop calls the handler for each queued delivery, in order.
-func (s *session) dispatchLoop() {
-	defer close(s.dispatchDone)
-	c := s.c
-	for {
-		if c.closing.Err() != nil {
-			s.shutdown(websocket.StatusNormalClosure, "", errClosing)
-			return
-		}
-		select {
-		case d := <-s.deliveries:
-			s.queued.Add(-int64(len(d.Payload)))
-			if err := s.handle(d); err != nil {
-				if s.ctx.Err() == nil {
-					c.log.Warn("client: delivery handler failed", "seq", d.Seq, "err", err)
-				}
-				s.shutdown(websocket.StatusNormalClosure, "", fmt.Errorf("%w: seq %d: %w", ErrHandler, d.Seq, err))
-				return
-			}
-		case <-s.wake:
-		case <-c.closing.Done():
-			continue
-		case <-s.ctx.Done():
-			return
-		}
-		if s.overflow.Load() && len(s.deliveries) == 0 {
-			s.shutdown(websocket.StatusNormalClosure, "", errResync)
-			return
-		}
-	}
-}
-
-func (s *session) handle(d *Delivery) error {
-	c := s.c
-	c.seen.Store(d.Seq)
-	if err := c.cfg.Handler(s.ctx, d); err != nil {
-		return err
-	}
-	c.lastHandled.Store(d.Seq)
-	c.delivered.Add(1)
-	if !c.cfg.ManualAck {
-		c.ackWanted.Store(d.Seq)
-		s.signalAck()
-	}
-	return nil
-}
-
-// writeLoop writes queued requests and coalesced acks, pings, and on shutdown
-// flushes the ack and closes the connection.
-func (s *session) writeLoop() {
-	defer close(s.writerDone)
-	var ackC, pingC <-chan time.Time
-	if d := s.c.cfg.PingInterval; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		pingC = t.C
-	}
-	var ackTimer *time.Timer
-	defer func() {
-		if ackTimer != nil {
-			ackTimer.Stop()
-		}
-	}()
-	var pinging atomic.Bool
-	for {
-		var err error
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.closeReq:
-			s.closeConn()
-			return
-		case frame := <-s.sendq:
-			err = s.write(frame)
-			s.sendBytes.Release(min(int64(len(frame)), s.c.cfg.SendQueueBytes))
-		case <-s.ackSignal:
-			if d := s.c.cfg.AckDelay; d < 0 {
-				s.ackDue.Store(false)
-				err = s.flushAck()
-			} else if ackC == nil {
-				ackTimer = time.NewTimer(d)
-				ackC = ackTimer.C
-			}
-		case <-ackC:
-			ackC = nil
-			s.ackDue.Store(false)
-			err = s.flushAck()
-		case <-pingC:
-			if pinging.CompareAndSwap(false, true) {
-				go s.ping(&pinging)
-			}
-		}
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.c.log.Debug("client: write failed", "err", err)
-			}
-			s.ws.CloseNow()
-			return
-		}
-	}
-}
-
-func (s *session) closeConn() {
-	s.ackDue.Store(false)
-	if err := s.flushAck(); err != nil {
-		s.ws.CloseNow()
-		return
-	}
-	s.mu.Lock()
-	code, reason := s.closeCode, s.closeReason
-	s.mu.Unlock()
-	s.ws.Close(code, reason)
-}
-
-func (s *session) write(frame []byte) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.WriteTimeout)
-	defer cancel()
-	return s.ws.Write(ctx, websocket.MessageBinary, frame)
-}
-
-// flushAck writes an ack for everything handled since the last one, or repeats the
-// last one when a duplicate showed the server did not get it.
-func (s *session) flushAck() error {
-	c := s.c
-	want := c.ackWanted.Load()
-	if want == 0 || (want <= c.ackWritten.Load() && !s.reack.Swap(false)) {
-		return nil
-	}
-	if err := s.write(wire.Encode(&wire.Ack{Seq: want})); err != nil {
-		return err
-	}
-	c.acksSent.Add(1)
-	for {
-		old := c.ackWritten.Load()
-		if want <= old || c.ackWritten.CompareAndSwap(old, want) {
-			return nil
-		}
-	}
-}
-
-// ping checks that the server still answers; a missing pong drops the connection.
-func (s *session) ping(busy *atomic.Bool) {
-	defer busy.Store(false)
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.ws.Ping(ctx); err != nil && s.ctx.Err() == nil {
-		s.c.log.Info("client: ping failed, dropping connection", "err", err)
-		s.ws.CloseNow()
 	}
 }

@@ -190,8 +190,8 @@ type bench struct {
 	mu       sync.Mutex // guards the fields below
 	errCount int
 	errs     []string
-	users    []string         // created users, removed at the end
-	clients  []*client.Client // every open client
+	users    []string     // created users, removed at the end
+	clients  []*benchConn // every open client
 }
 
 func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult, error) {
@@ -231,7 +231,7 @@ func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult
 	}
 	b.log.Info("bench: clients created", "n", len(creds), "seconds", res.CreateSeconds)
 	start = time.Now()
-	conns := b.connect(ctx, creds, b.handle)
+	conns := b.connect(ctx, creds, b.handler)
 	res.ConnectSeconds, res.Connected = seconds(time.Since(start)), len(conns)
 	if len(conns) == 0 {
 		return res, errors.New("no socket could be connected")
@@ -327,10 +327,22 @@ func (b *bench) createClients(ctx context.Context, kind string, n int) ([]create
 	return creds, ctx.Err()
 }
 
-// connect opens one authenticated socket per credential; h nil makes idle sockets.
-func (b *bench) connect(ctx context.Context, creds []createdClient, h client.Handler) []*client.Client {
-	out := make([]*client.Client, len(creds))
+// benchConn is one bench socket.
+type benchConn struct {
+	c        *client.Client
+	received atomic.Int64 // this run's notices handled
+}
+
+// connect opens one authenticated socket per credential. handler makes each
+// socket's delivery handler; nil makes idle sockets that consume nothing.
+func (b *bench) connect(ctx context.Context, creds []createdClient, handler func(*benchConn) client.Handler) []*benchConn {
+	out := make([]*benchConn, len(creds))
 	forEach(ctx, len(creds), b.o.DialConcurrency, func(i int) {
+		bc := &benchConn{}
+		var h client.Handler
+		if handler != nil {
+			h = handler(bc)
+		}
 		cfg := client.Config{
 			URL: b.wsURL, Token: creds[i].Token, Handler: h,
 			HandshakeTimeout: 30 * time.Second, PingInterval: -1,
@@ -348,9 +360,10 @@ func (b *bench) connect(ctx context.Context, creds []createdClient, h client.Han
 			b.fail("connect", err)
 			return
 		}
-		out[i] = c
+		bc.c = c
+		out[i] = bc
 	})
-	var conns []*client.Client
+	var conns []*benchConn
 	for _, c := range out {
 		if c != nil {
 			conns = append(conns, c)
@@ -374,7 +387,7 @@ func (b *bench) cleanup(ctx context.Context) {
 	forEach(ctx, len(clients), 256, func(i int) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		clients[i].Close(cctx)
+		clients[i].c.Close(cctx)
 	})
 	if b.o.Keep {
 		return

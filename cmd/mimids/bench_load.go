@@ -50,22 +50,25 @@ func (t *tracker) drop(id uint64) {
 	t.mu.Unlock()
 }
 
-// handle is the delivery handler of the throughput clients.
-func (b *bench) handle(_ context.Context, d *client.Delivery) error {
-	n, err := d.Notice()
-	if err != nil {
-		b.foreign.Add(1)
+// handler returns the delivery handler of a throughput socket.
+func (b *bench) handler(bc *benchConn) client.Handler {
+	return func(_ context.Context, d *client.Delivery) error {
+		n, err := d.Notice()
+		if err != nil {
+			b.foreign.Add(1)
+			return nil
+		}
+		id, sent, ok := parseNoticeText(n.Text, b.run)
+		if !ok {
+			b.foreign.Add(1)
+			return nil
+		}
+		b.lat.Record(d.ReceivedAt.Sub(sent))
+		b.received.Add(1)
+		bc.received.Add(1)
+		b.tracker.arrive(id)
 		return nil
 	}
-	id, sent, ok := parseNoticeText(n.Text, b.run)
-	if !ok {
-		b.foreign.Add(1)
-		return nil
-	}
-	b.lat.Record(d.ReceivedAt.Sub(sent))
-	b.received.Add(1)
-	b.tracker.arrive(id)
-	return nil
 }
 
 // throughputResult is the report of the throughput phase.
@@ -82,6 +85,7 @@ type throughputResult struct {
 	EnqueuedPerNotice   int64          `json:"enqueued_per_notice"`
 	DeliveriesExpected  int64          `json:"deliveries_expected"`
 	DeliveriesReceived  int64          `json:"deliveries_received"`
+	DeliveriesAcked     int64          `json:"deliveries_acked"` // received, and their ack proved committed
 	DeliveriesPerSecond float64        `json:"deliveries_per_second"`
 	ClientsAckPending   int            `json:"clients_ack_pending"`
 	Latency             latencySummary `json:"latency"`
@@ -92,85 +96,36 @@ type throughputResult struct {
 	Foreign             int64          `json:"foreign_deliveries"`
 }
 
+// postCounts are the outcomes of the notices posted in the throughput phase.
+type postCounts struct {
+	posted, failed, skipped, incomplete, enqueued atomic.Int64
+}
+
 // throughput posts notices to everyone for o.Duration, each one enqueueing one
-// durable entry per client, with at most o.InFlight notices not yet received by
-// every connected client, then waits (bounded) for the last ones and their acks.
-func (b *bench) throughput(ctx context.Context, conns []*client.Client) *throughputResult {
+// durable entry per client, then confirms the acks and reports.
+func (b *bench) throughput(ctx context.Context, conns []*benchConn) *throughputResult {
 	o := b.o
 	res := &throughputResult{Mode: "closed_loop", InFlight: o.InFlight, Clients: len(conns)}
-	var tick <-chan time.Time
 	if o.Rate > 0 {
 		res.Mode, res.Rate = "open_loop", o.Rate
-		t := time.NewTicker(max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond))
-		defer t.Stop()
-		tick = t.C
 	}
-	var posted, failed, skipped, incomplete, enqueued atomic.Int64
-	slots := make(chan struct{}, o.InFlight)
-	var wg sync.WaitGroup
 	start := time.Now()
-	stop := time.NewTimer(o.Duration)
-	defer stop.Stop()
-loop:
-	for id := uint64(1); id <= benchMaxNotices; id++ {
-		if tick != nil {
-			select {
-			case <-tick:
-			case <-stop.C:
-				break loop
-			case <-ctx.Done():
-				break loop
-			}
-			select {
-			case slots <- struct{}{}:
-			default:
-				skipped.Add(1)
-				continue
-			}
-		} else {
-			select {
-			case slots <- struct{}{}:
-			case <-stop.C:
-				break loop
-			case <-ctx.Done():
-				break loop
-			}
-		}
-		if time.Since(start) >= o.Duration {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			n, err := b.sendNotice(ctx, id, len(conns))
-			switch {
-			case errors.Is(err, errIncomplete):
-				posted.Add(1)
-				incomplete.Add(1)
-			case err != nil:
-				failed.Add(1)
-				b.fail("notice", err)
-				return
-			default:
-				posted.Add(1)
-			}
-			enqueued.Store(int64(n))
-		})
-	}
-	wg.Wait()
+	var pc postCounts
+	b.postNotices(ctx, len(conns), &pc)
 	elapsed := time.Since(start)
-	res.ClientsAckPending = waitAcks(ctx, conns, 5*time.Second)
+	res.DeliveriesAcked, res.ClientsAckPending = b.confirmAcks(ctx, conns)
 
 	res.Seconds = seconds(elapsed)
-	res.NoticesPosted, res.NoticesFailed = posted.Load(), failed.Load()
-	res.NoticesSkipped, res.NoticesIncomplete = skipped.Load(), incomplete.Load()
-	res.EnqueuedPerNotice = enqueued.Load()
+	res.NoticesPosted, res.NoticesFailed = pc.posted.Load(), pc.failed.Load()
+	res.NoticesSkipped, res.NoticesIncomplete = pc.skipped.Load(), pc.incomplete.Load()
+	res.EnqueuedPerNotice = pc.enqueued.Load()
 	res.DeliveriesExpected = res.NoticesPosted * int64(len(conns))
 	res.DeliveriesReceived = b.received.Load()
-	res.DeliveriesPerSecond = float64(res.DeliveriesReceived) / elapsed.Seconds()
+	res.DeliveriesPerSecond = float64(res.DeliveriesAcked) / elapsed.Seconds()
 	res.Latency, res.PostLatency = b.lat.Summary(), b.post.Summary()
 	res.Foreign = b.foreign.Load()
-	for _, c := range conns {
-		st := c.Stats()
+	for _, bc := range conns {
+		st := bc.c.Stats()
 		res.Reconnects += st.Connects - 1
 		res.Duplicates += st.Duplicates
 		res.Resyncs += st.Resyncs
@@ -180,6 +135,68 @@ loop:
 			"enqueued_per_notice", res.EnqueuedPerNotice, "connected", len(conns))
 	}
 	return res
+}
+
+// postNotices posts notices for o.Duration with at most o.InFlight of them not yet
+// received by every client: as fast as they complete (closed loop) or at o.Rate
+// (open loop; a tick with no free slot is skipped). It returns once the last one
+// completed or timed out.
+func (b *bench) postNotices(ctx context.Context, clients int, pc *postCounts) {
+	o := b.o
+	var tick <-chan time.Time
+	if o.Rate > 0 {
+		t := time.NewTicker(max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond))
+		defer t.Stop()
+		tick = t.C
+	}
+	slots := make(chan struct{}, o.InFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	deadline := time.Now().Add(o.Duration)
+	stop := time.NewTimer(o.Duration)
+	defer stop.Stop()
+	for id := uint64(1); id <= benchMaxNotices; id++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-stop.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				pc.skipped.Add(1)
+				continue
+			}
+		} else {
+			select {
+			case slots <- struct{}{}:
+			case <-stop.C:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			return // the timer and a free slot were ready together
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			n, err := b.sendNotice(ctx, id, clients)
+			switch {
+			case errors.Is(err, errIncomplete):
+				pc.incomplete.Add(1)
+			case err != nil:
+				pc.failed.Add(1)
+				b.fail("notice", err)
+				return
+			}
+			pc.posted.Add(1)
+			pc.enqueued.Store(int64(n))
+		})
+	}
 }
 
 var errIncomplete = errors.New("not delivered to every client in time")
@@ -207,22 +224,22 @@ func (b *bench) sendNotice(ctx context.Context, id uint64, clients int) (int, er
 	return n, errIncomplete
 }
 
-// waitAcks waits until every client has written an ack for all it handled, and
-// returns how many had not when limit passed.
-func waitAcks(ctx context.Context, conns []*client.Client, limit time.Duration) int {
-	deadline := time.Now().Add(limit)
-	for {
-		pending := 0
-		for _, c := range conns {
-			if c.AckedSeq() < c.LastSeq() {
-				pending++
-			}
+// confirmAcks flushes every client's ack and waits until the server has committed
+// it (client.Flush: an ack followed by a ping on the same socket). It returns the
+// deliveries of clients whose every handled entry is acknowledged, and how many
+// clients could not confirm that.
+func (b *bench) confirmAcks(ctx context.Context, conns []*benchConn) (acked int64, pending int) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var deliveries, confirmed atomic.Int64
+	forEach(ctx, len(conns), b.o.DialConcurrency, func(i int) {
+		bc := conns[i]
+		if got, err := bc.c.Flush(ctx); err == nil && got >= bc.c.LastSeq() {
+			deliveries.Add(bc.received.Load())
+			confirmed.Add(1)
 		}
-		if pending == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			return pending
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
+	return deliveries.Load(), len(conns) - int(confirmed.Load())
 }
 
 func (t *throughputResult) print(w io.Writer) {
@@ -233,8 +250,11 @@ func (t *throughputResult) print(w io.Writer) {
 	fmt.Fprintf(w, "throughput (%s, %d clients, %.1fs):\n", mode, t.Clients, t.Seconds)
 	fmt.Fprintf(w, "  notices: %d posted, %d failed, %d skipped, %d incomplete; %d entries enqueued per notice\n",
 		t.NoticesPosted, t.NoticesFailed, t.NoticesSkipped, t.NoticesIncomplete, t.EnqueuedPerNotice)
-	fmt.Fprintf(w, "  durable deliveries: %d received of %d expected: %.0f deliveries/s (%d clients with acks unwritten)\n",
-		t.DeliveriesReceived, t.DeliveriesExpected, t.DeliveriesPerSecond, t.ClientsAckPending)
+	fmt.Fprintf(w, "  durable deliveries: %d expected, %d received, %d acked (commit confirmed): %.0f deliveries/s\n",
+		t.DeliveriesExpected, t.DeliveriesReceived, t.DeliveriesAcked, t.DeliveriesPerSecond)
+	if t.ClientsAckPending > 0 {
+		fmt.Fprintf(w, "  %d clients could not confirm their acks\n", t.ClientsAckPending)
+	}
 	fmt.Fprintf(w, "  end-to-end latency (POST sent -> client received): %s\n", t.Latency)
 	fmt.Fprintf(w, "  notice POST latency (enqueue committed): %s\n", t.PostLatency)
 	fmt.Fprintf(w, "  reconnects %d, duplicates dropped %d, resyncs %d, foreign deliveries %d\n",

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -300,5 +301,50 @@ func TestTracker(t *testing.T) {
 func TestFlagErrHelp(t *testing.T) {
 	if _, err := parseBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
+	}
+}
+
+// TestBenchAgainstServer runs a short bench against a real `mimids serve` process:
+// every delivery must arrive and be acknowledged, and the idle phase must see its
+// sockets counted.
+func TestBenchAgainstServer(t *testing.T) {
+	p := startServer(t, t.TempDir(), freeAddr(t))
+	if p.adminToken == "" {
+		t.Fatal("server printed no admin token")
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken,
+		"-clients", "20", "-duration", "1s", "-idle", "30", "-timeout", "2m", "-json"}
+	if code := benchCommand(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	var res benchResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("bench output is not JSON: %v\n%s", err, stdout.String())
+	}
+	tp := res.Throughput
+	switch {
+	case res.Connected != 20 || res.ErrorCount != 0:
+		t.Errorf("connected %d, errors %d %q", res.Connected, res.ErrorCount, res.Errors)
+	case tp == nil || tp.NoticesPosted == 0:
+		t.Fatalf("no throughput result: %+v", tp)
+	case tp.EnqueuedPerNotice != 20:
+		t.Errorf("enqueued %d per notice, want 20", tp.EnqueuedPerNotice)
+	case tp.DeliveriesReceived != tp.DeliveriesExpected || tp.DeliveriesAcked != tp.DeliveriesExpected:
+		t.Errorf("deliveries: expected %d, received %d, acked %d", tp.DeliveriesExpected, tp.DeliveriesReceived, tp.DeliveriesAcked)
+	case tp.DeliveriesPerSecond <= 0 || tp.Latency.Count != uint64(tp.DeliveriesReceived) || tp.Latency.P99ms < tp.Latency.P50ms:
+		t.Errorf("throughput figures %+v", tp)
+	case tp.NoticesIncomplete != 0 || tp.Duplicates != 0 || tp.Foreign != 0:
+		t.Errorf("incomplete %d, duplicates %d, foreign %d", tp.NoticesIncomplete, tp.Duplicates, tp.Foreign)
+	}
+	if id := res.Idle; id == nil || id.Sockets != 30 || id.ConnectedAfter < id.ConnectedBefore+30 || id.RSSAfter <= 0 {
+		t.Errorf("idle result %+v", res.Idle)
+	}
+	// The bench removed its users: the server has none left.
+	base, _ := checkLoopbackURL("http://" + p.addr)
+	var users []map[string]any
+	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
+	if err != nil || len(users) != 0 {
+		t.Errorf("users after the bench: %v, %v", users, err)
 	}
 }

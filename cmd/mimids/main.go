@@ -18,6 +18,7 @@ var commands = map[string]command{
 	"notice": noticeCommand,
 	"admin":  adminCommand,
 	"mls":    mlsCommand,
+	"keys":   keysCommand,
 }
 
 const usage = `usage: mimids <command> [flags]
@@ -28,6 +29,7 @@ commands:
   client    add | list | revoke clients (devices) and their tokens
   notice    send an operator notice to a client, a user or everyone
   admin     token: create another admin credential
+  keys      list | rotate the Oblivious HTTP gateway keys
   mls       decode | keypackage | replay: inspect MLS messages
   bench     load-test a running server over loopback
 

@@ -263,7 +263,8 @@ func (c *Client) Err() error {
 // Close stops the client: the delivery in progress finishes, pending acks are
 // flushed, and the connection is closed with a normal close frame. If ctx expires
 // first, the connection is dropped at once, the handler's context is canceled, and
-// Close returns ctx.Err(). Close is idempotent.
+// Close returns ctx.Err(). Close is idempotent. Do not call it from the Handler
+// (Close waits for the handler to return): cancel from another goroutine.
 func (c *Client) Close(ctx context.Context) error {
 	c.cancelClosing()
 	select {

@@ -64,7 +64,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&o.Clients, "clients", 1000, "clients connected during the throughput phase")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the throughput phase (0 skips it)")
 	fs.Float64Var(&o.Rate, "notices-per-second", 0, "open loop: post notices at this rate (0: closed loop)")
-	fs.IntVar(&o.InFlight, "inflight", 4, "notices in flight (closed loop: always; open loop: at most)")
+	fs.IntVar(&o.InFlight, "inflight", 16, "notices in flight (closed loop: always; open loop: at most)")
 	fs.IntVar(&o.Idle, "idle", 0, "extra idle sockets for the memory phase (0 skips it)")
 	fs.IntVar(&o.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "admin API calls in parallel")

@@ -348,3 +348,35 @@ func TestBenchAgainstServer(t *testing.T) {
 		t.Errorf("users after the bench: %v, %v", users, err)
 	}
 }
+
+func FuzzMetricValue(f *testing.F) {
+	f.Add("process_resident_memory_bytes 5.2e+07\n", "process_resident_memory_bytes")
+	f.Add("m{a=\"}\"} 1\nm 2\n# m 3\n", "m")
+	f.Add("m{ 1", "m")
+	f.Fuzz(func(t *testing.T, text, name string) {
+		if name == "" {
+			return
+		}
+		v, err := metricValue(text, name)
+		if err != nil && v != 0 {
+			t.Fatalf("error %v with value %v", err, v)
+		}
+	})
+}
+
+func FuzzParseNoticeText(f *testing.F) {
+	f.Add("mimids-bench ab12 42 1700000000123456789", "ab12")
+	f.Add("mimids-bench ab12 1 -5", "ab12")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, text, run string) {
+		id, sent, ok := parseNoticeText(text, run)
+		if !ok {
+			return
+		}
+		// What parses re-encodes to an equivalent text.
+		id2, sent2, ok2 := parseNoticeText(noticeText(run, id, sent), run)
+		if !ok2 || id2 != id || !sent2.Equal(sent) {
+			t.Fatalf("round trip of %q: %d %v %v", text, id2, sent2, ok2)
+		}
+	})
+}

@@ -13,7 +13,12 @@
 // than once; the client drops every delivery whose seq is not above the last one the
 // handler accepted. Across processes, persist Client.LastSeq and pass it back as
 // Config.LastSeq. With Config.ManualAck the application acknowledges with Client.Ack
-// once it has stored the entry durably.
+// once it has stored the entry durably. An ack is never sent for a seq the current
+// connection has not delivered (the server refuses those); Client.Flush writes the
+// due ack at once and returns when the server has committed it.
+//
+// The server may pack several frames into one WebSocket message; the client decodes
+// them all. Push and partition_event frames (group subscriptions) go to Config.OnPush.
 //
 // Concurrency: each connection has one reader goroutine (the only Read caller), one
 // writer goroutine (the only Write caller) and one dispatcher goroutine (the only

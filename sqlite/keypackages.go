@@ -147,33 +147,61 @@ func claimOne(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThre
 			return directory.Claim{Err: directory.ErrTokenRevoked}, nil
 		}
 	}
-	var clientID int64
+	var kp directory.StoredKeyPackage
 	var stock int
-	err := tx.QueryRowContext(ctx, `SELECT k.client_id, count(*) AS n FROM key_packages k JOIN clients c ON c.id = k.client_id
-		WHERE c.user_id = ? AND c.revoked_at IS NULL AND k.cipher_suite = ? AND k.version = ? AND k.last_resort = 0 AND k.not_after >= ?
-		GROUP BY k.client_id ORDER BY n DESC, k.client_id LIMIT 1`, r.UserID, r.CipherSuite, r.Version, nowS).Scan(&clientID, &stock)
-	if errors.Is(err, sql.ErrNoRows) {
-		return claimLastResort(ctx, tx, r, lowThreshold, now)
+	for attempt := 0; ; attempt++ {
+		if attempt == 64 {
+			return directory.Claim{}, errors.New("claim: expired KeyPackages kept turning up")
+		}
+		var clientID int64
+		err := tx.QueryRowContext(ctx, `SELECT s.client_id, s.available FROM clients c
+			JOIN key_package_counts s ON s.client_id = c.id AND s.cipher_suite = ? AND s.version = ?
+			WHERE c.user_id = ? AND c.revoked_at IS NULL AND s.available > 0
+			ORDER BY s.available DESC, c.id LIMIT 1`, r.CipherSuite, r.Version, r.UserID).Scan(&clientID, &stock)
+		if errors.Is(err, sql.ErrNoRows) {
+			return claimLastResort(ctx, tx, r, lowThreshold, now)
+		}
+		if err != nil {
+			return directory.Claim{}, err
+		}
+		var expired bool
+		kp, expired, err = takeSoonest(ctx, tx, clientID, r, nowS)
+		if err != nil {
+			return directory.Claim{}, err
+		}
+		if !expired {
+			break
+		}
+		// The counts include expired KeyPackages until they are deleted: drop this
+		// client's and pick again.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM key_packages WHERE client_id = ? AND cipher_suite = ? AND version = ?
+			AND last_resort = 0 AND not_after < ?`, clientID, r.CipherSuite, r.Version, nowS); err != nil {
+			return directory.Claim{}, err
+		}
 	}
-	if err != nil {
-		return directory.Claim{}, err
-	}
-	kp := directory.StoredKeyPackage{ClientID: clientID, Version: r.Version, CipherSuite: r.CipherSuite}
-	var notAfter int64
-	err = tx.QueryRowContext(ctx, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
-		WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 AND not_after >= ?
-		ORDER BY not_after, id LIMIT 1) RETURNING ref, not_after, data`, clientID, r.CipherSuite, r.Version, nowS).
-		Scan(&kp.Ref, &notAfter, &kp.Data)
-	if err != nil {
-		return directory.Claim{}, fmt.Errorf("claim: %w", err)
-	}
-	kp.NotAfter = time.Unix(notAfter, 0).UTC()
-	if err := recordServed(ctx, tx, kp.Ref, clientID, nowMS, notAfter); err != nil {
+	if err := recordServed(ctx, tx, kp.Ref, kp.ClientID, nowMS, kp.NotAfter.Unix()); err != nil {
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp, Remaining: stock - 1}
-	c.Low, err = markLow(ctx, tx, clientID, r.CipherSuite, c.Remaining, lowThreshold, nowMS)
+	var err error
+	c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, c.Remaining, lowThreshold, nowMS)
 	return c, err
+}
+
+// takeSoonest deletes and returns the client's soonest-expiring non-last-resort
+// KeyPackage of the version and suite, and whether it had expired already (then it must
+// not be served).
+func takeSoonest(ctx context.Context, tx *sql.Tx, clientID int64, r directory.ClaimRequest, nowS int64) (directory.StoredKeyPackage, bool, error) {
+	kp := directory.StoredKeyPackage{ClientID: clientID, Version: r.Version, CipherSuite: r.CipherSuite}
+	var notAfter int64
+	err := tx.QueryRowContext(ctx, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
+		WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 ORDER BY not_after, id LIMIT 1)
+		RETURNING ref, not_after, data`, clientID, r.CipherSuite, r.Version).Scan(&kp.Ref, &notAfter, &kp.Data)
+	if err != nil {
+		return kp, false, fmt.Errorf("claim: %w", err)
+	}
+	kp.NotAfter = time.Unix(notAfter, 0).UTC()
+	return kp, notAfter < nowS, nil
 }
 
 // claimLastResort serves the user's least-served unexpired last resort, which stays.

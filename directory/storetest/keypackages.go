@@ -89,6 +89,7 @@ func RunKeyPackages(t *testing.T, newStore func(t *testing.T) KeyPackageBackend)
 	t.Run("limit", func(t *testing.T) { testLimit(t, newStore(t), at) })
 	t.Run("last resort", func(t *testing.T) { testLastResort(t, newStore(t), at) })
 	t.Run("claim order", func(t *testing.T) { testClaimOrder(t, newStore(t), at) })
+	t.Run("expired never served", func(t *testing.T) { testExpiredNotServed(t, newStore(t), at) })
 	t.Run("low stock once per crossing", func(t *testing.T) { testLowStock(t, newStore(t), at) })
 	t.Run("concurrent claims", func(t *testing.T) { testConcurrentClaims(t, newStore(t), at) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, newStore(t), at) })
@@ -533,5 +534,46 @@ func testSharedToken(t *testing.T, s KeyPackageBackend, at time.Time) {
 	}
 	if list, _ := s.ListDiscoveryTokens(ctx, 0, 10); len(list) != 3 || !list[0].Revoked() {
 		t.Fatalf("tokens = %+v", list)
+	}
+}
+
+func testExpiredNotServed(t *testing.T, s KeyPackageBackend, at time.Time) {
+	ctx := context.Background()
+	m := &kpMaker{at: at}
+	a := mustClient(t, s, "alice", "a", at)
+	b := mustClient(t, s, "alice", "b", at)
+	var stale []directory.StoredKeyPackage
+	for i := range 5 {
+		stale = append(stale, m.kp(a.ID, suite1, false, at.Add(time.Duration(i+1)*time.Minute)))
+	}
+	fresh := m.kp(a.ID, suite1, false, at.Add(48*time.Hour))
+	mustAdd(t, s, a, append(stale, fresh), at)
+	bKPs := m.batch(b.ID, suite1, 2)
+	mustAdd(t, s, b, bKPs, at)
+	// An hour later a holds 1 usable KeyPackage and 5 expired ones, b holds 2: b has the
+	// most stock.
+	now := at.Add(time.Hour)
+	c := claim(t, s, a.UserID, suite1, 1, now)
+	if c.Err != nil || c.KeyPackage.ClientID != b.ID || c.Remaining != 1 {
+		t.Fatalf("first claim = %+v (client %d, remaining %d), want b's with 1 remaining", c.Err, c.KeyPackage.ClientID, c.Remaining)
+	}
+	seen := map[string]bool{string(c.KeyPackage.Ref): true}
+	for range 2 {
+		c := claim(t, s, a.UserID, suite1, 1, now)
+		if c.Err != nil || c.KeyPackage.NotAfter.Before(now) || seen[string(c.KeyPackage.Ref)] || c.Remaining != 0 {
+			t.Fatalf("claim = %+v, %v", c.KeyPackage, c.Err)
+		}
+		seen[string(c.KeyPackage.Ref)] = true
+	}
+	if !seen[string(fresh.Ref)] {
+		t.Fatal("a's usable KeyPackage was not served")
+	}
+	if c := claim(t, s, a.UserID, suite1, 1, now); !errors.Is(c.Err, directory.ErrNoKeyPackage) {
+		t.Fatalf("claim after the usable stock ran out = %+v", c)
+	}
+	for _, kp := range stale {
+		if _, err := s.ClientForRef(ctx, kp.Ref); !errors.Is(err, directory.ErrNotFound) {
+			t.Fatalf("an expired KeyPackage was recorded as served: %v", err)
+		}
 	}
 }

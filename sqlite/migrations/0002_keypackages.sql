@@ -16,6 +16,28 @@ CREATE INDEX key_packages_stock ON key_packages (client_id, cipher_suite, versio
 CREATE UNIQUE INDEX key_packages_last_resort ON key_packages (client_id, cipher_suite) WHERE last_resort = 1;
 CREATE INDEX key_packages_expiry ON key_packages (not_after);
 
+-- Non-last-resort KeyPackages per client, suite and version (expired ones included until
+-- a claim or a purge deletes them), kept by the triggers below, so that a claim picks
+-- the client with the most stock without counting rows.
+CREATE TABLE key_package_counts (
+    client_id    INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    cipher_suite INTEGER NOT NULL,
+    version      INTEGER NOT NULL,
+    available    INTEGER NOT NULL,
+    PRIMARY KEY (client_id, cipher_suite, version)
+) WITHOUT ROWID;
+
+CREATE TRIGGER key_packages_count_insert AFTER INSERT ON key_packages WHEN NEW.last_resort = 0 BEGIN
+    INSERT INTO key_package_counts (client_id, cipher_suite, version, available)
+        VALUES (NEW.client_id, NEW.cipher_suite, NEW.version, 1)
+        ON CONFLICT (client_id, cipher_suite, version) DO UPDATE SET available = available + 1;
+END;
+
+CREATE TRIGGER key_packages_count_delete AFTER DELETE ON key_packages WHEN OLD.last_resort = 0 BEGIN
+    UPDATE key_package_counts SET available = available - 1
+        WHERE client_id = OLD.client_id AND cipher_suite = OLD.cipher_suite AND version = OLD.version;
+END;
+
 -- Every KeyPackage served (a last resort once per ref, with a serve count): where a
 -- Welcome naming the ref goes. Kept until the KeyPackage expires.
 CREATE TABLE served_key_packages (

@@ -25,6 +25,19 @@ type KeyPackageConfig struct {
 	LowThreshold int
 	// Clock is the time source for upload validation; nil: time.Now. For tests.
 	Clock func() time.Time
+	// Metrics are hooks the service calls (not parsed from configuration).
+	Metrics KeyPackageMetrics
+}
+
+// KeyPackageMetrics are counters the KeyPackage service updates; any field may be nil.
+type KeyPackageMetrics struct {
+	// Uploaded counts KeyPackages stored.
+	Uploaded func(n int)
+	// Fetched counts answered fetch requests by status; lastResort tells whether a
+	// StatusOK answer served a last resort.
+	Fetched func(s FetchStatus, lastResort bool)
+	// LowStockNotices counts key_packages_low notices queued.
+	LowStockNotices func()
 }
 
 func (c *KeyPackageConfig) defaults() {
@@ -139,6 +152,9 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 	refs := make([][]byte, len(stored))
 	for i := range stored {
 		refs[i] = stored[i].Ref
+	}
+	if k.cfg.Metrics.Uploaded != nil {
+		k.cfg.Metrics.Uploaded(len(stored))
 	}
 	return refs, nil
 }
@@ -269,19 +285,30 @@ func (k *KeyPackages) Fetch(ctx context.Context, b KeyPackageRequestBundle, now 
 		claims = append(claims, cr)
 		index = append(index, i)
 	}
-	if len(claims) == 0 {
-		return KeyPackageResponseBundle{Results: results}, nil
+	lastResort := make([]bool, len(results))
+	if len(claims) > 0 {
+		k.claim(ctx, claims, index, results, lastResort, now)
 	}
+	if f := k.cfg.Metrics.Fetched; f != nil {
+		for i := range results {
+			f(results[i].Status, lastResort[i])
+		}
+	}
+	return KeyPackageResponseBundle{Results: results}, nil
+}
+
+// claim runs the prepared claims in one store call and fills their results.
+func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []int, results []KeyPackageResult, lastResort []bool, now time.Time) {
 	got, err := k.store.ClaimKeyPackages(ctx, claims, k.cfg.LowThreshold, now)
 	if err == nil && len(got) != len(claims) {
 		err = fmt.Errorf("store answered %d claims of %d", len(got), len(claims))
 	}
 	if err != nil {
-		err = fmt.Errorf("keypackages: claim: %w", err)
+		k.log.Error("keypackage claim failed", "requests", len(claims), "err", err)
 		for _, i := range index {
-			results[i] = k.failed(err)
+			results[i] = KeyPackageResult{Status: StatusInternal, Message: internalMessage}
 		}
-		return KeyPackageResponseBundle{Results: results}, nil
+		return
 	}
 	for j, c := range got {
 		i := index[j]
@@ -290,11 +317,11 @@ func (k *KeyPackages) Fetch(ctx context.Context, b KeyPackageRequestBundle, now 
 			continue
 		}
 		results[i] = KeyPackageResult{Status: StatusOK, Response: KeyPackageResponse{KeyPackage: c.KeyPackage.Data}}
+		lastResort[i] = c.KeyPackage.LastResort
 		if c.Low {
 			k.notifyLow(ctx, c)
 		}
 	}
-	return KeyPackageResponseBundle{Results: results}, nil
 }
 
 // preparer checks the requests of one bundle, looking each token and user up once.
@@ -347,11 +374,13 @@ func (p *preparer) prepare(ctx context.Context, q *KeyPackageRequest) (ClaimRequ
 	return ClaimRequest{UserID: ul.u.ID, Version: q.Version, CipherSuite: q.CipherSuite, TokenID: tl.t.ID}, nil
 }
 
+const internalMessage = "internal error; retry later"
+
 // failed turns an error into a result. Messages are fixed texts: a requester learns the
 // status, never internal details.
 func (k *KeyPackages) failed(err error) KeyPackageResult {
 	s := StatusOf(err)
-	msg := "internal error"
+	msg := internalMessage
 	switch s {
 	case StatusUnknownUser:
 		msg = trimPkg(ErrUnknownUser)
@@ -382,6 +411,9 @@ func (k *KeyPackages) notifyLow(ctx context.Context, c Claim) {
 	payload, _ := KeyPackagesLow{CipherSuite: kp.CipherSuite, Remaining: uint32(max(c.Remaining, 0))}.MarshalBinary()
 	_, err := k.notify.Enqueue(ctx, mailbox.Target{ClientID: kp.ClientID}, uint16(wire.KindKeyPackagesLow), payload)
 	if err == nil {
+		if k.cfg.Metrics.LowStockNotices != nil {
+			k.cfg.Metrics.LowStockNotices()
+		}
 		return
 	}
 	k.log.Warn("key_packages_low notice not queued", "client_id", kp.ClientID, "suite", uint16(kp.CipherSuite), "err", err)

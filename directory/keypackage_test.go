@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,7 +351,20 @@ func TestBundleIndependence(t *testing.T) {
 func TestConcurrentFetches(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	ctx := context.Background()
-	e := newEnv(t, "b.example", now, envOpts{})
+	var uploaded, fetchedOK, fetchedLR, notices atomic.Int64
+	metrics := directory.KeyPackageMetrics{
+		Uploaded: func(n int) { uploaded.Add(int64(n)) },
+		Fetched: func(s directory.FetchStatus, lastResort bool) {
+			if s == directory.StatusOK {
+				fetchedOK.Add(1)
+			}
+			if lastResort {
+				fetchedLR.Add(1)
+			}
+		},
+		LowStockNotices: func() { notices.Add(1) },
+	}
+	e := newEnv(t, "b.example", now, envOpts{keyPackages: directory.KeyPackageConfig{Metrics: metrics}})
 	bob := e.client(t, "bob", "dev")
 	id := "mimi://b.example/u/bob"
 	g := newSigner(t, suite1)
@@ -394,6 +408,9 @@ func TestConcurrentFetches(t *testing.T) {
 	entries, _ := e.mb.Fetch(ctx, bob.ID, 0, 100)
 	if len(entries) != 1 {
 		t.Fatalf("%d low-stock notices, want 1", len(entries))
+	}
+	if uploaded.Load() != 11 || fetchedOK.Load() != 50 || fetchedLR.Load() != 40 || notices.Load() != 1 {
+		t.Fatalf("metrics: uploaded %d, fetched %d, last resort %d, notices %d", uploaded.Load(), fetchedOK.Load(), fetchedLR.Load(), notices.Load())
 	}
 }
 
@@ -508,5 +525,35 @@ func TestKeyPackageConfig(t *testing.T) {
 	err := directory.KeyPackageConfig{MaxPerUpload: 5000, MaxPerClient: -1, LowThreshold: -2}.Validate()
 	if err == nil || len(err.(interface{ Unwrap() []error }).Unwrap()) < 3 {
 		t.Fatalf("Validate = %v, want every problem", err)
+	}
+}
+
+// claimFailer is a store whose claims fail.
+type claimFailer struct{ directory.KeyPackageStore }
+
+func (claimFailer) ClaimKeyPackages(context.Context, []directory.ClaimRequest, int, time.Time) ([]directory.Claim, error) {
+	return nil, errors.New("disk on fire")
+}
+
+func TestFetchStoreFailure(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	e := newEnv(t, "b.example", now, envOpts{})
+	e.client(t, "bob", "dev")
+	tok := e.token(t, "bob")
+	kps, err := directory.NewKeyPackages(e.dir, claimFailer{e.db}, e.disc, e.mb, directory.KeyPackageConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := kps.Fetch(ctx, directory.KeyPackageRequestBundle{Requests: []directory.KeyPackageRequest{
+		{UserID: "bob", BearerToken: tok, Version: mls10, CipherSuite: suite1},
+		{UserID: "bob", BearerToken: "wrong", Version: mls10, CipherSuite: suite1},
+	}}, now)
+	if err != nil || resp.Results[0].Status != directory.StatusInternal || resp.Results[1].Status != directory.StatusBadToken ||
+		bytes.Contains([]byte(resp.Results[0].Message), []byte("fire")) {
+		t.Fatalf("Fetch = %+v, %v", resp, err)
+	}
+	if _, err := directory.NewKeyPackages(e.dir, e.db, e.disc, nil, directory.KeyPackageConfig{}, nil); err == nil {
+		t.Fatal("NewKeyPackages without a notifier")
 	}
 }

@@ -19,6 +19,7 @@ var commands = map[string]command{
 	"admin":  adminCommand,
 	"mls":    mlsCommand,
 	"keys":   keysCommand,
+	"bench":  func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
 }
 
 const usage = `usage: mimids <command> [flags]

@@ -160,39 +160,42 @@ func (r *receiver) session(ctx context.Context) error {
 	var pendingAck uint64
 	n := 0
 	for {
-		_, b, err := c.Read(ctx)
+		_, msg, err := c.Read(ctx)
 		if err != nil {
 			return err
 		}
-		f, err := wire.Decode(b)
-		if err != nil {
-			return err
-		}
-		switch f := f.(type) {
-		case *wire.Deliver:
-			var nt wire.Notice
-			nt.UnmarshalBinary(f.Payload)
-			r.mu.Lock()
-			if f.Seq <= r.committed {
-				r.violation = fmt.Sprintf("seq %d delivered again after its ack (up to %d) was committed", f.Seq, r.committed)
+		for len(msg) > 0 { // the server batches frames
+			var f wire.Frame
+			f, msg, err = wire.Next(msg)
+			if err != nil {
+				return err
 			}
-			if f.Seq > r.last {
-				r.texts[nt.Text]++
-				r.last = f.Seq
-			}
-			r.mu.Unlock()
-			if n++; n%20 == 0 {
-				pendingAck = f.Seq
-				c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Ack{Seq: f.Seq}))
-				c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: uint32(f.Seq), Method: wire.MethodPing}))
-			}
-		case *wire.Response:
-			if uint64(f.RequestID) == pendingAck {
+			switch f := f.(type) {
+			case *wire.Deliver:
+				var nt wire.Notice
+				nt.UnmarshalBinary(f.Payload)
 				r.mu.Lock()
-				if pendingAck > r.committed {
-					r.committed = pendingAck
+				if f.Seq <= r.committed {
+					r.violation = fmt.Sprintf("seq %d delivered again after its ack (up to %d) was committed", f.Seq, r.committed)
+				}
+				if f.Seq > r.last {
+					r.texts[nt.Text]++
+					r.last = f.Seq
 				}
 				r.mu.Unlock()
+				if n++; n%20 == 0 {
+					pendingAck = f.Seq
+					c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Ack{Seq: f.Seq}))
+					c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: uint32(f.Seq), Method: wire.MethodPing}))
+				}
+			case *wire.Response:
+				if uint64(f.RequestID) == pendingAck {
+					r.mu.Lock()
+					if pendingAck > r.committed {
+						r.committed = pendingAck
+					}
+					r.mu.Unlock()
+				}
 			}
 		}
 	}

@@ -97,13 +97,13 @@ func (c DiscoveryConfig) Validate() error {
 	c.defaults()
 	var errs []error
 	if c.Policy != TokenShared && c.Policy != TokenPerRequester {
-		errs = append(errs, fmt.Errorf("discovery: token policy must be %q or %q, not %q", TokenShared, TokenPerRequester, c.Policy))
+		errs = append(errs, fmt.Errorf("directory: discovery: token policy must be %q or %q, not %q", TokenShared, TokenPerRequester, c.Policy))
 	}
 	if c.TokenTTL < time.Minute {
-		errs = append(errs, fmt.Errorf("discovery: token TTL %s is under a minute", c.TokenTTL))
+		errs = append(errs, fmt.Errorf("directory: discovery: token TTL %s is under a minute", c.TokenTTL))
 	}
 	if c.SharedTokenTTL < 0 || (c.SharedTokenTTL > 0 && c.SharedTokenTTL < time.Minute) {
-		errs = append(errs, fmt.Errorf("discovery: shared token TTL %s must be 0 (never expires) or at least a minute", c.SharedTokenTTL))
+		errs = append(errs, fmt.Errorf("directory: discovery: shared token TTL %s must be 0 (never expires) or at least a minute", c.SharedTokenTTL))
 	}
 	return errors.Join(errs...)
 }

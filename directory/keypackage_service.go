@@ -60,16 +60,16 @@ func (c KeyPackageConfig) Validate() error {
 	c.defaults()
 	var errs []error
 	if c.MaxPerUpload < 1 || c.MaxPerUpload > 1000 {
-		errs = append(errs, fmt.Errorf("keypackages: max per upload %d not in 1..1000", c.MaxPerUpload))
+		errs = append(errs, fmt.Errorf("directory: keypackages: max per upload %d not in 1..1000", c.MaxPerUpload))
 	}
 	if c.MaxPerClient < 1 || c.MaxPerClient > 100000 {
-		errs = append(errs, fmt.Errorf("keypackages: max per client %d not in 1..100000", c.MaxPerClient))
+		errs = append(errs, fmt.Errorf("directory: keypackages: max per client %d not in 1..100000", c.MaxPerClient))
 	}
 	if c.MaxPerUpload > c.MaxPerClient {
-		errs = append(errs, fmt.Errorf("keypackages: max per upload %d over max per client %d", c.MaxPerUpload, c.MaxPerClient))
+		errs = append(errs, fmt.Errorf("directory: keypackages: max per upload %d over max per client %d", c.MaxPerUpload, c.MaxPerClient))
 	}
 	if c.LowThreshold < 1 || c.LowThreshold > c.MaxPerClient {
-		errs = append(errs, fmt.Errorf("keypackages: low threshold %d not in 1..max per client", c.LowThreshold))
+		errs = append(errs, fmt.Errorf("directory: keypackages: low threshold %d not in 1..max per client", c.LowThreshold))
 	}
 	return errors.Join(errs...)
 }
@@ -98,7 +98,7 @@ func NewKeyPackages(dir *Directory, store KeyPackageStore, disc *Discovery, noti
 		return nil, err
 	}
 	if dir == nil || store == nil || disc == nil || notify == nil {
-		return nil, errors.New("keypackages: directory, store, discovery and notifier are required")
+		return nil, errors.New("directory: keypackages: directory, store, discovery and notifier are required")
 	}
 	cfg.defaults()
 	if log == nil {
@@ -147,7 +147,7 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 		stored[i] = s
 	}
 	if err := k.store.AddKeyPackages(ctx, c.ID, stored, k.cfg.MaxPerClient, k.cfg.LowThreshold, now); err != nil {
-		return nil, fmt.Errorf("keypackages: upload: %w", err)
+		return nil, fmt.Errorf("directory: keypackages: upload: %w", err)
 	}
 	refs := make([][]byte, len(stored))
 	for i := range stored {
@@ -217,7 +217,7 @@ func (k *KeyPackages) Count(ctx context.Context, c Client, suite mls.CipherSuite
 func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]KeyPackageStock, error) {
 	s, err := k.store.KeyPackageStock(ctx, c.ID, k.cfg.Clock())
 	if err != nil {
-		return nil, fmt.Errorf("keypackages: stock: %w", err)
+		return nil, fmt.Errorf("directory: keypackages: stock: %w", err)
 	}
 	return s, nil
 }
@@ -234,7 +234,7 @@ func (k *KeyPackages) ClientForRef(ctx context.Context, ref []byte) (Client, err
 func (k *KeyPackages) Purge(ctx context.Context, now time.Time) (PurgeStats, error) {
 	st, err := k.store.PurgeKeyPackages(ctx, now)
 	if err != nil {
-		return st, fmt.Errorf("keypackages: purge: %w", err)
+		return st, fmt.Errorf("directory: keypackages: purge: %w", err)
 	}
 	return st, nil
 }

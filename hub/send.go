@@ -63,23 +63,47 @@ func (h *Hub) send(ctx context.Context, sender Sender, req *SendRequest) (uint32
 		return 0, fmt.Errorf("%w: partition of another group", ErrWrongPartition)
 	}
 	op.hash = requestHash("send", masked, op)
-	if _, c, ok, err := h.store.FindRequest(ctx, op.hash); err != nil || ok {
-		if ok {
-			h.metrics.duplicates.Add(1)
+	if op.ct != mls.ContentTypeApplication {
+		// A retried handshake is answered before it is checked again (its
+		// proposal would be cached twice, its commit's partition exists).
+		// Application messages skip this read: Append recognizes a retry.
+		if _, c, ok, err := h.store.FindRequest(ctx, op.hash); err != nil || ok {
+			if ok {
+				h.metrics.duplicates.Add(1)
+			}
+			return c, err
 		}
-		return c, err
 	}
 	if err := h.admit(ctx, sender); err != nil {
-		return 0, err
+		return h.retried(ctx, op, err)
 	}
 	switch op.ct {
 	case mls.ContentTypeApplication:
-		return h.sendApplication(ctx, ps, op)
+		c, err := h.sendApplication(ctx, ps, op)
+		if err != nil {
+			return h.retried(ctx, op, err)
+		}
+		return c, nil
 	case mls.ContentTypeProposal:
 		return h.sendProposal(ctx, ps, op)
 	}
 	res, err := h.sendCommit(ctx, ps, op)
 	return res.Counter, err
+}
+
+// retried answers a refused application message from the log if it is a
+// retry of one sequenced before (the limit or a mute came after it), and
+// returns the refusal otherwise.
+func (h *Hub) retried(ctx context.Context, op *sendOp, refusal error) (uint32, error) {
+	if op.ct != mls.ContentTypeApplication {
+		return 0, refusal
+	}
+	_, c, ok, err := h.store.FindRequest(ctx, op.hash)
+	if err != nil || !ok {
+		return 0, refusal
+	}
+	h.metrics.duplicates.Add(1)
+	return c, nil
 }
 
 // newSendOp reads what the hub needs from the message's clear fields.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -198,50 +199,70 @@ func (db *DB) FindRequest(ctx context.Context, requestHash []byte) ([]byte, uint
 	return masked, uint32(counter), true, nil
 }
 
+// errDuplicateRequest aborts an Append whose request hash is already in the
+// log; Append then answers from the log.
+var errDuplicateRequest = errors.New("sqlite: duplicate request")
+
+// hubStatements are the hub's hot statements, prepared once per store on
+// the writer connection (a transaction on that connection reuses them).
+type hubStatements struct {
+	bump, insertLog *sql.Stmt
+}
+
+var hubStmts sync.Map // *sql.DB (the writer) -> *hubStatements
+
+func (db *DB) hubStatements(ctx context.Context) (*hubStatements, error) {
+	if v, ok := hubStmts.Load(db.w); ok {
+		return v.(*hubStatements), nil
+	}
+	var st hubStatements
+	var err error
+	if st.bump, err = db.w.PrepareContext(ctx, `UPDATE hub_partitions SET length = length + 1 WHERE masked = ?
+		RETURNING id, length - 1, terminated_at, group_id`); err != nil {
+		return nil, err
+	}
+	if st.insertLog, err = db.w.PrepareContext(ctx, `INSERT INTO hub_log
+		(partition, counter, content_type, public, message, next, sender_client, request_hash, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+		return nil, err
+	}
+	v, _ := hubStmts.LoadOrStore(db.w, &st)
+	return v.(*hubStatements), nil
+}
+
 func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hub.Entry)) (hub.AppendResult, error) {
+	st, err := db.hubStatements(ctx)
+	if err != nil {
+		return hub.AppendResult{}, err
+	}
 	var res hub.AppendResult
-	var entry hub.Entry
 	fn := func(tx *sql.Tx) error {
-		res = hub.AppendResult{}
-		var id, length int64
+		res = hub.AppendResult{Masked: a.Masked}
+		var id, counter int64
 		var terminated sql.NullInt64
 		var groupID []byte
-		err := tx.QueryRowContext(ctx, `SELECT id, length, terminated_at, group_id FROM hub_partitions WHERE masked = ?`, a.Masked).
-			Scan(&id, &length, &terminated, &groupID)
-		if errors.Is(err, sql.ErrNoRows) {
+		err := tx.StmtContext(ctx, st.bump).QueryRowContext(ctx, a.Masked).Scan(&id, &counter, &terminated, &groupID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("%w: %x", hub.ErrUnknownPartition, a.Masked)
-		}
-		if err != nil {
+		case err != nil:
 			return err
-		}
-		var dupCounter int64
-		err = tx.QueryRowContext(ctx, `SELECT p.masked, l.counter FROM hub_log l JOIN hub_partitions p ON p.id = l.partition
-			WHERE l.request_hash = ?`, a.RequestHash).Scan(&res.Masked, &dupCounter)
-		if err == nil {
-			res.Counter, res.Duplicate = uint32(dupCounter), true
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if terminated.Valid {
+		case terminated.Valid:
 			return fmt.Errorf("%w: %x", hub.ErrTerminated, a.Masked)
-		}
-		if length >= math.MaxUint32 {
+		case counter > math.MaxUint32:
 			return fmt.Errorf("%w: %x", hub.ErrPartitionFull, a.Masked)
 		}
-		res.Masked, res.Counter = a.Masked, uint32(length)
+		res.Counter = uint32(counter)
 		next, err := appendNext(ctx, tx, a, id, groupID, &res)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO hub_log
-			(partition, counter, content_type, public, message, next, sender_client, request_hash, at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, length, int(a.ContentType), a.Public, a.Message, next, a.SenderClient, a.RequestHash, a.At.UnixMilli()); err != nil {
-			return err
+		_, err = tx.StmtContext(ctx, st.insertLog).ExecContext(ctx, id, counter, int(a.ContentType), a.Public, a.Message, next,
+			a.SenderClient, a.RequestHash, a.At.UnixMilli())
+		if isUnique(err) {
+			return errDuplicateRequest
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE hub_partitions SET length = length + 1 WHERE id = ?`, id); err != nil {
+		if err != nil {
 			return err
 		}
 		res.WelcomeIDs, err = insertWelcomes(ctx, tx, a.Welcomes, a.At, nil)
@@ -250,18 +271,28 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 	var after func()
 	if published != nil {
 		after = func() {
-			if res.Duplicate {
-				return
-			}
-			entry = hub.Entry{Masked: a.Masked, Counter: res.Counter, ContentType: a.ContentType, Public: a.Public,
+			e := hub.Entry{Masked: a.Masked, Counter: res.Counter, ContentType: a.ContentType, Public: a.Public,
 				Message: a.Message, SenderClient: a.SenderClient}
 			if a.Next != nil {
-				entry.NextMasked, entry.GroupInfo = a.Next.Masked, a.Next.GroupInfo
+				e.NextMasked, e.GroupInfo = a.Next.Masked, a.Next.GroupInfo
 			}
-			published(entry)
+			published(e)
 		}
 	}
-	if err := db.WriteThen(ctx, fn, after); err != nil {
+	err = db.WriteThen(ctx, fn, after)
+	if errors.Is(err, errDuplicateRequest) || errors.Is(err, hub.ErrTerminated) || errors.Is(err, hub.ErrPartitionExists) {
+		// A retry of a sequenced request (whose commit opened its partition
+		// already, or whose partition was terminated since) is answered
+		// from the log.
+		masked, c, ok, ferr := db.FindRequest(ctx, a.RequestHash)
+		if ferr != nil {
+			return hub.AppendResult{}, errors.Join(err, ferr)
+		}
+		if ok {
+			return hub.AppendResult{Masked: masked, Counter: c, Duplicate: true}, nil
+		}
+	}
+	if err != nil {
 		return hub.AppendResult{}, err
 	}
 	return res, nil

@@ -161,9 +161,10 @@ type KeyPackageStore interface {
 	KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]KeyPackageStock, error)
 	// ClaimKeyPackages answers each request in one transaction: it picks an unexpired
 	// non-last-resort KeyPackage of an active client of the user for the version and
-	// suite, from the client with the most such KeyPackages, soonest expiring first, and
-	// deletes it; if there is none, an unexpired last resort (the one served least
-	// often), which stays. It records ref -> client for every KeyPackage served. A claim
+	// suite, from the client with the most such KeyPackages (a backend may count expired
+	// ones it has not deleted yet), soonest expiring first, and deletes it; if there is
+	// none, an unexpired last resort (the one served least often), which stays. Expired
+	// KeyPackages are never served. It records ref -> client for every KeyPackage served. A claim
 	// that leaves the serving client below lowThreshold sets the client's low-stock mark
 	// for the suite and reports Low if the mark was not set.
 	ClaimKeyPackages(ctx context.Context, reqs []ClaimRequest, lowThreshold int, now time.Time) ([]Claim, error)

@@ -150,6 +150,9 @@ func TestCreateGroupBadInput(t *testing.T) {
 	}{
 		{"tree of another epoch", func(r *hub.CreateGroupRequest) { r.RatchetTree = g.Steps[1].After.RatchetTree }, alice, hub.ErrTreeMismatch},
 		{"no tree", func(r *hub.CreateGroupRequest) { r.RatchetTree = nil }, alice, hub.ErrTreeRequired},
+		{"two different trees", func(r *hub.CreateGroupRequest) {
+			r.GroupInfo, r.RatchetTree = g.Initial.GroupInfoWithTree, g.Steps[1].After.RatchetTree
+		}, alice, hub.ErrTreeMismatch},
 		{"unknown suite", func(r *hub.CreateGroupRequest) {
 			r.GroupInfo = remarshal(t, r.GroupInfo, func(m *mls.MLSMessage) { m.GroupInfo.GroupContext.CipherSuite = 0x7777 })
 		}, alice, hub.ErrInvalidGroupInfo},

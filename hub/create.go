@@ -104,6 +104,10 @@ func (h *Hub) parseCreate(req *CreateGroupRequest) (*mls.GroupInfo, mls.RatchetT
 			return nil, nil, fmt.Errorf("%w: ratchet_tree: %w", ErrMalformed, err)
 		}
 	}
+	if e, ok := m.GroupInfo.Extensions.Find(mls.ExtensionTypeRatchetTree); ok && req.RatchetTree != nil &&
+		string(e.ExtensionData) != string(req.RatchetTree) {
+		return nil, nil, fmt.Errorf("%w: ratchet_tree differs from the GroupInfo's", ErrTreeMismatch)
+	}
 	if len(m.GroupInfo.GroupContext.GroupID) > maxGroupID {
 		return nil, nil, fmt.Errorf("%w: group ID of %d bytes", ErrMalformed, len(m.GroupInfo.GroupContext.GroupID))
 	}

@@ -103,7 +103,8 @@
 // must be the group's. When the hub verified the commit, the Welcome's
 // KeyPackageRefs must equal the refs of the commit's Adds as sets; a
 // Welcome on a commit without Adds is refused, a commit with Adds and no
-// Welcome is not. Entries whose provider is Config.Domain go to the client
+// Welcome is not. A CreateGroupRequest's Welcome has no commit to match and
+// is checked for the one-to-one rule only. Entries whose provider is Config.Domain go to the client
 // the WelcomeRouter says the KeyPackage was served to, as a WelcomeDelivery
 // in its mailbox (kind 2); refs of our domain we never served are dropped
 // and logged. The others are stored per provider for the federation's

@@ -129,6 +129,7 @@ type Store interface {
 	// Entries returns up to limit entries with counter > after (-1: from the
 	// start), in order, stopping after the entry that brings the message
 	// bytes to maxBytes (at least one entry is returned if any exists).
+	// An unknown partition has no entries.
 	Entries(ctx context.Context, masked []byte, after int64, limit, maxBytes int) ([]Entry, error)
 	// Handshakes returns the proposals and commits with counter < before.
 	Handshakes(ctx context.Context, masked []byte, before int64) ([]Entry, error)

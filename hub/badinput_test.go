@@ -289,3 +289,43 @@ func TestPrivateCommitWithoutGroupInfo(t *testing.T) {
 		t.Fatalf("GroupInfo of an unknown group: %v", err)
 	}
 }
+
+// TestUnknownProposalRef tests both sides of the rule for a commit that
+// covers a proposal the hub never saw: refused when every proposal of the
+// partition was public, sequenced unchecked after a PrivateMessage proposal
+// (which it may cover).
+func TestUnknownProposalRef(t *testing.T) {
+	g := loadFixture(t, "create-2.json")
+	for _, private := range []bool{false, true} {
+		t.Run(map[bool]string{false: "all public", true: "after a private proposal"}[private], func(t *testing.T) {
+			e := newEnv(t, "a.example", nil)
+			e.create(g)
+			r := newReplayer(e, g)
+			r.run(t, g.Steps[:4], sendOpts{}) // up to, not including, bob's Update proposal
+			if private {
+				st := g.Steps[3] // an application message of epoch 1, made a proposal
+				st.Kind = "proposal"
+				st.Message = remarshal(t, st.Message, func(m *mls.MLSMessage) { m.PrivateMessage.ContentType = mls.ContentTypeProposal })
+				r.step(t, 4, &st, sendOpts{})
+			}
+			_, err := e.sendStep(&g.Steps[5], sendOpts{}) // alice commits bob's proposal by reference
+			if !private {
+				if !errors.Is(err, hub.ErrInvalidMessage) || !errors.Is(err, mls.ErrUnknownProposalRef) {
+					t.Fatalf("commit covering an unknown public proposal: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("commit after a private proposal: %v", err)
+			}
+			if st := e.h.Stats(); st.Unchecked != 2 { // the private proposal and the commit
+				t.Fatalf("stats %+v", st)
+			}
+			r.learn(g.Steps[5].After)
+			r.run(t, g.Steps[6:], sendOpts{}) // the next partition has a state from the GroupInfo
+			if st := e.h.Stats(); st.Checked != 3 {
+				t.Fatalf("stats after: %+v", st)
+			}
+		})
+	}
+}

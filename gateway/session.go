@@ -34,7 +34,12 @@ type session struct {
 	written atomic.Uint64 // highest mailbox seq written to the socket
 	closed  atomic.Int32  // close code once close was called
 
-	wake chan struct{} // capacity 1: the writer has work
+	// The writer goroutine runs only while there is something to write: signal
+	// starts it when none is running, and it exits once the queue is empty, so an
+	// idle socket has just its reader goroutine.
+	writing   atomic.Bool
+	writers   sync.WaitGroup
+	pingTimer *time.Timer // set before the reader loop starts
 
 	mu      sync.Mutex
 	queue   [][]byte // encoded frames waiting for the writer; Guarded by mu.
@@ -59,7 +64,7 @@ func (s *Server) socket(c echo.Context) error {
 	}
 	s.metrics.accepted.Inc()
 	ctx, stop := context.WithCancel(context.Background())
-	ss := &session{srv: s, conn: conn, id: s.nextID.Add(1), ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
+	ss := &session{srv: s, conn: conn, id: s.nextID.Add(1), ctx: ctx, stop: stop}
 	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
 	s.mu.Lock()
 	if s.draining.Load() {
@@ -70,14 +75,29 @@ func (s *Server) socket(c echo.Context) error {
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
-	defer s.unregister(ss)
-	if conn.Subprotocol() != wire.Subprotocol {
+	if ss.conn.Subprotocol() != wire.Subprotocol {
 		ss.close(wire.CloseProtocolError, "subprotocol "+wire.Subprotocol+" required")
+		ss.finish(nil)
 		return nil
 	}
-	conn.SetReadLimit(int64(s.cfg.MaxFrameSize))
-	err = ss.run()
+	ss.conn.SetReadLimit(int64(s.cfg.MaxFrameSize))
+	// Authentication (the deep part: store queries) runs on the HTTP server's
+	// goroutine, which then ends with its stack and the request it holds; the
+	// session's reader starts on a fresh, small stack. An idle socket costs one
+	// goroutine and the connection's buffers.
+	if err := ss.authenticate(); err != nil {
+		ss.finish(err)
+		return nil
+	}
+	go func() { ss.finish(ss.run()) }()
+	return nil
+}
+
+// finish accounts for the session's end.
+func (ss *session) finish(err error) {
+	s := ss.srv
+	defer s.wg.Done()
+	defer s.unregister(ss)
 	code := int(ss.closed.Load())
 	if code == 0 {
 		code = int(websocket.CloseStatus(err))
@@ -88,7 +108,6 @@ func (s *Server) socket(c echo.Context) error {
 	}
 	s.metrics.closes.WithLabelValues(wire.CloseReason(code)).Inc()
 	ss.log.Debug("socket closed", "reason", wire.CloseReason(code), "err", err)
-	return nil
 }
 
 // close ends the session once with the close code. It never blocks the caller. The
@@ -110,27 +129,24 @@ func (ss *session) fail(code int, ecode wire.Code, msg string) {
 	ss.close(code, msg)
 }
 
+// run serves an authenticated session until it ends.
 func (ss *session) run() error {
-	if err := ss.authenticate(); err != nil {
-		return err
-	}
 	s := ss.srv
 	s.metrics.connected.Inc()
 	defer s.metrics.connected.Dec()
+	// Registered before anything can start the writer, so a client that has
+	// auth_ok is reachable by revocation.
+	s.register(ss)
 	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
 	defer cancelSub()
 	defer ss.leaveAll()
-	s.register(ss)
-	ss.Refetch()
-
-	werr := make(chan error, 1)
-	go func() { werr <- ss.writeLoop() }()
-	rerr := ss.readLoop()
+	ss.pingTimer = time.AfterFunc(s.cfg.PingInterval.D(), ss.ping)
+	ss.Refetch() // writes auth_ok, then catches up on the mailbox
+	err := ss.readLoop()
+	ss.pingTimer.Stop()
 	ss.stop()
-	if err := <-werr; rerr == nil {
-		rerr = err
-	}
-	return rerr
+	ss.writers.Wait()
+	return err
 }
 
 func (ss *session) authenticate() error {
@@ -180,8 +196,12 @@ func (ss *session) authenticate() error {
 		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "mailbox unavailable")
 		return err
 	}
-	ss.enqueue(wire.Encode(&wire.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+	// Queued, not signalled: the writer starts once the session is registered, so a
+	// client that has auth_ok is reachable (revocation, deliveries).
+	ss.mu.Lock()
+	ss.enqueueLocked(wire.Encode(&wire.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
 		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -227,7 +247,7 @@ func (ss *session) handleFrame(f wire.Frame, sem chan struct{}, inflight *sync.W
 		inflight.Add(1)
 		go func() {
 			defer func() { <-sem; inflight.Done() }()
-			ss.serve(f)
+			ss.handleRequest(f)
 		}()
 		return nil
 	case *wire.Ack:
@@ -254,7 +274,7 @@ func (ss *session) ack(seq uint64) error {
 	return nil
 }
 
-func (ss *session) serve(req *wire.Request) {
+func (ss *session) handleRequest(req *wire.Request) {
 	s := ss.srv
 	start := time.Now()
 	h := s.handlers[req.Method]
@@ -321,10 +341,39 @@ func (ss *session) enqueueLocked(b []byte) bool {
 	return true
 }
 
+// signal makes sure a writer goroutine will look at the queue.
 func (ss *session) signal() {
-	select {
-	case ss.wake <- struct{}{}:
-	default:
+	if ss.writing.CompareAndSwap(false, true) {
+		if ss.ctx.Err() != nil {
+			ss.writing.Store(false)
+			return
+		}
+		ss.writers.Add(1)
+		go ss.writer()
+	}
+}
+
+// writer writes until the queue is empty and nothing waits to be fetched, then
+// exits. It is the only caller of conn.Write while it runs, and at most one runs.
+func (ss *session) writer() {
+	defer ss.writers.Done()
+	for {
+		if err := ss.drain(); err != nil {
+			ss.writing.Store(false)
+			if ss.closed.Load() == 0 {
+				ss.close(1006, "")
+			}
+			return
+		}
+		ss.writing.Store(false)
+		// Work queued after drain looked but before writing was cleared would be
+		// stranded: look again, and keep the writer role if there is some.
+		ss.mu.Lock()
+		more := len(ss.queue) > 0 || ss.refetch || ss.partRefetch
+		ss.mu.Unlock()
+		if !more || ss.ctx.Err() != nil || !ss.writing.CompareAndSwap(false, true) {
+			return
+		}
 	}
 }
 
@@ -359,47 +408,35 @@ func encodeDeliver(e mailbox.Entry) []byte {
 	return wire.Encode(&wire.Deliver{Seq: e.Seq, Kind: wire.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
 }
 
-func (ss *session) writeLoop() error {
-	s := ss.srv
-	ping := time.NewTicker(s.cfg.PingInterval.D())
-	defer ping.Stop()
+// drain writes what is queued and catches up from the store until nothing is left.
+func (ss *session) drain() error {
 	var batch [][]byte
-	for {
-		select {
-		case <-ss.ctx.Done():
+	for ss.ctx.Err() == nil {
+		ss.mu.Lock()
+		batch, ss.queue = ss.queue, nil
+		ss.qbytes = 0
+		refetch, partRefetch := ss.refetch, ss.partRefetch
+		ss.mu.Unlock()
+		if len(batch) == 0 && !refetch && !partRefetch {
 			return nil
-		case <-ping.C:
-			go ss.ping()
-			continue
-		case <-ss.wake:
 		}
-		for {
-			ss.mu.Lock()
-			batch, ss.queue = ss.queue, batch[:0]
-			ss.qbytes = 0
-			refetch, partRefetch := ss.refetch, ss.partRefetch
-			ss.mu.Unlock()
-			if len(batch) == 0 && !refetch && !partRefetch {
-				break
+		if len(batch) > 0 {
+			if err := ss.writeBatch(batch); err != nil {
+				return err
 			}
-			if len(batch) > 0 {
-				if err := ss.writeBatch(batch); err != nil {
-					return err
-				}
-				clear(batch)
+		}
+		if refetch {
+			if err := ss.catchUp(); err != nil {
+				return err
 			}
-			if refetch {
-				if err := ss.catchUp(); err != nil {
-					return err
-				}
-			}
-			if partRefetch {
-				if err := ss.catchUpPartitions(); err != nil {
-					return err
-				}
+		}
+		if partRefetch {
+			if err := ss.catchUpPartitions(); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // maxBatchBytes bounds one WebSocket message that carries several queued frames.
@@ -504,11 +541,19 @@ func (ss *session) catchUp() error {
 	return nil
 }
 
+// ping runs on its own timer goroutine: WebSocket pings need the reader to see the
+// pong, and must not hold up the writer.
 func (ss *session) ping() {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout.D())
 	defer cancel()
-	if err := ss.conn.Ping(ctx); err != nil && ss.ctx.Err() == nil {
-		ss.log.Debug("ping failed", "err", err)
-		ss.close(wire.CloseSlowConsumer, "ping timeout")
+	if err := ss.conn.Ping(ctx); err != nil {
+		if ss.ctx.Err() == nil {
+			ss.log.Debug("ping failed", "err", err)
+			ss.close(wire.CloseSlowConsumer, "ping timeout")
+		}
+		return
+	}
+	if ss.ctx.Err() == nil {
+		ss.pingTimer.Reset(ss.srv.cfg.PingInterval.D())
 	}
 }

@@ -142,10 +142,16 @@ func BenchmarkFanout1000(b *testing.B) {
 
 // BenchmarkLatencyAt100PerSecond sends 100 messages/s for two seconds to a
 // group with 1,000 subscribers and reports the time from Send to the last
-// subscriber's Notify: sequencing, durable commit (synchronous=full) and
-// publish.
+// subscriber's Notify: sequencing, commit (synchronous=normal: durable
+// across a process crash; full: across power loss) and publish.
 func BenchmarkLatencyAt100PerSecond(b *testing.B) {
-	h, ids, keys := benchHub(b, "full", 1)
+	for _, sync := range []string{"normal", "full"} {
+		b.Run(sync, func(b *testing.B) { benchLatency(b, sync) })
+	}
+}
+
+func benchLatency(b *testing.B, syncMode string) {
+	h, ids, keys := benchHub(b, syncMode, 1)
 	masked := maskedOf(b, h, keys[0])
 	var starts sync.Map // message -> time.Time
 	var mu sync.Mutex

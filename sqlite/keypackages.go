@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mimids/mimids/directory"
@@ -12,6 +13,49 @@ import (
 )
 
 var _ directory.KeyPackageStore = (*DB)(nil)
+
+// claimStatements are the claim's hot statements, prepared once per store on the
+// writer connection (a transaction on that connection reuses them).
+type claimStatements struct {
+	useToken, pick, take, served *sql.Stmt
+}
+
+var claimStmts sync.Map // *sql.DB (the writer) -> *claimStatements
+
+func (db *DB) claimStatements(ctx context.Context) (*claimStatements, error) {
+	if v, ok := claimStmts.Load(db.w); ok {
+		return v.(*claimStatements), nil
+	}
+	var st claimStatements
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&st.useToken, `UPDATE discovery_tokens SET uses = uses + 1, last_used_at = ? WHERE id = ? AND revoked_at IS NULL`},
+		{&st.pick, `SELECT s.client_id, s.available FROM clients c
+			JOIN key_package_counts s ON s.client_id = c.id AND s.cipher_suite = ? AND s.version = ?
+			WHERE c.user_id = ? AND c.revoked_at IS NULL AND s.available > 0
+			ORDER BY s.available DESC, c.id LIMIT 1`},
+		{&st.take, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
+			WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 ORDER BY not_after, id LIMIT 1)
+			RETURNING ref, not_after, data`},
+		{&st.served, `INSERT INTO served_key_packages (ref, client_id, served_at, not_after) VALUES (?, ?, ?, ?)
+			ON CONFLICT (ref) DO UPDATE SET served_at = excluded.served_at, serves = serves + 1`},
+	} {
+		var err error
+		if *p.dst, err = db.w.PrepareContext(ctx, p.query); err != nil {
+			return nil, fmt.Errorf("sqlite: prepare claim statements: %w", err)
+		}
+	}
+	v, _ := claimStmts.LoadOrStore(db.w, &st)
+	return v.(*claimStatements), nil
+}
+
+// claimTx is one claim transaction with its statements bound to it.
+type claimTx struct {
+	tx                           *sql.Tx
+	useToken, pick, take, served *sql.Stmt
+}
 
 // purgeBatch bounds the rows one purge transaction deletes, so that a large purge does
 // not hold the writer for long.
@@ -115,11 +159,17 @@ func (db *DB) KeyPackageStock(ctx context.Context, clientID int64, now time.Time
 }
 
 func (db *DB) ClaimKeyPackages(ctx context.Context, reqs []directory.ClaimRequest, lowThreshold int, now time.Time) ([]directory.Claim, error) {
+	st, err := db.claimStatements(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var claims []directory.Claim
-	err := db.Write(ctx, func(tx *sql.Tx) error {
+	err = db.Write(ctx, func(tx *sql.Tx) error {
+		ct := &claimTx{tx: tx, useToken: tx.StmtContext(ctx, st.useToken), pick: tx.StmtContext(ctx, st.pick),
+			take: tx.StmtContext(ctx, st.take), served: tx.StmtContext(ctx, st.served)}
 		claims = make([]directory.Claim, len(reqs))
 		for i, r := range reqs {
-			c, err := claimOne(ctx, tx, r, lowThreshold, now)
+			c, err := ct.claimOne(ctx, r, lowThreshold, now)
 			if err != nil {
 				return err
 			}
@@ -135,11 +185,11 @@ func (db *DB) ClaimKeyPackages(ctx context.Context, reqs []directory.ClaimReques
 
 // claimOne answers one request inside the claim transaction. A request that cannot be
 // served is a Claim with Err set; only a database failure is an error.
-func claimOne(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+	tx := ct.tx
 	nowS, nowMS := now.Unix(), now.UnixMilli()
 	if r.TokenID != 0 {
-		res, err := tx.ExecContext(ctx, `UPDATE discovery_tokens SET uses = uses + 1, last_used_at = ? WHERE id = ? AND revoked_at IS NULL`,
-			nowMS, r.TokenID)
+		res, err := ct.useToken.ExecContext(ctx, nowMS, r.TokenID)
 		if err != nil {
 			return directory.Claim{}, err
 		}
@@ -154,18 +204,15 @@ func claimOne(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThre
 			return directory.Claim{}, errors.New("claim: expired KeyPackages kept turning up")
 		}
 		var clientID int64
-		err := tx.QueryRowContext(ctx, `SELECT s.client_id, s.available FROM clients c
-			JOIN key_package_counts s ON s.client_id = c.id AND s.cipher_suite = ? AND s.version = ?
-			WHERE c.user_id = ? AND c.revoked_at IS NULL AND s.available > 0
-			ORDER BY s.available DESC, c.id LIMIT 1`, r.CipherSuite, r.Version, r.UserID).Scan(&clientID, &stock)
+		err := ct.pick.QueryRowContext(ctx, r.CipherSuite, r.Version, r.UserID).Scan(&clientID, &stock)
 		if errors.Is(err, sql.ErrNoRows) {
-			return claimLastResort(ctx, tx, r, lowThreshold, now)
+			return ct.claimLastResort(ctx, r, lowThreshold, now)
 		}
 		if err != nil {
 			return directory.Claim{}, err
 		}
 		var expired bool
-		kp, expired, err = takeSoonest(ctx, tx, clientID, r, nowS)
+		kp, expired, err = ct.takeSoonest(ctx, clientID, r, nowS)
 		if err != nil {
 			return directory.Claim{}, err
 		}
@@ -179,7 +226,7 @@ func claimOne(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThre
 			return directory.Claim{}, err
 		}
 	}
-	if err := recordServed(ctx, tx, kp.Ref, kp.ClientID, nowMS, kp.NotAfter.Unix()); err != nil {
+	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, kp.NotAfter.Unix()); err != nil {
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp, Remaining: stock - 1}
@@ -191,12 +238,10 @@ func claimOne(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThre
 // takeSoonest deletes and returns the client's soonest-expiring non-last-resort
 // KeyPackage of the version and suite, and whether it had expired already (then it must
 // not be served).
-func takeSoonest(ctx context.Context, tx *sql.Tx, clientID int64, r directory.ClaimRequest, nowS int64) (directory.StoredKeyPackage, bool, error) {
+func (ct *claimTx) takeSoonest(ctx context.Context, clientID int64, r directory.ClaimRequest, nowS int64) (directory.StoredKeyPackage, bool, error) {
 	kp := directory.StoredKeyPackage{ClientID: clientID, Version: r.Version, CipherSuite: r.CipherSuite}
 	var notAfter int64
-	err := tx.QueryRowContext(ctx, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
-		WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 ORDER BY not_after, id LIMIT 1)
-		RETURNING ref, not_after, data`, clientID, r.CipherSuite, r.Version).Scan(&kp.Ref, &notAfter, &kp.Data)
+	err := ct.take.QueryRowContext(ctx, clientID, r.CipherSuite, r.Version).Scan(&kp.Ref, &notAfter, &kp.Data)
 	if err != nil {
 		return kp, false, fmt.Errorf("claim: %w", err)
 	}
@@ -205,7 +250,8 @@ func takeSoonest(ctx context.Context, tx *sql.Tx, clientID int64, r directory.Cl
 }
 
 // claimLastResort serves the user's least-served unexpired last resort, which stays.
-func claimLastResort(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+	tx := ct.tx
 	nowS, nowMS := now.Unix(), now.UnixMilli()
 	kp := directory.StoredKeyPackage{Version: r.Version, CipherSuite: r.CipherSuite, LastResort: true}
 	var id, notAfter int64
@@ -222,18 +268,12 @@ func claimLastResort(ctx context.Context, tx *sql.Tx, r directory.ClaimRequest, 
 	if _, err := tx.ExecContext(ctx, `UPDATE key_packages SET serves = serves + 1 WHERE id = ?`, id); err != nil {
 		return directory.Claim{}, err
 	}
-	if err := recordServed(ctx, tx, kp.Ref, kp.ClientID, nowMS, notAfter); err != nil {
+	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, notAfter); err != nil {
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp}
 	c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, 0, lowThreshold, nowMS)
 	return c, err
-}
-
-func recordServed(ctx context.Context, tx *sql.Tx, ref []byte, clientID, nowMS, notAfter int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO served_key_packages (ref, client_id, served_at, not_after) VALUES (?, ?, ?, ?)
-		ON CONFLICT (ref) DO UPDATE SET served_at = excluded.served_at, serves = serves + 1`, ref, clientID, nowMS, notAfter)
-	return err
 }
 
 // markLow sets the client's low-stock mark when remaining is under the threshold and

@@ -47,17 +47,7 @@ func (db *DB) EnqueueMailbox(ctx context.Context, t mailbox.Target, kind uint16,
 		if len(entries) == 0 {
 			return nil
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO mailbox (client_id, seq, kind, enqueued_at, payload) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, e := range entries {
-			if _, err := stmt.ExecContext(ctx, e.ClientID, e.Seq, kind, at.UnixMilli(), payload); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertEntries(ctx, tx, entries, kind, at.UnixMilli(), payload)
 	}
 	var after func()
 	if published != nil {
@@ -89,10 +79,19 @@ func (db *DB) FetchMailbox(ctx context.Context, clientID int64, after uint64, li
 	return out, rows.Err()
 }
 
-func (db *DB) AckMailbox(ctx context.Context, clientID int64, upTo uint64) error {
+func (db *DB) AckMailbox(ctx context.Context, acks map[int64]uint64) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM mailbox WHERE client_id = ? AND seq <= ?`, clientID, upTo)
-		return err
+		stmt, err := tx.PrepareContext(ctx, `DELETE FROM mailbox WHERE client_id = ? AND seq <= ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for id, upTo := range acks {
+			if _, err := stmt.ExecContext(ctx, id, upTo); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -101,4 +100,40 @@ func (db *DB) MailboxStatus(ctx context.Context, clientID int64) (mailbox.Status
 	err := db.r.QueryRowContext(ctx, `SELECT count(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM mailbox WHERE client_id = ?`,
 		clientID).Scan(&s.Pending, &s.FirstSeq, &s.LastSeq)
 	return s, err
+}
+
+// insertRows is how many entries one INSERT statement carries (5 parameters each,
+// well under SQLite's limit of 32766).
+const insertRows = 128
+
+var insertSQL = func() [insertRows + 1]string {
+	var out [insertRows + 1]string
+	for n := 1; n <= insertRows; n++ {
+		q := []byte("INSERT INTO mailbox (client_id, seq, kind, enqueued_at, payload) VALUES ")
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = append(q, "(?,?,?,?,?)"...)
+		}
+		out[n] = string(q)
+	}
+	return out
+}()
+
+// insertEntries writes entries with multi-row INSERTs.
+func insertEntries(ctx context.Context, tx *sql.Tx, entries []mailbox.Entry, kind uint16, at int64, payload []byte) error {
+	args := make([]any, 0, 5*min(len(entries), insertRows))
+	for len(entries) > 0 {
+		n := min(len(entries), insertRows)
+		args = args[:0]
+		for _, e := range entries[:n] {
+			args = append(args, e.ClientID, e.Seq, kind, at, payload)
+		}
+		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
 }

@@ -68,8 +68,9 @@ type Store interface {
 	EnqueueMailbox(ctx context.Context, t Target, kind uint16, payload []byte, at time.Time, published func([]Entry)) ([]Entry, error)
 	// FetchMailbox returns up to limit entries with seq > after, in seq order.
 	FetchMailbox(ctx context.Context, clientID int64, after uint64, limit int) ([]Entry, error)
-	// AckMailbox removes the client's entries with seq <= upTo.
-	AckMailbox(ctx context.Context, clientID int64, upTo uint64) error
+	// AckMailbox removes, for each client in acks, its entries with seq <= the
+	// client's value, in one transaction.
+	AckMailbox(ctx context.Context, acks map[int64]uint64) error
 	MailboxStatus(ctx context.Context, clientID int64) (Status, error)
 }
 
@@ -97,6 +98,17 @@ type Mailbox struct {
 
 	mu    sync.RWMutex
 	sinks map[int64]map[Sink]struct{} // Guarded by mu.
+
+	ackMu       sync.Mutex
+	ackBatch    *ackBatch // acks waiting for the next flush; Guarded by ackMu.
+	ackFlushing bool      // a flusher goroutine runs; Guarded by ackMu.
+}
+
+// ackBatch is the acks that one store transaction removes.
+type ackBatch struct {
+	acks map[int64]uint64
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 // New returns a Mailbox over store.
@@ -181,15 +193,52 @@ func (m *Mailbox) Fetch(ctx context.Context, clientID int64, after uint64, limit
 	return m.store.FetchMailbox(ctx, clientID, after, limit)
 }
 
-// Ack removes the client's entries up to seq. It returns once the removal is committed.
+// Ack removes the client's entries up to seq and returns once the removal is
+// committed. Concurrent acks share one transaction: while one batch commits, the
+// next one collects.
 func (m *Mailbox) Ack(ctx context.Context, clientID int64, seq uint64) error {
-	if err := m.store.AckMailbox(ctx, clientID, seq); err != nil {
-		return fmt.Errorf("mailbox: ack: %w", err)
+	m.ackMu.Lock()
+	b := m.ackBatch
+	if b == nil {
+		b = &ackBatch{acks: make(map[int64]uint64), done: make(chan struct{})}
+		m.ackBatch = b
+	}
+	if seq > b.acks[clientID] {
+		b.acks[clientID] = seq
+	}
+	if !m.ackFlushing {
+		m.ackFlushing = true
+		go m.flushAcks()
+	}
+	m.ackMu.Unlock()
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if b.err != nil {
+		return fmt.Errorf("mailbox: ack: %w", b.err)
 	}
 	if m.metrics.Acked != nil {
 		m.metrics.Acked()
 	}
 	return nil
+}
+
+func (m *Mailbox) flushAcks() {
+	for {
+		m.ackMu.Lock()
+		b := m.ackBatch
+		m.ackBatch = nil
+		if b == nil {
+			m.ackFlushing = false
+			m.ackMu.Unlock()
+			return
+		}
+		m.ackMu.Unlock()
+		b.err = m.store.AckMailbox(context.Background(), b.acks)
+		close(b.done)
+	}
 }
 
 // Status reports the client's pending entries.

@@ -77,19 +77,19 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		for i := 0; i < 3; i++ {
 			s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, []byte{byte(i)}, at, nil)
 		}
-		if err := s.AckMailbox(ctx, cs[0].ID, 2); err != nil {
+		if err := s.AckMailbox(ctx, map[int64]uint64{cs[0].ID: 2}); err != nil {
 			t.Fatal(err)
 		}
 		st, err := s.MailboxStatus(ctx, cs[0].ID)
 		if err != nil || st != (mailbox.Status{Pending: 1, FirstSeq: 3, LastSeq: 3}) {
 			t.Fatalf("status = %+v, %v", st, err)
 		}
-		s.AckMailbox(ctx, cs[0].ID, 3)
+		s.AckMailbox(ctx, map[int64]uint64{cs[0].ID: 3, cs[2].ID: 0})
 		es, _ := s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, nil, at, nil)
 		if len(es) != 1 || es[0].Seq != 4 {
 			t.Fatalf("seq after emptying the mailbox = %+v, want 4", es)
 		}
-		if err := s.AckMailbox(ctx, cs[0].ID, 100); err != nil {
+		if err := s.AckMailbox(ctx, map[int64]uint64{cs[0].ID: 100}); err != nil {
 			t.Fatalf("ack past the end: %v", err)
 		}
 	})

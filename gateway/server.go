@@ -73,6 +73,9 @@ type Deps struct {
 	// Partitions, if set, enables group subscriptions (methods subscribe and
 	// unsubscribe, push and partition_event frames).
 	Partitions Partitions
+	// OnChange, if set, receives the store changes made by other processes that the
+	// gateway itself does not handle.
+	OnChange func(directory.Change)
 }
 
 // Server is the client gateway.
@@ -285,6 +288,10 @@ func (s *Server) watchChanges(ctx context.Context) {
 				s.CloseClient(c.ClientID, wire.CloseRevoked, "token revoked")
 			case directory.ChangeMailbox:
 				s.deps.Mailbox.Poke(c.ClientID)
+			default:
+				if s.deps.OnChange != nil {
+					s.deps.OnChange(c)
+				}
 			}
 		}
 	}

@@ -185,3 +185,17 @@ func varintSize(n int) int {
 	}
 	return 4
 }
+
+// MarshalBinary encodes m alone (the body of a push frame on the client socket).
+func (m *Message) MarshalBinary() ([]byte, error) {
+	w := writer{buf: make([]byte, 0, m.size()+8)}
+	m.encode(&w)
+	return w.result()
+}
+
+// UnmarshalBinary decodes m alone.
+func (m *Message) UnmarshalBinary(b []byte) error {
+	r := reader{buf: b}
+	m.decode(&r)
+	return r.finish("Message")
+}

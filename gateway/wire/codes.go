@@ -82,6 +82,16 @@ const (
 	CodeUnavailable   Code = 9  // the server is shutting down or overloaded; retry later
 	CodeInvalid       Code = 10 // the request parses but is not acceptable
 	CodeProtocol      Code = 11 // the frame is not allowed in this state (e.g. request before auth)
+
+	// Groups (hub) codes.
+	CodeTreeRequired   Code = 32 // the GroupInfo needs a ratchet_tree the hub cannot infer; resend with it
+	CodeTerminated     Code = 33 // the partition was terminated by the hub
+	CodeWrongPartition Code = 34 // the message does not belong to the indicated partition (epoch or group)
+	CodePolicy         Code = 35 // refused by policy: banned, muted, or not a member
+	CodeInvalidMLS     Code = 36 // an MLS message or GroupInfo the hub can tell is invalid
+
+	// KeyPackage codes.
+	CodeKeyPackageRejected Code = 40 // a KeyPackage failed validation (see the message)
 )
 
 var codeNames = map[Code]string{
@@ -89,6 +99,8 @@ var codeNames = map[Code]string{
 	CodeNotFound: "not_found", CodeTooLarge: "too_large", CodeRateLimited: "rate_limited",
 	CodeInternal: "internal", CodeConflict: "conflict", CodeUnavailable: "unavailable",
 	CodeInvalid: "invalid", CodeProtocol: "protocol",
+	CodeTreeRequired: "tree_required", CodeTerminated: "terminated", CodeWrongPartition: "wrong_partition",
+	CodePolicy: "policy", CodeInvalidMLS: "invalid_mls", CodeKeyPackageRejected: "key_package_rejected",
 }
 
 func (c Code) String() string {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/ohttp/bhttp"
+)
+
+// Inner Oblivious HTTP routes served by the gateway (docs/protocol.md §3).
+const (
+	innerKeyPackagesPath = "/v1/keypackages"
+	innerDiscoverPath    = "/v1/discover"
+	relayPathPrefix      = "/v1/ohttp-relay/"
+	contentTypeMIMI      = "application/octet-stream"
+)
+
+// registerKeyPackages serves the KeyPackage methods of the client socket.
+func registerKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
+	srv.Handle(wire.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
+		var up directory.KeyPackageUpload
+		if err := up.UnmarshalBinary(body); err != nil {
+			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
+		}
+		refs, err := kps.Upload(ctx, c.Client, up.KeyPackages)
+		if err != nil {
+			return nil, kpError(err)
+		}
+		return directory.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
+	})
+	srv.Handle(wire.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
+		r := wire.NewReader(body)
+		suite := mls.CipherSuite(r.U16("key_package_count.cipher_suite"))
+		if err := r.Done(); err != nil {
+			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
+		}
+		st, err := kps.Count(ctx, c.Client, suite)
+		if err != nil {
+			return nil, kpError(err)
+		}
+		return st.MarshalBinary()
+	})
+}
+
+// kpError maps KeyPackage errors to wire codes.
+func kpError(err error) error {
+	code := wire.Code(0)
+	switch {
+	case errors.Is(err, directory.ErrMalformed):
+		code = wire.CodeMalformed
+	case errors.Is(err, directory.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, directory.ErrFieldTooLarge):
+		code = wire.CodeTooLarge
+	case errors.Is(err, directory.ErrDuplicateKeyPackage):
+		code = wire.CodeConflict
+	case errors.Is(err, directory.ErrInvalidKeyPackage), errors.Is(err, directory.ErrIdentityMismatch),
+		errors.Is(err, directory.ErrLastResortConflict):
+		code = wire.CodeKeyPackageRejected
+	}
+	if code == 0 {
+		return err
+	}
+	return &wire.Error{Code: code, Message: err.Error()}
+}
+
+// ohttpRoutes is the gateway's handler table: the only things the gateway serves.
+func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery) map[ohttp.Route]ohttp.HandlerFunc {
+	return map[ohttp.Route]ohttp.HandlerFunc{
+		{Method: http.MethodPost, Path: innerKeyPackagesPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
+			out, err := kps.ServeBundle(ctx, req.Content, time.Now())
+			switch {
+			case errors.Is(err, directory.ErrMalformed):
+				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
+			case errors.Is(err, directory.ErrBundleTooLarge):
+				return bhttp.NewResponse(http.StatusRequestEntityTooLarge, "text/plain", []byte(err.Error()))
+			case err != nil:
+				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
+			}
+			return bhttp.NewResponse(http.StatusOK, contentTypeMIMI, out)
+		},
+		{Method: http.MethodPost, Path: innerDiscoverPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
+			r := wire.NewReader(req.Content)
+			user := r.OpaqueMax("discover.user_id", directory.MaxUserIDLen)
+			if err := r.Done(); err != nil {
+				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
+			}
+			// Behind Oblivious HTTP the requester is unknown: every answer is its own.
+			resp, err := disc.Discover(ctx, string(user), "ohttp")
+			switch {
+			case errors.Is(err, directory.ErrUnknownUser), errors.Is(err, directory.ErrNotFound):
+				return bhttp.NewResponse(http.StatusNotFound, "", nil)
+			case err != nil:
+				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
+			}
+			out, err := resp.MarshalBinary()
+			if err != nil {
+				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
+			}
+			return bhttp.NewResponse(http.StatusOK, contentTypeMIMI, out)
+		},
+	}
+}
+
+// relayAuthorizer accepts requests that carry a valid device token; the token's
+// hash names the client for rate limiting.
+func relayAuthorizer(dir *directory.Directory) (authorize func(*http.Request) error, limitKey func(*http.Request) string) {
+	token := func(r *http.Request) string {
+		t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return t
+	}
+	authorize = func(r *http.Request) error {
+		_, err := dir.Authenticate(r.Context(), []byte(token(r)))
+		return err
+	}
+	limitKey = func(r *http.Request) string { return string(directory.HashToken(token(r))) }
+	return authorize, limitKey
+}
+
+// newRelay builds the relay for this provider's clients, forwarding only to the
+// configured peers' gateways.
+func newRelay(cfg Config, dir *directory.Directory) (*ohttp.Relay, error) {
+	peers := make(map[string]string, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		peers[p.Domain] = strings.TrimSuffix(p.URL, "/") + ohttp.WellKnownGatewayPath
+	}
+	authorize, limitKey := relayAuthorizer(dir)
+	return ohttp.NewRelay(ohttp.RelayConfig{
+		Peers:     peers,
+		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, relayPathPrefix) },
+		Authorize: authorize,
+		Limiter:   ohttp.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000),
+		LimitKey:  limitKey,
+	})
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/ohttp/bhttp"
+)
+
+// testKeyPackage returns a signed suite-1 KeyPackage for identity, valid around now.
+func testKeyPackage(t testing.TB, identity string, lastResort bool) []byte {
+	t.Helper()
+	suite := mls.CipherSuite(1)
+	s, err := suite.Suite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, pub, err := s.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hpke := func() []byte {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.PublicKey().Bytes()
+	}
+	now := time.Now()
+	kp := &mls.KeyPackage{
+		Version: mls.ProtocolVersionMLS10, CipherSuite: suite, InitKey: hpke(),
+		LeafNode: mls.LeafNode{
+			EncryptionKey: hpke(), SignatureKey: pub,
+			Credential: mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte(identity)},
+			Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls.ProtocolVersionMLS10},
+				CipherSuites: []mls.CipherSuite{suite}, Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
+			LeafNodeSource: mls.LeafNodeSourceKeyPackage,
+			Lifetime:       mls.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(now.Add(30 * 24 * time.Hour).Unix())},
+		},
+	}
+	if lastResort {
+		kp.LeafNode.Capabilities.Extensions = []mls.ExtensionType{directory.ExtensionTypeLastResort}
+		kp.Extensions = mls.Extensions{{ExtensionType: directory.ExtensionTypeLastResort}}
+	}
+	tbs, err := kp.LeafNode.TBS(nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kp.LeafNode.Signature, err = s.SignWithLabel(priv, mls.LeafNodeTBSLabel, tbs); err != nil {
+		t.Fatal(err)
+	}
+	if tbs, err = kp.TBS(); err != nil {
+		t.Fatal(err)
+	}
+	if kp.Signature, err = s.SignWithLabel(priv, mls.KeyPackageTBSLabel, tbs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// wiretap records everything that crosses between A's relay and B's gateway.
+type wiretap struct {
+	mu      sync.Mutex
+	traffic [][]byte // request and response bodies
+	headers []http.Header
+}
+
+func (w *wiretap) handler(t *testing.T, target string) http.Handler {
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.traffic = append(w.traffic, b)
+		w.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		return nil
+	}
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.mu.Lock()
+		w.traffic = append(w.traffic, b)
+		w.headers = append(w.headers, r.Header.Clone())
+		w.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		proxy.ServeHTTP(rw, r)
+	})
+}
+
+// relayDo sends one inner request to B through A's relay and returns the inner response.
+func relayDo(t *testing.T, a *testProvider, token, peer string, keys []byte, path string, body []byte) *bhttp.Response {
+	t.Helper()
+	oc, err := ohttp.NewClient(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &bhttp.Request{Method: "POST", Scheme: "https", Authority: peer, Path: path, Content: body}
+	enc, cc, err := oc.Encapsulate(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, _ := http.NewRequest("POST", a.Base+relayPathPrefix+peer, bytes.NewReader(enc))
+	hr.Header.Set("Content-Type", "message/ohttp-req")
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Cookie", "session=alice-secret")
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("relay: %d %s", resp.StatusCode, out)
+	}
+	inner, err := cc.Decapsulate(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inner
+}
+
+// TestKeyPackagesAcrossProviders: a client of A fetches the KeyPackages of a user of B
+// through A's relay; A sees opaque bytes only.
+func TestKeyPackagesAcrossProviders(t *testing.T) {
+	lnA, lnB := listenPair(t)
+	tap := &wiretap{}
+	tapSrv := httptest.NewServer(tap.handler(t, "http://"+lnB.Addr().String()))
+	defer tapSrv.Close()
+	a := startTestProvider(t, "a.example", lnA, func(c *Config) {
+		c.Peers = []PeerConfig{{Domain: "b.example", URL: tapSrv.URL}}
+	})
+	b := startTestProvider(t, "b.example", lnB, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// bob (on B) uploads a stock of 3 KeyPackages and a last resort.
+	_, bobToken, err := b.dir.AddClient(ctx, "bob", "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := client.Dial(ctx, client.Config{URL: b.Socket, Token: bobToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close(ctx)
+	var kps [][]byte
+	for i := 0; i < 3; i++ {
+		kps = append(kps, testKeyPackage(t, "mimi://b.example/u/bob", false))
+	}
+	kps = append(kps, testKeyPackage(t, "mimi://b.example/u/bob", true))
+	up, _ := directory.KeyPackageUpload{KeyPackages: kps}.MarshalBinary()
+	if _, err := bob.Do(ctx, wire.MethodKeyPackageUpload, up); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+
+	// alice (on A) gets B's gateway keys directly from B, then works through A's relay.
+	_, aliceToken, err := a.dir.AddClient(ctx, "alice", "laptop", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + lnB.Addr().String() + ohttp.WellKnownGatewayPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	w := wire.NewWriter(nil)
+	w.String("mimi://b.example/u/bob")
+	inner := relayDo(t, a, aliceToken, "b.example", keys, innerDiscoverPath, w.Bytes())
+	var disc directory.DiscoveryResponse
+	if inner.Status != 200 || disc.UnmarshalBinary(inner.Content) != nil || disc.BearerToken == "" || disc.Provider != "b.example" {
+		t.Fatalf("discover: %d %+v", inner.Status, disc)
+	}
+
+	// One bundle of 5 requests: 3 KeyPackages, then the last resort twice.
+	var reqs []directory.KeyPackageRequest
+	for i := 0; i < 5; i++ {
+		reqs = append(reqs, directory.KeyPackageRequest{UserID: disc.UserID, BearerToken: disc.BearerToken,
+			Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
+	}
+	reqs = append(reqs, directory.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
+		Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
+	body, _ := directory.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
+	inner = relayDo(t, a, aliceToken, "b.example", keys, innerKeyPackagesPath, body)
+	var bundle directory.KeyPackageResponseBundle
+	if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != 6 {
+		t.Fatalf("fetch: %d %+v", inner.Status, bundle)
+	}
+	served := map[string]int{}
+	for i, r := range bundle.Results[:5] {
+		if r.Status != directory.StatusOK {
+			t.Fatalf("result %d: %v", i, r.Err())
+		}
+		served[string(r.Response.KeyPackage)]++
+	}
+	if len(served) != 4 {
+		t.Fatalf("served %d distinct KeyPackages, want 3 plus the last resort", len(served))
+	}
+	if bundle.Results[5].Status == directory.StatusOK {
+		t.Fatal("a token for bob fetched another user's KeyPackage")
+	}
+
+	// What A's relay handled never shows the target, the token or the KeyPackages.
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	if len(tap.traffic) != 4 {
+		t.Fatalf("wiretap saw %d bodies, want 4", len(tap.traffic))
+	}
+	secrets := [][]byte{[]byte("bob"), []byte(disc.BearerToken)}
+	for _, kp := range kps {
+		secrets = append(secrets, kp[len(kp)-64:]) // the signature: unique to each KeyPackage
+	}
+	for _, b := range tap.traffic {
+		for _, s := range secrets {
+			if bytes.Contains(b, s) {
+				t.Fatalf("relay traffic contains %q", s)
+			}
+		}
+	}
+	for _, h := range tap.headers {
+		for _, name := range []string{"Authorization", "Cookie", "X-Forwarded-For", "Forwarded"} {
+			if h.Get(name) != "" {
+				t.Fatalf("relay forwarded %s: %q", name, h.Get(name))
+			}
+		}
+		if strings.Contains(h.Get("User-Agent"), "Go-http-client") {
+			t.Fatalf("relay forwarded the client's User-Agent")
+		}
+	}
+}

@@ -19,6 +19,10 @@ var commands = map[string]command{
 	"admin":  adminCommand,
 	"mls":    mlsCommand,
 	"keys":   keysCommand,
+	"group":  groupCommand,
+	"ban":    banCommand,
+	"report": reportCommand,
+	"tokens": tokensCommand,
 	"bench":  func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
 }
 
@@ -31,6 +35,10 @@ commands:
   notice    send an operator notice to a client, a user or everyone
   admin     token: create another admin credential
   keys      list | rotate the Oblivious HTTP gateway keys
+  tokens    list | revoke discovery bearer tokens
+  group     list | partitions | terminate: hosted groups and their forks
+  ban       add | remove | list provider-wide bans
+  report    list reports filed by clients
   mls       decode | keypackage | replay: inspect MLS messages
   bench     load-test a running server over loopback
 

@@ -115,14 +115,14 @@ func wantCode(t *testing.T, err error, code wire.Code) {
 	}
 }
 
-// subscriber records pushes per masked partition key.
-type subscriber struct {
+// pushRecorder records pushes per masked partition key.
+type pushRecorder struct {
 	mu     sync.Mutex
 	pushes map[string][]*wire.Push
 	events map[string][]wire.PartitionEventType
 }
 
-func (s *subscriber) onPush(f wire.Frame) {
+func (s *pushRecorder) onPush(f wire.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch f := f.(type) {
@@ -133,14 +133,14 @@ func (s *subscriber) onPush(f wire.Frame) {
 	}
 }
 
-func (s *subscriber) count(masked []byte) int {
+func (s *pushRecorder) count(masked []byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pushes[string(masked)])
 }
 
 // TestGroupOverSocket replays a real ts-mls group (create-2.json) through the client
-// socket of a provider: create, sends to each partition, live pushes to a subscriber,
+// socket of a provider: create, sends to each partition, live pushes to a pushRecorder,
 // receive with hints, a retried send, Welcome routing, bad input and termination.
 func TestGroupOverSocket(t *testing.T) {
 	fx := loadGroupFixture(t, "create-2.json")
@@ -150,7 +150,7 @@ func TestGroupOverSocket(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dial := func(user string, sub *subscriber) *client.Client {
+	dial := func(user string, sub *pushRecorder) *client.Client {
 		_, tok, err := p.dir.AddClient(ctx, user, "phone", true)
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +167,7 @@ func TestGroupOverSocket(t *testing.T) {
 		return c
 	}
 	alice := dial("alice", nil)
-	sub := &subscriber{pushes: map[string][]*wire.Push{}, events: map[string][]wire.PartitionEventType{}}
+	sub := &pushRecorder{pushes: map[string][]*wire.Push{}, events: map[string][]wire.PartitionEventType{}}
 	carol := dial("carol", sub)
 
 	created, err := call[hub.CreateGroupResponse](t, alice, wire.MethodCreateGroup,
@@ -198,7 +198,7 @@ func TestGroupOverSocket(t *testing.T) {
 	}
 	subscribe(fx.Initial.PartitionKey)
 
-	// Replay every step; the subscriber follows each partition the commits open.
+	// Replay every step; the pushRecorder follows each partition the commits open.
 	want := map[string][][]byte{}
 	counters := map[string]uint32{}
 	for i, st := range fx.Steps {
@@ -225,7 +225,7 @@ func TestGroupOverSocket(t *testing.T) {
 	}
 	// Every partition's pushes arrive in order, complete, without duplicates.
 	for masked, msgs := range want {
-		eventually(t, "pushes", func() bool { return sub.count([]byte(masked)) >= len(msgs) })
+		waitFor(t, "pushes", func() bool { return sub.count([]byte(masked)) >= len(msgs) })
 		sub.mu.Lock()
 		got := sub.pushes[masked]
 		if len(got) != len(msgs) {
@@ -272,7 +272,7 @@ func TestGroupOverSocket(t *testing.T) {
 	}
 	_, err = call[hub.SendResponse](t, alice, wire.MethodSend, &hub.SendRequest{Message: fx.Steps[0].Message, PartitionKey: last.PartitionKey})
 	wantCode(t, err, wire.CodeTerminated)
-	eventually(t, "terminated event", func() bool {
+	waitFor(t, "terminated event", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		ev := sub.events[string(lastMasked)]
@@ -296,7 +296,7 @@ func hubMask(t *testing.T, fx groupFixture, pk []byte) []byte {
 }
 
 // eventually polls cond every 10 ms for up to 20 s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for i := 0; i < 2000; i++ {
 		if cond() {

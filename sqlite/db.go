@@ -90,6 +90,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", sync)
 	q.Set("_txlock", "immediate")
+	// Reuse prepared statements (savepoints, the hot queries) on each connection.
+	q.Set("_stmt_cache_size", "256")
 	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)

@@ -139,7 +139,12 @@ func newTestRelay(t testing.TB, dir *directory.Directory, o providerOpts) http.H
 	if rate == 0 {
 		rate = 1000
 	}
+	// The relay's own connections to the gateways, closed before the providers stop.
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	t.Cleanup(hc.CloseIdleConnections)
 	relay, err := ohttp.NewRelay(ohttp.RelayConfig{
+		Client:    hc,
 		Peers:     peers,
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: func(r *http.Request) error { _, err := dir.Authenticate(r.Context(), []byte(token(r))); return err },

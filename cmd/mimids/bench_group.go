@@ -1,0 +1,401 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/mls"
+)
+
+// groupBenchOptions are the flags of `mimids bench-group`.
+type groupBenchOptions struct {
+	URL             string
+	AdminToken      string
+	Phases          []string
+	Duration        time.Duration // of each phase
+	Senders         int
+	InFlight        int // requests in flight per sender socket
+	Groups          int
+	Subscribers     int
+	FanoutSenders   int
+	FanoutInFlight  int // fanout messages sent but not yet delivered to every subscriber
+	Rate            float64
+	Size            int
+	Suite           int
+	MaxMessages     int // per phase
+	DrainTimeout    time.Duration
+	MaxConns        int
+	Concurrency     int
+	DialConcurrency int
+	Timeout         time.Duration
+	Keep            bool
+	JSON            bool
+	Verbose         bool
+}
+
+// The phases of `mimids bench-group`, in the order they run.
+const (
+	phaseSequence = "sequence" // one group, closed loop
+	phaseGroups   = "groups"   // many groups, closed loop
+	phaseFanout   = "fanout"   // one group, many subscribers, closed loop on delivery
+	phaseLatency  = "latency"  // one group, many subscribers, open loop
+)
+
+var allGroupPhases = []string{phaseSequence, phaseGroups, phaseFanout, phaseLatency}
+
+// Limits that keep every group bench loop bounded.
+const (
+	groupBenchMaxGroups      = 100_000
+	groupBenchMaxMessages    = 10_000_000
+	groupBenchMaxSize        = 64 << 10
+	groupBenchServerInFlight = 16 // the server's default gateway.max_inflight_requests
+)
+
+func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, error) {
+	var o groupBenchOptions
+	fs := flag.NewFlagSet("bench-group", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: mimids bench-group -admin-token TOKEN [flags]\n\n"+
+			"Load-tests the hub of a running mimids server on this machine: creates clients through\n"+
+			"the admin API, creates real MLS groups through the client socket, and measures\n"+
+			"application messages sequenced per second (into one group, then across many), pushes\n"+
+			"delivered per second to the subscribers of one group, and send-to-push latency at a\n"+
+			"fixed rate. Start the server with {\"hub\": {\"rate_per_second\": -1}} in its -config\n"+
+			"file: the per-user rate limit (50 messages/s by default) otherwise caps the figures.\n\n")
+		fs.PrintDefaults()
+	}
+	phases := strings.Join(allGroupPhases, ",")
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
+	fs.StringVar(&o.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
+	fs.StringVar(&phases, "phases", phases, "comma-separated `phases` to run: sequence, groups, fanout, latency")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase")
+	fs.IntVar(&o.Senders, "senders", 16, "sender sockets (one user each) for the sequencing phases")
+	fs.IntVar(&o.InFlight, "inflight", 16, "requests in flight per sender socket (closed loop)")
+	fs.IntVar(&o.Groups, "groups", 1000, "groups of the many-groups phase")
+	fs.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber sockets (one user each) of the fanout and latency phases")
+	fs.IntVar(&o.FanoutSenders, "fanout-senders", 1, "sender sockets of the fanout phase")
+	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 64, "fanout phase: messages sent but not yet pushed to every subscriber")
+	fs.Float64Var(&o.Rate, "rate", 100, "latency phase: messages per second (open loop)")
+	fs.IntVar(&o.Size, "size", 128, "ciphertext bytes per message (at least 28: send time and sequence)")
+	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
+	fs.IntVar(&o.MaxMessages, "max-messages", 1_000_000, "stop a phase after this many messages")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "wait this long after a phase for pushes still on their way")
+	fs.IntVar(&o.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "admin API calls in parallel")
+	fs.IntVar(&o.DialConcurrency, "dial-concurrency", 64, "socket handshakes and subscriptions in parallel")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the bench users instead of removing them at the end")
+	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
+	fs.BoolVar(&o.Verbose, "v", false, "log progress and connection events to stderr")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for p := range strings.SplitSeq(phases, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(o.Phases, p) {
+			o.Phases = append(o.Phases, p)
+		}
+	}
+	return o, o.validate()
+}
+
+// validate reports every bad flag at once.
+func (o groupBenchOptions) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, err := checkLoopbackURL(o.URL); err != nil {
+		errs = append(errs, err)
+	}
+	if o.AdminToken == "" {
+		bad("-admin-token is required (or set MIMIDS_ADMIN_TOKEN)")
+	}
+	if len(o.Phases) == 0 {
+		bad("-phases is empty")
+	}
+	for _, p := range o.Phases {
+		if !slices.Contains(allGroupPhases, p) {
+			bad("-phases: unknown phase %q (want %s)", p, strings.Join(allGroupPhases, ", "))
+		}
+	}
+	if o.Duration <= 0 || o.Duration > benchMaxDuration {
+		bad("-duration %v: want (0, %v]", o.Duration, benchMaxDuration)
+	}
+	if o.Timeout <= 0 || o.Timeout > time.Hour {
+		bad("-timeout %v: want (0, 1h]", o.Timeout)
+	} else if o.Duration*time.Duration(max(len(o.Phases), 1)) >= o.Timeout {
+		bad("-duration %v for %d phases must fit in -timeout %v", o.Duration, len(o.Phases), o.Timeout)
+	}
+	if o.Senders < 1 || o.Senders > 1024 {
+		bad("-senders %d: want 1..1024", o.Senders)
+	}
+	if o.InFlight < 1 || o.InFlight > 1024 {
+		bad("-inflight %d: want 1..1024", o.InFlight)
+	}
+	if o.Groups < 1 || o.Groups > groupBenchMaxGroups {
+		bad("-groups %d: want 1..%d", o.Groups, groupBenchMaxGroups)
+	}
+	if o.Subscribers < 1 || o.Subscribers > benchMaxClients {
+		bad("-subscribers %d: want 1..%d", o.Subscribers, benchMaxClients)
+	}
+	if o.FanoutSenders < 1 || o.FanoutSenders > o.Senders {
+		bad("-fanout-senders %d: want 1..-senders (%d)", o.FanoutSenders, o.Senders)
+	}
+	if o.FanoutInFlight < 1 || o.FanoutInFlight > 100_000 {
+		bad("-fanout-inflight %d: want 1..100000", o.FanoutInFlight)
+	}
+	if o.Rate <= 0 || o.Rate > 100_000 {
+		bad("-rate %v: want (0, 100000]", o.Rate)
+	}
+	if o.Size < stampSize || o.Size > groupBenchMaxSize {
+		bad("-size %d: want %d..%d", o.Size, stampSize, groupBenchMaxSize)
+	}
+	if !mls.CipherSuite(o.Suite).Supported() {
+		bad("-suite %d: want 1..7", o.Suite)
+	}
+	if o.MaxMessages < 1 || o.MaxMessages > groupBenchMaxMessages {
+		bad("-max-messages %d: want 1..%d", o.MaxMessages, groupBenchMaxMessages)
+	}
+	if o.DrainTimeout <= 0 {
+		bad("-drain-timeout %v: want > 0", o.DrainTimeout)
+	}
+	if o.MaxConns < 1 {
+		bad("-max-conns %d: want at least 1", o.MaxConns)
+	} else if n := o.sockets(); n > o.MaxConns {
+		bad("%d sockets exceed -max-conns %d", n, o.MaxConns)
+	}
+	if o.Concurrency < 1 || o.Concurrency > 256 {
+		bad("-concurrency %d: want 1..256", o.Concurrency)
+	}
+	if o.DialConcurrency < 1 || o.DialConcurrency > 1024 {
+		bad("-dial-concurrency %d: want 1..1024", o.DialConcurrency)
+	}
+	return errors.Join(errs...)
+}
+
+func (o groupBenchOptions) has(phase string) bool { return slices.Contains(o.Phases, phase) }
+
+// pushPhases reports whether a phase needs subscribers.
+func (o groupBenchOptions) pushPhases() bool { return o.has(phaseFanout) || o.has(phaseLatency) }
+
+// sockets is how many sockets the run opens.
+func (o groupBenchOptions) sockets() int {
+	if o.pushPhases() {
+		return o.Senders + o.Subscribers
+	}
+	return o.Senders
+}
+
+// benchGroupCommand runs `mimids bench-group`.
+func benchGroupCommand(args []string, stdout, stderr io.Writer) int {
+	o, err := parseGroupBenchFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := runGroupBench(ctx, o, stderr)
+	if res != nil {
+		if o.JSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(res)
+		} else {
+			res.print(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// groupBenchResult is the report of one run.
+type groupBenchResult struct {
+	URL                  string        `json:"url"`
+	Run                  string        `json:"run"`
+	FDLimit              uint64        `json:"fd_limit"`
+	CipherSuite          int           `json:"cipher_suite"`
+	CiphertextBytes      int           `json:"ciphertext_bytes"`
+	Senders              int           `json:"senders"`
+	Subscribers          int           `json:"subscribers"`
+	SendersConnected     int           `json:"senders_connected"`
+	SubscribersConnected int           `json:"subscribers_connected"`
+	CreateSeconds        float64       `json:"create_seconds"`
+	ConnectSeconds       float64       `json:"connect_seconds"`
+	Sequence             *seqResult    `json:"sequence,omitempty"`
+	Groups               *seqResult    `json:"groups,omitempty"`
+	Fanout               *fanoutResult `json:"fanout,omitempty"`
+	Latency              *fanoutResult `json:"latency,omitempty"`
+	RateLimited          int64         `json:"rate_limited"`
+	ErrorCount           int           `json:"error_count"`
+	Errors               []string      `json:"errors"`
+}
+
+// groupBench is one run's state.
+type groupBench struct {
+	*bench                   // admin API, client creation, error log and cleanup
+	o      groupBenchOptions // Static.
+	suite  mls.CipherSuite   // Static.
+	runTag [4]byte           // Static: marks this run's messages.
+
+	rateLimited atomic.Int64
+}
+
+func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*groupBenchResult, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	base, _ := checkLoopbackURL(o.URL)
+	level := slog.LevelWarn
+	if o.Verbose {
+		level = slog.LevelInfo
+	}
+	b := &bench{
+		o:   benchOptions{Concurrency: o.Concurrency, DialConcurrency: o.DialConcurrency, Keep: o.Keep},
+		api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
+		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
+	}
+	gb := &groupBench{bench: b, o: o, suite: mls.CipherSuite(o.Suite)}
+	copy(gb.runTag[:], b.run)
+	res := &groupBenchResult{URL: o.URL, Run: b.run, CipherSuite: o.Suite, CiphertextBytes: o.Size, Senders: o.Senders}
+	defer b.cleanup(ctx)
+	defer func() {
+		res.ErrorCount, res.Errors = b.errorReport()
+		res.RateLimited = gb.rateLimited.Load()
+	}()
+
+	limit, err := raiseFDLimit()
+	if err != nil {
+		b.log.Warn("bench-group: could not raise the fd limit", "err", err)
+	}
+	res.FDLimit = limit
+	if need := uint64(o.sockets() + fdReserve); limit > 0 && limit < need {
+		return res, fmt.Errorf("%d sockets need about %d file descriptors; the limit is %d (raise the hard limit)", o.sockets(), need, limit)
+	}
+	senders, subs, err := gb.setup(ctx, res)
+	if err != nil {
+		return res, err
+	}
+	return res, gb.phases(ctx, res, senders, subs)
+}
+
+// setup creates and connects the senders and, for the push phases, the
+// subscribers.
+func (gb *groupBench) setup(ctx context.Context, res *groupBenchResult) ([]*client.Client, []*subscriber, error) {
+	o := gb.o
+	start := time.Now()
+	senderCreds, err := gb.createClients(ctx, "send-", o.Senders)
+	if err != nil {
+		return nil, nil, err
+	}
+	var subCreds []createdClient
+	if o.pushPhases() {
+		res.Subscribers = o.Subscribers
+		if subCreds, err = gb.createClients(ctx, "sub-", o.Subscribers); err != nil {
+			return nil, nil, err
+		}
+	}
+	res.CreateSeconds = seconds(time.Since(start))
+	gb.log.Info("bench-group: clients created", "senders", len(senderCreds), "subscribers", len(subCreds), "seconds", res.CreateSeconds)
+	start = time.Now()
+	senders := gb.dialSenders(ctx, senderCreds)
+	subs := gb.dialSubscribers(ctx, subCreds)
+	res.ConnectSeconds = seconds(time.Since(start))
+	res.SendersConnected, res.SubscribersConnected = len(senders), len(subs)
+	switch {
+	case len(senders) < o.Senders:
+		return nil, nil, fmt.Errorf("only %d of %d sender sockets connected", len(senders), o.Senders)
+	case o.pushPhases() && len(subs) == 0:
+		return nil, nil, errors.New("no subscriber socket could be connected")
+	}
+	gb.log.Info("bench-group: sockets connected", "senders", len(senders), "subscribers", len(subs), "seconds", res.ConnectSeconds)
+	return senders, subs, ctx.Err()
+}
+
+// phases runs the selected phases in order; a phase that cannot start (its
+// groups cannot be created) ends the run.
+func (gb *groupBench) phases(ctx context.Context, res *groupBenchResult, senders []*client.Client, subs []*subscriber) error {
+	o := gb.o
+	var err error
+	if o.has(phaseSequence) {
+		if res.Sequence, err = gb.sequencePhase(ctx, senders, 1); err != nil {
+			return fmt.Errorf("sequence phase: %w", err)
+		}
+	}
+	if o.has(phaseGroups) && ctx.Err() == nil {
+		if res.Groups, err = gb.sequencePhase(ctx, senders, o.Groups); err != nil {
+			return fmt.Errorf("groups phase: %w", err)
+		}
+	}
+	var verr []error
+	if o.has(phaseFanout) && ctx.Err() == nil {
+		if res.Fanout, err = gb.pushPhase(ctx, senders[:o.FanoutSenders], subs, false); err != nil {
+			return fmt.Errorf("fanout phase: %w", err)
+		}
+		verr = append(verr, res.Fanout.verdict("fanout"))
+	}
+	if o.has(phaseLatency) && ctx.Err() == nil {
+		if res.Latency, err = gb.pushPhase(ctx, senders[:1], subs, true); err != nil {
+			return fmt.Errorf("latency phase: %w", err)
+		}
+		verr = append(verr, res.Latency.verdict("latency"))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(verr...)
+}
+
+// print writes the human summary.
+func (r *groupBenchResult) print(w io.Writer) {
+	fmt.Fprintf(w, "mimids bench-group against %s (run %s, fd limit %d, suite %d, %d-byte ciphertexts)\n",
+		r.URL, r.Run, r.FDLimit, r.CipherSuite, r.CiphertextBytes)
+	fmt.Fprintf(w, "setup: clients created in %.1fs; %d/%d senders and %d/%d subscribers connected in %.1fs\n",
+		r.CreateSeconds, r.SendersConnected, r.Senders, r.SubscribersConnected, r.Subscribers, r.ConnectSeconds)
+	if s := r.Sequence; s != nil {
+		s.print(w, "sequencing into one group")
+	}
+	if s := r.Groups; s != nil {
+		s.print(w, fmt.Sprintf("sequencing across %d groups", s.Groups))
+	}
+	if f := r.Fanout; f != nil {
+		f.print(w)
+	}
+	if f := r.Latency; f != nil {
+		f.print(w)
+	}
+	if r.RateLimited > 0 {
+		fmt.Fprintf(w, "the server refused %d requests with rate_limited: the figures are capped by hub.rate_per_second;\n"+
+			"  start it with {\"hub\": {\"rate_per_second\": -1}} in its -config file for measurements\n", r.RateLimited)
+	}
+	fmt.Fprintf(w, "errors: %d\n", r.ErrorCount)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	if r.ErrorCount > len(r.Errors) {
+		fmt.Fprintf(w, "  ... and %d more\n", r.ErrorCount-len(r.Errors))
+	}
+}

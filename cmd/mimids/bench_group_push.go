@@ -1,0 +1,493 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/gateway/wire"
+)
+
+// partitionTracker follows one partition's pushes to every subscriber.
+type partitionTracker struct {
+	// Static after construction.
+	group    *benchGroup
+	run      [4]byte
+	arrivals []atomic.Int32 // by counter: subscribers that received it
+	// slots, when set, bounds the messages sent and not yet complete: a
+	// completion frees one.
+	slots chan struct{}
+
+	subs     atomic.Int32 // subscriptions made: a message is complete when this many got it
+	complete atomic.Int64 // messages every subscriber received
+	lastDone atomic.Int64 // Unix ns of the last completion
+	overflow atomic.Int64 // pushes with a counter beyond arrivals
+	foreign  atomic.Int64 // pushes without this run's stamp
+	lat      histogram    // send -> push received, over every delivery
+}
+
+// arrive records that a subscriber received the message at counter.
+func (t *partitionTracker) arrive(counter uint32, msg []byte, now time.Time) {
+	if _, _, sent, ok := parseStamp(msg, t.run); ok {
+		t.lat.Record(now.Sub(sent))
+	} else {
+		t.foreign.Add(1)
+	}
+	if int(counter) >= len(t.arrivals) {
+		t.overflow.Add(1)
+		return
+	}
+	if t.arrivals[counter].Add(1) != t.subs.Load() {
+		return
+	}
+	t.complete.Add(1)
+	t.lastDone.Store(now.UnixNano())
+	if t.slots != nil {
+		select {
+		case <-t.slots:
+		default:
+		}
+	}
+}
+
+// subscription is one subscriber's view of one partition. next is written
+// only by the socket's reader goroutine (OnPush).
+type subscription struct {
+	t        *partitionTracker
+	next     atomic.Uint32 // the counter expected next
+	received atomic.Int64
+	dups     atomic.Int64 // counters below next (a resumed push)
+	gaps     atomic.Int64 // counters above next: messages skipped
+}
+
+func (s *subscription) push(p *wire.Push, now time.Time) {
+	next := s.next.Load()
+	if p.Counter < next {
+		s.dups.Add(1)
+		return
+	}
+	if p.Counter > next {
+		s.gaps.Add(1)
+	}
+	s.next.Store(p.Counter + 1)
+	s.received.Add(1)
+	s.t.arrive(p.Counter, p.Message, now)
+}
+
+// subscriber is one subscriber socket.
+type subscriber struct {
+	gb       *groupBench
+	c        *client.Client
+	connects atomic.Int64
+	events   atomic.Int64 // partition events (terminated, dropped)
+	foreign  atomic.Int64 // pushes of partitions it did not subscribe to
+	parts    atomic.Pointer[[]*subscription]
+	mu       sync.Mutex // serializes subscribe calls and parts updates
+}
+
+func (s *subscriber) onPush(f wire.Frame) {
+	var subs []*subscription
+	if p := s.parts.Load(); p != nil {
+		subs = *p
+	}
+	switch f := f.(type) {
+	case *wire.Push:
+		now := time.Now()
+		for _, sub := range subs {
+			if bytes.Equal(sub.t.group.masked, f.Masked) {
+				sub.push(f, now)
+				return
+			}
+		}
+		s.foreign.Add(1)
+	case *wire.PartitionEvent:
+		s.events.Add(1)
+		if f.Event == wire.EventDropped {
+			go s.resubscribe()
+		}
+	}
+}
+
+// onConnect resubscribes after a reconnect (a new session has none of the
+// old one's subscriptions). It runs before the session serves, so the calls
+// go on their own goroutine.
+func (s *subscriber) onConnect(client.SessionInfo) {
+	if s.connects.Add(1) > 1 {
+		go s.resubscribe()
+	}
+}
+
+func (s *subscriber) resubscribe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.parts.Load()
+	if p == nil {
+		return
+	}
+	for _, sub := range *p {
+		if err := s.subscribe(context.Background(), sub.t, sub.next.Load()); err != nil {
+			s.gb.fail("resubscribe", err)
+		}
+	}
+}
+
+// join subscribes to t's partition from counter 0.
+func (s *subscriber) join(ctx context.Context, t *partitionTracker) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := &subscription{t: t}
+	var subs []*subscription
+	if p := s.parts.Load(); p != nil {
+		subs = *p
+	}
+	old := subs
+	subs = append(subs[:len(subs):len(subs)], sub)
+	s.parts.Store(&subs) // before the call: pushes may beat its answer
+	if err := s.subscribe(ctx, t, 0); err != nil {
+		s.parts.Store(&old)
+		return err
+	}
+	return nil
+}
+
+// subscribe asks for t's partition from counter on.
+func (s *subscriber) subscribe(ctx context.Context, t *partitionTracker, counter uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	w := wire.NewWriter(nil)
+	w.Opaque(t.group.g.PartitionKey)
+	w.U32(counter)
+	resp, err := s.c.Do(ctx, wire.MethodSubscribe, w.Bytes())
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	r := wire.NewReader(resp)
+	masked := r.Opaque("masked_partition_key")
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("subscribe answer: %w", err)
+	}
+	if !bytes.Equal(masked, t.group.masked) {
+		return fmt.Errorf("subscribe: masked key %x, want %x", masked, t.group.masked)
+	}
+	return nil
+}
+
+// dialSubscribers connects one subscriber socket per credential.
+func (gb *groupBench) dialSubscribers(ctx context.Context, creds []createdClient) []*subscriber {
+	out := make([]*subscriber, len(creds))
+	forEach(ctx, len(creds), gb.o.DialConcurrency, func(i int) {
+		s := &subscriber{gb: gb}
+		c, err := gb.dial(ctx, creds[i], func(cfg *client.Config) {
+			cfg.OnPush, cfg.OnConnect = s.onPush, s.onConnect
+		})
+		if err != nil {
+			gb.fail("connect subscriber", err)
+			return
+		}
+		s.c = c
+		out[i] = s
+	})
+	var subs []*subscriber
+	for _, s := range out {
+		if s != nil {
+			subs = append(subs, s)
+		}
+	}
+	return subs
+}
+
+// fanoutResult is the report of a push phase.
+type fanoutResult struct {
+	Mode                string         `json:"mode"` // closed_loop or open_loop
+	Rate                float64        `json:"messages_per_second_target,omitempty"`
+	InFlight            int            `json:"inflight,omitempty"` // closed loop: messages not yet pushed to all
+	Senders             int            `json:"senders"`
+	Subscribers         int            `json:"subscribers"`
+	SendSeconds         float64        `json:"send_seconds"`
+	Seconds             float64        `json:"seconds"` // until the last complete delivery
+	Sequenced           int64          `json:"sequenced"`
+	Failed              int64          `json:"failed"`
+	RateLimited         int64          `json:"rate_limited"`
+	Skipped             int64          `json:"skipped"` // open loop: ticks with every slot busy
+	SequencedPerSecond  float64        `json:"sequenced_per_second"`
+	LogLength           int64          `json:"log_length"`
+	DeliveriesExpected  int64          `json:"deliveries_expected"`
+	DeliveriesReceived  int64          `json:"deliveries_received"`
+	DeliveriesPerSecond float64        `json:"deliveries_per_second"`
+	SubscribersComplete int            `json:"subscribers_complete"`
+	Gaps                int64          `json:"gaps"`
+	Duplicates          int64          `json:"duplicates"`
+	Foreign             int64          `json:"foreign"`
+	Reconnects          int64          `json:"reconnects"`
+	Latency             latencySummary `json:"latency"`
+	SendLatency         latencySummary `json:"send_latency"`
+}
+
+// verdict reports whether every subscriber got every message in order.
+func (r *fanoutResult) verdict(phase string) error {
+	switch {
+	case r.Sequenced == 0:
+		return fmt.Errorf("%s: no message was sequenced", phase)
+	case r.SubscribersComplete < r.Subscribers || r.Gaps > 0 || r.DeliveriesReceived != r.DeliveriesExpected:
+		return fmt.Errorf("%s: %d of %d subscribers got every message in order (%d of %d deliveries, %d gaps)",
+			phase, r.SubscribersComplete, r.Subscribers, r.DeliveriesReceived, r.DeliveriesExpected, r.Gaps)
+	}
+	return nil
+}
+
+// pushCounts are a push phase's send outcomes.
+type pushCounts struct {
+	next, sent, failed, skipped atomic.Int64
+	maxCounter                  atomic.Int64 // highest counter answered, -1 if none
+	lat                         histogram
+}
+
+func (pc *pushCounts) sentOne(counter uint32, d time.Duration) {
+	pc.lat.Record(d)
+	pc.sent.Add(1)
+	for {
+		old := pc.maxCounter.Load()
+		if int64(counter) <= old || pc.maxCounter.CompareAndSwap(old, int64(counter)) {
+			return
+		}
+	}
+}
+
+// pushPhase creates a group, subscribes every subscriber to it and sends
+// for o.Duration: closed loop with at most o.FanoutInFlight messages not yet
+// pushed to every subscriber, or (openLoop) at o.Rate from one sender. It
+// then waits for the pushes still on their way and checks that every
+// subscriber got every message, in counter order.
+func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, subs []*subscriber, openLoop bool) (*fanoutResult, error) {
+	o := gb.o
+	res := &fanoutResult{Mode: "closed_loop", InFlight: o.FanoutInFlight, Senders: len(senders)}
+	capacity := o.MaxMessages
+	if openLoop {
+		res.Mode, res.Rate, res.InFlight = "open_loop", o.Rate, 0
+		capacity = min(capacity, int(o.Rate*o.Duration.Seconds())+1)
+	}
+	g, err := gb.createGroup(ctx, senders[0])
+	if err != nil {
+		return res, err
+	}
+	// The tracker is complete before any subscriber sees it (parts is
+	// published atomically), and no push comes before the first send.
+	t := &partitionTracker{group: g, run: gb.runTag, arrivals: make([]atomic.Int32, capacity)}
+	if !openLoop {
+		t.slots = make(chan struct{}, o.FanoutInFlight)
+	}
+	var joined atomic.Int32
+	forEach(ctx, len(subs), gb.o.DialConcurrency, func(i int) {
+		if err := subs[i].join(ctx, t); err != nil {
+			gb.fail("subscribe", err)
+			return
+		}
+		joined.Add(1)
+	})
+	t.subs.Store(joined.Load())
+	res.Subscribers = int(joined.Load())
+	if res.Subscribers == 0 {
+		return res, errors.New("no subscriber could subscribe")
+	}
+	gb.log.Info("bench-group: subscribed", "subscribers", res.Subscribers, "open_loop", openLoop)
+	reconnects := subscriberReconnects(subs)
+	limited := gb.rateLimited.Load()
+	pc := &pushCounts{}
+	pc.maxCounter.Store(-1)
+	start := time.Now()
+	if openLoop {
+		gb.sendOpenLoop(ctx, senders[0], g, pc, capacity)
+	} else {
+		gb.sendClosedLoop(ctx, senders, g, t.slots, pc)
+	}
+	res.SendSeconds = seconds(time.Since(start))
+	gb.drain(ctx, t, pc.maxCounter.Load()+1)
+	end := time.Now()
+	if done := t.lastDone.Load(); t.complete.Load() >= pc.maxCounter.Load()+1 && done > 0 {
+		end = time.Unix(0, done)
+	}
+	res.Seconds = seconds(end.Sub(start))
+	res.Sequenced, res.Failed, res.Skipped = pc.sent.Load(), pc.failed.Load(), pc.skipped.Load()
+	res.RateLimited = gb.rateLimited.Load() - limited
+	res.SequencedPerSecond = float64(res.Sequenced) / max(res.SendSeconds, 0.001)
+	res.Reconnects = subscriberReconnects(subs) - reconnects
+	res.Latency, res.SendLatency = t.lat.Summary(), pc.lat.Summary()
+	res.Foreign = t.foreign.Load() + t.overflow.Load()
+	gb.tally(res, t, subs, pc.maxCounter.Load()+1)
+	res.DeliveriesPerSecond = float64(res.DeliveriesReceived) / max(end.Sub(start).Seconds(), 0.001)
+	return res, ctx.Err()
+}
+
+// tally checks every subscription of t: complete when it received every
+// counter of the log, in order.
+func (gb *groupBench) tally(res *fanoutResult, t *partitionTracker, subs []*subscriber, logLen int64) {
+	var mine []*subscription
+	for _, s := range subs {
+		if p := s.parts.Load(); p != nil {
+			for _, sub := range *p {
+				if sub.t == t {
+					mine = append(mine, sub)
+				}
+			}
+		}
+	}
+	for _, sub := range mine { // a message sequenced without its answer still counts
+		logLen = max(logLen, int64(sub.next.Load()))
+	}
+	res.LogLength = logLen
+	res.DeliveriesExpected = logLen * int64(len(mine))
+	for _, sub := range mine {
+		res.DeliveriesReceived += sub.received.Load()
+		res.Gaps += sub.gaps.Load()
+		res.Duplicates += sub.dups.Load()
+		if int64(sub.next.Load()) == logLen && sub.gaps.Load() == 0 {
+			res.SubscribersComplete++
+		}
+	}
+}
+
+func subscriberReconnects(subs []*subscriber) int64 {
+	var n int64
+	for _, s := range subs {
+		n += max(s.connects.Load()-1, 0)
+	}
+	return n
+}
+
+// drain waits until the first logLen messages reached every subscriber, or
+// o.DrainTimeout.
+func (gb *groupBench) drain(ctx context.Context, t *partitionTracker, logLen int64) {
+	deadline := time.Now().Add(gb.o.DrainTimeout)
+	for t.complete.Load() < logLen && time.Now().Before(deadline) && ctx.Err() == nil {
+		sleepCtx(ctx, 2*time.Millisecond)
+	}
+}
+
+// sendClosedLoop has every sender send as fast as the slots allow: a slot is
+// taken before a send and freed when the message reached every subscriber
+// (or its send failed).
+func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Client, g *benchGroup, slots chan struct{}, pc *pushCounts) {
+	o := gb.o
+	deadline := time.Now().Add(o.Duration)
+	stop := time.NewTimer(o.Duration)
+	defer stop.Stop()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-stop.C:
+		case <-ctx.Done():
+		}
+		close(done)
+	}()
+	var wg sync.WaitGroup
+	for si, c := range senders {
+		mk := gb.newMaker(uint32(si))
+		for range min(o.InFlight, groupBenchServerInFlight) {
+			wg.Go(func() {
+				for {
+					select {
+					case slots <- struct{}{}:
+					case <-done:
+						return
+					}
+					seq := pc.next.Add(1)
+					if seq > int64(o.MaxMessages) || time.Now().After(deadline) {
+						<-slots
+						return
+					}
+					t0 := time.Now()
+					counter, err := mk.send(ctx, c, g, uint64(seq))
+					if err == nil {
+						pc.sentOne(counter, time.Since(t0))
+						continue
+					}
+					select { // this message will never complete
+					case <-slots:
+					default:
+					}
+					if ctx.Err() != nil {
+						return
+					}
+					if errorCode(err) != wire.CodeRateLimited {
+						pc.failed.Add(1)
+					}
+					gb.sendFailed(ctx, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// sendOpenLoop sends at o.Rate from one socket, at most the server's
+// in-flight limit at a time (a tick with none free is skipped), up to limit
+// messages.
+func (gb *groupBench) sendOpenLoop(ctx context.Context, c *client.Client, g *benchGroup, pc *pushCounts, limit int) {
+	o := gb.o
+	mk := gb.newMaker(0)
+	tick := time.NewTicker(max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond))
+	defer tick.Stop()
+	stop := time.NewTimer(o.Duration)
+	defer stop.Stop()
+	slots := make(chan struct{}, groupBenchServerInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-tick.C:
+		case <-stop.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			pc.skipped.Add(1)
+			continue
+		}
+		seq := pc.next.Add(1)
+		if seq > int64(limit) {
+			<-slots
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			t0 := time.Now()
+			counter, err := mk.send(ctx, c, g, uint64(seq))
+			if err == nil {
+				pc.sentOne(counter, time.Since(t0))
+				return
+			}
+			if ctx.Err() == nil {
+				if errorCode(err) != wire.CodeRateLimited {
+					pc.failed.Add(1)
+				}
+				gb.sendFailed(ctx, err)
+			}
+		})
+	}
+}
+
+func (r *fanoutResult) print(w io.Writer) {
+	if r.Mode == "open_loop" {
+		fmt.Fprintf(w, "latency at %.0f messages/s to %d subscribers (open loop, 1 sender, %.1fs):\n", r.Rate, r.Subscribers, r.SendSeconds)
+	} else {
+		fmt.Fprintf(w, "fanout to %d subscribers (%d senders, closed loop with %d messages not yet pushed to all, %.1fs):\n",
+			r.Subscribers, r.Senders, r.InFlight, r.SendSeconds)
+	}
+	fmt.Fprintf(w, "  %d sequenced (%.0f/s), %d failed, %d rate-limited, %d skipped\n",
+		r.Sequenced, r.SequencedPerSecond, r.Failed, r.RateLimited, r.Skipped)
+	fmt.Fprintf(w, "  deliveries: %d expected, %d received in %.2fs: %.0f deliveries/s\n",
+		r.DeliveriesExpected, r.DeliveriesReceived, r.Seconds, r.DeliveriesPerSecond)
+	fmt.Fprintf(w, "  %d/%d subscribers got all %d messages in counter order; gaps %d, duplicates %d, foreign %d, reconnects %d\n",
+		r.SubscribersComplete, r.Subscribers, r.LogLength, r.Gaps, r.Duplicates, r.Foreign, r.Reconnects)
+	fmt.Fprintf(w, "  latency (send -> push received, every delivery): %s\n", r.Latency)
+	fmt.Fprintf(w, "  send latency (request -> counter, after the commit): %s\n", r.SendLatency)
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/mls/mlstest"
+)
+
+func TestParseGroupBenchFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // substrings of the error; nil: valid
+	}{
+		{"defaults", []string{"-admin-token", "mat_x"}, nil},
+		{"some phases", []string{"-admin-token", "t", "-phases", "latency, fanout,latency", "-subscribers", "10"}, nil},
+		{"remote host", []string{"-admin-token", "t", "-url", "http://10.1.2.3:8080"}, []string{"loopback"}},
+		{"everything wrong", []string{"-admin-token", "", "-phases", "sequence,nope", "-duration", "0s", "-senders", "0",
+			"-inflight", "0", "-groups", "0", "-subscribers", "0", "-rate", "0", "-size", "10", "-suite", "9",
+			"-max-messages", "0", "-drain-timeout", "0s", "-concurrency", "0", "-dial-concurrency", "0"},
+			[]string{"-admin-token is required", `unknown phase "nope"`, "-duration 0s", "-senders 0", "-inflight 0",
+				"-groups 0", "-subscribers 0", "-rate 0", "-size 10", "-suite 9", "-max-messages 0", "-drain-timeout",
+				"-concurrency 0", "-dial-concurrency 0"}},
+		{"no phase", []string{"-admin-token", "t", "-phases", " , "}, []string{"-phases is empty"}},
+		{"fanout senders over senders", []string{"-admin-token", "t", "-senders", "2", "-fanout-senders", "3"}, []string{"-fanout-senders 3"}},
+		{"too many sockets", []string{"-admin-token", "t", "-subscribers", "20000"}, []string{"exceed -max-conns 16384"}},
+		{"subscribers not needed", []string{"-admin-token", "t", "-phases", "sequence", "-subscribers", "20000"}, nil},
+		{"phases over timeout", []string{"-admin-token", "t", "-duration", "1m", "-timeout", "3m"}, []string{"must fit in -timeout"}},
+		{"stray argument", []string{"-admin-token", "t", "extra"}, []string{"unexpected arguments"}},
+		{"unknown flag", []string{"-nope"}, []string{"not defined"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("MIMIDS_ADMIN_TOKEN", "")
+			o, err := parseGroupBenchFlags(tc.args, io.Discard)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("parseGroupBenchFlags(%q) = %v", tc.args, err)
+				}
+				if len(o.Phases) == 0 || o.Duration != 10*time.Second || o.Rate != 100 || o.Suite != 1 {
+					t.Errorf("options %+v", o)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("parseGroupBenchFlags(%q) accepted", tc.args)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	o, err := parseGroupBenchFlags([]string{"-admin-token", "t", "-phases", "latency, fanout,latency"}, io.Discard)
+	if err != nil || strings.Join(o.Phases, ",") != "latency,fanout" || o.has(phaseSequence) || !o.pushPhases() {
+		t.Errorf("phases %q, %v", o.Phases, err)
+	}
+	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-help: %v", err)
+	}
+}
+
+func TestBenchGroupCommandExitCodes(t *testing.T) {
+	t.Setenv("MIMIDS_ADMIN_TOKEN", "")
+	var stdout, stderr bytes.Buffer
+	if code := benchGroupCommand([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "rate_per_second") {
+		t.Errorf("-h: exit %d, usage %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := benchGroupCommand([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
+		t.Errorf("remote url: exit %d, stderr %q", code, stderr.String())
+	}
+	// A loopback port with nothing listening: the first admin call fails fast.
+	stderr.Reset()
+	code := benchGroupCommand([]string{"-url", "http://127.0.0.1:1", "-admin-token", "t", "-timeout", "1m"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "create client") {
+		t.Errorf("no server: exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "errors: 0") {
+		t.Errorf("no report printed: %q", stdout.String())
+	}
+}
+
+func TestStamp(t *testing.T) {
+	run := [4]byte{'a', 'b', '1', '2'}
+	sent := time.Unix(1700000000, 123456789)
+	ct := bytes.Repeat([]byte{0xEE}, 100)
+	putStamp(ct, run, 7, 1<<40+3, sent)
+	g, err := mlstest.NewGroup(mlstest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := g.Application(ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stamp is found at the end of the encoded message, as pushed.
+	sender, seq, got, ok := parseStamp(msg, run)
+	if !ok || sender != 7 || seq != 1<<40+3 || !got.Equal(sent) {
+		t.Fatalf("parseStamp = %d, %d, %v, %v", sender, seq, got, ok)
+	}
+	for name, bad := range map[string][]byte{
+		"short":     msg[len(msg)-stampSize+1:],
+		"other run": append(append([]byte{}, msg[:len(msg)-stampSize+4]...), 'z', 'z', 'z', 'z', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+		"no stamp":  bytes.Repeat([]byte{1}, 64),
+	} {
+		if _, _, _, ok := parseStamp(bad, run); ok {
+			t.Errorf("%s: parseStamp accepted", name)
+		}
+	}
+}
+
+func TestPartitionTracker(t *testing.T) {
+	run := [4]byte{'r', 'u', 'n', '1'}
+	tr := &partitionTracker{group: &benchGroup{masked: []byte("m")}, run: run,
+		arrivals: make([]atomic.Int32, 4), slots: make(chan struct{}, 2)}
+	tr.subs.Store(2)
+	tr.slots <- struct{}{}
+	tr.slots <- struct{}{}
+	ct := make([]byte, stampSize)
+	putStamp(ct, run, 0, 1, time.Now())
+	a, b := &subscription{t: tr}, &subscription{t: tr}
+	push := func(s *subscription, c uint32, msg []byte) {
+		s.push(&wire.Push{Masked: []byte("m"), Counter: c, Message: msg}, time.Now())
+	}
+	push(a, 0, ct)
+	if tr.complete.Load() != 0 || len(tr.slots) != 2 {
+		t.Fatal("complete after one of two subscribers")
+	}
+	push(b, 0, ct)
+	if tr.complete.Load() != 1 || len(tr.slots) != 1 {
+		t.Fatalf("complete %d, slots %d", tr.complete.Load(), len(tr.slots))
+	}
+	push(a, 0, ct)          // duplicate
+	push(a, 2, []byte("x")) // gap, no stamp
+	push(a, 9, ct)          // beyond the tracker
+	if a.dups.Load() != 1 || a.gaps.Load() != 2 || a.next.Load() != 10 || a.received.Load() != 3 {
+		t.Errorf("dups %d gaps %d next %d received %d", a.dups.Load(), a.gaps.Load(), a.next.Load(), a.received.Load())
+	}
+	if tr.foreign.Load() != 1 || tr.overflow.Load() != 1 || tr.lat.Count() != 3 {
+		t.Errorf("foreign %d overflow %d latencies %d", tr.foreign.Load(), tr.overflow.Load(), tr.lat.Count())
+	}
+	res := &fanoutResult{}
+	subs := []*subscriber{{}, {}}
+	subs[0].parts.Store(&[]*subscription{a})
+	subs[1].parts.Store(&[]*subscription{b})
+	(&groupBench{}).tally(res, tr, subs, 1)
+	if res.LogLength != 10 || res.DeliveriesExpected != 20 || res.DeliveriesReceived != 4 || res.SubscribersComplete != 0 {
+		t.Errorf("tally %+v", res)
+	}
+	if err := res.verdict("x"); err == nil {
+		t.Error("verdict accepted an incomplete run")
+	}
+}
+
+// writeBenchConfig writes a server config that disables the hub's per-user
+// rate limit, as the bench's documentation asks for measurements.
+func writeBenchConfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, []byte(`{"hub": {"rate_per_second": -1}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBenchGroupAgainstServer runs every phase briefly against a real
+// `mimids serve` process: every message must reach every subscriber, in
+// counter order, and nothing may fail.
+func TestBenchGroupAgainstServer(t *testing.T) {
+	p := startServer(t, t.TempDir(), freeAddr(t), "-config", writeBenchConfig(t))
+	var stdout, stderr bytes.Buffer
+	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-senders", "4", "-groups", "20",
+		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
+	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	var res groupBenchResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	if res.SendersConnected != 4 || res.SubscribersConnected != 20 || res.ErrorCount != 0 || res.RateLimited != 0 {
+		t.Errorf("connected %d+%d, errors %d %q, rate limited %d", res.SendersConnected, res.SubscribersConnected,
+			res.ErrorCount, res.Errors, res.RateLimited)
+	}
+	for name, s := range map[string]*seqResult{"sequence": res.Sequence, "groups": res.Groups} {
+		if s == nil || s.Sequenced == 0 || s.Failed != 0 || s.MessagesPerSecond <= 0 || s.SendLatency.Count != uint64(s.Sequenced) {
+			t.Errorf("%s: %+v", name, s)
+		}
+	}
+	if res.Groups != nil && res.Groups.GroupsCreated != 20 {
+		t.Errorf("groups created %d, want 20", res.Groups.GroupsCreated)
+	}
+	for name, f := range map[string]*fanoutResult{"fanout": res.Fanout, "latency": res.Latency} {
+		switch {
+		case f == nil || f.Sequenced == 0:
+			t.Fatalf("%s: nothing sequenced: %+v", name, f)
+		case f.Subscribers != 20 || f.SubscribersComplete != 20 || f.LogLength != f.Sequenced:
+			t.Errorf("%s: %d/%d subscribers complete, log %d, sequenced %d", name, f.SubscribersComplete, f.Subscribers, f.LogLength, f.Sequenced)
+		case f.DeliveriesExpected != 20*f.Sequenced || f.DeliveriesReceived != f.DeliveriesExpected:
+			t.Errorf("%s: deliveries expected %d, received %d", name, f.DeliveriesExpected, f.DeliveriesReceived)
+		case f.Gaps != 0 || f.Duplicates != 0 || f.Foreign != 0 || f.Failed != 0:
+			t.Errorf("%s: gaps %d, duplicates %d, foreign %d, failed %d", name, f.Gaps, f.Duplicates, f.Foreign, f.Failed)
+		case f.Latency.Count != uint64(f.DeliveriesReceived) || f.Latency.P99ms < f.Latency.P50ms || f.DeliveriesPerSecond <= 0:
+			t.Errorf("%s: figures %+v", name, f)
+		}
+	}
+	if l := res.Latency; l != nil && (l.Mode != "open_loop" || l.Sequenced > 101) {
+		t.Errorf("latency phase: mode %s, %d sequenced at 50/s for 2s", l.Mode, l.Sequenced)
+	}
+	// The bench removed its users.
+	base, _ := checkLoopbackURL("http://" + p.addr)
+	var users []map[string]any
+	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
+	if err != nil || len(users) != 0 {
+		t.Errorf("users after the bench: %v, %v", users, err)
+	}
+}
+
+// TestBenchGroupRateLimited runs the sequencing phase against a server with
+// its default per-user rate limit: the refusals are counted, not errors, and
+// the report says how to lift the limit.
+func TestBenchGroupRateLimited(t *testing.T) {
+	p := startServer(t, t.TempDir(), freeAddr(t))
+	var stdout, stderr bytes.Buffer
+	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-phases", "sequence",
+		"-senders", "1", "-duration", "1s", "-timeout", "1m"}
+	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "rate_per_second\": -1") || !strings.Contains(out, "errors: 0") ||
+		strings.Contains(out, " 0 rate-limited") {
+		t.Errorf("report:\n%s", out)
+	}
+}
+
+func FuzzParseStamp(f *testing.F) {
+	ct := make([]byte, stampSize+3)
+	putStamp(ct, [4]byte{'a', 'b', 'c', 'd'}, 1, 2, time.Unix(0, 3))
+	f.Add(ct, []byte("abcd"))
+	f.Add([]byte("short"), []byte("abcd"))
+	f.Add(bytes.Repeat([]byte{0xFF}, stampSize), []byte{0xFF, 0xFF, 0xFF, 0xFF})
+	f.Fuzz(func(t *testing.T, msg, runBytes []byte) {
+		var run [4]byte
+		copy(run[:], runBytes)
+		sender, seq, sent, ok := parseStamp(msg, run)
+		if !ok {
+			return
+		}
+		// What parses is re-stamped identically.
+		again := bytes.Clone(msg)
+		putStamp(again, run, sender, seq, sent)
+		if !bytes.Equal(again, msg) {
+			t.Fatalf("re-stamping %x gave %x", msg, again)
+		}
+	})
+}

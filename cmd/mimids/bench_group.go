@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type groupBenchOptions struct {
 	Keep            bool
 	JSON            bool
 	Verbose         bool
+	CPUProfile      string
 }
 
 // The phases of `mimids bench-group`, in the order they run.
@@ -89,7 +91,7 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber sockets (one user each) of the fanout and latency phases")
 	fs.IntVar(&o.FanoutSenders, "fanout-senders", 1, "sender sockets of the fanout phase")
 	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 64, "fanout phase: messages sent but not yet pushed to every subscriber")
-	fs.Float64Var(&o.Rate, "rate", 100, "latency phase: messages per second (open loop)")
+	fs.Float64Var(&o.Rate, "rate", 100, "latency phase: messages per second (open loop, from the senders in turn)")
 	fs.IntVar(&o.Size, "size", 128, "ciphertext bytes per message (at least 28: send time and sequence)")
 	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
 	fs.IntVar(&o.MaxMessages, "max-messages", 1_000_000, "stop a phase after this many messages")
@@ -101,6 +103,7 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench users instead of removing them at the end")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
 	fs.BoolVar(&o.Verbose, "v", false, "log progress and connection events to stderr")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to `file` (to see what the load generator costs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -210,6 +213,15 @@ func benchGroupCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
 		return 2
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
+			return 1
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -358,7 +370,7 @@ func (gb *groupBench) phases(ctx context.Context, res *groupBenchResult, senders
 		verr = append(verr, res.Fanout.verdict("fanout"))
 	}
 	if o.has(phaseLatency) && ctx.Err() == nil {
-		if res.Latency, err = gb.pushPhase(ctx, senders[:1], subs, true); err != nil {
+		if res.Latency, err = gb.pushPhase(ctx, senders, subs, true); err != nil {
 			return fmt.Errorf("latency phase: %w", err)
 		}
 		verr = append(verr, res.Latency.verdict("latency"))

@@ -261,7 +261,8 @@ func (pc *pushCounts) sentOne(counter uint32, d time.Duration) {
 
 // pushPhase creates a group, subscribes every subscriber to it and sends
 // for o.Duration: closed loop with at most o.FanoutInFlight messages not yet
-// pushed to every subscriber, or (openLoop) at o.Rate from one sender. It
+// pushed to every subscriber, or (openLoop) at o.Rate from the senders in
+// turn. It
 // then waits for the pushes still on their way and checks that every
 // subscriber got every message, in counter order.
 func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, subs []*subscriber, openLoop bool) (*fanoutResult, error) {
@@ -302,7 +303,7 @@ func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, s
 	pc.maxCounter.Store(-1)
 	start := time.Now()
 	if openLoop {
-		gb.sendOpenLoop(ctx, senders[0], g, pc, capacity)
+		gb.sendOpenLoop(ctx, senders, g, pc, capacity)
 	} else {
 		gb.sendClosedLoop(ctx, senders, g, t.slots, pc)
 	}
@@ -425,17 +426,20 @@ func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Clie
 	wg.Wait()
 }
 
-// sendOpenLoop sends at o.Rate from one socket, at most the server's
-// in-flight limit at a time (a tick with none free is skipped), up to limit
-// messages.
-func (gb *groupBench) sendOpenLoop(ctx context.Context, c *client.Client, g *benchGroup, pc *pushCounts, limit int) {
+// sendOpenLoop sends at o.Rate, the senders in turn, each with at most the
+// server's in-flight limit at a time (a tick whose sender has none free is
+// skipped), up to limit messages.
+func (gb *groupBench) sendOpenLoop(ctx context.Context, senders []*client.Client, g *benchGroup, pc *pushCounts, limit int) {
 	o := gb.o
-	mk := gb.newMaker(0)
+	makers := make([]*msgMaker, len(senders))
+	slots := make([]chan struct{}, len(senders))
+	for i := range senders {
+		makers[i], slots[i] = gb.newMaker(uint32(i)), make(chan struct{}, groupBenchServerInFlight)
+	}
 	tick := time.NewTicker(max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond))
 	defer tick.Stop()
 	stop := time.NewTimer(o.Duration)
 	defer stop.Stop()
-	slots := make(chan struct{}, groupBenchServerInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -446,21 +450,21 @@ func (gb *groupBench) sendOpenLoop(ctx context.Context, c *client.Client, g *ben
 		case <-ctx.Done():
 			return
 		}
+		seq := pc.next.Add(1)
+		if seq > int64(limit) {
+			return
+		}
+		i := int(seq) % len(senders)
 		select {
-		case slots <- struct{}{}:
+		case slots[i] <- struct{}{}:
 		default:
 			pc.skipped.Add(1)
 			continue
 		}
-		seq := pc.next.Add(1)
-		if seq > int64(limit) {
-			<-slots
-			return
-		}
 		wg.Go(func() {
-			defer func() { <-slots }()
+			defer func() { <-slots[i] }()
 			t0 := time.Now()
-			counter, err := mk.send(ctx, c, g, uint64(seq))
+			counter, err := makers[i].send(ctx, senders[i], g, uint64(seq))
 			if err == nil {
 				pc.sentOne(counter, time.Since(t0))
 				return
@@ -477,7 +481,8 @@ func (gb *groupBench) sendOpenLoop(ctx context.Context, c *client.Client, g *ben
 
 func (r *fanoutResult) print(w io.Writer) {
 	if r.Mode == "open_loop" {
-		fmt.Fprintf(w, "latency at %.0f messages/s to %d subscribers (open loop, 1 sender, %.1fs):\n", r.Rate, r.Subscribers, r.SendSeconds)
+		fmt.Fprintf(w, "latency at %.0f messages/s to %d subscribers (open loop, %d senders in turn, %.1fs):\n",
+			r.Rate, r.Subscribers, r.Senders, r.SendSeconds)
 	} else {
 		fmt.Fprintf(w, "fanout to %d subscribers (%d senders, closed loop with %d messages not yet pushed to all, %.1fs):\n",
 			r.Subscribers, r.Senders, r.InFlight, r.SendSeconds)

@@ -3,10 +3,13 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,7 +174,7 @@ func (p *testProvider) addClient(t testing.TB, user, name string) (directory.Cli
 // dialAs connects a new client of user to the provider.
 func (p *testProvider) dialAs(t testing.TB, user string, cfg Config) (*Client, directory.Client) {
 	t.Helper()
-	dc, token := p.addClient(t, user, "phone")
+	dc, token := p.addClient(t, user, fmt.Sprintf("d%d", deviceSeq.Add(1)))
 	cfg.URL, cfg.Token = p.socket, token
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
@@ -184,6 +188,8 @@ func (p *testProvider) dialAs(t testing.TB, user string, cfg Config) (*Client, d
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c, dc
 }
+
+var deviceSeq atomic.Int64
 
 // byteRecorder keeps the headers and bodies an HTTP handler saw and sent.
 type byteRecorder struct {
@@ -466,6 +472,122 @@ func testHubError(err error) error {
 		code = wire.CodeInvalidMLS
 	}
 	return &wire.Error{Code: code, Message: err.Error()}
+}
+
+// syntheticGroup is a valid one-member group of suite 1 built in Go: its
+// GroupInfo (with ratchet_tree) and a random partition key. Its HPKE keys are
+// random bytes: the hub never uses them.
+func syntheticGroup(tb testing.TB) (groupID, groupInfo, partitionKey []byte) {
+	tb.Helper()
+	groupID, partitionKey = randomBytes(16), randomBytes(16)
+	s, err := mls.CipherSuite(1).Suite()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	priv, pub, err := s.GenerateSignatureKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln := &mls.LeafNode{
+		EncryptionKey: randomBytes(32), SignatureKey: pub,
+		Credential: mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte("mimi://a.example/u/alice")},
+		Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls.ProtocolVersionMLS10},
+			CipherSuites: []mls.CipherSuite{1}, Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
+		LeafNodeSource: mls.LeafNodeSourceKeyPackage,
+		Lifetime:       mls.Lifetime{NotBefore: 0, NotAfter: 1<<63 - 1},
+	}
+	tbs, err := ln.TBS(groupID, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if ln.Signature, err = s.SignWithLabel(priv, mls.LeafNodeTBSLabel, tbs); err != nil {
+		tb.Fatal(err)
+	}
+	rt := mls.RatchetTree{&mls.Node{NodeType: mls.NodeTypeLeaf, Leaf: ln}}
+	tree, err := mls.NewTree(1, rt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rtBytes, err := rt.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gi := &mls.GroupInfo{
+		GroupContext: mls.GroupContext{Version: mls.ProtocolVersionMLS10, CipherSuite: 1, GroupID: groupID,
+			TreeHash: tree.TreeHash(), ConfirmedTranscriptHash: []byte{}},
+		Extensions:      mls.Extensions{{ExtensionType: mls.ExtensionTypeRatchetTree, ExtensionData: rtBytes}},
+		ConfirmationTag: randomBytes(32),
+	}
+	if tbs, err = gi.TBS(); err != nil {
+		tb.Fatal(err)
+	}
+	if gi.Signature, err = s.SignWithLabel(priv, mls.GroupInfoTBSLabel, tbs); err != nil {
+		tb.Fatal(err)
+	}
+	groupInfo, err = (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatGroupInfo, GroupInfo: gi}).Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return groupID, groupInfo, partitionKey
+}
+
+// syntheticApp is an application PrivateMessage of n bytes of ciphertext, unique by i.
+func syntheticApp(tb testing.TB, groupID []byte, i uint64, n int) []byte {
+	ct := make([]byte, max(n, 8))
+	binary.BigEndian.PutUint64(ct, i)
+	m := &mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatPrivateMessage,
+		PrivateMessage: &mls.PrivateMessage{GroupID: groupID, ContentType: mls.ContentTypeApplication,
+			AuthenticatedData: []byte{}, EncryptedSenderData: make([]byte, 28), Ciphertext: ct}}
+	b, err := m.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// synthGroup is a synthetic group hosted by a provider, with a sender.
+type synthGroup struct {
+	p       *testProvider
+	sender  *Client
+	groupID []byte
+	pk      []byte
+	masked  []byte
+	sent    uint64
+}
+
+func newSynthGroup(t testing.TB, p *testProvider) *synthGroup {
+	t.Helper()
+	g := &synthGroup{p: p}
+	var gi []byte
+	g.groupID, gi, g.pk = syntheticGroup(t)
+	g.sender, _ = p.dialAs(t, "alice", Config{})
+	resp, err := g.sender.CreateGroup(context.Background(), &hub.CreateGroupRequest{GroupInfo: gi, PartitionKey: g.pk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.masked = resp.MaskedPartitionKey
+	return g
+}
+
+// send sequences n application messages of size bytes each.
+func (g *synthGroup) send(t testing.TB, n, size int) {
+	t.Helper()
+	for range n {
+		c, err := g.sender.Send(context.Background(), &hub.SendRequest{Message: syntheticApp(t, g.groupID, g.sent, size), PartitionKey: g.pk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(c) != g.sent {
+			t.Fatalf("counter %d, want %d", c, g.sent)
+		}
+		g.sent++
+	}
 }
 
 // ts-mls KeyPackages (mls/testdata/tsmls/keypackages.json).

@@ -88,7 +88,8 @@ type subscriber struct {
 	events   atomic.Int64 // partition events (terminated, dropped)
 	foreign  atomic.Int64 // pushes of partitions it did not subscribe to
 	parts    atomic.Pointer[[]*subscription]
-	mu       sync.Mutex // serializes subscribe calls and parts updates
+	ended    atomic.Bool // its client's terminal error was reported
+	mu       sync.Mutex  // serializes subscribe calls and parts updates
 }
 
 func (s *subscriber) onPush(f wire.Frame) {
@@ -330,6 +331,9 @@ func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, s
 func (gb *groupBench) tally(res *fanoutResult, t *partitionTracker, subs []*subscriber, logLen int64) {
 	var mine []*subscription
 	for _, s := range subs {
+		if s.c != nil && s.c.Err() != nil && !s.ended.Swap(true) {
+			gb.fail("subscriber socket ended", s.c.Err())
+		}
 		if p := s.parts.Load(); p != nil {
 			for _, sub := range *p {
 				if sub.t == t {
@@ -418,7 +422,9 @@ func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Clie
 					if errorCode(err) != wire.CodeRateLimited {
 						pc.failed.Add(1)
 					}
-					gb.sendFailed(ctx, err)
+					if gb.sendFailed(ctx, err) {
+						return
+					}
 				}
 			})
 		}

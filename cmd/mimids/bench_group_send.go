@@ -109,14 +109,19 @@ func errorCode(err error) wire.Code {
 }
 
 // sendFailed records a failed send: rate limits are counted apart. It waits
-// a little so that a refusing server is not spun on.
-func (gb *groupBench) sendFailed(ctx context.Context, err error) {
+// a little so that a refusing server is not spun on, and reports whether the
+// sender's client has ended for good (its loop should stop).
+func (gb *groupBench) sendFailed(ctx context.Context, err error) (stop bool) {
 	if errorCode(err) == wire.CodeRateLimited {
 		gb.rateLimited.Add(1)
 	} else {
 		gb.fail("send", err)
 	}
+	if errors.Is(err, client.ErrClosed) {
+		return true
+	}
 	sleepCtx(ctx, 10*time.Millisecond)
+	return false
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -287,7 +292,9 @@ func (gb *groupBench) sequencePhase(ctx context.Context, senders []*client.Clien
 						if errorCode(err) != wire.CodeRateLimited {
 							failed.Add(1)
 						}
-						gb.sendFailed(ctx, err)
+						if gb.sendFailed(ctx, err) {
+							return
+						}
 						continue
 					}
 					lat.Record(time.Since(t0))

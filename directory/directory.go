@@ -1,6 +1,9 @@
 // Package directory owns the users and clients (devices) of this provider: their MIMI
 // URIs, device tokens (random, stored only as hashes, revocable) and admin
-// credentials. KeyPackages and discovery join it in the KeyPackage issue.
+// credentials; their KeyPackages (upload with RFC 9420 validation, atomic claims,
+// last resorts, low-stock notices, the served KeyPackageRef -> client mapping for
+// Welcome routing); and discovery with its bearer tokens. The draft's
+// KeyPackageRequest/KeyPackageResponse codec lives in kpwire.go.
 package directory
 
 import (

@@ -227,6 +227,5 @@ func (s *Server) postNotice(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
-	s.metrics.enqueued.Add(float64(n))
 	return c.JSON(http.StatusAccepted, map[string]any{"enqueued": n})
 }

@@ -14,7 +14,6 @@ type metrics struct {
 	delivered  prometheus.Counter
 	acked      prometheus.Counter
 	requests   *prometheus.CounterVec
-	enqueued   prometheus.Counter
 	reqLatency prometheus.Histogram
 }
 
@@ -34,15 +33,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Mailbox entries written to client sockets (redeliveries included)."}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_acks_total",
 			Help: "Mailbox acknowledgements committed."}),
-		enqueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_total",
-			Help: "Mailbox entries committed."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_requests_total",
 			Help: "Client requests answered, by method and result code."}, []string{"method", "code"}),
 		reqLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mimids_request_seconds",
 			Help: "Time to answer a client request.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
 	}
 	reg.MustRegister(m.connected, m.accepted, m.closes, m.framesIn, m.framesOut, m.delivered, m.acked,
-		m.enqueued, m.requests, m.reqLatency)
+		m.requests, m.reqLatency)
 	return m
 }
 

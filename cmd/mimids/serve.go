@@ -77,7 +77,8 @@ func openStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
 // newProvider wires the parts of a provider over an open store.
 func newProvider(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*provider, error) {
 	p := &provider{cfg: cfg, log: log, db: db, dir: directory.New(db, cfg.Domain)}
-	p.mailbox = mailbox.New(db, mailbox.Metrics{})
+	reg := gateway.NewRegistry()
+	p.mailbox = mailbox.New(db, mailboxMetrics(reg))
 	var err error
 	p.disc, err = directory.NewDiscovery(p.dir, db, directory.DiscoveryConfig{
 		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
@@ -101,10 +102,11 @@ func newProvider(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logge
 		return nil, err
 	}
 	p.gateway = gateway.New(cfg.Gateway, gateway.Deps{
-		Directory: p.dir, Mailbox: p.mailbox, Ready: db.Ping, Logger: log, Registry: gateway.NewRegistry(),
+		Directory: p.dir, Mailbox: p.mailbox, Ready: db.Ping, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), Partitions: hubPartitions{p.hub}, OnChange: p.onChange,
 	})
 	registerHub(p.gateway, p.hub)
+	registerHubMetrics(reg, p.hub)
 	registerKeyPackages(p.gateway, p.kps)
 	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.keys, Routes: ohttpRoutes(p.kps, p.disc), Authorities: []string{cfg.Domain}})
 	if err != nil {

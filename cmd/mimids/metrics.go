@@ -1,0 +1,35 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/hub"
+)
+
+// mailboxMetrics counts committed mailbox entries.
+func mailboxMetrics(reg prometheus.Registerer) mailbox.Metrics {
+	enq := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_total",
+		Help: "Mailbox entries committed, for every producer."})
+	reg.MustRegister(enq)
+	return mailbox.Metrics{Enqueued: func(n int) { enq.Add(float64(n)) }}
+}
+
+// registerHubMetrics exposes the hub's counters.
+func registerHubMetrics(reg prometheus.Registerer, h *hub.Hub) {
+	counter := func(name, help string, v func(hub.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(h.Stats())) })
+	}
+	reg.MustRegister(
+		counter("mimids_hub_sequenced_total", "Messages sequenced by the hub.", func(s hub.Stats) int64 { return s.Sequenced }),
+		counter("mimids_hub_duplicates_total", "Retried requests answered from the log.", func(s hub.Stats) int64 { return s.Duplicates }),
+		counter("mimids_hub_refused_total", "Requests refused for bad input or policy.", func(s hub.Stats) int64 { return s.Refused }),
+		counter("mimids_hub_commits_total", "Partitions opened by commits.", func(s hub.Stats) int64 { return s.Commits }),
+		counter("mimids_hub_forks_total", "Commits sequenced to a partition that already had one.", func(s hub.Stats) int64 { return s.Forks }),
+		counter("mimids_hub_welcomes_local_total", "Welcomes delivered to local mailboxes.", func(s hub.Stats) int64 { return s.WelcomesLocal }),
+		counter("mimids_hub_welcomes_remote_total", "Welcomes stored for other providers.", func(s hub.Stats) int64 { return s.WelcomesRemote }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_hub_cached_states", Help: "Partition states in memory."},
+			func() float64 { return float64(h.Stats().CachedStates) }),
+	)
+}

@@ -453,9 +453,8 @@ func (f *Feed) Subscribe(ctx context.Context, partitionKey []byte, counter uint3
 	f.setMaskedLocked(p, masked)
 	if f.gen == gen {
 		p.subGen = gen
-	} else {
-		f.signal(f.work)
 	}
+	f.signal(f.work) // an end that came before the answer waits for the worker
 	return masked, nil
 }
 

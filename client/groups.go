@@ -227,7 +227,8 @@ func (e *FeedEvent) Decode() (*hub.Message, error) {
 
 // FeedHandler receives a Feed's events. It is called from one goroutine: for each
 // partition in counter order, without gap or duplicate, and the end last. ctx is
-// canceled when the Feed closes. The event belongs to the handler.
+// canceled when the Feed closes. The event belongs to the handler, except Masked,
+// which the partition's events share (do not modify it).
 type FeedHandler func(ctx context.Context, ev *FeedEvent)
 
 // FeedConfig configures a Feed.

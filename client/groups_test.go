@@ -705,3 +705,31 @@ func BenchmarkFeedEndToEnd(b *testing.B) {
 		g.sent++
 	}
 }
+
+// A client follows a group's partition: messages arrive in order, also across
+// reconnects, until the partition ends.
+func ExampleDialFeed() {
+	ctx := context.Background()
+	c, feed, err := DialFeed(ctx, Config{URL: "wss://a.example/v1/socket", Token: "mdt_..."}, FeedConfig{
+		Handler: func(ctx context.Context, ev *FeedEvent) {
+			if ev.Terminated {
+				fmt.Println("partition ended after", ev.Counter, "messages")
+				return
+			}
+			m, err := ev.Decode()
+			if err != nil {
+				return
+			}
+			fmt.Println(ev.Counter, m.ContentType) // hand m.Message to the MLS client
+		},
+	})
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	defer feed.Close()
+	partitionKey := make([]byte, 16) // MLS-Exporter("mimi partition key", "", 16) of the epoch
+	if _, err := feed.Subscribe(ctx, partitionKey, 0); err != nil {
+		fmt.Println("subscribe:", err, ErrorCode(err))
+	}
+}

@@ -499,3 +499,34 @@ func BenchmarkRelayOverhead(b *testing.B) {
 		})
 	}
 }
+
+// A client of a.example fetches a KeyPackage of bob at b.example: discovery gives
+// the bearer token, then the fetch; both go through a.example's relay, encrypted to
+// b.example's gateway key.
+func ExampleRemote() {
+	ctx := context.Background()
+	c, err := Dial(ctx, Config{URL: "wss://a.example/v1/socket", Token: "mdt_..."})
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	remote, err := c.Remote(RemoteConfig{}) // relay https://a.example/v1/ohttp-relay/<peer>
+	if err != nil {
+		return
+	}
+	d, err := remote.Discover(ctx, "b.example", nil, "mimi://b.example/u/bob")
+	if err != nil {
+		return
+	}
+	res, err := remote.FetchKeyPackages(ctx, "b.example", nil, []directory.KeyPackageRequest{
+		{UserID: d.UserID, BearerToken: d.BearerToken, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}})
+	if err != nil {
+		return
+	}
+	if err := res[0].Err(); err != nil {
+		fmt.Println("no KeyPackage:", err)
+		return
+	}
+	kp, _ := res[0].Response.Decode()
+	fmt.Println(kp.CipherSuite)
+}

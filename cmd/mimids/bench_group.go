@@ -90,7 +90,7 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.IntVar(&o.Groups, "groups", 1000, "groups of the many-groups phase")
 	fs.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber sockets (one user each) of the fanout and latency phases")
 	fs.IntVar(&o.FanoutSenders, "fanout-senders", 1, "sender sockets of the fanout phase")
-	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 64, "fanout phase: messages sent but not yet pushed to every subscriber")
+	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 64, "fanout phase: messages sent but not yet pushed to every subscriber (0: no bound, only the send answers pace the senders)")
 	fs.Float64Var(&o.Rate, "rate", 100, "latency phase: messages per second (open loop, from the senders in turn)")
 	fs.IntVar(&o.Size, "size", 128, "ciphertext bytes per message (at least 28: send time and sequence)")
 	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
@@ -159,8 +159,8 @@ func (o groupBenchOptions) validate() error {
 	if o.FanoutSenders < 1 || o.FanoutSenders > o.Senders {
 		bad("-fanout-senders %d: want 1..-senders (%d)", o.FanoutSenders, o.Senders)
 	}
-	if o.FanoutInFlight < 1 || o.FanoutInFlight > 100_000 {
-		bad("-fanout-inflight %d: want 1..100000", o.FanoutInFlight)
+	if o.FanoutInFlight < 0 || o.FanoutInFlight > 100_000 {
+		bad("-fanout-inflight %d: want 0..100000", o.FanoutInFlight)
 	}
 	if o.Rate <= 0 || o.Rate > 100_000 {
 		bad("-rate %v: want (0, 100000]", o.Rate)

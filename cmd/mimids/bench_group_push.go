@@ -207,7 +207,7 @@ func (gb *groupBench) dialSubscribers(ctx context.Context, creds []createdClient
 type fanoutResult struct {
 	Mode                string         `json:"mode"` // closed_loop or open_loop
 	Rate                float64        `json:"messages_per_second_target,omitempty"`
-	InFlight            int            `json:"inflight,omitempty"` // closed loop: messages not yet pushed to all
+	InFlight            int            `json:"inflight,omitempty"` // closed loop: messages not yet pushed to all (0: unbounded)
 	Senders             int            `json:"senders"`
 	Subscribers         int            `json:"subscribers"`
 	SendSeconds         float64        `json:"send_seconds"`
@@ -281,7 +281,7 @@ func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, s
 	// The tracker is complete before any subscriber sees it (parts is
 	// published atomically), and no push comes before the first send.
 	t := &partitionTracker{group: g, run: gb.runTag, arrivals: make([]atomic.Int32, capacity)}
-	if !openLoop {
+	if !openLoop && o.FanoutInFlight > 0 {
 		t.slots = make(chan struct{}, o.FanoutInFlight)
 	}
 	var joined atomic.Int32
@@ -374,36 +374,41 @@ func (gb *groupBench) drain(ctx context.Context, t *partitionTracker, logLen int
 	}
 }
 
-// sendClosedLoop has every sender send as fast as the slots allow: a slot is
-// taken before a send and freed when the message reached every subscriber
-// (or its send failed).
+// sendClosedLoop has every sender send as fast as its answers come: with
+// slots, a slot is taken before a send and freed when the message reached
+// every subscriber (or its send failed); without, only the answers pace it.
 func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Client, g *benchGroup, slots chan struct{}, pc *pushCounts) {
 	o := gb.o
 	deadline := time.Now().Add(o.Duration)
-	stop := time.NewTimer(o.Duration)
-	defer stop.Stop()
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-stop.C:
-		case <-ctx.Done():
+	ctx2, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	done := ctx2.Done() // stops taking slots; sends use ctx
+	acquire := func() bool {
+		if slots == nil {
+			return ctx2.Err() == nil
 		}
-		close(done)
-	}()
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-done:
+			return false
+		}
+	}
+	release := func() { // never blocks: a completion may have freed it already
+		select {
+		case <-slots:
+		default:
+		}
+	}
 	var wg sync.WaitGroup
 	for si, c := range senders {
 		mk := gb.newMaker(uint32(si))
 		for range min(o.InFlight, groupBenchServerInFlight) {
 			wg.Go(func() {
-				for {
-					select {
-					case slots <- struct{}{}:
-					case <-done:
-						return
-					}
+				for acquire() {
 					seq := pc.next.Add(1)
 					if seq > int64(o.MaxMessages) || time.Now().After(deadline) {
-						<-slots
+						release()
 						return
 					}
 					t0 := time.Now()
@@ -412,10 +417,7 @@ func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Clie
 						pc.sentOne(counter, time.Since(t0))
 						continue
 					}
-					select { // this message will never complete
-					case <-slots:
-					default:
-					}
+					release() // this message will never complete
 					if ctx.Err() != nil {
 						return
 					}
@@ -490,8 +492,11 @@ func (r *fanoutResult) print(w io.Writer) {
 		fmt.Fprintf(w, "latency at %.0f messages/s to %d subscribers (open loop, %d senders in turn, %.1fs):\n",
 			r.Rate, r.Subscribers, r.Senders, r.SendSeconds)
 	} else {
-		fmt.Fprintf(w, "fanout to %d subscribers (%d senders, closed loop with %d messages not yet pushed to all, %.1fs):\n",
-			r.Subscribers, r.Senders, r.InFlight, r.SendSeconds)
+		bound := fmt.Sprintf("at most %d messages not yet pushed to all", r.InFlight)
+		if r.InFlight == 0 {
+			bound = "paced by the send answers only"
+		}
+		fmt.Fprintf(w, "fanout to %d subscribers (%d senders, closed loop, %s, %.1fs):\n", r.Subscribers, r.Senders, bound, r.SendSeconds)
 	}
 	fmt.Fprintf(w, "  %d sequenced (%.0f/s), %d failed, %d rate-limited, %d skipped\n",
 		r.Sequenced, r.SequencedPerSecond, r.Failed, r.RateLimited, r.Skipped)

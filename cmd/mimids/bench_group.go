@@ -89,8 +89,8 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.IntVar(&o.InFlight, "inflight", 16, "requests in flight per sender socket (closed loop)")
 	fs.IntVar(&o.Groups, "groups", 1000, "groups of the many-groups phase")
 	fs.IntVar(&o.Subscribers, "subscribers", 1000, "subscriber sockets (one user each) of the fanout and latency phases")
-	fs.IntVar(&o.FanoutSenders, "fanout-senders", 1, "sender sockets of the fanout phase")
-	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 64, "fanout phase: messages sent but not yet pushed to every subscriber (0: no bound, only the send answers pace the senders)")
+	fs.IntVar(&o.FanoutSenders, "fanout-senders", 4, "sender sockets of the fanout phase")
+	fs.IntVar(&o.FanoutInFlight, "fanout-inflight", 0, "fanout phase: messages sent but not yet pushed to every subscriber (0: no bound, only the send answers pace the senders)")
 	fs.Float64Var(&o.Rate, "rate", 100, "latency phase: messages per second (open loop, from the senders in turn)")
 	fs.IntVar(&o.Size, "size", 128, "ciphertext bytes per message (at least 28: send time and sequence)")
 	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
@@ -156,7 +156,7 @@ func (o groupBenchOptions) validate() error {
 	if o.Subscribers < 1 || o.Subscribers > benchMaxClients {
 		bad("-subscribers %d: want 1..%d", o.Subscribers, benchMaxClients)
 	}
-	if o.FanoutSenders < 1 || o.FanoutSenders > o.Senders {
+	if o.FanoutSenders < 1 || (o.FanoutSenders > o.Senders && o.has(phaseFanout)) {
 		bad("-fanout-senders %d: want 1..-senders (%d)", o.FanoutSenders, o.Senders)
 	}
 	if o.FanoutInFlight < 0 || o.FanoutInFlight > 100_000 {
@@ -364,7 +364,7 @@ func (gb *groupBench) phases(ctx context.Context, res *groupBenchResult, senders
 	}
 	var verr []error
 	if o.has(phaseFanout) && ctx.Err() == nil {
-		if res.Fanout, err = gb.pushPhase(ctx, senders[:o.FanoutSenders], subs, false); err != nil {
+		if res.Fanout, err = gb.pushPhase(ctx, senders[:min(o.FanoutSenders, len(senders))], subs, false); err != nil {
 			return fmt.Errorf("fanout phase: %w", err)
 		}
 		verr = append(verr, res.Fanout.verdict("fanout"))

@@ -49,6 +49,7 @@ type session struct {
 
 	subs        map[string]*partSub // partition subscriptions by masked key; Guarded by mu.
 	partRefetch bool                // some subscription needs catch-up; Guarded by mu.
+	ended       bool                // no writer may start any more; Guarded by mu.
 }
 
 func (s *Server) socket(c echo.Context) error {
@@ -145,6 +146,9 @@ func (ss *session) run() error {
 	err := ss.readLoop()
 	ss.pingTimer.Stop()
 	ss.stop()
+	ss.mu.Lock()
+	ss.ended = true
+	ss.mu.Unlock()
 	ss.writers.Wait()
 	return err
 }
@@ -343,14 +347,20 @@ func (ss *session) enqueueLocked(b []byte) bool {
 
 // signal makes sure a writer goroutine will look at the queue.
 func (ss *session) signal() {
-	if ss.writing.CompareAndSwap(false, true) {
-		if ss.ctx.Err() != nil {
-			ss.writing.Store(false)
-			return
-		}
-		ss.writers.Add(1)
-		go ss.writer()
+	if !ss.writing.CompareAndSwap(false, true) {
+		return
 	}
+	// Starting a writer is ordered with the session's end under mu, so that no
+	// writers.Add can race the final writers.Wait.
+	ss.mu.Lock()
+	if ss.ended {
+		ss.mu.Unlock()
+		ss.writing.Store(false)
+		return
+	}
+	ss.writers.Add(1)
+	ss.mu.Unlock()
+	go ss.writer()
 }
 
 // writer writes until the queue is empty and nothing waits to be fetched, then

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -261,18 +262,17 @@ func (pc *pushCounts) sentOne(counter uint32, d time.Duration) {
 }
 
 // pushPhase creates a group, subscribes every subscriber to it and sends
-// for o.Duration: closed loop with at most o.FanoutInFlight messages not yet
-// pushed to every subscriber, or (openLoop) at o.Rate from the senders in
-// turn. It
-// then waits for the pushes still on their way and checks that every
-// subscriber got every message, in counter order.
+// for o.Duration: closed loop (with at most o.FanoutInFlight messages not
+// yet pushed to every subscriber, if set), or (openLoop) at o.Rate from the
+// senders in turn. It then waits for the pushes still on their way and
+// checks that every subscriber got every message, in counter order.
 func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, subs []*subscriber, openLoop bool) (*fanoutResult, error) {
 	o := gb.o
 	res := &fanoutResult{Mode: "closed_loop", InFlight: o.FanoutInFlight, Senders: len(senders)}
 	capacity := o.MaxMessages
 	if openLoop {
 		res.Mode, res.Rate, res.InFlight = "open_loop", o.Rate, 0
-		capacity = min(capacity, int(o.Rate*o.Duration.Seconds())+1)
+		capacity = min(capacity, int(math.Ceil(o.Rate*o.Duration.Seconds())))
 	}
 	g, err := gb.createGroup(ctx, senders[0])
 	if err != nil {
@@ -434,9 +434,11 @@ func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Clie
 	wg.Wait()
 }
 
-// sendOpenLoop sends at o.Rate, the senders in turn, each with at most the
-// server's in-flight limit at a time (a tick whose sender has none free is
-// skipped), up to limit messages.
+// sendOpenLoop sends at o.Rate for o.Duration on a fixed schedule (message
+// k is due at k/rate; late ones go at once, so a stall does not lower the
+// rate), the senders in turn, each with at most the server's in-flight limit
+// at a time (a message whose sender has none free is skipped), up to limit
+// messages.
 func (gb *groupBench) sendOpenLoop(ctx context.Context, senders []*client.Client, g *benchGroup, pc *pushCounts, limit int) {
 	o := gb.o
 	makers := make([]*msgMaker, len(senders))
@@ -444,24 +446,26 @@ func (gb *groupBench) sendOpenLoop(ctx context.Context, senders []*client.Client
 	for i := range senders {
 		makers[i], slots[i] = gb.newMaker(uint32(i)), make(chan struct{}, groupBenchServerInFlight)
 	}
-	tick := time.NewTicker(max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond))
-	defer tick.Stop()
-	stop := time.NewTimer(o.Duration)
-	defer stop.Stop()
+	interval := max(time.Duration(float64(time.Second)/o.Rate), time.Microsecond)
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
-		select {
-		case <-tick.C:
-		case <-stop.C:
+	for k := 0; k < limit; k++ {
+		due := start.Add(time.Duration(k) * interval)
+		if due.Sub(start) >= o.Duration {
 			return
-		case <-ctx.Done():
-			return
+		}
+		if d := time.Until(due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return
+			}
 		}
 		seq := pc.next.Add(1)
-		if seq > int64(limit) {
-			return
-		}
 		i := int(seq) % len(senders)
 		select {
 		case slots[i] <- struct{}{}:

@@ -32,6 +32,10 @@ func TestDirectoryConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) directory.Store { return openTest(t) })
 }
 
+func TestDirectoryIDsNeverReused(t *testing.T) {
+	storetest.RunIDs(t, func(t *testing.T) directory.Store { return openTest(t) })
+}
+
 func TestMailboxConformance(t *testing.T) {
 	mailboxtest.Run(t, func(t *testing.T) mailboxtest.Store { return openTest(t) })
 }

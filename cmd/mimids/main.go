@@ -40,7 +40,8 @@ commands:
   ban       add | remove | list provider-wide bans
   report    list reports filed by clients
   mls       decode | keypackage | replay: inspect MLS messages
-  bench     load-test a running server over loopback
+  bench     load-test a running server's mailbox path over loopback
+  bench-group  load-test a running server's hub (groups) over loopback
 
 Run 'mimids <command> -h' for a command's flags.
 `

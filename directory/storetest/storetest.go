@@ -104,3 +104,26 @@ func Run(t *testing.T, newStore func(t *testing.T) directory.Store) {
 		}
 	})
 }
+
+// RunIDs checks that ids of removed clients are never given to new ones: the change
+// log names clients by id, and a reused id would let an old revocation close a new
+// client's sockets.
+func RunIDs(t *testing.T, newStore func(t *testing.T) directory.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	s := newStore(t)
+	old, err := s.CreateClient(ctx, "alice", "phone", []byte("h1"), true, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CreateClient(ctx, "bob", "phone", []byte("h2"), true, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID == old.ID || c.UserID == old.UserID {
+		t.Fatalf("new client got the removed client's id %d (user %d)", c.ID, c.UserID)
+	}
+}

@@ -1,12 +1,14 @@
 -- Users, their clients (devices) and admin credentials.
+-- AUTOINCREMENT: ids are never reused, so a change-log entry about a removed client
+-- can never hit a newer client.
 CREATE TABLE users (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL
 );
 
 CREATE TABLE clients (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     name        TEXT NOT NULL,
     token_hash  BLOB NOT NULL UNIQUE,
@@ -17,7 +19,7 @@ CREATE TABLE clients (
 );
 
 CREATE TABLE admin_tokens (
-    id         INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT NOT NULL,
     token_hash BLOB NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,

@@ -1,6 +1,6 @@
 // Command mimids runs a MIMI Delivery Service provider (`mimids serve`) and administers
 // its store (`mimids user`, `mimids client`, `mimids notice`, `mimids admin`), inspects
-// MLS messages (`mimids mls`) and measures a running server (`mimids bench`).
+// MLS messages (`mimids mls`) and measures a running server (`mimids bench`, `mimids bench-group`).
 package main
 
 import (
@@ -12,18 +12,19 @@ import (
 type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 var commands = map[string]command{
-	"serve":  serveCommand,
-	"user":   userCommand,
-	"client": clientCommand,
-	"notice": noticeCommand,
-	"admin":  adminCommand,
-	"mls":    mlsCommand,
-	"keys":   keysCommand,
-	"group":  groupCommand,
-	"ban":    banCommand,
-	"report": reportCommand,
-	"tokens": tokensCommand,
-	"bench":  func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
+	"serve":       serveCommand,
+	"user":        userCommand,
+	"client":      clientCommand,
+	"notice":      noticeCommand,
+	"admin":       adminCommand,
+	"mls":         mlsCommand,
+	"keys":        keysCommand,
+	"group":       groupCommand,
+	"ban":         banCommand,
+	"report":      reportCommand,
+	"tokens":      tokensCommand,
+	"bench":       func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
+	"bench-group": func(a []string, _ io.Reader, o, e io.Writer) int { return benchGroupCommand(a, o, e) },
 }
 
 const usage = `usage: mimids <command> [flags]

@@ -35,7 +35,10 @@ type Partitions interface {
 }
 
 // topic is the gateway's single hub subscription for one partition, fanned out to
-// every subscribed session: the push frame is encoded once per message.
+// every subscribed session: the push frame is encoded once per message. The hub
+// offers entries on its store's writer goroutine; the topic only queues them there
+// and fans out on its own goroutine, so a partition with many subscribers does not
+// hold up the next commit.
 type topic struct {
 	// Static after construction.
 	masked []byte
@@ -43,23 +46,71 @@ type topic struct {
 
 	mu       sync.Mutex
 	sessions map[*session]*partSub // Guarded by mu.
+	pending  []topicItem           // offered, not yet fanned out; Guarded by mu.
+	running  bool                  // a fan-out goroutine runs; Guarded by mu.
 	cancel   func()                // Guarded by fanout.mu.
 }
 
-func (t *topic) Notify(e PartitionEntry) {
-	frame := encodePartitionEntry(t.masked, e) // once for every subscriber
+type topicItem struct {
+	e       PartitionEntry
+	refetch bool
+}
+
+// maxTopicBacklog bounds the entries a topic holds for its fan-out goroutine; past
+// it, they are dropped and every subscriber catches up from the log instead.
+const maxTopicBacklog = 4096
+
+func (t *topic) Notify(e PartitionEntry) { t.offer(topicItem{e: e}) }
+func (t *topic) Refetch()                { t.offer(topicItem{refetch: true}) }
+
+func (t *topic) offer(it topicItem) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for ss, sub := range t.sessions {
-		ss.notifyPartition(sub, e.Counter, frame)
+	if len(t.pending) >= maxTopicBacklog {
+		t.pending = append(t.pending[:0], topicItem{refetch: true})
+	}
+	t.pending = append(t.pending, it)
+	start := !t.running
+	t.running = true
+	t.mu.Unlock()
+	if start {
+		go t.deliver()
 	}
 }
 
-func (t *topic) Refetch() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for ss, sub := range t.sessions {
-		ss.refetchPartition(sub)
+type sessionSub struct {
+	ss  *session
+	sub *partSub
+}
+
+// deliver fans out what is pending until nothing is, then exits.
+func (t *topic) deliver() {
+	var subs []sessionSub
+	for {
+		t.mu.Lock()
+		items := t.pending
+		t.pending = nil
+		if len(items) == 0 {
+			t.running = false
+			t.mu.Unlock()
+			return
+		}
+		subs = subs[:0]
+		for ss, sub := range t.sessions {
+			subs = append(subs, sessionSub{ss, sub})
+		}
+		t.mu.Unlock()
+		for _, it := range items {
+			if it.refetch {
+				for _, s := range subs {
+					s.ss.refetchPartition(s.sub)
+				}
+				continue
+			}
+			frame := encodePartitionEntry(t.masked, it.e) // once for every subscriber
+			for _, s := range subs {
+				s.ss.notifyPartition(s.sub, it.e.Counter, frame)
+			}
+		}
 	}
 }
 
@@ -260,7 +311,10 @@ func (ss *session) unsubscribe(_ context.Context, body []byte) ([]byte, error) {
 		return nil, &wire.Error{Code: wire.CodeMalformed, Message: "unsubscribe: " + err.Error()}
 	}
 	ss.mu.Lock()
-	_, ok := ss.subs[string(masked)]
+	sub, ok := ss.subs[string(masked)]
+	if ok {
+		sub.done = true // the fan-out may still hold it
+	}
 	delete(ss.subs, string(masked))
 	ss.mu.Unlock()
 	if !ok {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
@@ -33,7 +35,7 @@ func storeCommand(name string, args []string, stdout, stderr io.Writer, setup fu
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := openStore(ctx, cfg)
+	db, err := provider.OpenStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "mimids %s: %v\n", name, err)
 		return 1

@@ -3,174 +3,20 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"time"
 
-	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/cmd/provider"
 )
 
-// Config is the whole configuration of a provider. It is read from a JSON file
-// (-config) and then overridden by flags; every field has a default that needs nothing.
-type Config struct {
-	// Domain is the provider's domain: it names users (mimi://<domain>/u/<user>).
-	Domain string `json:"domain"`
-	// Listen is the address of the HTTP server (client socket, admin API, dashboard).
-	Listen string `json:"listen"`
-	// DataDir holds the SQLite store (mimids.db).
-	DataDir string    `json:"data_dir"`
-	Log     LogConfig `json:"log"`
-	Store   struct {
-		// Synchronous is "full" (a commit survives power loss) or "normal" (it
-		// survives a crash of the process).
-		Synchronous string `json:"synchronous"`
-	} `json:"store"`
-	TLS struct {
-		CertFile string `json:"cert_file"`
-		KeyFile  string `json:"key_file"`
-	} `json:"tls"`
-	Gateway gateway.Config `json:"gateway"`
-	// Peers are the providers this one federates with: the relay forwards its
-	// clients' Oblivious HTTP requests only to their gateways.
-	Peers       []PeerConfig      `json:"peers"`
-	Discovery   DiscoveryConfig   `json:"discovery"`
-	OHTTP       OHTTPConfig       `json:"ohttp"`
-	KeyPackages KeyPackagesConfig `json:"key_packages"`
-	Hub         HubConfig         `json:"hub"`
-}
+// Config is the provider configuration (cmd/provider).
+type Config = provider.Config
 
-// PeerConfig names a peer provider and its base URL.
-type PeerConfig struct {
-	Domain string `json:"domain"`
-	URL    string `json:"url"` // e.g. https://b.example; the gateway is at /.well-known/ohttp-gateway
-}
-
-// DiscoveryConfig sets the bearer-token policy of discovery.
-type DiscoveryConfig struct {
-	TokenPolicy string           `json:"token_policy"` // per_requester or shared
-	TokenTTL    gateway.Duration `json:"token_ttl"`    // per-requester token lifetime
-}
-
-// OHTTPConfig tunes the Oblivious HTTP gateway and relay.
-type OHTTPConfig struct {
-	KeyGrace   gateway.Duration `json:"key_grace"`   // how long a rotated-out key keeps working
-	RelayRate  float64          `json:"relay_rate"`  // requests per second per client through the relay
-	RelayBurst int              `json:"relay_burst"` // burst of the same
-}
-
-// KeyPackagesConfig tunes the KeyPackage store.
-type KeyPackagesConfig struct {
-	MaxPerUpload  int              `json:"max_per_upload"`
-	MaxPerClient  int              `json:"max_per_client"`
-	LowThreshold  int              `json:"low_threshold"`
-	PurgeInterval gateway.Duration `json:"purge_interval"`
-}
-
-// HubConfig tunes the hub.
-type HubConfig struct {
-	RatePerSecond  float64 `json:"rate_per_second"` // per local user; negative disables
-	RateBurst      int     `json:"rate_burst"`
-	MaxMessageSize int     `json:"max_message_size"`
-	StateCacheSize int     `json:"state_cache_size"`
-}
-
-// LogConfig selects the log format and level.
-type LogConfig struct {
-	Format string `json:"format"` // text or json
-	Level  string `json:"level"`  // debug, info, warn, error
-}
-
-func defaultConfig() Config {
-	c := Config{Domain: "localhost", Listen: "127.0.0.1:8080", DataDir: "./data", Log: LogConfig{Format: "text", Level: "info"}}
-	c.Store.Synchronous = "full"
-	c.Gateway = c.Gateway.WithDefaults()
-	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour)}
-	c.OHTTP = OHTTPConfig{KeyGrace: gateway.Duration(24 * time.Hour), RelayRate: 20, RelayBurst: 40}
-	c.KeyPackages = KeyPackagesConfig{MaxPerUpload: 100, MaxPerClient: 1000, LowThreshold: 5, PurgeInterval: gateway.Duration(10 * time.Minute)}
-	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024}
-	return c
-}
-
-var domainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$`)
-
-// Validate reports every problem at once.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if !domainRE.MatchString(c.Domain) {
-		bad("domain %q is not a lower-case DNS name", c.Domain)
-	}
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
-		bad("listen %q is not host:port", c.Listen)
-	}
-	if c.DataDir == "" {
-		bad("data_dir is empty")
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format %q must be text or json", c.Log.Format)
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Store.Synchronous {
-	case "full", "normal":
-	default:
-		bad("store.synchronous %q must be full or normal", c.Store.Synchronous)
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		bad("tls.cert_file and tls.key_file must be set together")
-	}
-	if err := c.Gateway.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	seen := map[string]bool{}
-	for i, p := range c.Peers {
-		if !domainRE.MatchString(p.Domain) || p.Domain == c.Domain || seen[p.Domain] {
-			bad("peers[%d].domain %q must be a lower-case DNS name, not ours, listed once", i, p.Domain)
-		}
-		seen[p.Domain] = true
-		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("peers[%d].url %q must be an http(s) URL", i, p.URL)
-		}
-	}
-	switch c.Discovery.TokenPolicy {
-	case "per_requester", "shared":
-	default:
-		bad("discovery.token_policy %q must be per_requester or shared", c.Discovery.TokenPolicy)
-	}
-	if c.Discovery.TokenTTL <= 0 {
-		bad("discovery.token_ttl must be positive")
-	}
-	if c.OHTTP.KeyGrace < gateway.Duration(5*time.Minute) {
-		bad("ohttp.key_grace %s must be at least 5m", c.OHTTP.KeyGrace.D())
-	}
-	if c.OHTTP.RelayRate <= 0 || c.OHTTP.RelayBurst < 1 {
-		bad("ohttp.relay_rate and ohttp.relay_burst must be positive")
-	}
-	kp := c.KeyPackages
-	if kp.MaxPerUpload < 1 || kp.MaxPerUpload > 1000 || kp.MaxPerClient < kp.MaxPerUpload || kp.LowThreshold < 0 || kp.PurgeInterval <= 0 {
-		bad("key_packages: max_per_upload 1..1000, max_per_client >= max_per_upload, low_threshold >= 0, purge_interval > 0")
-	}
-	if c.Hub.RateBurst < 1 && c.Hub.RatePerSecond >= 0 || c.Hub.MaxMessageSize < 1024 || c.Hub.StateCacheSize < 1 {
-		bad("hub: rate_burst >= 1 (unless rate_per_second < 0), max_message_size >= 1024, state_cache_size >= 1")
-	}
-	return errors.Join(errs...)
-}
-
-// StorePath is the SQLite file of the provider.
-func (c Config) StorePath() string { return filepath.Join(c.DataDir, "mimids.db") }
+func defaultConfig() Config { return provider.DefaultConfig() }
 
 // loadConfig parses the common flags (-config, -domain, -listen, -data, -log-format,
 // -log-level) from args, reads the file if any, applies the flags and validates.
@@ -215,7 +61,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	return cfg, nil
 }
 
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+func newLogger(c provider.LogConfig, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lvl}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
+
 	"github.com/mimids/mimids/client"
 	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/hub"
@@ -144,14 +147,14 @@ func (s *pushRecorder) count(masked []byte) int {
 // receive with hints, a retried send, Welcome routing, bad input and termination.
 func TestGroupOverSocket(t *testing.T) {
 	fx := loadGroupFixture(t, "create-2.json")
-	p := startTestProvider(t, "a.example", nil, func(c *Config) {
+	p := providertest.Start(t, "a.example", nil, func(c *provider.Config) {
 		c.Hub.RatePerSecond = -1
 		c.Hub.MaxMessageSize = 64 << 10
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dial := func(user string, sub *pushRecorder) *client.Client {
-		_, tok, err := p.dir.AddClient(ctx, user, "phone", true)
+		_, tok, err := p.Dir.AddClient(ctx, user, "phone", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +249,7 @@ func TestGroupOverSocket(t *testing.T) {
 		t.Fatalf("receive: %v %+v", err, rr)
 	}
 	// bob is on b.example: his Welcome waits for the federation.
-	pend, err := p.hub.PendingWelcomes(ctx, "b.example", 10)
+	pend, err := p.Hub.PendingWelcomes(ctx, "b.example", 10)
 	if err != nil || len(pend) != 1 {
 		t.Fatalf("pending Welcomes for b.example: %d %v", len(pend), err)
 	}
@@ -267,7 +270,7 @@ func TestGroupOverSocket(t *testing.T) {
 	// Terminating the newest partition: sends are refused, subscribers are told.
 	last := fx.Steps[len(fx.Steps)-1]
 	lastMasked := hubMask(t, fx, last.PartitionKey)
-	if err := p.hub.Terminate(ctx, fx.GroupID, lastMasked); err != nil {
+	if err := p.Hub.Terminate(ctx, fx.GroupID, lastMasked); err != nil {
 		t.Fatal(err)
 	}
 	_, err = call[hub.SendResponse](t, alice, wire.MethodSend, &hub.SendRequest{Message: fx.Steps[0].Message, PartitionKey: last.PartitionKey})

@@ -6,32 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/sqlite"
 )
-
-// offlineParts builds the domain services over the store for the admin CLI.
-func offlineParts(cfg Config, db *sqlite.DB, d *directory.Directory) (*hub.Hub, *directory.Discovery, error) {
-	log := slog.New(slog.DiscardHandler)
-	disc, err := directory.NewDiscovery(d, db, directory.DiscoveryConfig{
-		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
-	if err != nil {
-		return nil, nil, err
-	}
-	mb := mailbox.New(db, mailbox.Metrics{})
-	kps, err := directory.NewKeyPackages(d, db, disc, mb, directory.KeyPackageConfig{}, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	h, err := hub.New(hub.Config{Domain: cfg.Domain, Logger: log}, db, hubRouter{kps}, hubMailbox{mb})
-	return h, disc, err
-}
 
 func hexArg(s string) ([]byte, error) {
 	b, err := hex.DecodeString(s)
@@ -45,7 +28,7 @@ func groupCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	verb, rest := sub(args)
 	run := func(fn func(ctx context.Context, h *hub.Hub, db *sqlite.DB, a []string) error) int {
 		return storeCommand("group "+verb, rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			h, _, err := offlineParts(cfg, db, d)
+			h, _, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}
@@ -107,7 +90,7 @@ func groupCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 				return err
 			}
 			fmt.Fprintf(stdout, "terminated partition %x\n", masked)
-			return db.RecordChange(ctx, ChangePartitions, 0, time.Now())
+			return db.RecordChange(ctx, provider.ChangePartitions, 0, time.Now())
 		})
 	}
 	fmt.Fprintln(stderr, "usage: mimids group list | partitions GROUP_ID | terminate GROUP_ID MASKED_KEY [flags]")
@@ -120,7 +103,7 @@ func banCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	setup := func(fs *flag.FlagSet) { reason = fs.String("reason", "", "why (shown to admins)") }
 	run := func(fn func(ctx context.Context, h *hub.Hub, a []string) error) int {
 		return storeCommand("ban "+verb, rest, stdout, stderr, setup, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			h, _, err := offlineParts(cfg, db, d)
+			h, _, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}
@@ -170,7 +153,7 @@ func reportCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return storeCommand("report list", rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, _ []string) error {
-		h, _, err := offlineParts(cfg, db, d)
+		h, _, err := provider.Offline(cfg, db, d)
 		if err != nil {
 			return err
 		}
@@ -186,7 +169,7 @@ func tokensCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	verb, rest := sub(args)
 	run := func(fn func(ctx context.Context, disc *directory.Discovery, a []string) error) int {
 		return storeCommand("tokens "+verb, rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			_, disc, err := offlineParts(cfg, db, d)
+			_, disc, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
+
 	"github.com/mimids/mimids/client"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/gateway/wire"
@@ -111,7 +114,7 @@ func (w *wiretap) handler(t *testing.T, target string) http.Handler {
 }
 
 // relayDo sends one inner request to B through A's relay and returns the inner response.
-func relayDo(t *testing.T, a *testProvider, token, peer string, keys []byte, path string, body []byte) *bhttp.Response {
+func relayDo(t *testing.T, a *providertest.Provider, token, peer string, keys []byte, path string, body []byte) *bhttp.Response {
 	t.Helper()
 	oc, err := ohttp.NewClient(keys)
 	if err != nil {
@@ -122,7 +125,7 @@ func relayDo(t *testing.T, a *testProvider, token, peer string, keys []byte, pat
 	if err != nil {
 		t.Fatal(err)
 	}
-	hr, _ := http.NewRequest("POST", a.Base+relayPathPrefix+peer, bytes.NewReader(enc))
+	hr, _ := http.NewRequest("POST", a.Base+provider.RelayPathPrefix+peer, bytes.NewReader(enc))
 	hr.Header.Set("Content-Type", "message/ohttp-req")
 	hr.Header.Set("Authorization", "Bearer "+token)
 	hr.Header.Set("Cookie", "session=alice-secret")
@@ -145,19 +148,19 @@ func relayDo(t *testing.T, a *testProvider, token, peer string, keys []byte, pat
 // TestKeyPackagesAcrossProviders: a client of A fetches the KeyPackages of a user of B
 // through A's relay; A sees opaque bytes only.
 func TestKeyPackagesAcrossProviders(t *testing.T) {
-	lnA, lnB := listenPair(t)
+	lnA, lnB := providertest.ListenPair(t)
 	tap := &wiretap{}
 	tapSrv := httptest.NewServer(tap.handler(t, "http://"+lnB.Addr().String()))
 	defer tapSrv.Close()
-	a := startTestProvider(t, "a.example", lnA, func(c *Config) {
-		c.Peers = []PeerConfig{{Domain: "b.example", URL: tapSrv.URL}}
+	a := providertest.Start(t, "a.example", lnA, func(c *provider.Config) {
+		c.Peers = []provider.PeerConfig{{Domain: "b.example", URL: tapSrv.URL}}
 	})
-	b := startTestProvider(t, "b.example", lnB, nil)
+	b := providertest.Start(t, "b.example", lnB, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	// bob (on B) uploads a stock of 3 KeyPackages and a last resort.
-	_, bobToken, err := b.dir.AddClient(ctx, "bob", "phone", true)
+	_, bobToken, err := b.Dir.AddClient(ctx, "bob", "phone", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +180,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 	}
 
 	// alice (on A) gets B's gateway keys directly from B, then works through A's relay.
-	_, aliceToken, err := a.dir.AddClient(ctx, "alice", "laptop", true)
+	_, aliceToken, err := a.Dir.AddClient(ctx, "alice", "laptop", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 
 	w := wire.NewWriter(nil)
 	w.String("mimi://b.example/u/bob")
-	inner := relayDo(t, a, aliceToken, "b.example", keys, innerDiscoverPath, w.Bytes())
+	inner := relayDo(t, a, aliceToken, "b.example", keys, provider.InnerDiscoverPath, w.Bytes())
 	var disc directory.DiscoveryResponse
 	if inner.Status != 200 || disc.UnmarshalBinary(inner.Content) != nil || disc.BearerToken == "" || disc.Provider != "b.example" {
 		t.Fatalf("discover: %d %+v", inner.Status, disc)
@@ -205,7 +208,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 	reqs = append(reqs, directory.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
 		Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
 	body, _ := directory.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
-	inner = relayDo(t, a, aliceToken, "b.example", keys, innerKeyPackagesPath, body)
+	inner = relayDo(t, a, aliceToken, "b.example", keys, provider.InnerKeyPackagesPath, body)
 	var bundle directory.KeyPackageResponseBundle
 	if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != 6 {
 		t.Fatalf("fetch: %d %+v", inner.Status, bundle)

@@ -1,4 +1,4 @@
-package main
+package provider
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 
 // Inner Oblivious HTTP routes served by the gateway (docs/protocol.md §3).
 const (
-	innerKeyPackagesPath = "/v1/keypackages"
-	innerDiscoverPath    = "/v1/discover"
-	relayPathPrefix      = "/v1/ohttp-relay/"
+	InnerKeyPackagesPath = "/v1/keypackages"
+	InnerDiscoverPath    = "/v1/discover"
+	RelayPathPrefix      = "/v1/ohttp-relay/"
 	contentTypeMIMI      = "application/octet-stream"
 )
 
@@ -73,7 +73,7 @@ func kpError(err error) error {
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
 func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery) map[ohttp.Route]ohttp.HandlerFunc {
 	return map[ohttp.Route]ohttp.HandlerFunc{
-		{Method: http.MethodPost, Path: innerKeyPackagesPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
+		{Method: http.MethodPost, Path: InnerKeyPackagesPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
 			out, err := kps.ServeBundle(ctx, req.Content, time.Now())
 			switch {
 			case errors.Is(err, directory.ErrMalformed):
@@ -85,7 +85,7 @@ func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery) map[ohtt
 			}
 			return bhttp.NewResponse(http.StatusOK, contentTypeMIMI, out)
 		},
-		{Method: http.MethodPost, Path: innerDiscoverPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
+		{Method: http.MethodPost, Path: InnerDiscoverPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
 			r := wire.NewReader(req.Content)
 			user := r.OpaqueMax("discover.user_id", directory.MaxUserIDLen)
 			if err := r.Done(); err != nil {
@@ -133,7 +133,7 @@ func newRelay(cfg Config, dir *directory.Directory) (*ohttp.Relay, error) {
 	authorize, limitKey := relayAuthorizer(dir)
 	return ohttp.NewRelay(ohttp.RelayConfig{
 		Peers:     peers,
-		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, relayPathPrefix) },
+		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: authorize,
 		Limiter:   ohttp.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000),
 		LimitKey:  limitKey,

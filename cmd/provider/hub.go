@@ -1,4 +1,4 @@
-package main
+package provider
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"github.com/mimids/mimids/hub"
 )
 
-// hubRouter answers the hub's Welcome routing question from the KeyPackage store.
-type hubRouter struct{ kp *directory.KeyPackages }
+// HubRouter answers the hub's Welcome routing question from the KeyPackage store.
+type HubRouter struct{ kp *directory.KeyPackages }
 
-func (r hubRouter) ClientForRef(ctx context.Context, ref []byte) (int64, bool, error) {
+func (r HubRouter) ClientForRef(ctx context.Context, ref []byte) (int64, bool, error) {
 	c, err := r.kp.ClientForRef(ctx, ref)
 	if errors.Is(err, directory.ErrNotFound) {
 		return 0, false, nil
@@ -26,10 +26,10 @@ func (r hubRouter) ClientForRef(ctx context.Context, ref []byte) (int64, bool, e
 	return c.ID, true, nil
 }
 
-// hubMailbox delivers Welcomes to local clients' durable mailboxes.
-type hubMailbox struct{ mb *mailbox.Mailbox }
+// HubMailbox delivers Welcomes to local clients' durable mailboxes.
+type HubMailbox struct{ mb *mailbox.Mailbox }
 
-func (m hubMailbox) Deliver(ctx context.Context, clientID int64, kind uint16, payload []byte) error {
+func (m HubMailbox) Deliver(ctx context.Context, clientID int64, kind uint16, payload []byte) error {
 	// Zero entries means the client is revoked or gone: nothing to retry.
 	_, err := m.mb.Enqueue(ctx, mailbox.Target{ClientID: clientID}, kind, payload)
 	return err

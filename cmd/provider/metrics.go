@@ -1,4 +1,4 @@
-package main
+package provider
 
 import (
 	"github.com/prometheus/client_golang/prometheus"

@@ -1,4 +1,6 @@
-package main
+// Package providertest starts real providers in-process for tests: the same wiring
+// as mimids serve, on a loopback port and a SQLite file in a temp dir.
+package providertest
 
 import (
 	"context"
@@ -7,20 +9,21 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/cmd/provider"
 )
 
-// testProvider is one provider served in-process on a loopback port: the same wiring
-// as mimids serve.
-type testProvider struct {
-	*provider
+// Provider is one provider served until the test ends.
+type Provider struct {
+	*provider.Provider
 	Base       string // http://127.0.0.1:port
 	Socket     string // ws://127.0.0.1:port/v1/socket
 	AdminToken string
 }
 
-// startTestProvider runs a provider for domain until the test ends. edit may change
-// the configuration (peers, limits) before it starts; ln may be nil.
-func startTestProvider(t testing.TB, domain string, ln net.Listener, edit func(*Config)) *testProvider {
+// Start runs a provider for domain until the test ends. edit may change the
+// configuration (peers, limits) before it starts; ln may be nil for a fresh port.
+func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config)) *Provider {
 	t.Helper()
 	if ln == nil {
 		var err error
@@ -28,7 +31,7 @@ func startTestProvider(t testing.TB, domain string, ln net.Listener, edit func(*
 			t.Fatal(err)
 		}
 	}
-	cfg := defaultConfig()
+	cfg := provider.DefaultConfig()
 	cfg.Domain = domain
 	cfg.DataDir = t.TempDir()
 	cfg.Store.Synchronous = "normal"
@@ -40,20 +43,20 @@ func startTestProvider(t testing.TB, domain string, ln net.Listener, edit func(*
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := openStore(ctx, cfg)
+	db, err := provider.OpenStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newProvider(ctx, cfg, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := provider.New(ctx, cfg, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := p.dir.EnsureAdmin(ctx)
+	admin, err := p.Dir.EnsureAdmin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- p.run(ctx, ln) }()
+	go func() { done <- p.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -66,12 +69,12 @@ func startTestProvider(t testing.TB, domain string, ln net.Listener, edit func(*
 		}
 		db.Close()
 	})
-	return &testProvider{provider: p, Base: "http://" + cfg.Listen, Socket: "ws://" + cfg.Listen + "/v1/socket", AdminToken: admin}
+	return &Provider{Provider: p, Base: "http://" + cfg.Listen, Socket: "ws://" + cfg.Listen + "/v1/socket", AdminToken: admin}
 }
 
-// listenPair reserves two loopback listeners, so that two providers can name each
+// ListenPair reserves two loopback listeners, so that two providers can name each
 // other as peers before either starts.
-func listenPair(t testing.TB) (net.Listener, net.Listener) {
+func ListenPair(t testing.TB) (net.Listener, net.Listener) {
 	t.Helper()
 	a, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,166 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/sqlite"
+	"github.com/mimids/mimids/web"
+)
+
+// Provider is every part of one running provider, wired together. The fields are
+// static after New.
+type Provider struct {
+	Config  Config
+	Log     *slog.Logger
+	DB      *sqlite.DB
+	Dir     *directory.Directory
+	Mailbox *mailbox.Mailbox
+	Disc    *directory.Discovery
+	KPs     *directory.KeyPackages
+	Hub     *hub.Hub
+	Keys    *ohttp.KeySet
+	Gateway *gateway.Server
+}
+
+// OpenStore opens the provider's SQLite store.
+func OpenStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
+	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous})
+}
+
+// New wires the parts of a provider over an open store.
+func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Provider, error) {
+	p := &Provider{Config: cfg, Log: log, DB: db, Dir: directory.New(db, cfg.Domain)}
+	reg := gateway.NewRegistry()
+	p.Mailbox = mailbox.New(db, mailboxMetrics(reg))
+	var err error
+	p.Disc, err = directory.NewDiscovery(p.Dir, db, directory.DiscoveryConfig{
+		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
+	if err != nil {
+		return nil, err
+	}
+	p.KPs, err = directory.NewKeyPackages(p.Dir, db, p.Disc, p.Mailbox, directory.KeyPackageConfig{
+		MaxPerUpload: cfg.KeyPackages.MaxPerUpload, MaxPerClient: cfg.KeyPackages.MaxPerClient,
+		LowThreshold: cfg.KeyPackages.LowThreshold}, log)
+	if err != nil {
+		return nil, err
+	}
+	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, RatePerSecond: cfg.Hub.RatePerSecond, RateBurst: cfg.Hub.RateBurst,
+		MaxMessageSize: cfg.Hub.MaxMessageSize, StateCacheSize: cfg.Hub.StateCacheSize, Logger: log},
+		db, HubRouter{p.KPs}, HubMailbox{p.Mailbox})
+	if err != nil {
+		return nil, err
+	}
+	p.Keys, err = LoadKeySet(ctx, db, cfg.OHTTP.KeyGrace.D(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
+		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
+		Dashboard: web.Placeholder(cfg.Domain), Partitions: hubPartitions{p.Hub}, OnChange: p.onChange,
+	})
+	registerHub(p.Gateway, p.Hub)
+	registerHubMetrics(reg, p.Hub)
+	registerKeyPackages(p.Gateway, p.KPs)
+	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc), Authorities: []string{cfg.Domain}})
+	if err != nil {
+		return nil, err
+	}
+	e := p.Gateway.Echo()
+	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(og))
+	if len(cfg.Peers) > 0 {
+		relay, err := newRelay(cfg, p.Dir)
+		if err != nil {
+			return nil, err
+		}
+		e.POST(RelayPathPrefix+":peer", echo.WrapHandler(relay))
+	}
+	return p, nil
+}
+
+// onChange applies store changes made by the admin CLI from another process.
+func (p *Provider) onChange(c directory.Change) {
+	switch c.Kind {
+	case ChangeOHTTPKeys:
+		if err := p.reloadKeys(context.Background()); err != nil {
+			p.Log.Error("reload ohttp keys", "err", err)
+		}
+	case ChangePartitions:
+		p.Hub.Poke(nil)
+	}
+}
+
+// reloadKeys brings the in-memory key set up to date with the store.
+func (p *Provider) reloadKeys(ctx context.Context) error {
+	fresh, err := LoadKeySet(ctx, p.DB, p.Config.OHTTP.KeyGrace.D(), time.Now())
+	if err != nil {
+		return err
+	}
+	have := map[uint8]bool{}
+	for _, st := range p.Keys.States() {
+		have[st.Key.ID()] = true
+	}
+	for _, st := range fresh.States() {
+		if !have[st.Key.ID()] {
+			if err := p.Keys.Add(st.Key); err != nil {
+				return err
+			}
+		}
+		if !st.Retired.IsZero() {
+			p.Keys.Retire(st.Key.ID(), st.Retired)
+		}
+	}
+	return nil
+}
+
+// Run serves on ln until ctx ends; the background jobs stop with it.
+func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Gateway.Serve(ctx, ln) })
+	g.Go(func() error { return p.Hub.Run(ctx) })
+	g.Go(func() error {
+		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())
+		defer t.Stop()
+		for {
+			if st, err := p.KPs.Purge(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				p.Log.Warn("purge KeyPackages", "err", err)
+			} else if err == nil {
+				p.Log.Debug("purged KeyPackages", "stats", fmt.Sprintf("%+v", st))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// Offline builds the domain services over the store for the admin CLI.
+func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (*hub.Hub, *directory.Discovery, error) {
+	log := slog.New(slog.DiscardHandler)
+	disc, err := directory.NewDiscovery(d, db, directory.DiscoveryConfig{
+		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
+	if err != nil {
+		return nil, nil, err
+	}
+	mb := mailbox.New(db, mailbox.Metrics{})
+	kps, err := directory.NewKeyPackages(d, db, disc, mb, directory.KeyPackageConfig{}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := hub.New(hub.Config{Domain: cfg.Domain, Logger: log}, db, HubRouter{kps}, HubMailbox{mb})
+	return h, disc, err
+}

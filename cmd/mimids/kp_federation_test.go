@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/mls/mlstest"
 
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
@@ -29,52 +29,7 @@ import (
 // testKeyPackage returns a signed suite-1 KeyPackage for identity, valid around now.
 func testKeyPackage(t testing.TB, identity string, lastResort bool) []byte {
 	t.Helper()
-	suite := mls.CipherSuite(1)
-	s, err := suite.Suite()
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, pub, err := s.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hpke := func() []byte {
-		k, err := ecdh.X25519().GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k.PublicKey().Bytes()
-	}
-	now := time.Now()
-	kp := &mls.KeyPackage{
-		Version: mls.ProtocolVersionMLS10, CipherSuite: suite, InitKey: hpke(),
-		LeafNode: mls.LeafNode{
-			EncryptionKey: hpke(), SignatureKey: pub,
-			Credential: mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte(identity)},
-			Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls.ProtocolVersionMLS10},
-				CipherSuites: []mls.CipherSuite{suite}, Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
-			LeafNodeSource: mls.LeafNodeSourceKeyPackage,
-			Lifetime:       mls.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(now.Add(30 * 24 * time.Hour).Unix())},
-		},
-	}
-	if lastResort {
-		kp.LeafNode.Capabilities.Extensions = []mls.ExtensionType{directory.ExtensionTypeLastResort}
-		kp.Extensions = mls.Extensions{{ExtensionType: directory.ExtensionTypeLastResort}}
-	}
-	tbs, err := kp.LeafNode.TBS(nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kp.LeafNode.Signature, err = s.SignWithLabel(priv, mls.LeafNodeTBSLabel, tbs); err != nil {
-		t.Fatal(err)
-	}
-	if tbs, err = kp.TBS(); err != nil {
-		t.Fatal(err)
-	}
-	if kp.Signature, err = s.SignWithLabel(priv, mls.KeyPackageTBSLabel, tbs); err != nil {
-		t.Fatal(err)
-	}
-	b, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp}).Marshal()
+	b, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{Identity: identity, LastResort: lastResort})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
@@ -287,5 +288,28 @@ func BenchmarkApplication(b *testing.B) {
 		if _, err := g.Application(ct); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestNewKeyPackageValidates(t *testing.T) {
+	for _, cs := range []mls.CipherSuite{1, 2, 3, 5, 7} {
+		for _, lr := range []bool{false, true} {
+			b, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{CipherSuite: cs, Identity: "mimi://a.example/u/alice", LastResort: lr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kp, err := mls.DecodeKeyPackageMessage(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := mls.ValidateKeyPackage(kp, time.Now())
+			if err != nil || string(info.Identity) != "mimi://a.example/u/alice" {
+				t.Fatalf("suite %d: %v", cs, err)
+			}
+		}
+	}
+	_, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{CipherSuite: 0x7777})
+	if err == nil {
+		t.Fatal("unknown suite accepted")
 	}
 }

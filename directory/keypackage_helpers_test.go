@@ -2,8 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -11,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/mls/mlstest"
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
@@ -167,37 +167,17 @@ func (e *env) fetch(t testing.TB, user, token string, suite mls.CipherSuite) dir
 	return resp.Results[0]
 }
 
-// signer builds and signs KeyPackages in Go.
+// signer builds and signs KeyPackages in Go (mls/mlstest), each with fresh keys.
 type signer struct {
-	suite     mls.CipherSuite
-	s         *mls.Suite
-	priv, pub []byte
+	suite mls.CipherSuite
 }
 
 func newSigner(t testing.TB, suite mls.CipherSuite) *signer {
 	t.Helper()
-	s, err := suite.Suite()
-	if err != nil {
+	if _, err := suite.Suite(); err != nil {
 		t.Fatal(err)
 	}
-	priv, pub, err := s.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &signer{suite: suite, s: s, priv: priv, pub: pub}
-}
-
-func (g *signer) hpkeKey(t testing.TB) []byte {
-	t.Helper()
-	curve := ecdh.X25519()
-	if g.suite == suite2 {
-		curve = ecdh.P256()
-	}
-	k, err := curve.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.PublicKey().Bytes()
+	return &signer{suite: suite}
 }
 
 type kpOpts struct {
@@ -210,49 +190,8 @@ type kpOpts struct {
 // keyPackage returns a signed KeyPackage for identity, valid around now.
 func (g *signer) keyPackage(t testing.TB, identity string, now time.Time, o kpOpts) []byte {
 	t.Helper()
-	if o.lifetime == (mls.Lifetime{}) {
-		o.lifetime = mls.Lifetime{NotBefore: uint64(now.Add(-time.Hour).Unix()), NotAfter: uint64(now.Add(30 * 24 * time.Hour).Unix())}
-	}
-	kp := &mls.KeyPackage{
-		Version:     mls10,
-		CipherSuite: g.suite,
-		InitKey:     g.hpkeKey(t),
-		LeafNode: mls.LeafNode{
-			EncryptionKey: g.hpkeKey(t),
-			SignatureKey:  g.pub,
-			Credential:    mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte(identity)},
-			Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls10}, CipherSuites: []mls.CipherSuite{g.suite},
-				Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
-			LeafNodeSource: mls.LeafNodeSourceKeyPackage,
-			Lifetime:       o.lifetime,
-		},
-	}
-	if o.lastResort {
-		kp.LeafNode.Capabilities.Extensions = []mls.ExtensionType{directory.ExtensionTypeLastResort}
-		kp.Extensions = mls.Extensions{{ExtensionType: directory.ExtensionTypeLastResort}}
-	}
-	if o.mutate != nil {
-		o.mutate(kp)
-	}
-	tbs, err := kp.LeafNode.TBS(nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kp.LeafNode.Signature, err = g.s.SignWithLabel(g.priv, mls.LeafNodeTBSLabel, tbs); err != nil {
-		t.Fatal(err)
-	}
-	if tbs, err = kp.TBS(); err != nil {
-		t.Fatal(err)
-	}
-	if kp.Signature, err = g.s.SignWithLabel(g.priv, mls.KeyPackageTBSLabel, tbs); err != nil {
-		t.Fatal(err)
-	}
-	var b []byte
-	if o.bare {
-		b, err = kp.Marshal()
-	} else {
-		b, err = (&mls.MLSMessage{Version: mls10, WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp}).Marshal()
-	}
+	b, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{CipherSuite: g.suite, Identity: identity, Now: now,
+		Lifetime: o.lifetime, LastResort: o.lastResort, Bare: o.bare, Mutate: o.mutate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,8 +143,17 @@ func benchCommand(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := runBench(ctx, o, stderr)
-	if res != nil {
-		if o.JSON {
+	return finishBench("bench", res, res != nil, o.JSON, err, stdout, stderr)
+}
+
+// benchReport is a bench's result.
+type benchReport interface{ print(w io.Writer) }
+
+// finishBench prints a result, as JSON or text, then the error; it returns the exit
+// code.
+func finishBench(name string, res benchReport, haveResult, asJSON bool, err error, stdout, stderr io.Writer) int {
+	if haveResult {
+		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			enc.Encode(res)
@@ -153,7 +162,7 @@ func benchCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "mimids bench: %v\n", err)
+		fmt.Fprintf(stderr, "mimids %s: %v\n", name, err)
 		return 1
 	}
 	return 0

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -226,20 +225,7 @@ func benchGroupCommand(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := runGroupBench(ctx, o, stderr)
-	if res != nil {
-		if o.JSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(res)
-		} else {
-			res.print(stdout)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
-		return 1
-	}
-	return 0
+	return finishBench("bench-group", res, res != nil, o.JSON, err, stdout, stderr)
 }
 
 // groupBenchResult is the report of one run.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway/wire"
@@ -152,11 +153,11 @@ func checkRun(t testing.TB, evs []FeedEvent, from, to uint32, ended bool) {
 
 func TestGroupMethodsCreate2(t *testing.T) {
 	g := loadGroup(t, "create-2.json")
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	ctx := ctxT(t)
 	rec := &feedRecorder{}
 	alice, feed, _ := dialFeed(t, p, "alice", FeedConfig{Handler: rec.handle})
-	bob, _ := p.dialAs(t, "bob", Config{})
+	bob, _ := dialAs(t, p.Socket, p.Dir, "bob", Config{})
 
 	created, err := alice.CreateGroup(ctx, g.createRequest())
 	if err != nil {
@@ -242,7 +243,7 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	if err != nil || id == 0 {
 		t.Fatalf("report: %d, %v", id, err)
 	}
-	reports, err := p.hub.ListReports(ctx, 10)
+	reports, err := p.Hub.ListReports(ctx, 10)
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("reports: %v, %v", reports, err)
 	}
@@ -278,10 +279,10 @@ func TestGroupMethodsCreate2(t *testing.T) {
 
 func TestExternalJoin(t *testing.T) {
 	g := loadGroup(t, "external-join.json")
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	ctx := ctxT(t)
-	alice, _ := p.dialAs(t, "alice", Config{})
-	dave, _ := p.dialAs(t, "dave", Config{})
+	alice, _ := dialAs(t, p.Socket, p.Dir, "alice", Config{})
+	dave, _ := dialAs(t, p.Socket, p.Dir, "dave", Config{})
 	if _, err := alice.CreateGroup(ctx, g.createRequest()); err != nil {
 		t.Fatal(err)
 	}
@@ -321,9 +322,9 @@ func TestExternalJoin(t *testing.T) {
 
 func TestDeliveryWelcome(t *testing.T) {
 	g := loadGroup(t, "create-2.json")
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	got := make(chan *hub.WelcomeDelivery, 1)
-	_, dc := p.dialAs(t, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
+	_, dc := dialAs(t, p.Socket, p.Dir, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
 		w, err := d.Welcome()
 		if err != nil {
 			return nil
@@ -336,7 +337,7 @@ func TestDeliveryWelcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.mb.Enqueue(ctxT(t), mailbox.Target{ClientID: dc.ID}, uint16(wire.KindWelcome), payload); err != nil {
+	if _, err := p.Mailbox.Enqueue(ctxT(t), mailbox.Target{ClientID: dc.ID}, uint16(wire.KindWelcome), payload); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -356,14 +357,14 @@ func TestDeliveryWelcome(t *testing.T) {
 }
 
 // dialFeed connects a new client of user with a Feed.
-func dialFeed(t testing.TB, p *testProvider, user string, fcfg FeedConfig, edit ...func(*Config)) (*Client, *Feed, directory.Client) {
+func dialFeed(t testing.TB, p *providertest.Provider, user string, fcfg FeedConfig, edit ...func(*Config)) (*Client, *Feed, directory.Client) {
 	t.Helper()
 	cfg := Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 	for _, e := range edit {
 		e(&cfg)
 	}
-	dc, token := p.addClient(t, user, fmt.Sprintf("feed%d", deviceSeq.Add(1)))
-	cfg.URL, cfg.Token = p.socket, token
+	dc, token := addClient(t, p.Dir, user, fmt.Sprintf("feed%d", deviceSeq.Add(1)))
+	cfg.URL, cfg.Token = p.Socket, token
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, f, err := DialFeed(ctx, cfg, fcfg)
@@ -378,7 +379,7 @@ func dialFeed(t testing.TB, p *testProvider, user string, fcfg FeedConfig, edit 
 }
 
 func TestFeedResubscribesAfterReconnect(t *testing.T) {
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	g := newSynthGroup(t, p)
 	g.send(t, 5, 64)
 	rec := &feedRecorder{}
@@ -398,11 +399,11 @@ func TestFeedResubscribesAfterReconnect(t *testing.T) {
 		// Pushes are still queued at the server or in flight when it drops the
 		// socket (a slow-consumer close): they are lost with it.
 		g.send(t, 20, 64)
-		if n := p.srv.CloseClient(dc.ID, wire.CloseSlowConsumer, "test"); n != 1 {
+		if n := p.Gateway.CloseClient(dc.ID, wire.CloseSlowConsumer, "test"); n != 1 {
 			t.Fatalf("closed %d sockets", n)
 		}
 		// More messages while the client is away.
-		waitFor(t, "the socket gone", func() bool { return p.srv.Connected() == 1 })
+		waitFor(t, "the socket gone", func() bool { return p.Gateway.Connected() == 1 })
 		g.send(t, 10, 64)
 		waitFor(t, "reconnect", func() bool { return c.Stats().Connects > connects && c.Connected() })
 	}
@@ -421,7 +422,7 @@ func TestFeedResubscribesAfterReconnect(t *testing.T) {
 }
 
 func TestFeedOverflowRefetches(t *testing.T) {
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	g := newSynthGroup(t, p)
 	rec := &feedRecorder{gate: make(chan struct{})}
 	_, feed, _ := dialFeed(t, p, "alice", FeedConfig{Handler: rec.handle, QueueLen: 4, QueueBytes: 4 << 10})
@@ -441,7 +442,7 @@ func TestFeedOverflowRefetches(t *testing.T) {
 }
 
 func TestFeedTerminated(t *testing.T) {
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	g := newSynthGroup(t, p)
 	rec := &feedRecorder{}
 	_, feed, _ := dialFeed(t, p, "alice", FeedConfig{Handler: rec.handle})
@@ -451,7 +452,7 @@ func TestFeedTerminated(t *testing.T) {
 	}
 	g.send(t, 7, 32)
 	waitFor(t, "7 messages", func() bool { return len(rec.got()) == 7 })
-	if err := p.hub.Terminate(ctx, g.groupID, g.masked); err != nil {
+	if err := p.Hub.Terminate(ctx, g.groupID, g.masked); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the end", func() bool { return len(rec.got()) == 8 })
@@ -474,7 +475,7 @@ func TestFeedTerminated(t *testing.T) {
 }
 
 func TestFeedSubscribeErrors(t *testing.T) {
-	p := startProvider(t, "a.example", providerOpts{})
+	p := startProvider(t, "a.example", nil)
 	g := newSynthGroup(t, p)
 	rec := &feedRecorder{}
 	_, feed, _ := dialFeed(t, p, "alice", FeedConfig{Handler: rec.handle})
@@ -687,7 +688,7 @@ func BenchmarkFeedOnPush(b *testing.B) {
 // a Feed on another, through the real gateway and hub (stored before it is pushed):
 // ns/op is the send-to-delivery latency.
 func BenchmarkFeedEndToEnd(b *testing.B) {
-	p := startProvider(b, "a.example", providerOpts{})
+	p := startProvider(b, "a.example", nil)
 	g := newSynthGroup(b, p)
 	got := make(chan uint32, 1024)
 	_, feed, _ := dialFeed(b, p, "alice", FeedConfig{Handler: func(_ context.Context, ev *FeedEvent) { got <- ev.Counter }})

@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,161 +22,45 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
-	"github.com/mimids/mimids/ohttp"
-	"github.com/mimids/mimids/ohttp/bhttp"
-	"github.com/mimids/mimids/sqlite"
 )
 
-// This file holds the in-process provider the KeyPackage, OHTTP and group tests run
-// against: the real gateway, directory, KeyPackage store, discovery, hub, OHTTP
-// gateway and relay over a real SQLite file on a loopback port, wired the way
-// cmd/mimids wires them (its socket and inner-route adapters are re-stated here,
-// since package main cannot be imported).
+// The KeyPackage, OHTTP and group tests run against real providers started by
+// cmd/provider/providertest: the same wiring as mimids serve. The one exception is
+// the provider that stores the ts-mls KeyPackages (fixtureprovider_test.go).
 
-// testProvider is one provider served in-process.
-type testProvider struct {
-	domain string
-	db     *sqlite.DB
-	dir    *directory.Directory
-	mb     *mailbox.Mailbox
-	disc   *directory.Discovery
-	kps    *directory.KeyPackages
-	hub    *hub.Hub
-	keys   *ohttp.KeySet
-	srv    *gateway.Server
-	relay  *byteRecorder // what the relay handled (nil without peers)
-	gwHits *byteRecorder // what the OHTTP gateway handled
-	base   string        // http://127.0.0.1:port
-	socket string        // ws://127.0.0.1:port/v1/socket
-}
-
-type providerOpts struct {
-	peers     map[string]string // peer domain -> base URL; a relay is served when set
-	kpNow     time.Time         // KeyPackage validation and claim clock (zero: now)
-	relayRate float64           // relay token bucket (0: 1000/s)
-	lowStock  int               // KeyPackage low-stock threshold (0: default)
-}
-
-func startProvider(t testing.TB, domain string, o providerOpts) *testProvider {
+// startProvider starts a real provider for domain with the hub's per-user rate
+// limit off (the tests and benchmarks send in bursts); edit may change the rest.
+func startProvider(t testing.TB, domain string, edit func(*provider.Config)) *providertest.Provider {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mimids.db"), sqlite.Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testProvider{domain: domain, db: db, dir: directory.New(db, domain), mb: mailbox.New(db, mailbox.Metrics{})}
-	now := time.Now
-	if !o.kpNow.IsZero() {
-		now = func() time.Time { return o.kpNow }
-	}
-	if p.disc, err = directory.NewDiscovery(p.dir, db, directory.DiscoveryConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if p.kps, err = directory.NewKeyPackages(p.dir, db, p.disc, p.mb, directory.KeyPackageConfig{Clock: now, LowThreshold: o.lowStock}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if p.hub, err = hub.New(hub.Config{Domain: domain, RatePerSecond: -1}, db, testRouter{p.kps}, testHubMailbox{p.mb}); err != nil {
-		t.Fatal(err)
-	}
-	p.srv = gateway.New(gateway.Config{}, gateway.Deps{Directory: p.dir, Mailbox: p.mb, Ready: db.Ping,
-		Partitions: testPartitions{p.hub}})
-	registerTestKeyPackages(p.srv, p.kps)
-	registerTestHub(p.srv, p.hub)
-	p.keys = ohttp.NewKeySet(time.Hour)
-	if _, err := p.keys.Rotate(ohttp.KEMX25519HKDFSHA256, nil, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.keys, Routes: testInnerRoutes(p.kps, p.disc, now), Authorities: []string{domain}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.gwHits = &byteRecorder{next: og}
-	e := p.srv.Echo()
-	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(p.gwHits))
-	if len(o.peers) > 0 {
-		p.relay = &byteRecorder{next: newTestRelay(t, p.dir, o)}
-		e.POST(RelayPathPrefix+":peer", echo.WrapHandler(p.relay))
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.base, p.socket = "http://"+ln.Addr().String(), "ws://"+ln.Addr().String()+"/v1/socket"
-	done := make(chan error, 2)
-	go func() { done <- p.srv.Serve(ctx, ln) }()
-	go func() { done <- p.hub.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			select {
-			case err := <-done:
-				if err != nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("provider %s: %v", domain, err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("provider %s did not stop", domain)
-			}
+	return providertest.Start(t, domain, nil, func(c *provider.Config) {
+		c.Hub.RatePerSecond = -1
+		if edit != nil {
+			edit(c)
 		}
-		db.Close()
 	})
-	return p
-}
-
-func newTestRelay(t testing.TB, dir *directory.Directory, o providerOpts) http.Handler {
-	t.Helper()
-	peers := make(map[string]string, len(o.peers))
-	for d, u := range o.peers {
-		peers[d] = u + ohttp.WellKnownGatewayPath
-	}
-	token := func(r *http.Request) string {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return tok
-	}
-	rate := o.relayRate
-	if rate == 0 {
-		rate = 1000
-	}
-	// The relay's own connections to the gateways, closed before the providers stop.
-	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	t.Cleanup(hc.CloseIdleConnections)
-	relay, err := ohttp.NewRelay(ohttp.RelayConfig{
-		Client:    hc,
-		Peers:     peers,
-		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
-		Authorize: func(r *http.Request) error { _, err := dir.Authenticate(r.Context(), []byte(token(r))); return err },
-		Limiter:   ohttp.NewTokenBuckets(rate, max(1, int(rate)), 1000),
-		LimitKey:  func(r *http.Request) string { return string(directory.HashToken(token(r))) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return relay
 }
 
 // addClient registers user/name and returns the device token.
-func (p *testProvider) addClient(t testing.TB, user, name string) (directory.Client, string) {
+func addClient(t testing.TB, dir *directory.Directory, user, name string) (directory.Client, string) {
 	t.Helper()
-	c, token, err := p.dir.AddClient(context.Background(), user, name, true)
+	c, token, err := dir.AddClient(context.Background(), user, name, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c, token
 }
 
-// dialAs connects a new client of user to the provider.
-func (p *testProvider) dialAs(t testing.TB, user string, cfg Config) (*Client, directory.Client) {
+// dialAs connects a new client of user to the provider with that socket and directory.
+func dialAs(t testing.TB, socket string, dir *directory.Directory, user string, cfg Config) (*Client, directory.Client) {
 	t.Helper()
-	dc, token := p.addClient(t, user, fmt.Sprintf("d%d", deviceSeq.Add(1)))
-	cfg.URL, cfg.Token = p.socket, token
+	dc, token := addClient(t, dir, user, fmt.Sprintf("d%d", deviceSeq.Add(1)))
+	cfg.URL, cfg.Token = socket, token
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
@@ -190,6 +75,26 @@ func (p *testProvider) dialAs(t testing.TB, user string, cfg Config) (*Client, d
 }
 
 var deviceSeq atomic.Int64
+
+// tap serves a recording reverse proxy to target (a provider's base URL) until the
+// test ends: what passes through it is what target handled.
+func tap(t testing.TB, target string) (base string, rec *byteRecorder) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	tr := &http.Transport{} // its own connections, closed before target stops
+	proxy.Transport = tr
+	rec = &byteRecorder{next: proxy}
+	s := httptest.NewServer(rec)
+	t.Cleanup(func() {
+		s.Close()
+		tr.CloseIdleConnections()
+	})
+	return s.URL, rec
+}
 
 // byteRecorder keeps the headers and bodies an HTTP handler saw and sent.
 type byteRecorder struct {
@@ -250,229 +155,8 @@ func (w *captureWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// registerTestKeyPackages serves the KeyPackage socket methods (as cmd/mimids).
-func registerTestKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
-	srv.Handle(wire.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		var up directory.KeyPackageUpload
-		if err := up.UnmarshalBinary(body); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
-		}
-		refs, err := kps.Upload(ctx, c.Client, up.KeyPackages)
-		if err != nil {
-			return nil, testKPError(err)
-		}
-		return directory.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
-	})
-	srv.Handle(wire.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		r := wire.NewReader(body)
-		suite := mls.CipherSuite(r.U16("cipher_suite"))
-		if err := r.Done(); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
-		}
-		st, err := kps.Count(ctx, c.Client, suite)
-		if err != nil {
-			return nil, testKPError(err)
-		}
-		return st.MarshalBinary()
-	})
-}
-
-func testKPError(err error) error {
-	code := wire.CodeInternal
-	switch {
-	case errors.Is(err, directory.ErrMalformed):
-		code = wire.CodeMalformed
-	case errors.Is(err, directory.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, directory.ErrFieldTooLarge):
-		code = wire.CodeTooLarge
-	case errors.Is(err, directory.ErrDuplicateKeyPackage):
-		code = wire.CodeConflict
-	case errors.Is(err, directory.ErrInvalidKeyPackage), errors.Is(err, directory.ErrIdentityMismatch),
-		errors.Is(err, directory.ErrLastResortConflict):
-		code = wire.CodeKeyPackageRejected
-	}
-	return &wire.Error{Code: code, Message: err.Error()}
-}
-
-// testInnerRoutes is the OHTTP gateway's handler table (as cmd/mimids).
-func testInnerRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func() time.Time) map[ohttp.Route]ohttp.HandlerFunc {
-	return map[ohttp.Route]ohttp.HandlerFunc{
-		{Method: http.MethodPost, Path: InnerKeyPackages}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
-			out, err := kps.ServeBundle(ctx, req.Content, now())
-			switch {
-			case errors.Is(err, directory.ErrMalformed):
-				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
-			case errors.Is(err, directory.ErrBundleTooLarge):
-				return bhttp.NewResponse(http.StatusRequestEntityTooLarge, "text/plain", []byte(err.Error()))
-			case err != nil:
-				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
-			}
-			return bhttp.NewResponse(http.StatusOK, innerContentType, out)
-		},
-		{Method: http.MethodPost, Path: InnerDiscover}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
-			r := wire.NewReader(req.Content)
-			user := r.OpaqueMax("user_id", directory.MaxUserIDLen)
-			if err := r.Done(); err != nil {
-				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
-			}
-			resp, err := disc.Discover(ctx, string(user), "ohttp")
-			switch {
-			case errors.Is(err, directory.ErrUnknownUser), errors.Is(err, directory.ErrNotFound):
-				return bhttp.NewResponse(http.StatusNotFound, "", nil)
-			case err != nil:
-				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
-			}
-			out, _ := resp.MarshalBinary()
-			return bhttp.NewResponse(http.StatusOK, innerContentType, out)
-		},
-	}
-}
-
-// Hub adapters (as cmd/mimids).
-
-type testRouter struct{ kp *directory.KeyPackages }
-
-func (r testRouter) ClientForRef(ctx context.Context, ref []byte) (int64, bool, error) {
-	c, err := r.kp.ClientForRef(ctx, ref)
-	if errors.Is(err, directory.ErrNotFound) {
-		return 0, false, nil
-	}
-	return c.ID, err == nil, err
-}
-
-type testHubMailbox struct{ mb *mailbox.Mailbox }
-
-func (m testHubMailbox) Deliver(ctx context.Context, clientID int64, kind uint16, payload []byte) error {
-	_, err := m.mb.Enqueue(ctx, mailbox.Target{ClientID: clientID}, kind, payload)
-	return err
-}
-
-type testPartitions struct{ h *hub.Hub }
-
-type testSink struct{ s gateway.PartitionSink }
-
-func (k testSink) Notify(e hub.Entry) { k.s.Notify(testEntry(e)) }
-func (k testSink) Refetch()           { k.s.Refetch() }
-
-func testEntry(e hub.Entry) gateway.PartitionEntry {
-	if e.Terminated {
-		return gateway.PartitionEntry{Counter: e.Counter, Terminated: true}
-	}
-	m := hub.MessageOf(e)
-	b, _ := m.MarshalBinary()
-	return gateway.PartitionEntry{Counter: e.Counter, Message: b}
-}
-
-func (p testPartitions) Subscribe(masked []byte, s gateway.PartitionSink) func() {
-	return p.h.Subscribe(masked, testSink{s})
-}
-
-func (p testPartitions) Fetch(ctx context.Context, masked []byte, after int64, limit int) ([]gateway.PartitionEntry, error) {
-	es, err := p.h.Fetch(ctx, masked, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]gateway.PartitionEntry, 0, len(es)+1)
-	for _, e := range es {
-		out = append(out, testEntry(e))
-	}
-	if len(es) < limit {
-		info, err := p.h.Partition(ctx, masked)
-		if err != nil {
-			return nil, err
-		}
-		if info.Terminated {
-			out = append(out, gateway.PartitionEntry{Counter: uint32(after + 1 + int64(len(es))), Terminated: true})
-		}
-	}
-	return out, nil
-}
-
-func (p testPartitions) Masked(ctx context.Context, partitionKey []byte) ([]byte, error) {
-	info, err := p.h.PartitionByKey(ctx, partitionKey)
-	if err != nil {
-		return nil, testHubError(err)
-	}
-	return info.Masked, nil
-}
-
-func registerTestHub(srv *gateway.Server, h *hub.Hub) {
-	sender := func(c *gateway.Caller) hub.Sender {
-		return hub.Sender{ClientID: c.Client.ID, UserURI: c.UserURI, Local: true}
-	}
-	srv.Handle(wire.MethodCreateGroup, testHubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.CreateGroupRequest) (encoding.BinaryMarshaler, error) {
-		resp, err := h.CreateGroup(ctx, sender(c), req)
-		return &resp, err
-	}))
-	srv.Handle(wire.MethodSend, testHubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.SendRequest) (encoding.BinaryMarshaler, error) {
-		return h.Send(ctx, sender(c), req)
-	}))
-	srv.Handle(wire.MethodReceive, testHubMethod(func(ctx context.Context, _ *gateway.Caller, req *hub.ReceiveRequest) (encoding.BinaryMarshaler, error) {
-		return h.Receive(ctx, req)
-	}))
-	srv.Handle(wire.MethodGroupInfo, testHubMethod(func(ctx context.Context, _ *gateway.Caller, req *hub.GroupInfoRequest) (encoding.BinaryMarshaler, error) {
-		return h.GroupInfo(ctx, req)
-	}))
-	srv.Handle(wire.MethodExternalJoin, testHubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.ExternalJoinRequest) (encoding.BinaryMarshaler, error) {
-		resp, err := h.ExternalJoin(ctx, sender(c), req)
-		return &resp, err
-	}))
-	srv.Handle(wire.MethodReport, testHubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.Report) (encoding.BinaryMarshaler, error) {
-		id, err := h.FileReport(ctx, sender(c), *req)
-		return testReportID(id), err
-	}))
-}
-
-type testReportID int64
-
-func (r testReportID) MarshalBinary() ([]byte, error) {
-	w := wire.NewWriter(nil)
-	w.U64(uint64(r))
-	return w.Bytes(), nil
-}
-
-func testHubMethod[T any, PT interface {
-	*T
-	encoding.BinaryUnmarshaler
-}](fn func(context.Context, *gateway.Caller, PT) (encoding.BinaryMarshaler, error)) gateway.Handler {
-	return func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		req := PT(new(T))
-		if err := req.UnmarshalBinary(body); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
-		}
-		resp, err := fn(ctx, c, req)
-		if err != nil {
-			return nil, testHubError(err)
-		}
-		return resp.MarshalBinary()
-	}
-}
-
-func testHubError(err error) error {
-	code := wire.CodeInternal
-	switch {
-	case errors.Is(err, hub.ErrMalformed):
-		code = wire.CodeMalformed
-	case errors.Is(err, hub.ErrTooLarge):
-		code = wire.CodeTooLarge
-	case errors.Is(err, hub.ErrUnknownGroup), errors.Is(err, hub.ErrUnknownPartition),
-		errors.Is(err, hub.ErrNoGroupInfo), errors.Is(err, hub.ErrNotFound):
-		code = wire.CodeNotFound
-	case errors.Is(err, hub.ErrGroupExists), errors.Is(err, hub.ErrPartitionExists):
-		code = wire.CodeConflict
-	case errors.Is(err, hub.ErrTreeRequired):
-		code = wire.CodeTreeRequired
-	case errors.Is(err, hub.ErrTerminated):
-		code = wire.CodeTerminated
-	case errors.Is(err, hub.ErrWrongPartition):
-		code = wire.CodeWrongPartition
-	case errors.Is(err, hub.ErrBanned), errors.Is(err, hub.ErrMuted), errors.Is(err, hub.ErrRemovedSender):
-		code = wire.CodePolicy
-	case errors.Is(err, hub.ErrInvalidMessage), errors.Is(err, hub.ErrInvalidGroupInfo),
-		errors.Is(err, hub.ErrTreeMismatch), errors.Is(err, hub.ErrWelcomeMismatch):
-		code = wire.CodeInvalidMLS
-	}
-	return &wire.Error{Code: code, Message: err.Error()}
-}
+// Unwrap lets http.ResponseController reach the connection (the proxy flushes).
+func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // syntheticGroup is a valid one-member group of suite 1 built in Go: its
 // GroupInfo (with ratchet_tree) and a random partition key. Its HPKE keys are
@@ -553,7 +237,6 @@ func randomBytes(n int) []byte {
 
 // synthGroup is a synthetic group hosted by a provider, with a sender.
 type synthGroup struct {
-	p       *testProvider
 	sender  *Client
 	groupID []byte
 	pk      []byte
@@ -561,12 +244,12 @@ type synthGroup struct {
 	sent    uint64
 }
 
-func newSynthGroup(t testing.TB, p *testProvider) *synthGroup {
+func newSynthGroup(t testing.TB, p *providertest.Provider) *synthGroup {
 	t.Helper()
-	g := &synthGroup{p: p}
+	g := &synthGroup{}
 	var gi []byte
 	g.groupID, gi, g.pk = syntheticGroup(t)
-	g.sender, _ = p.dialAs(t, "alice", Config{})
+	g.sender, _ = dialAs(t, p.Socket, p.Dir, "alice", Config{})
 	resp, err := g.sender.CreateGroup(context.Background(), &hub.CreateGroupRequest{GroupInfo: gi, PartitionKey: g.pk})
 	if err != nil {
 		t.Fatal(err)
@@ -652,8 +335,8 @@ func (f kpFixtures) of(identity string) []kpFixture {
 
 func TestUploadKeyPackagesAndCount(t *testing.T) {
 	fx := loadKeyPackages(t)
-	b := startProvider(t, "b.example", providerOpts{kpNow: fx.now()})
-	c, _ := b.dialAs(t, "bob", Config{})
+	b := startFixtureProvider(t, "b.example", fx.now(), 0)
+	c, _ := dialAs(t, b.socket, b.dir, "bob", Config{})
 	ctx := ctxT(t)
 	bob := fx.of("mimi://b.example/u/bob")
 	if len(bob) != 3 {

@@ -11,37 +11,61 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
 )
 
 // federation is provider a.example (alice's, with a relay to b.example) and
-// b.example (bob's, whose gateway answers), both in-process on loopback.
+// b.example (bob's, whose gateway answers, on the ts-mls KeyPackages' clock), both
+// in-process on loopback.
 type federation struct {
 	fx     kpFixtures
-	a, b   *testProvider
+	a      *providertest.Provider
+	b      *fixtureProvider
+	relay  *byteRecorder // what a.example's relay handled
 	alice  *Client
 	bob    *Client
 	remote *Remote
 	lows   chan directory.KeyPackagesLow // bob's key_packages_low deliveries
 }
 
-func newFederation(t testing.TB, o providerOpts) *federation {
+// newFederation starts both providers; relayRate is a.example's relay token bucket
+// per client (0: 1000/s). Alice's relay requests pass a recording proxy (f.relay),
+// and the relay reaches b.example through another proxy, which closes the relay's
+// connections when the test ends (the provider's relay never closes them, and one
+// it dialed but did not use holds b.example's shutdown for 5 seconds). bench keeps
+// both proxies off the measured path.
+func newFederation(t testing.TB, relayRate float64, bench bool) *federation {
 	t.Helper()
 	f := &federation{fx: loadKeyPackages(t), lows: make(chan directory.KeyPackagesLow, 16)}
-	f.b = startProvider(t, "b.example", providerOpts{kpNow: f.fx.now(), lowStock: 3})
-	o.peers = map[string]string{"b.example": f.b.base}
-	f.a = startProvider(t, "a.example", o)
-	f.alice, _ = f.a.dialAs(t, "alice", Config{})
-	f.bob, _ = f.b.dialAs(t, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
+	f.b = startFixtureProvider(t, "b.example", f.fx.now(), 3)
+	if relayRate == 0 {
+		relayRate = 1000
+	}
+	peerBase := f.b.base
+	if !bench {
+		peerBase, _ = tap(t, f.b.base)
+	}
+	f.a = startProvider(t, "a.example", func(c *provider.Config) {
+		c.Peers = []provider.PeerConfig{{Domain: "b.example", URL: peerBase}}
+		c.OHTTP.RelayRate, c.OHTTP.RelayBurst = relayRate, max(1, int(relayRate))
+	})
+	relayBase := f.a.Base
+	if !bench {
+		relayBase, f.relay = tap(t, f.a.Base)
+	}
+	f.alice, _ = dialAs(t, f.a.Socket, f.a.Dir, "alice", Config{})
+	f.bob, _ = dialAs(t, f.b.socket, f.b.dir, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
 		if n, err := d.KeyPackagesLow(); err == nil {
 			f.lows <- n
 		}
 		return nil
 	}})
 	var err error
-	f.remote, err = f.alice.Remote(RemoteConfig{PeerURL: f.peerURL, HTTPClient: testHTTPClient(t)})
+	f.remote, err = f.alice.Remote(RemoteConfig{Base: relayBase, PeerURL: f.peerURL, HTTPClient: testHTTPClient(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +112,7 @@ func (f *federation) discoverBob(t testing.TB) string {
 }
 
 func TestRemoteEndToEnd(t *testing.T) {
-	f := newFederation(t, providerOpts{})
+	f := newFederation(t, 0, false)
 	ctx := ctxT(t)
 	bob := f.uploadBob(t)
 
@@ -137,15 +161,15 @@ func TestRemoteEndToEnd(t *testing.T) {
 
 	// What a.example's relay handled never shows the target, the token or the
 	// KeyPackages: only the peer's domain in the path.
-	if f.a.relay.count() != 2 {
-		t.Errorf("relay handled %d requests, want 2", f.a.relay.count())
+	if f.relay.count() != 2 {
+		t.Errorf("relay handled %d requests, want 2", f.relay.count())
 	}
 	secrets := [][]byte{[]byte("mimi://b.example/u/bob"), []byte("/u/bob"), []byte(d.BearerToken)}
 	for _, k := range bob {
 		secrets = append(secrets, k.KeyPackageBare[len(k.KeyPackageBare)-64:])
 	}
 	for _, s := range secrets {
-		if f.a.relay.contains(s) {
+		if f.relay.contains(s) {
 			t.Errorf("relay saw %q", s)
 		}
 	}
@@ -178,7 +202,7 @@ func containsBytes(l [][]byte, b []byte) bool {
 }
 
 func TestRemoteConcurrentFetches(t *testing.T) {
-	f := newFederation(t, providerOpts{})
+	f := newFederation(t, 0, false)
 	bob := f.uploadBob(t)
 	token := f.discoverBob(t)
 	f.remote.ForgetGatewayKeys("b.example") // every goroutine starts without keys
@@ -220,7 +244,7 @@ func TestRemoteConcurrentFetches(t *testing.T) {
 }
 
 func TestRemoteKeyRotation(t *testing.T) {
-	f := newFederation(t, providerOpts{})
+	f := newFederation(t, 0, false)
 	ctx := ctxT(t)
 	old, err := f.remote.GatewayKeys(ctx, "b.example")
 	if err != nil {
@@ -254,13 +278,13 @@ func TestRemoteKeyRotation(t *testing.T) {
 }
 
 func TestRemoteErrors(t *testing.T) {
-	f := newFederation(t, providerOpts{})
+	f := newFederation(t, 0, false)
 	ctx := ctxT(t)
 	keys, err := FetchGatewayKeys(ctx, testHTTPClient(t), f.b.base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	badToken, err := NewRemote(RemoteConfig{Base: f.a.socket, Token: "mdt_nope", PeerURL: f.peerURL, HTTPClient: testHTTPClient(t)})
+	badToken, err := NewRemote(RemoteConfig{Base: f.a.Socket, Token: "mdt_nope", PeerURL: f.peerURL, HTTPClient: testHTTPClient(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +339,7 @@ func TestRemoteErrors(t *testing.T) {
 }
 
 func TestRemoteRateLimited(t *testing.T) {
-	f := newFederation(t, providerOpts{relayRate: 1})
+	f := newFederation(t, 1, false)
 	ctx := ctxT(t)
 	keys, err := f.remote.GatewayKeys(ctx, "b.example")
 	if err != nil {
@@ -335,7 +359,7 @@ func TestRemoteRateLimited(t *testing.T) {
 }
 
 func TestRemoteClockSkew(t *testing.T) {
-	f := newFederation(t, providerOpts{})
+	f := newFederation(t, 0, false)
 	skewed, err := f.alice.Remote(RemoteConfig{PeerURL: f.peerURL, HTTPClient: testHTTPClient(t), Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }})
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +473,7 @@ func TestRelayErrorIs(t *testing.T) {
 func BenchmarkRemoteFetch(b *testing.B) {
 	for _, n := range []int{1, 10} {
 		b.Run(fmt.Sprintf("bundle=%d", n), func(b *testing.B) {
-			f := newFederation(b, providerOpts{relayRate: 1e9})
+			f := newFederation(b, 1e9, true)
 			f.uploadBob(b)
 			token := f.discoverBob(b)
 			reqs := make([]directory.KeyPackageRequest, n)
@@ -473,7 +497,7 @@ func BenchmarkRemoteFetch(b *testing.B) {
 // BenchmarkRelayOverhead compares a discovery through the relay with the same
 // request posted to the gateway directly: the difference is the relay's latency.
 func BenchmarkRelayOverhead(b *testing.B) {
-	f := newFederation(b, providerOpts{relayRate: 1e9})
+	f := newFederation(b, 1e9, true)
 	ctx := context.Background()
 	keys, err := f.remote.GatewayKeys(ctx, "b.example")
 	if err != nil {

@@ -125,13 +125,21 @@ func relayAuthorizer(dir *directory.Directory) (authorize func(*http.Request) er
 
 // newRelay builds the relay for this provider's clients, forwarding only to the
 // configured peers' gateways.
-func newRelay(cfg Config, dir *directory.Directory) (*ohttp.Relay, error) {
+func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport) (*ohttp.Relay, error) {
 	peers := make(map[string]string, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		peers[p.Domain] = strings.TrimSuffix(p.URL, "/") + ohttp.WellKnownGatewayPath
 	}
 	authorize, limitKey := relayAuthorizer(dir)
+	// Our own transport, so Run can close its idle connections to the peers on the
+	// way out (a peer's graceful shutdown would otherwise wait for them).
+	hc := &http.Client{
+		Transport:     tr,
+		Timeout:       ohttp.DefaultRelayTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return ohttp.NewRelay(ohttp.RelayConfig{
+		Client:    hc,
 		Peers:     peers,
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: authorize,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -32,6 +33,8 @@ type Provider struct {
 	Hub     *hub.Hub
 	Keys    *ohttp.KeySet
 	Gateway *gateway.Server
+
+	relayTransport *http.Transport // the relay's connections to peers; nil without peers
 }
 
 // OpenStore opens the provider's SQLite store.
@@ -80,7 +83,8 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	e := p.Gateway.Echo()
 	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(og))
 	if len(cfg.Peers) > 0 {
-		relay, err := newRelay(cfg, p.Dir)
+		p.relayTransport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
+		relay, err := newRelay(cfg, p.Dir, p.relayTransport)
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +149,11 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 			}
 		}
 	})
-	return g.Wait()
+	err := g.Wait()
+	if p.relayTransport != nil {
+		p.relayTransport.CloseIdleConnections()
+	}
+	return err
 }
 
 // Offline builds the domain services over the store for the admin CLI.

@@ -1,0 +1,37 @@
+package provider
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default configuration: %v", err)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := DefaultConfig()
+	c.Domain = "Not A Domain"
+	c.Listen = "nowhere"
+	c.Log.Format = "xml"
+	c.Store.Synchronous = "sometimes"
+	c.Peers = []PeerConfig{{Domain: "b.example", URL: "ftp://b.example"}, {Domain: "b.example", URL: "https://b.example"}}
+	c.Discovery.TokenPolicy = "everyone"
+	c.OHTTP.KeyGrace = 0
+	c.OHTTP.RelayRate = 0
+	c.KeyPackages.MaxPerUpload = 0
+	c.Hub.MaxMessageSize = 10
+	c.TLS.CertFile = "cert.pem"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
+		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not report %s:\n%v", want, err)
+		}
+	}
+}

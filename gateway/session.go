@@ -41,13 +41,6 @@ type session struct {
 	writers   sync.WaitGroup
 	pingTimer *time.Timer // set before the reader loop starts
 
-	// Write deadline: the writer arms wdog around each write; when it fires it
-	// cancels wctx, which aborts the write. Set before the writer can start.
-	wctx      context.Context
-	wcancel   context.CancelFunc
-	wdog      *time.Timer
-	wdogFired atomic.Bool
-
 	mu      sync.Mutex
 	queue   [][]byte // encoded frames waiting for the writer; Guarded by mu.
 	qbytes  int      // Guarded by mu.
@@ -144,10 +137,6 @@ func (ss *session) run() error {
 	defer s.metrics.connected.Dec()
 	// Registered before anything can start the writer, so a client that has
 	// auth_ok is reachable by revocation.
-	ss.wctx, ss.wcancel = context.WithCancel(ss.ctx)
-	defer ss.wcancel()
-	ss.wdog = time.AfterFunc(time.Hour, func() { ss.wdogFired.Store(true); ss.wcancel() })
-	ss.wdog.Stop()
 	s.register(ss)
 	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
 	defer cancelSub()
@@ -511,16 +500,14 @@ func (ss *session) write(frames [][]byte) error {
 		}
 		msg = *bp
 	}
-	// The watchdog bounds the write; re-arming a timer costs nothing per write,
-	// unlike a context with a deadline.
-	ss.wdog.Reset(s.cfg.WriteTimeout.D())
-	err := ss.conn.Write(ss.wctx, websocket.MessageBinary, msg)
-	ss.wdog.Stop()
+	ctx, cancel := context.WithTimeout(ss.ctx, s.cfg.WriteTimeout.D())
+	err := ss.conn.Write(ctx, websocket.MessageBinary, msg)
+	cancel()
 	if err != nil {
-		// The watchdog fired, not the session ending: the client stopped reading.
-		// (coder/websocket drops the connection when a write's context ends, so the
-		// reader may already have ended the session.)
-		if ss.wdogFired.Load() {
+		// The write's own deadline, not the session ending: the client stopped reading.
+		// (coder/websocket drops the connection when a write times out, so the reader
+		// may already have ended the session.)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			ss.close(wire.CloseSlowConsumer, "write timeout")
 		}
 		return fmt.Errorf("write: %w", err)

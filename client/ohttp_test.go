@@ -45,7 +45,7 @@ func newFederation(t testing.TB, relayRate float64, bench bool) *federation {
 	if relayRate == 0 {
 		relayRate = 1000
 	}
-	peerBase := f.b.base
+	peerBase := f.b.direct
 	if !bench {
 		peerBase, _ = tap(t, f.b.base)
 	}

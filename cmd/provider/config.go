@@ -44,6 +44,9 @@ type Config struct {
 	OHTTP       OHTTPConfig       `json:"ohttp"`
 	KeyPackages KeyPackagesConfig `json:"key_packages"`
 	Hub         HubConfig         `json:"hub"`
+	// Clock, if set, is the time of KeyPackage validation, claims and discovery
+	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
+	Clock func() time.Time `json:"-"`
 }
 
 // PeerConfig names a peer provider and its base URL.

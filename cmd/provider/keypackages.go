@@ -71,10 +71,10 @@ func kpError(err error) error {
 }
 
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
-func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery) map[ohttp.Route]ohttp.HandlerFunc {
+func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func() time.Time) map[ohttp.Route]ohttp.HandlerFunc {
 	return map[ohttp.Route]ohttp.HandlerFunc{
 		{Method: http.MethodPost, Path: InnerKeyPackagesPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
-			out, err := kps.ServeBundle(ctx, req.Content, time.Now())
+			out, err := kps.ServeBundle(ctx, req.Content, now())
 			switch {
 			case errors.Is(err, directory.ErrMalformed):
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))

@@ -48,14 +48,18 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	reg := gateway.NewRegistry()
 	p.Mailbox = mailbox.New(db, mailboxMetrics(reg))
 	var err error
+	now := cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
 	p.Disc, err = directory.NewDiscovery(p.Dir, db, directory.DiscoveryConfig{
-		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
+		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D(), Clock: now})
 	if err != nil {
 		return nil, err
 	}
 	p.KPs, err = directory.NewKeyPackages(p.Dir, db, p.Disc, p.Mailbox, directory.KeyPackageConfig{
 		MaxPerUpload: cfg.KeyPackages.MaxPerUpload, MaxPerClient: cfg.KeyPackages.MaxPerClient,
-		LowThreshold: cfg.KeyPackages.LowThreshold}, log)
+		LowThreshold: cfg.KeyPackages.LowThreshold, Clock: now}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +80,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	registerHub(p.Gateway, p.Hub)
 	registerHubMetrics(reg, p.Hub)
 	registerKeyPackages(p.Gateway, p.KPs)
-	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc), Authorities: []string{cfg.Domain}})
+	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now), Authorities: []string{cfg.Domain}})
 	if err != nil {
 		return nil, err
 	}

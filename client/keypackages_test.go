@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/mls/mlstest"
+
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
@@ -158,61 +160,15 @@ func (w *captureWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection (the proxy flushes).
 func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// syntheticGroup is a valid one-member group of suite 1 built in Go: its
-// GroupInfo (with ratchet_tree) and a random partition key. Its HPKE keys are
-// random bytes: the hub never uses them.
+// syntheticGroup is a valid one-member group of suite 1 built in Go (mls/mlstest):
+// its GroupInfo (with ratchet_tree) and a random partition key.
 func syntheticGroup(tb testing.TB) (groupID, groupInfo, partitionKey []byte) {
 	tb.Helper()
-	groupID, partitionKey = randomBytes(16), randomBytes(16)
-	s, err := mls.CipherSuite(1).Suite()
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	priv, pub, err := s.GenerateSignatureKey()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln := &mls.LeafNode{
-		EncryptionKey: randomBytes(32), SignatureKey: pub,
-		Credential: mls.Credential{CredentialType: mls.CredentialTypeBasic, Identity: []byte("mimi://a.example/u/alice")},
-		Capabilities: mls.Capabilities{Versions: []mls.ProtocolVersion{mls.ProtocolVersionMLS10},
-			CipherSuites: []mls.CipherSuite{1}, Credentials: []mls.CredentialType{mls.CredentialTypeBasic}},
-		LeafNodeSource: mls.LeafNodeSourceKeyPackage,
-		Lifetime:       mls.Lifetime{NotBefore: 0, NotAfter: 1<<63 - 1},
-	}
-	tbs, err := ln.TBS(groupID, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if ln.Signature, err = s.SignWithLabel(priv, mls.LeafNodeTBSLabel, tbs); err != nil {
-		tb.Fatal(err)
-	}
-	rt := mls.RatchetTree{&mls.Node{NodeType: mls.NodeTypeLeaf, Leaf: ln}}
-	tree, err := mls.NewTree(1, rt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rtBytes, err := rt.Marshal()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gi := &mls.GroupInfo{
-		GroupContext: mls.GroupContext{Version: mls.ProtocolVersionMLS10, CipherSuite: 1, GroupID: groupID,
-			TreeHash: tree.TreeHash(), ConfirmedTranscriptHash: []byte{}},
-		Extensions:      mls.Extensions{{ExtensionType: mls.ExtensionTypeRatchetTree, ExtensionData: rtBytes}},
-		ConfirmationTag: randomBytes(32),
-	}
-	if tbs, err = gi.TBS(); err != nil {
-		tb.Fatal(err)
-	}
-	if gi.Signature, err = s.SignWithLabel(priv, mls.GroupInfoTBSLabel, tbs); err != nil {
-		tb.Fatal(err)
-	}
-	groupInfo, err = (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatGroupInfo, GroupInfo: gi}).Marshal()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return groupID, groupInfo, partitionKey
+	return g.GroupID, g.GroupInfoMessage, g.PartitionKey
 }
 
 // syntheticApp is an application PrivateMessage of n bytes of ciphertext, unique by i.

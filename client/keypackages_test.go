@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -231,17 +230,7 @@ func (g *synthGroup) send(t testing.TB, n, size int) {
 
 // ts-mls KeyPackages (mls/testdata/tsmls/keypackages.json).
 
-type hexBytes []byte
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	*h = v
-	return err
-}
+type hexBytes = mlstest.Hex
 
 type kpFixture struct {
 	Identity       string   `json:"identity"`

@@ -2,7 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -24,17 +23,7 @@ const (
 	mls10  = mls.ProtocolVersionMLS10
 )
 
-type hexBytes []byte
-
-func (h *hexBytes) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	*h = v
-	return err
-}
+type hexBytes = mlstest.Hex
 
 type fixtureKP struct {
 	Reason         string   `json:"reason"`

@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/mls/mlstest"
+
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/sqlite"
@@ -19,17 +20,7 @@ import (
 
 // Fixtures written by mls/testdata/gen (ts-mls 1.6.4); see its README.
 
-type hexBytes []byte
-
-func (b *hexBytes) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	*b = v
-	return err
-}
+type hexBytes = mlstest.Hex
 
 type tsMember struct {
 	LeafIndex uint32 `json:"leaf_index"`

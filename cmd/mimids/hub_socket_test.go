@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/mls/mlstest"
 
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
@@ -20,17 +21,7 @@ import (
 	"github.com/mimids/mimids/hub"
 )
 
-type hexb []byte
-
-func (h *hexb) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	*h = v
-	return err
-}
+type hexb = mlstest.Hex
 
 type fixtureEpoch struct {
 	Epoch             uint64 `json:"epoch"`

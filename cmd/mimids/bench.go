@@ -22,21 +22,64 @@ import (
 
 // benchOptions are the flags of `mimids bench`.
 type benchOptions struct {
+	benchCommon
+	Clients       int
+	Duration      time.Duration
+	Rate          float64 // notices per second; 0: closed loop
+	InFlight      int
+	Idle          int
+	NoticeTimeout time.Duration
+}
+
+// benchCommon are the flags both load generators take.
+type benchCommon struct {
 	URL             string
 	AdminToken      string
-	Clients         int
-	Duration        time.Duration
-	Rate            float64 // notices per second; 0: closed loop
-	InFlight        int
-	Idle            int
 	MaxConns        int
 	Concurrency     int
 	DialConcurrency int
-	NoticeTimeout   time.Duration
 	Timeout         time.Duration
 	Keep            bool
 	JSON            bool
 	Verbose         bool
+}
+
+// register adds the common flags to fs.
+func (c *benchCommon) register(fs *flag.FlagSet, dialHelp string) {
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
+	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
+	fs.IntVar(&c.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
+	fs.IntVar(&c.Concurrency, "concurrency", 16, "admin API calls in parallel")
+	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, dialHelp)
+	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
+	fs.BoolVar(&c.Keep, "keep", false, "keep the bench users instead of removing them at the end")
+	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
+	fs.BoolVar(&c.Verbose, "v", false, "log progress and connection events to stderr")
+}
+
+// validate reports the problems of the common flags; sockets is how many sockets
+// the run opens, described by what (e.g. "%d sockets exceed").
+func (c benchCommon) validate(sockets int, what string, bad func(format string, args ...any)) {
+	if _, err := checkLoopbackURL(c.URL); err != nil {
+		bad("%v", err)
+	}
+	if c.AdminToken == "" {
+		bad("-admin-token is required (or set MIMIDS_ADMIN_TOKEN)")
+	}
+	if c.Timeout <= 0 || c.Timeout > time.Hour {
+		bad("-timeout %v: want (0, 1h]", c.Timeout)
+	}
+	if c.MaxConns < 1 {
+		bad("-max-conns %d: want at least 1", c.MaxConns)
+	} else if sockets > c.MaxConns {
+		bad("%s -max-conns %d", what, c.MaxConns)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		bad("-concurrency %d: want 1..256", c.Concurrency)
+	}
+	if c.DialConcurrency < 1 || c.DialConcurrency > 1024 {
+		bad("-dial-concurrency %d: want 1..1024", c.DialConcurrency)
+	}
 }
 
 // Limits that keep every bench loop bounded.
@@ -59,21 +102,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 			"latency, and optionally the server's memory per idle socket.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
-	fs.StringVar(&o.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
+	o.register(fs, "socket handshakes in parallel")
 	fs.IntVar(&o.Clients, "clients", 1000, "clients connected during the throughput phase")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the throughput phase (0 skips it)")
 	fs.Float64Var(&o.Rate, "notices-per-second", 0, "open loop: post notices at this rate (0: closed loop)")
 	fs.IntVar(&o.InFlight, "inflight", 16, "notices in flight (closed loop: always; open loop: at most)")
 	fs.IntVar(&o.Idle, "idle", 0, "extra idle sockets for the memory phase (0 skips it)")
-	fs.IntVar(&o.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
-	fs.IntVar(&o.Concurrency, "concurrency", 16, "admin API calls in parallel")
-	fs.IntVar(&o.DialConcurrency, "dial-concurrency", 64, "socket handshakes in parallel")
 	fs.DurationVar(&o.NoticeTimeout, "notice-timeout", 30*time.Second, "give up on a notice not delivered to every client after this")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the bench users instead of removing them at the end")
-	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
-	fs.BoolVar(&o.Verbose, "v", false, "log progress and connection events to stderr")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -87,12 +122,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 func (o benchOptions) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := checkLoopbackURL(o.URL); err != nil {
-		errs = append(errs, err)
-	}
-	if o.AdminToken == "" {
-		bad("-admin-token is required (or set MIMIDS_ADMIN_TOKEN)")
-	}
+	o.benchCommon.validate(o.Clients+o.Idle, fmt.Sprintf("-clients %d + -idle %d = %d sockets exceeds",
+		o.Clients, o.Idle, o.Clients+o.Idle), bad)
 	if o.Clients < 1 || o.Clients > benchMaxClients {
 		bad("-clients %d: want 1..%d", o.Clients, benchMaxClients)
 	}
@@ -102,9 +133,7 @@ func (o benchOptions) validate() error {
 	if o.Duration < 0 || o.Duration > benchMaxDuration {
 		bad("-duration %v: want 0..%v", o.Duration, benchMaxDuration)
 	}
-	if o.Timeout <= 0 || o.Timeout > time.Hour {
-		bad("-timeout %v: want (0, 1h]", o.Timeout)
-	} else if o.Duration >= o.Timeout {
+	if o.Timeout > 0 && o.Duration >= o.Timeout {
 		bad("-duration %v must be shorter than -timeout %v", o.Duration, o.Timeout)
 	}
 	if o.Rate < 0 || o.Rate > 100_000 {
@@ -112,17 +141,6 @@ func (o benchOptions) validate() error {
 	}
 	if o.InFlight < 1 || o.InFlight > 1024 {
 		bad("-inflight %d: want 1..1024", o.InFlight)
-	}
-	if o.MaxConns < 1 {
-		bad("-max-conns %d: want at least 1", o.MaxConns)
-	} else if o.Clients+o.Idle > o.MaxConns {
-		bad("-clients %d + -idle %d = %d sockets exceeds -max-conns %d", o.Clients, o.Idle, o.Clients+o.Idle, o.MaxConns)
-	}
-	if o.Concurrency < 1 || o.Concurrency > 256 {
-		bad("-concurrency %d: want 1..256", o.Concurrency)
-	}
-	if o.DialConcurrency < 1 || o.DialConcurrency > 1024 {
-		bad("-dial-concurrency %d: want 1..1024", o.DialConcurrency)
 	}
 	if o.NoticeTimeout <= 0 {
 		bad("-notice-timeout %v: want > 0", o.NoticeTimeout)

@@ -22,29 +22,21 @@ import (
 
 // groupBenchOptions are the flags of `mimids bench-group`.
 type groupBenchOptions struct {
-	URL             string
-	AdminToken      string
-	Phases          []string
-	Duration        time.Duration // of each phase
-	Senders         int
-	InFlight        int // requests in flight per sender socket
-	Groups          int
-	Subscribers     int
-	FanoutSenders   int
-	FanoutInFlight  int // fanout messages sent but not yet delivered to every subscriber
-	Rate            float64
-	Size            int
-	Suite           int
-	MaxMessages     int // per phase
-	DrainTimeout    time.Duration
-	MaxConns        int
-	Concurrency     int
-	DialConcurrency int
-	Timeout         time.Duration
-	Keep            bool
-	JSON            bool
-	Verbose         bool
-	CPUProfile      string
+	benchCommon
+	Phases         []string
+	Duration       time.Duration // of each phase
+	Senders        int
+	InFlight       int // requests in flight per sender socket
+	Groups         int
+	Subscribers    int
+	FanoutSenders  int
+	FanoutInFlight int // fanout messages sent but not yet delivered to every subscriber
+	Rate           float64
+	Size           int
+	Suite          int
+	MaxMessages    int // per phase
+	DrainTimeout   time.Duration
+	CPUProfile     string
 }
 
 // The phases of `mimids bench-group`, in the order they run.
@@ -80,8 +72,7 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 		fs.PrintDefaults()
 	}
 	phases := strings.Join(allGroupPhases, ",")
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
-	fs.StringVar(&o.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
+	o.register(fs, "socket handshakes and subscriptions in parallel")
 	fs.StringVar(&phases, "phases", phases, "comma-separated `phases` to run: sequence, groups, fanout, latency")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase")
 	fs.IntVar(&o.Senders, "senders", 16, "sender sockets (one user each) for the sequencing phases")
@@ -95,13 +86,6 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
 	fs.IntVar(&o.MaxMessages, "max-messages", 1_000_000, "stop a phase after this many messages")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "wait this long after a phase for pushes still on their way")
-	fs.IntVar(&o.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
-	fs.IntVar(&o.Concurrency, "concurrency", 16, "admin API calls in parallel")
-	fs.IntVar(&o.DialConcurrency, "dial-concurrency", 64, "socket handshakes and subscriptions in parallel")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the bench users instead of removing them at the end")
-	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object")
-	fs.BoolVar(&o.Verbose, "v", false, "log progress and connection events to stderr")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to `file` (to see what the load generator costs)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -121,12 +105,7 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 func (o groupBenchOptions) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := checkLoopbackURL(o.URL); err != nil {
-		errs = append(errs, err)
-	}
-	if o.AdminToken == "" {
-		bad("-admin-token is required (or set MIMIDS_ADMIN_TOKEN)")
-	}
+	o.benchCommon.validate(o.sockets(), fmt.Sprintf("%d sockets exceed", o.sockets()), bad)
 	if len(o.Phases) == 0 {
 		bad("-phases is empty")
 	}
@@ -138,9 +117,7 @@ func (o groupBenchOptions) validate() error {
 	if o.Duration <= 0 || o.Duration > benchMaxDuration {
 		bad("-duration %v: want (0, %v]", o.Duration, benchMaxDuration)
 	}
-	if o.Timeout <= 0 || o.Timeout > time.Hour {
-		bad("-timeout %v: want (0, 1h]", o.Timeout)
-	} else if o.Duration*time.Duration(max(len(o.Phases), 1)) >= o.Timeout {
+	if o.Timeout > 0 && o.Duration*time.Duration(max(len(o.Phases), 1)) >= o.Timeout {
 		bad("-duration %v for %d phases must fit in -timeout %v", o.Duration, len(o.Phases), o.Timeout)
 	}
 	if o.Senders < 1 || o.Senders > 1024 {
@@ -175,17 +152,6 @@ func (o groupBenchOptions) validate() error {
 	}
 	if o.DrainTimeout <= 0 {
 		bad("-drain-timeout %v: want > 0", o.DrainTimeout)
-	}
-	if o.MaxConns < 1 {
-		bad("-max-conns %d: want at least 1", o.MaxConns)
-	} else if n := o.sockets(); n > o.MaxConns {
-		bad("%d sockets exceed -max-conns %d", n, o.MaxConns)
-	}
-	if o.Concurrency < 1 || o.Concurrency > 256 {
-		bad("-concurrency %d: want 1..256", o.Concurrency)
-	}
-	if o.DialConcurrency < 1 || o.DialConcurrency > 1024 {
-		bad("-dial-concurrency %d: want 1..1024", o.DialConcurrency)
 	}
 	return errors.Join(errs...)
 }
@@ -272,7 +238,7 @@ func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*g
 		level = slog.LevelInfo
 	}
 	b := &bench{
-		o:   benchOptions{Concurrency: o.Concurrency, DialConcurrency: o.DialConcurrency, Keep: o.Keep},
+		o:   benchOptions{benchCommon: o.benchCommon},
 		api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
 		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
 	}

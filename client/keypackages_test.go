@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -232,58 +230,26 @@ func (g *synthGroup) send(t testing.TB, n, size int) {
 
 type hexBytes = mlstest.Hex
 
-type kpFixture struct {
-	Identity       string   `json:"identity"`
-	User           string   `json:"user"`
-	Provider       string   `json:"provider"`
-	CipherSuite    uint16   `json:"cipher_suite"`
-	KeyPackage     hexBytes `json:"key_package"`
-	KeyPackageBare hexBytes `json:"key_package_bare"`
-	KeyPackageRef  hexBytes `json:"key_package_ref"`
-	LastResort     bool     `json:"last_resort"`
-}
+type kpFixture = mlstest.KeyPackageFixture
 
-type kpFixtures struct {
-	ValidationTime int64       `json:"validation_time"`
-	KeyPackages    []kpFixture `json:"key_packages"`
-}
+type kpFixtures = mlstest.KeyPackageFixtures
 
 // loadKeyPackages reads the ts-mls KeyPackages; a missing file fails the test.
 func loadKeyPackages(t testing.TB) kpFixtures {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "mls", "testdata", "tsmls", "keypackages.json"))
+	f, err := mlstest.LoadKeyPackageFixtures(filepath.Join("..", "mls", "testdata", "tsmls", "keypackages.json"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f kpFixtures
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.KeyPackages) == 0 || f.ValidationTime == 0 {
-		t.Fatal("keypackages.json: no KeyPackages or no validation_time")
 	}
 	return f
 }
 
-func (f kpFixtures) now() time.Time { return time.Unix(f.ValidationTime, 0) }
-
-// of returns the fixtures of one user URI.
-func (f kpFixtures) of(identity string) []kpFixture {
-	var out []kpFixture
-	for _, k := range f.KeyPackages {
-		if k.Identity == identity {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 func TestUploadKeyPackagesAndCount(t *testing.T) {
 	fx := loadKeyPackages(t)
-	b := startFixtureProvider(t, "b.example", fx.now(), 0)
+	b := startFixtureProvider(t, "b.example", fx.Now(), 0)
 	c, _ := dialAs(t, b.socket, b.dir, "bob", Config{})
 	ctx := ctxT(t)
-	bob := fx.of("mimi://b.example/u/bob")
+	bob := fx.Of("mimi://b.example/u/bob")
 	if len(bob) != 3 {
 		t.Fatalf("fixture: %d KeyPackages of bob, want 3", len(bob))
 	}
@@ -311,7 +277,7 @@ func TestUploadKeyPackagesAndCount(t *testing.T) {
 		t.Errorf("empty upload = %v, %v", refs, err)
 	}
 
-	alice := fx.of("mimi://a.example/u/alice")
+	alice := fx.Of("mimi://a.example/u/alice")
 	for _, tc := range []struct {
 		name string
 		kps  [][]byte

@@ -41,7 +41,7 @@ type federation struct {
 func newFederation(t testing.TB, relayRate float64, bench bool) *federation {
 	t.Helper()
 	f := &federation{fx: loadKeyPackages(t), lows: make(chan directory.KeyPackagesLow, 16)}
-	f.b = startFixtureProvider(t, "b.example", f.fx.now(), 3)
+	f.b = startFixtureProvider(t, "b.example", f.fx.Now(), 3)
 	if relayRate == 0 {
 		relayRate = 1000
 	}
@@ -91,7 +91,7 @@ func (f *federation) peerURL(domain string) string {
 // uploadBob stores bob's fixture KeyPackages at b.example.
 func (f *federation) uploadBob(t testing.TB) []kpFixture {
 	t.Helper()
-	bob := f.fx.of("mimi://b.example/u/bob")
+	bob := f.fx.Of("mimi://b.example/u/bob")
 	var kps [][]byte
 	for _, k := range bob {
 		kps = append(kps, k.KeyPackage)

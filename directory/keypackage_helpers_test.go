@@ -2,8 +2,6 @@ package directory_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -25,37 +23,16 @@ const (
 
 type hexBytes = mlstest.Hex
 
-type fixtureKP struct {
-	Reason         string   `json:"reason"`
-	Identity       string   `json:"identity"`
-	User           string   `json:"user"`
-	Provider       string   `json:"provider"`
-	CipherSuite    uint16   `json:"cipher_suite"`
-	KeyPackage     hexBytes `json:"key_package"`
-	KeyPackageBare hexBytes `json:"key_package_bare"`
-	KeyPackageRef  hexBytes `json:"key_package_ref"`
-	LastResort     bool     `json:"last_resort"`
-}
+type fixtureKP = mlstest.KeyPackageFixture
 
-type fixtureFile struct {
-	ValidationTime int64       `json:"validation_time"`
-	KeyPackages    []fixtureKP `json:"key_packages"`
-	Invalid        []fixtureKP `json:"invalid_key_packages"`
-}
+type fixtureFile = mlstest.KeyPackageFixtures
 
 // loadFixtures reads the ts-mls KeyPackages; a missing file fails the test.
 func loadFixtures(t testing.TB) fixtureFile {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "mls", "testdata", "tsmls", "keypackages.json"))
+	f, err := mlstest.LoadKeyPackageFixtures(filepath.Join("..", "mls", "testdata", "tsmls", "keypackages.json"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f fixtureFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.KeyPackages) == 0 || len(f.Invalid) == 0 || f.ValidationTime == 0 {
-		t.Fatal("keypackages.json: no KeyPackages or no validation_time")
 	}
 	return f
 }

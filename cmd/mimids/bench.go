@@ -164,6 +164,20 @@ func benchCommand(args []string, stdout, stderr io.Writer) int {
 	return finishBench("bench", res, res != nil, o.JSON, err, stdout, stderr)
 }
 
+// newBench sets up what both load generators share: the admin API client, the
+// socket URL, the run id and the log. o must have been validated.
+func newBench(o benchOptions, logw io.Writer) *bench {
+	base, _ := checkLoopbackURL(o.URL)
+	level := slog.LevelWarn
+	if o.Verbose {
+		level = slog.LevelInfo
+	}
+	return &bench{
+		o: o, api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
+		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
+	}
+}
+
 // benchReport is a bench's result.
 type benchReport interface{ print(w io.Writer) }
 
@@ -227,15 +241,7 @@ func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	base, _ := checkLoopbackURL(o.URL)
-	level := slog.LevelWarn
-	if o.Verbose {
-		level = slog.LevelInfo
-	}
-	b := &bench{
-		o: o, api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
-		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
-	}
+	b := newBench(o, logw)
 	b.tracker.pending = make(map[uint64]*noticeState)
 	res := &benchResult{URL: o.URL, Run: b.run, Clients: o.Clients}
 	defer b.cleanup(ctx)

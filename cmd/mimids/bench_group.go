@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -232,16 +231,7 @@ func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*g
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	base, _ := checkLoopbackURL(o.URL)
-	level := slog.LevelWarn
-	if o.Verbose {
-		level = slog.LevelInfo
-	}
-	b := &bench{
-		o:   benchOptions{benchCommon: o.benchCommon},
-		api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
-		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
-	}
+	b := newBench(benchOptions{benchCommon: o.benchCommon}, logw)
 	gb := &groupBench{bench: b, o: o, suite: mls.CipherSuite(o.Suite)}
 	copy(gb.runTag[:], b.run)
 	res := &groupBenchResult{URL: o.URL, Run: b.run, CipherSuite: o.Suite, CiphertextBytes: o.Size, Senders: o.Senders}

@@ -74,24 +74,7 @@ func TestParseGroupBenchFlags(t *testing.T) {
 }
 
 func TestBenchGroupCommandExitCodes(t *testing.T) {
-	t.Setenv("MIMIDS_ADMIN_TOKEN", "")
-	var stdout, stderr bytes.Buffer
-	if code := benchGroupCommand([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "rate_per_second") {
-		t.Errorf("-h: exit %d, usage %q", code, stderr.String())
-	}
-	stderr.Reset()
-	if code := benchGroupCommand([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
-		t.Errorf("remote url: exit %d, stderr %q", code, stderr.String())
-	}
-	// A loopback port with nothing listening: the first admin call fails fast.
-	stderr.Reset()
-	code := benchGroupCommand([]string{"-url", "http://127.0.0.1:1", "-admin-token", "t", "-timeout", "1m"}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "create client") {
-		t.Errorf("no server: exit %d, stderr %q", code, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "errors: 0") {
-		t.Errorf("no report printed: %q", stdout.String())
-	}
+	checkBenchExitCodes(t, benchGroupCommand, "rate_per_second", "-timeout", "1m")
 }
 
 func TestStamp(t *testing.T) {

@@ -231,18 +231,26 @@ func TestParseBenchFlags(t *testing.T) {
 }
 
 func TestBenchCommandExitCodes(t *testing.T) {
+	checkBenchExitCodes(t, benchCommand, "-notices-per-second", "-clients", "3", "-timeout", "20s")
+}
+
+// checkBenchExitCodes checks a load generator's exit codes: 0 and a usage naming
+// usageWant for -h, 2 for a remote URL, 1 and a report when no server answers
+// (noServer are the extra flags of that run).
+func checkBenchExitCodes(t *testing.T, cmd func([]string, io.Writer, io.Writer) int, usageWant string, noServer ...string) {
+	t.Helper()
 	t.Setenv("MIMIDS_ADMIN_TOKEN", "")
 	var stdout, stderr bytes.Buffer
-	if code := benchCommand([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "-notices-per-second") {
+	if code := cmd([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), usageWant) {
 		t.Errorf("-h: exit %d, usage %q", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := benchCommand([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
+	if code := cmd([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
 		t.Errorf("remote url: exit %d, stderr %q", code, stderr.String())
 	}
 	// A loopback port with nothing listening: the first admin call fails fast.
 	stderr.Reset()
-	code := benchCommand([]string{"-url", "http://127.0.0.1:1", "-admin-token", "t", "-clients", "3", "-timeout", "20s"}, &stdout, &stderr)
+	code := cmd(append([]string{"-url", "http://127.0.0.1:1", "-admin-token", "t"}, noServer...), &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "create client") {
 		t.Errorf("no server: exit %d, stderr %q", code, stderr.String())
 	}

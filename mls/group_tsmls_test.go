@@ -20,12 +20,12 @@ type tsmlsMember struct {
 
 type tsmlsState struct {
 	Epoch             uint64        `json:"epoch"`
-	TreeHash          vbytes        `json:"tree_hash"`
-	GroupContext      vbytes        `json:"group_context"`
+	TreeHash          hexBytes      `json:"tree_hash"`
+	GroupContext      hexBytes      `json:"group_context"`
 	Members           []tsmlsMember `json:"members"`
-	GroupInfo         vbytes        `json:"group_info"`
-	GroupInfoWithTree vbytes        `json:"group_info_with_tree"`
-	RatchetTree       vbytes        `json:"ratchet_tree"`
+	GroupInfo         hexBytes      `json:"group_info"`
+	GroupInfoWithTree hexBytes      `json:"group_info_with_tree"`
+	RatchetTree       hexBytes      `json:"ratchet_tree"`
 }
 
 type tsmlsStep struct {
@@ -33,18 +33,18 @@ type tsmlsStep struct {
 	Description  string        `json:"description"`
 	Epoch        uint64        `json:"epoch"`
 	WireFormat   string        `json:"wire_format"`
-	Message      vbytes        `json:"message"`
-	ProposalRef  vbytes        `json:"proposal_ref"`
+	Message      hexBytes      `json:"message"`
+	ProposalRef  hexBytes      `json:"proposal_ref"`
 	HasPath      bool          `json:"has_path"`
 	Added        []tsmlsMember `json:"added"`
 	Removed      []tsmlsMember `json:"removed"`
 	RFCViolation string        `json:"rfc_violation"`
 	After        *tsmlsState   `json:"after"`
 	Welcome      *struct {
-		Message    vbytes `json:"message"`
+		Message    hexBytes `json:"message"`
 		NewMembers []struct {
-			KeyPackageRef vbytes `json:"key_package_ref"`
-			LeafIndex     uint32 `json:"leaf_index"`
+			KeyPackageRef hexBytes `json:"key_package_ref"`
+			LeafIndex     uint32   `json:"leaf_index"`
 		} `json:"new_members"`
 	} `json:"welcome"`
 }
@@ -52,7 +52,7 @@ type tsmlsStep struct {
 type tsmlsGroup struct {
 	Description string      `json:"description"`
 	CipherSuite CipherSuite `json:"cipher_suite"`
-	GroupID     vbytes      `json:"group_id"`
+	GroupID     hexBytes    `json:"group_id"`
 	Initial     tsmlsState  `json:"initial"`
 	Steps       []tsmlsStep `json:"steps"`
 	Branches    []struct {

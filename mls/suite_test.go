@@ -2,92 +2,58 @@ package mls
 
 import (
 	"bytes"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 )
-
-// vbytes is a byte string that unmarshals from lowercase hex in vector JSON.
-type vbytes []byte
-
-func (b *vbytes) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return err
-	}
-	v, err := hex.DecodeString(s)
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
-
-// readMLSVector decodes the conformance vector file name into v. A missing
-// file is a failure, never a skip.
-func readMLSVector(t testing.TB, name string, v any) {
-	t.Helper()
-	p := filepath.Join("..", "..", "shared", "testdata", "mls", name)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("vector file: %v", err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-}
 
 type cryptoBasicsVector struct {
 	CipherSuite CipherSuite `json:"cipher_suite"`
 	RefHash     struct {
-		Label string `json:"label"`
-		Out   vbytes `json:"out"`
-		Value vbytes `json:"value"`
+		Label string   `json:"label"`
+		Out   hexBytes `json:"out"`
+		Value hexBytes `json:"value"`
 	} `json:"ref_hash"`
 	ExpandWithLabel struct {
-		Secret  vbytes `json:"secret"`
-		Label   string `json:"label"`
-		Context vbytes `json:"context"`
-		Length  int    `json:"length"`
-		Out     vbytes `json:"out"`
+		Secret  hexBytes `json:"secret"`
+		Label   string   `json:"label"`
+		Context hexBytes `json:"context"`
+		Length  int      `json:"length"`
+		Out     hexBytes `json:"out"`
 	} `json:"expand_with_label"`
 	DeriveSecret struct {
-		Secret vbytes `json:"secret"`
-		Label  string `json:"label"`
-		Out    vbytes `json:"out"`
+		Secret hexBytes `json:"secret"`
+		Label  string   `json:"label"`
+		Out    hexBytes `json:"out"`
 	} `json:"derive_secret"`
 	DeriveTreeSecret struct {
-		Secret     vbytes `json:"secret"`
-		Label      string `json:"label"`
-		Generation uint32 `json:"generation"`
-		Length     int    `json:"length"`
-		Out        vbytes `json:"out"`
+		Secret     hexBytes `json:"secret"`
+		Label      string   `json:"label"`
+		Generation uint32   `json:"generation"`
+		Length     int      `json:"length"`
+		Out        hexBytes `json:"out"`
 	} `json:"derive_tree_secret"`
 	SignWithLabel struct {
-		Priv      vbytes `json:"priv"`
-		Pub       vbytes `json:"pub"`
-		Content   vbytes `json:"content"`
-		Label     string `json:"label"`
-		Signature vbytes `json:"signature"`
+		Priv      hexBytes `json:"priv"`
+		Pub       hexBytes `json:"pub"`
+		Content   hexBytes `json:"content"`
+		Label     string   `json:"label"`
+		Signature hexBytes `json:"signature"`
 	} `json:"sign_with_label"`
 	EncryptWithLabel struct {
-		Priv       vbytes `json:"priv"`
-		Pub        vbytes `json:"pub"`
-		Label      string `json:"label"`
-		Context    vbytes `json:"context"`
-		Plaintext  vbytes `json:"plaintext"`
-		KEMOutput  vbytes `json:"kem_output"`
-		Ciphertext vbytes `json:"ciphertext"`
+		Priv       hexBytes `json:"priv"`
+		Pub        hexBytes `json:"pub"`
+		Label      string   `json:"label"`
+		Context    hexBytes `json:"context"`
+		Plaintext  hexBytes `json:"plaintext"`
+		KEMOutput  hexBytes `json:"kem_output"`
+		Ciphertext hexBytes `json:"ciphertext"`
 	} `json:"encrypt_with_label"`
 }
 
 func TestCryptoBasicsVectors(t *testing.T) {
 	var vs []cryptoBasicsVector
-	readMLSVector(t, "crypto-basics.json", &vs)
+	loadCodecVectors(t, "crypto-basics.json", &vs)
 	if len(vs) == 0 {
 		t.Fatal("no vectors")
 	}
@@ -257,7 +223,7 @@ func BenchmarkVerifyWithLabel(b *testing.B) {
 // signature keys as SEC 1 compressed points verify like uncompressed ones.
 func TestCompressedECDSAKeys(t *testing.T) {
 	var vs []cryptoBasicsVector
-	readMLSVector(t, "crypto-basics.json", &vs)
+	loadCodecVectors(t, "crypto-basics.json", &vs)
 	n := 0
 	for _, v := range vs {
 		s, _ := v.CipherSuite.Suite()

@@ -10,9 +10,9 @@ import (
 
 type treeValidationVector struct {
 	CipherSuite CipherSuite `json:"cipher_suite"`
-	Tree        vbytes      `json:"tree"`
-	GroupID     vbytes      `json:"group_id"`
-	TreeHashes  []vbytes    `json:"tree_hashes"`
+	Tree        hexBytes    `json:"tree"`
+	GroupID     hexBytes    `json:"group_id"`
+	TreeHashes  []hexBytes  `json:"tree_hashes"`
 	Resolutions [][]uint32  `json:"resolutions"`
 }
 
@@ -31,7 +31,7 @@ func decodeTestTree(t testing.TB, cs CipherSuite, b []byte) *Tree {
 
 func TestTreeValidationVectors(t *testing.T) {
 	var vs []treeValidationVector
-	readMLSVector(t, "tree-validation.json", &vs)
+	loadCodecVectors(t, "tree-validation.json", &vs)
 	if len(vs) == 0 {
 		t.Fatal("no vectors")
 	}
@@ -76,7 +76,7 @@ func TestTreeValidationVectors(t *testing.T) {
 // each must fail with its own typed error.
 func TestTreeValidationBadInputs(t *testing.T) {
 	var vs []treeValidationVector
-	readMLSVector(t, "tree-validation.json", &vs)
+	loadCodecVectors(t, "tree-validation.json", &vs)
 	v := vs[2] // suite 1, full 8-leaf tree with parent nodes
 	tests := []struct {
 		name   string
@@ -144,17 +144,17 @@ func firstParent(tr *Tree) uint32 {
 
 type treeOperationsVector struct {
 	CipherSuite    CipherSuite `json:"cipher_suite"`
-	TreeBefore     vbytes      `json:"tree_before"`
-	Proposal       vbytes      `json:"proposal"`
+	TreeBefore     hexBytes    `json:"tree_before"`
+	Proposal       hexBytes    `json:"proposal"`
 	ProposalSender uint32      `json:"proposal_sender"`
-	TreeHashBefore vbytes      `json:"tree_hash_before"`
-	TreeAfter      vbytes      `json:"tree_after"`
-	TreeHashAfter  vbytes      `json:"tree_hash_after"`
+	TreeHashBefore hexBytes    `json:"tree_hash_before"`
+	TreeAfter      hexBytes    `json:"tree_after"`
+	TreeHashAfter  hexBytes    `json:"tree_hash_after"`
 }
 
 func TestTreeOperationsVectors(t *testing.T) {
 	var vs []treeOperationsVector
-	readMLSVector(t, "tree-operations.json", &vs)
+	loadCodecVectors(t, "tree-operations.json", &vs)
 	if len(vs) == 0 {
 		t.Fatal("no vectors")
 	}
@@ -202,14 +202,14 @@ func TestTreeOperationsVectors(t *testing.T) {
 
 type treeKEMVector struct {
 	CipherSuite             CipherSuite `json:"cipher_suite"`
-	GroupID                 vbytes      `json:"group_id"`
+	GroupID                 hexBytes    `json:"group_id"`
 	Epoch                   uint64      `json:"epoch"`
-	ConfirmedTranscriptHash vbytes      `json:"confirmed_transcript_hash"`
-	RatchetTree             vbytes      `json:"ratchet_tree"`
+	ConfirmedTranscriptHash hexBytes    `json:"confirmed_transcript_hash"`
+	RatchetTree             hexBytes    `json:"ratchet_tree"`
 	UpdatePaths             []struct {
-		Sender        uint32 `json:"sender"`
-		UpdatePath    vbytes `json:"update_path"`
-		TreeHashAfter vbytes `json:"tree_hash_after"`
+		Sender        uint32   `json:"sender"`
+		UpdatePath    hexBytes `json:"update_path"`
+		TreeHashAfter hexBytes `json:"tree_hash_after"`
 	} `json:"update_paths"`
 }
 
@@ -219,7 +219,7 @@ type treeKEMVector struct {
 // private half (decrypting path secrets) needs member keys a DS never has.
 func TestTreeKEMVectorsPublic(t *testing.T) {
 	var vs []treeKEMVector
-	readMLSVector(t, "treekem.json", &vs)
+	loadCodecVectors(t, "treekem.json", &vs)
 	if len(vs) == 0 {
 		t.Fatal("no vectors")
 	}
@@ -267,7 +267,7 @@ func TestTreeKEMVectorsPublic(t *testing.T) {
 // unmerged_leaves point outside it: an error, never a panic.
 func TestVerifyParentHashesHostileUnmerged(t *testing.T) {
 	var vs []treeValidationVector
-	readMLSVector(t, "tree-validation.json", &vs)
+	loadCodecVectors(t, "tree-validation.json", &vs)
 	tr := decodeTestTree(t, vs[2].CipherSuite, vs[2].Tree)
 	x := firstParent(tr)
 	p := *tr.Parent(x)
@@ -286,7 +286,7 @@ func TestVerifyParentHashesHostileUnmerged(t *testing.T) {
 // validates re-encodes to a tree with the same hash.
 func FuzzTreeValidate(f *testing.F) {
 	var vs []treeValidationVector
-	readMLSVector(f, "tree-validation.json", &vs)
+	loadCodecVectors(f, "tree-validation.json", &vs)
 	for _, v := range vs[:14] { // suite 1 (and 2): every tree shape
 		f.Add(uint8(v.CipherSuite), []byte(v.Tree), []byte(v.GroupID))
 	}

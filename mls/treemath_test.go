@@ -18,7 +18,7 @@ type treeMathVector struct {
 
 func TestTreeMathVectors(t *testing.T) {
 	var vs []treeMathVector
-	readMLSVector(t, "tree-math.json", &vs)
+	loadCodecVectors(t, "tree-math.json", &vs)
 	if len(vs) == 0 {
 		t.Fatal("no vectors")
 	}

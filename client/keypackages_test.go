@@ -172,10 +172,7 @@ func syntheticGroup(tb testing.TB) (groupID, groupInfo, partitionKey []byte) {
 func syntheticApp(tb testing.TB, groupID []byte, i uint64, n int) []byte {
 	ct := make([]byte, max(n, 8))
 	binary.BigEndian.PutUint64(ct, i)
-	m := &mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatPrivateMessage,
-		PrivateMessage: &mls.PrivateMessage{GroupID: groupID, ContentType: mls.ContentTypeApplication,
-			AuthenticatedData: []byte{}, EncryptedSenderData: make([]byte, 28), Ciphertext: ct}}
-	b, err := m.Marshal()
+	b, err := mlstest.ApplicationMessage(groupID, 0, ct)
 	if err != nil {
 		tb.Fatal(err)
 	}

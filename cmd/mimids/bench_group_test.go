@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -205,12 +204,7 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 		t.Errorf("latency phase: mode %s, %d sequenced and %d skipped at 50/s for 2s, want 100", l.Mode, l.Sequenced, l.Skipped)
 	}
 	// The bench removed its users.
-	base, _ := checkLoopbackURL("http://" + p.addr)
-	var users []map[string]any
-	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
-	if err != nil || len(users) != 0 {
-		t.Errorf("users after the bench: %v, %v", users, err)
-	}
+	checkNoUsersLeft(t, p)
 }
 
 // TestBenchGroupRateLimited runs the sequencing phase against a server with

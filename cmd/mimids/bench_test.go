@@ -349,12 +349,7 @@ func TestBenchAgainstServer(t *testing.T) {
 		t.Errorf("idle result %+v", res.Idle)
 	}
 	// The bench removed its users: the server has none left.
-	base, _ := checkLoopbackURL("http://" + p.addr)
-	var users []map[string]any
-	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
-	if err != nil || len(users) != 0 {
-		t.Errorf("users after the bench: %v, %v", users, err)
-	}
+	checkNoUsersLeft(t, p)
 }
 
 func FuzzMetricValue(f *testing.F) {
@@ -387,4 +382,15 @@ func FuzzParseNoticeText(f *testing.F) {
 			t.Fatalf("round trip of %q: %d %v %v", text, id2, sent2, ok2)
 		}
 	})
+}
+
+// checkNoUsersLeft checks that a bench removed the users it created.
+func checkNoUsersLeft(t *testing.T, p *serverProc) {
+	t.Helper()
+	base, _ := checkLoopbackURL("http://" + p.addr)
+	var users []map[string]any
+	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
+	if err != nil || len(users) != 0 {
+		t.Errorf("users after the bench: %v, %v", users, err)
+	}
 }

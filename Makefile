@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 PKGS      ?= ./...
 
-.PHONY: all build run test bench fuzz lint clean
+.PHONY: all build run test bench fuzz lint clean vectors-check
 
 all: build
 
@@ -14,12 +14,23 @@ build:
 	$(GO) build -o bin/mimids ./cmd/mimids
 
 # Build and start a provider on 127.0.0.1 with an embedded SQLite file under $(DATA).
+# CONFIG=file.json starts it from that configuration instead; DATA or ADDR given
+# as well still override the file's data_dir and listen.
+ifdef CONFIG
+RUNFLAGS = -config $(CONFIG) $(if $(filter-out file,$(origin DATA)),-data $(DATA)) $(if $(filter-out file,$(origin ADDR)),-listen $(ADDR))
+else
+RUNFLAGS = -data $(DATA) -listen $(ADDR)
+endif
 run: build
-	./bin/mimids serve -data $(DATA) -listen $(ADDR)
+	./bin/mimids serve $(RUNFLAGS)
 
 # Unit, integration and multi-process tests, with the race detector.
 test:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# The conformance vectors in testdata/ are unchanged (names any file missing or changed).
+vectors-check:
+	cd testdata && sha256sum --quiet -c SHA256SUMS
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)

@@ -59,7 +59,7 @@ func TestVectorsMessages(t *testing.T) {
 
 // codecVectorPath returns the path of a shared MLS test vector file.
 func codecVectorPath(name string) string {
-	return filepath.Join("..", "..", "shared", "testdata", "mls", name)
+	return filepath.Join("..", "testdata", "mls", name)
 }
 
 // loadCodecVectors reads a vector file into v; a missing file fails the test.

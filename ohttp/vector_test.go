@@ -39,7 +39,7 @@ type rfc9458Vector struct {
 
 func loadVectors(t testing.TB) []rfc9458Vector {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "testdata", "ohttp", "rfc9458-vectors.json")
+	p := filepath.Join("..", "testdata", "ohttp", "rfc9458-vectors.json")
 	raw, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatalf("vector file: %v", err)

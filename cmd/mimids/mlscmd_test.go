@@ -17,7 +17,7 @@ import (
 // mlsVectors reads an MLS vector file of the shared test data.
 func mlsVectors(t *testing.T, name string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "mls", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "mls", name))
 	if err != nil {
 		t.Fatalf("vector file %s: %v", name, err)
 	}

@@ -54,7 +54,7 @@ type examplesFile struct {
 
 func loadExamples(t testing.TB) examplesFile {
 	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "testdata", "ohttp", "rfc9292-examples.json")
+	p := filepath.Join("..", "..", "testdata", "ohttp", "rfc9292-examples.json")
 	raw, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatalf("vector file: %v", err)

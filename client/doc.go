@@ -20,6 +20,13 @@
 // The server may pack several frames into one WebSocket message; the client decodes
 // them all. Push and partition_event frames (group subscriptions) go to Config.OnPush.
 //
+// KeyPackages and discovery of other users go through Remote (Client.Remote), which
+// speaks Oblivious HTTP through the own provider's relay (docs/protocol.md §3). The
+// same calls reach users of the client's own provider: pass the own domain
+// (Remote.Domain, learnt from auth_ok's user_id) as the peer. The relay serves it
+// through its own gateway in process, with the same claim, last-resort and
+// bearer-token rules, and no peer configuration.
+//
 // Concurrency: each connection has one reader goroutine (the only Read caller), one
 // writer goroutine (the only Write caller) and one dispatcher goroutine (the only
 // Handler caller). The request queue is bounded in frames and bytes; the delivery

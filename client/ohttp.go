@@ -21,10 +21,10 @@ import (
 	"github.com/mimids/mimids/ohttp/bhttp"
 )
 
-// Oblivious HTTP to other providers (docs/protocol.md §3). A client reaches a peer
-// provider's gateway only through its own provider's relay, so that its provider
-// learns which peer is asked but not what for, and the peer learns what is asked
-// but not by whom:
+// Oblivious HTTP to providers' gateways (docs/protocol.md §3). A client reaches a
+// peer provider's gateway only through its own provider's relay, so that its
+// provider learns which peer is asked but not what for, and the peer learns what is
+// asked but not by whom:
 //
 //	POST <own base URL>/v1/ohttp-relay/<peer domain>
 //	Authorization: Bearer <device token>
@@ -33,6 +33,12 @@ import (
 // The peer's key configurations are fetched directly from the peer
 // (GET <peer base URL>/.well-known/ohttp-gateway), never through the relay, which
 // could otherwise substitute its own keys.
+//
+// The users of the client's own provider are reached the same way, with the own
+// domain as the peer: the relay hands the request to its own gateway in process
+// (no peer configuration), so a local fetch goes through the same gateway checks,
+// claims, last-resort rule and bearer tokens as a remote one. The own gateway's keys
+// come from the own provider (GET <Base>/.well-known/ohttp-gateway).
 
 // Paths of the relay and of the gateway's inner routes.
 const (
@@ -128,6 +134,10 @@ type RemoteConfig struct {
 	// HTTPClient sends to the relay and fetches peers' keys. Nil: a client with
 	// DefaultHTTPTimeout.
 	HTTPClient *http.Client
+	// Domain is the own provider's domain (Client.Remote takes it from the user_id
+	// of auth_ok). Its gateway keys are fetched from Base; PeerURL is not asked for
+	// it. Empty: every domain is looked up with PeerURL.
+	Domain string
 	// PeerURL gives a peer domain's base URL, where its gateway keys are published.
 	// Nil: "https://" + domain.
 	PeerURL func(domain string) string
@@ -140,11 +150,13 @@ type RemoteConfig struct {
 	Now func() time.Time
 }
 
-// Remote reaches other providers' gateways through the own provider's Oblivious HTTP
-// relay: discovery and KeyPackage fetches. It caches each peer's key configurations.
-// Its methods are safe for concurrent use.
+// Remote reaches providers' gateways through the own provider's Oblivious HTTP relay:
+// discovery and KeyPackage fetches, at other providers or (with the own domain as the
+// peer) at the own one. It caches each provider's key configurations. Its methods
+// are safe for concurrent use.
 type Remote struct {
 	cfg      RemoteConfig // Static after construction.
+	base     string       // Static: the own provider's HTTP origin.
 	relayURL string       // Static: base + RelayPathPrefix.
 
 	mu    sync.Mutex
@@ -174,6 +186,11 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if cfg.KeysMaxAge < 0 {
 		errs = append(errs, errors.New("client: remote: KeysMaxAge is negative"))
 	}
+	if cfg.Domain != "" {
+		if err := checkDomain(cfg.Domain); err != nil {
+			errs = append(errs, fmt.Errorf("client: remote: Domain: %w", err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -189,11 +206,11 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Remote{cfg: cfg, relayURL: base + RelayPathPrefix, peers: make(map[string]*peerKeys)}, nil
+	return &Remote{cfg: cfg, base: base, relayURL: base + RelayPathPrefix, peers: make(map[string]*peerKeys)}, nil
 }
 
-// Remote returns a Remote that uses this client's URL, token and HTTP client unless
-// cfg sets them.
+// Remote returns a Remote that uses this client's URL, token and HTTP client, and the
+// domain of the user_id its provider named in auth_ok, unless cfg sets them.
 func (c *Client) Remote(cfg RemoteConfig) (*Remote, error) {
 	if cfg.Base == "" {
 		cfg.Base = c.cfg.URL
@@ -204,7 +221,24 @@ func (c *Client) Remote(cfg RemoteConfig) (*Remote, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = c.cfg.HTTPClient
 	}
+	if cfg.Domain == "" {
+		if d, _, _, err := directory.ParseURI(c.Session().UserID); err == nil {
+			cfg.Domain = d
+		}
+	}
 	return NewRemote(cfg)
+}
+
+// Domain is the own provider's domain ("" when unknown): Discover and
+// FetchKeyPackages with it reach the own provider's users.
+func (r *Remote) Domain() string { return r.cfg.Domain }
+
+// keysURL is the base URL where a domain's gateway keys are published.
+func (r *Remote) keysURL(domain string) string {
+	if domain == r.cfg.Domain {
+		return r.base
+	}
+	return r.cfg.PeerURL(domain)
 }
 
 // relayBase maps a provider URL to its HTTP origin: ws -> http, wss -> https, path
@@ -311,7 +345,7 @@ func (r *Remote) peerClient(ctx context.Context, domain string, stale *ohttp.Cli
 	if oc, keys, ok := fresh(); ok {
 		return oc, keys, nil
 	}
-	keys, err := FetchGatewayKeys(ctx, r.cfg.HTTPClient, r.cfg.PeerURL(domain))
+	keys, err := FetchGatewayKeys(ctx, r.cfg.HTTPClient, r.keysURL(domain))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,8 +23,14 @@ const (
 type RelayConfig struct {
 	// Peers maps each allow-listed peer domain (lowercase) to the URL of
 	// its gateway, normally "https://<domain>" + WellKnownGatewayPath.
-	// Required.
 	Peers map[string]string
+	// Local maps each domain served in this process (lowercase, normally
+	// the provider's own) to its gateway handler. A request for such a
+	// domain is handed to the handler as a new request that carries only
+	// the body and its Content-Type, under the same Timeout and
+	// MaxResponseBytes, instead of being sent over HTTP. Peers and Local
+	// together must name at least one domain, each at most once.
+	Local map[string]http.Handler
 	// PeerFunc names the target peer of a request. Nil means: the path
 	// wildcard "peer" when the handler was routed by an http.ServeMux
 	// pattern such as "POST /ohttp-relay/{peer}", else the last segment
@@ -58,11 +65,25 @@ type RelayConfig struct {
 func (c RelayConfig) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("ohttp: relay: "+format, a...)) }
-	if len(c.Peers) == 0 {
+	if len(c.Peers)+len(c.Local) == 0 {
 		add("no peers")
 	}
+	validName := func(peer string) bool {
+		return peer != "" && peer == strings.ToLower(peer) && !strings.ContainsAny(peer, "/ ")
+	}
+	for peer, h := range c.Local {
+		if !validName(peer) {
+			add("invalid local name %q", peer)
+		}
+		if h == nil {
+			add("no handler for local %q", peer)
+		}
+		if _, ok := c.Peers[peer]; ok {
+			add("%q is both a peer and local", peer)
+		}
+	}
 	for peer, gw := range c.Peers {
-		if peer == "" || peer != strings.ToLower(peer) || strings.ContainsAny(peer, "/ ") {
+		if !validName(peer) {
 			add("invalid peer name %q", peer)
 		}
 		u, err := url.Parse(gw)
@@ -83,7 +104,9 @@ func (c RelayConfig) Validate() error {
 // provider runs for its own clients. It accepts POST message/ohttp-req
 // bodies and forwards them to the gateway of an allow-listed peer, then
 // returns the gateway's status, content type and body. It is never an
-// open proxy: a peer not in the allow-list is answered 404.
+// open proxy: a peer not in the allow-list is answered 404. A domain of
+// RelayConfig.Local is served by its handler in process, with the same
+// checks, the same stripped request and the same filtered answer.
 //
 // The forwarded request carries only the body, its Content-Type and
 // Content-Length: no client address, Forwarded, X-Forwarded-For or Via,
@@ -121,11 +144,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.LimitKey == nil {
 		cfg.LimitKey = remoteIP
 	}
-	peers := make(map[string]string, len(cfg.Peers))
-	for p, u := range cfg.Peers {
-		peers[p] = u
-	}
-	cfg.Peers = peers
+	cfg.Peers = maps.Clone(cfg.Peers)
+	cfg.Local = maps.Clone(cfg.Local)
 	r := &Relay{cfg: cfg, client: cfg.Client}
 	if r.client == nil {
 		r.client = newRelayClient(cfg.Timeout)
@@ -194,7 +214,8 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	peer := strings.ToLower(rl.cfg.PeerFunc(r))
 	gw, ok := rl.cfg.Peers[peer]
-	if !ok {
+	local := rl.cfg.Local[peer]
+	if !ok && local == nil {
 		rl.fail(w, &Problem{Title: "unknown peer", Status: http.StatusNotFound}, OutcomeUnknownPeer, nil)
 		return
 	}
@@ -210,6 +231,10 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil || len(body) == 0:
 		rl.fail(w, &Problem{Title: "empty or unreadable request", Status: http.StatusBadRequest}, OutcomeMalformed, err)
+		return
+	}
+	if local != nil {
+		rl.serveLocal(r.Context(), w, local, peer, body)
 		return
 	}
 	rl.forward(r.Context(), w, gw, body)
@@ -245,18 +270,87 @@ func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, 
 		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
 		return
 	}
+	rl.answer(w, resp.StatusCode, resp.Header, rb)
+}
+
+// answer copies a gateway's answer to the client: its status, body, and
+// only its Content-Type and Retry-After.
+func (rl *Relay) answer(w http.ResponseWriter, status int, from http.Header, body []byte) {
 	h := w.Header()
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
+	if ct := from.Get("Content-Type"); ct != "" {
 		h.Set("Content-Type", ct)
 	}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
+	if ra := from.Get("Retry-After"); ra != "" {
 		h.Set("Retry-After", ra)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(rb)))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(rb)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 	if rl.cfg.Observe != nil {
 		rl.cfg.Observe(OutcomeOK, nil)
 	}
+}
+
+// serveLocal hands body to an in-process gateway as a fresh request that
+// carries only what a forwarded one does, and copies its answer under the
+// same limits.
+func (rl *Relay) serveLocal(ctx context.Context, w http.ResponseWriter, gw http.Handler, domain string, body []byte) {
+	ctx, cancel := context.WithTimeout(ctx, rl.cfg.Timeout)
+	defer cancel()
+	in, err := http.NewRequestWithContext(ctx, http.MethodPost, WellKnownGatewayPath, bytes.NewReader(body))
+	if err != nil {
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
+		return
+	}
+	in.Host = domain
+	in.Header = http.Header{"Content-Type": {MediaTypeRequest}}
+	out := &localAnswer{header: http.Header{}, max: rl.cfg.MaxResponseBytes}
+	gw.ServeHTTP(out, in)
+	switch {
+	case ctx.Err() != nil:
+		rl.fail(w, &Problem{Title: "gateway timeout", Status: http.StatusGatewayTimeout}, OutcomeTimeout, ctx.Err())
+		return
+	case out.err != nil:
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, out.err)
+		return
+	case out.status == 0:
+		out.status = http.StatusOK
+	}
+	if out.status >= 300 && out.status < 400 {
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError,
+			fmt.Errorf("ohttp: gateway answered %d", out.status))
+		return
+	}
+	rl.answer(w, out.status, out.header, out.body.Bytes())
+}
+
+// localAnswer is the http.ResponseWriter of an in-process gateway: it keeps
+// at most max bytes of the body.
+type localAnswer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	max    int64
+	err    error
+}
+
+func (a *localAnswer) Header() http.Header { return a.header }
+
+func (a *localAnswer) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
+	}
+}
+
+func (a *localAnswer) Write(b []byte) (int, error) {
+	a.WriteHeader(http.StatusOK)
+	if a.err != nil {
+		return 0, a.err
+	}
+	if int64(a.body.Len()+len(b)) > a.max {
+		a.err = fmt.Errorf("%w: gateway answer over %d bytes", errTooLarge, a.max)
+		return 0, a.err
+	}
+	return a.body.Write(b)
 }

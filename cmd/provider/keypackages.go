@@ -123,9 +123,11 @@ func relayAuthorizer(dir *directory.Directory) (authorize func(*http.Request) er
 	return authorize, limitKey
 }
 
-// newRelay builds the relay for this provider's clients, forwarding only to the
-// configured peers' gateways.
-func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport) (*ohttp.Relay, error) {
+// newRelay builds the relay for this provider's clients: it forwards to the
+// configured peers' gateways, and hands requests for our own domain to own, our
+// gateway, in process (a local fetch: two users of this provider, no peer
+// configuration needed).
+func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport, own http.Handler, observe func(ohttp.Outcome, error)) (*ohttp.Relay, error) {
 	peers := make(map[string]string, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		peers[p.Domain] = strings.TrimSuffix(p.URL, "/") + ohttp.WellKnownGatewayPath
@@ -141,9 +143,11 @@ func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport) (*ohttp.
 	return ohttp.NewRelay(ohttp.RelayConfig{
 		Client:    hc,
 		Peers:     peers,
+		Local:     map[string]http.Handler{cfg.Domain: own},
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: authorize,
 		Limiter:   ohttp.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000),
 		LimitKey:  limitKey,
+		Observe:   observe,
 	})
 }

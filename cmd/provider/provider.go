@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mimids/mimids/directory"
@@ -34,7 +35,7 @@ type Provider struct {
 	Keys    *ohttp.KeySet
 	Gateway *gateway.Server
 
-	relayTransport *http.Transport // the relay's connections to peers; nil without peers
+	relayTransport *http.Transport // the relay's connections to peers
 }
 
 // OpenStore opens the provider's SQLite store.
@@ -80,21 +81,31 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	registerHub(p.Gateway, p.Hub)
 	registerHubMetrics(reg, p.Hub)
 	registerKeyPackages(p.Gateway, p.KPs)
-	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now), Authorities: []string{cfg.Domain}})
-	if err != nil {
+	if err := p.mountOHTTP(reg, now); err != nil {
 		return nil, err
 	}
-	e := p.Gateway.Echo()
-	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(og))
-	if len(cfg.Peers) > 0 {
-		p.relayTransport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
-		relay, err := newRelay(cfg, p.Dir, p.relayTransport)
-		if err != nil {
-			return nil, err
-		}
-		e.POST(RelayPathPrefix+":peer", echo.WrapHandler(relay))
-	}
 	return p, nil
+}
+
+// mountOHTTP serves the Oblivious HTTP gateway and the relay, both metered. The relay
+// always serves our own domain, through the gateway in process.
+func (p *Provider) mountOHTTP(reg prometheus.Registerer, now func() time.Time) error {
+	gm, rm := newOHTTPMetrics(reg)
+	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now),
+		Authorities: []string{p.Config.Domain}, Observe: gm.observe})
+	if err != nil {
+		return err
+	}
+	gw := gm.time(og, func(r *http.Request) string { return methodLabel(r.Method) })
+	e := p.Gateway.Echo()
+	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(gw))
+	p.relayTransport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
+	relay, err := newRelay(p.Config, p.Dir, p.relayTransport, gw, rm.observe)
+	if err != nil {
+		return err
+	}
+	e.POST(RelayPathPrefix+":peer", echo.WrapHandler(rm.time(relay, relayTarget(p.Config))))
+	return nil
 }
 
 // onChange applies store changes made by the admin CLI from another process.

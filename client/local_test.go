@@ -1,0 +1,212 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/cmd/provider/providertest"
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/mls/mlstest"
+)
+
+// localPair is one provider (a.example, no peers configured) with two of its users:
+// alice fetches, bob is fetched from and takes Welcomes.
+type localPair struct {
+	p        *providertest.Provider
+	alice    *Client
+	bob      *Client
+	remote   *Remote
+	relay    *byteRecorder // what a.example handled for alice's Remote
+	welcomes chan *hub.WelcomeDelivery
+	bobKPs   [][]byte // uploaded: two ordinary, then the last resort
+	bobRefs  [][]byte
+}
+
+func newLocalPair(t *testing.T) *localPair {
+	t.Helper()
+	lp := &localPair{welcomes: make(chan *hub.WelcomeDelivery, 4)}
+	lp.p = startProvider(t, "a.example", nil)
+	if len(lp.p.Config.Peers) != 0 {
+		t.Fatal("the provider has peers")
+	}
+	lp.alice, _ = dialAs(t, lp.p.Socket, lp.p.Dir, "alice", Config{})
+	lp.bob, _ = dialAs(t, lp.p.Socket, lp.p.Dir, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
+		if w, err := d.Welcome(); err == nil {
+			lp.welcomes <- w
+		}
+		return nil
+	}})
+	for i := range 3 {
+		kp, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{Identity: "mimi://a.example/u/bob", LastResort: i == 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lp.bobKPs = append(lp.bobKPs, kp)
+	}
+	var err error
+	if lp.bobRefs, err = lp.bob.UploadKeyPackages(ctxT(t), lp.bobKPs); err != nil {
+		t.Fatal(err)
+	}
+	// No PeerURL: the own domain's keys come from the own provider.
+	var base string
+	base, lp.relay = tap(t, lp.p.Base)
+	if lp.remote, err = lp.alice.Remote(RemoteConfig{Base: base, HTTPClient: testHTTPClient(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if lp.remote.Domain() != "a.example" {
+		t.Fatalf("Remote.Domain() = %q, want the domain of auth_ok's user_id", lp.remote.Domain())
+	}
+	return lp
+}
+
+func kpRequest(user, token string) directory.KeyPackageRequest {
+	return directory.KeyPackageRequest{UserID: user, BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
+}
+
+// TestRemoteLocalAddToGroup: two users of one provider with no peers configured;
+// alice fetches a KeyPackage of bob through Remote, as from any provider, and adds
+// him to a group she creates: bob's client gets the Welcome.
+func TestRemoteLocalAddToGroup(t *testing.T) {
+	lp := newLocalPair(t)
+	ctx := ctxT(t)
+	d, err := lp.remote.Discover(ctx, "a.example", nil, "mimi://a.example/u/bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.UserID != "mimi://a.example/u/bob" || d.Provider != "a.example" || d.BearerToken == "" {
+		t.Fatalf("discovery = %+v", d)
+	}
+	res, err := lp.remote.FetchKeyPackages(ctx, "a.example", nil, []directory.KeyPackageRequest{kpRequest(d.UserID, d.BearerToken)})
+	if err != nil || res[0].Err() != nil {
+		t.Fatalf("fetch: %v, %+v", err, res)
+	}
+	kp := res[0].Response.KeyPackage
+	suite, _ := mls.CipherSuite(1).Suite()
+	ref := mls.MakeKeyPackageRef(suite, kp)
+	if !bytes.Equal(ref, lp.bobRefs[0]) && !bytes.Equal(ref, lp.bobRefs[1]) {
+		t.Fatalf("served KeyPackage %x is not one of bob's ordinary ones", ref[:4])
+	}
+	// One GET of the keys and two relay requests, all at the own provider.
+	if n := lp.relay.count(); n != 3 {
+		t.Errorf("own provider handled %d requests, want 3", n)
+	}
+
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice", "mimi://a.example/u/bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	welcome := &mls.Welcome{CipherSuite: 1, EncryptedGroupInfo: randomBytes(200), Secrets: []mls.EncryptedGroupSecrets{
+		{NewMember: ref, EncryptedGroupSecrets: mls.HPKECiphertext{KEMOutput: randomBytes(32), Ciphertext: randomBytes(100)}}}}
+	wb, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatWelcome, Welcome: welcome}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lp.alice.CreateGroup(ctx, &hub.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
+		WelcomeData: &hub.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-lp.welcomes:
+		if !bytes.Equal(w.GroupID, g.GroupID) || !bytes.Equal(w.Welcome, wb) || len(w.KeyPackageRefs) != 1 || !bytes.Equal(w.KeyPackageRefs[0], ref) {
+			t.Fatalf("welcome delivery %+v", w)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob got no Welcome")
+	}
+}
+
+// TestRemoteLocalRules: a local fetch follows the rules of a remote one: each
+// KeyPackage is claimed once, the last resort is served when nothing else is left and
+// stays, and bearer tokens are checked (bound to the user, revocable).
+func TestRemoteLocalRules(t *testing.T) {
+	lp := newLocalPair(t)
+	ctx := ctxT(t)
+	addClient(t, lp.p.Dir, "carol", "phone")
+	bob, err := lp.remote.Discover(ctx, "a.example", nil, "mimi://a.example/u/bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, err := lp.remote.Discover(ctx, "a.example", nil, "mimi://a.example/u/carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []directory.KeyPackageRequest{
+		kpRequest(bob.UserID, bob.BearerToken),
+		kpRequest(bob.UserID, carol.BearerToken), // issued for another user
+		kpRequest(bob.UserID, bob.BearerToken),
+		kpRequest(bob.UserID, "not-a-token"),
+		kpRequest(bob.UserID, bob.BearerToken),
+		kpRequest(bob.UserID, bob.BearerToken),
+		kpRequest("mimi://a.example/u/nobody", bob.BearerToken),
+		{UserID: bob.UserID, BearerToken: bob.BearerToken, Version: mls.ProtocolVersionMLS10, CipherSuite: 2},
+	}
+	res, err := lp.remote.FetchKeyPackages(ctx, "a.example", nil, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []directory.FetchStatus{directory.StatusOK, directory.StatusBadToken, directory.StatusOK, directory.StatusBadToken,
+		directory.StatusOK, directory.StatusOK, directory.StatusUnknownUser, directory.StatusNoKeyPackage}
+	for i, r := range res {
+		if r.Status != want[i] {
+			t.Errorf("result %d: %s (%s), want %s", i, r.Status, r.Message, want[i])
+		}
+	}
+	served := map[string]int{}
+	for _, i := range []int{0, 2, 4, 5} {
+		served[string(res[i].Response.KeyPackage)]++
+	}
+	bare := func(i int) string {
+		m, err := mls.DecodeMLSMessage(lp.bobKPs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := m.KeyPackage.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if served[bare(0)] != 1 || served[bare(1)] != 1 || served[bare(2)] != 2 {
+		t.Errorf("served counts: ordinary %d, %d; last resort %d (want 1, 1, 2)", served[bare(0)], served[bare(1)], served[bare(2)])
+	}
+	if !bytes.Equal(res[0].Response.KeyPackage, []byte(bare(0))) && !bytes.Equal(res[0].Response.KeyPackage, []byte(bare(1))) {
+		t.Error("the first fetch got the last resort while ordinary KeyPackages were left")
+	}
+	if st, err := lp.bob.KeyPackageCount(ctx, 1); err != nil || st.Available != 0 || !st.LastResort {
+		t.Errorf("bob's stock after the fetch: %+v, %v", st, err)
+	}
+
+	// A revoked token: discover again.
+	toks, err := lp.p.Disc.ListTokens(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range toks {
+		if tok.UserName == "bob" {
+			if _, err := lp.p.Disc.RevokeToken(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	res, err = lp.remote.FetchKeyPackages(ctx, "a.example", nil, reqs[:1])
+	if err != nil || res[0].Status != directory.StatusRevokedToken || !res[0].Status.DiscoverAgain() {
+		t.Fatalf("revoked token: %v, %+v", err, res)
+	}
+
+	// The device token is checked by the relay as for a remote fetch.
+	bad, err := NewRemote(RemoteConfig{Base: lp.p.Base, Token: "mdt_nope", Domain: "a.example", HTTPClient: testHTTPClient(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Discover(ctx, "a.example", nil, bob.UserID); !errors.Is(err, ErrRelayUnauthorized) {
+		t.Errorf("bad device token: %v", err)
+	}
+	if _, err := lp.remote.Discover(ctx, "a.example", nil, "mimi://a.example/u/nobody"); !errors.Is(err, ErrPeerUnknownUser) {
+		t.Errorf("unknown user: %v", err)
+	}
+}

@@ -51,6 +51,7 @@ type Change struct {
 	ID       int64
 	Kind     string // ChangeRevoked or ChangeMailbox
 	ClientID int64  // 0: every client
+	Entries  int    // ChangeMailbox: the mailbox entries the other process committed
 }
 
 const (

@@ -73,8 +73,8 @@ type Deps struct {
 	// Partitions, if set, enables group subscriptions (methods subscribe and
 	// unsubscribe, push and partition_event frames).
 	Partitions Partitions
-	// OnChange, if set, receives the store changes made by other processes that the
-	// gateway itself does not handle.
+	// OnChange, if set, receives every store change made by other processes, after
+	// the gateway applied those it handles itself (revocations, mailbox pokes).
 	OnChange func(directory.Change)
 }
 
@@ -164,9 +164,10 @@ func (s *Server) readyz(c echo.Context) error {
 // closes live ones with 1001 going away and waits (bounded) for them to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	last := s.lastChange(ctx) // before the first request: later changes are this server's to apply
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	go s.watchChanges(ctx)
+	go s.watchChanges(ctx, last)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: serve: %w", err)
@@ -253,19 +254,25 @@ func (s *Server) Connected() int {
 	return n
 }
 
-// watchChanges applies what other processes (the admin CLI) changed in the store:
-// revoked clients lose their sockets, mailboxes written elsewhere are refetched.
-func (s *Server) watchChanges(ctx context.Context) {
-	store := s.deps.Directory.Store()
-	// Changes made before this server started are already reflected in the store.
+// lastChange returns the ID of the latest change in the store: changes made before
+// this server started are already reflected in the store.
+func (s *Server) lastChange(ctx context.Context) int64 {
 	var last int64
 	for i := 0; i < 1000; i++ {
-		cs, err := store.Changes(ctx, last, 1000)
+		cs, err := s.deps.Directory.Store().Changes(ctx, last, 1000)
 		if err != nil || len(cs) == 0 {
 			break
 		}
 		last = cs[len(cs)-1].ID
 	}
+	return last
+}
+
+// watchChanges applies what other processes (the admin CLI) changed in the store
+// after change last: revoked clients lose their sockets, mailboxes written elsewhere
+// are refetched; then OnChange sees the change.
+func (s *Server) watchChanges(ctx context.Context, last int64) {
+	store := s.deps.Directory.Store()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -288,10 +295,9 @@ func (s *Server) watchChanges(ctx context.Context) {
 				s.CloseClient(c.ClientID, wire.CloseRevoked, "token revoked")
 			case directory.ChangeMailbox:
 				s.deps.Mailbox.Poke(c.ClientID)
-			default:
-				if s.deps.OnChange != nil {
-					s.deps.OnChange(c)
-				}
+			}
+			if s.deps.OnChange != nil {
+				s.deps.OnChange(c)
 			}
 		}
 	}

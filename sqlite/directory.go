@@ -223,7 +223,7 @@ func (db *DB) CountAdminTokens(ctx context.Context) (int, error) {
 }
 
 func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.Change, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, kind, COALESCE(client_id, 0) FROM change_log WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := db.r.QueryContext(ctx, `SELECT id, kind, COALESCE(client_id, 0), entries FROM change_log WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.
 	var out []directory.Change
 	for rows.Next() {
 		var c directory.Change
-		if err := rows.Scan(&c.ID, &c.Kind, &c.ClientID); err != nil {
+		if err := rows.Scan(&c.ID, &c.Kind, &c.ClientID, &c.Entries); err != nil {
 			return nil, err
 		}
 		out = append(out, c)
@@ -240,12 +240,24 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.
 }
 
 func (db *DB) RecordChange(ctx context.Context, kind string, clientID int64, at time.Time) error {
+	return db.recordChange(ctx, directory.Change{Kind: kind, ClientID: clientID}, at)
+}
+
+// RecordMailboxChange records a directory.ChangeMailbox for the entries this process
+// committed to clientID's mailbox (0: to several clients): a running server pokes the
+// mailboxes and counts the entries.
+func (db *DB) RecordMailboxChange(ctx context.Context, clientID int64, entries int, at time.Time) error {
+	return db.recordChange(ctx, directory.Change{Kind: directory.ChangeMailbox, ClientID: clientID, Entries: entries}, at)
+}
+
+func (db *DB) recordChange(ctx context.Context, c directory.Change, at time.Time) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
 		var cid any
-		if clientID != 0 {
-			cid = clientID
+		if c.ClientID != 0 {
+			cid = c.ClientID
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, at) VALUES (?, ?, ?)`, kind, cid, at.UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, entries, at) VALUES (?, ?, ?, ?)`,
+			c.Kind, cid, c.Entries, at.UnixMilli())
 		return err
 	})
 }

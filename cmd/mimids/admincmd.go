@@ -165,7 +165,7 @@ func noticeCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return err
 		}
 		// A running server learns of entries written by this process from the change log.
-		if err := db.RecordChange(ctx, directory.ChangeMailbox, t.ClientID, time.Now()); err != nil {
+		if err := db.RecordMailboxChange(ctx, t.ClientID, n, time.Now()); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "enqueued %d\n", n)

@@ -12,7 +12,8 @@ import (
 	"github.com/mimids/mimids/ohttp"
 )
 
-// mailboxMetrics counts committed mailbox entries.
+// mailboxMetrics counts committed mailbox entries: this process's own through the
+// mailbox, those of the admin CLI through the change log (Provider.onChange).
 func mailboxMetrics(reg prometheus.Registerer) mailbox.Metrics {
 	enq := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_total",
 		Help: "Mailbox entries committed, for every producer."})

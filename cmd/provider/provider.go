@@ -36,6 +36,7 @@ type Provider struct {
 	Gateway *gateway.Server
 
 	relayTransport *http.Transport // the relay's connections to peers
+	enqueued       func(n int)     // counts mailbox entries in mimids_mailbox_enqueued_total
 }
 
 // OpenStore opens the provider's SQLite store.
@@ -47,7 +48,9 @@ func OpenStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
 func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Provider, error) {
 	p := &Provider{Config: cfg, Log: log, DB: db, Dir: directory.New(db, cfg.Domain)}
 	reg := gateway.NewRegistry()
-	p.Mailbox = mailbox.New(db, mailboxMetrics(reg))
+	mm := mailboxMetrics(reg)
+	p.enqueued = mm.Enqueued
+	p.Mailbox = mailbox.New(db, mm)
 	var err error
 	now := cfg.Clock
 	if now == nil {
@@ -108,9 +111,15 @@ func (p *Provider) mountOHTTP(reg prometheus.Registerer, now func() time.Time) e
 	return nil
 }
 
-// onChange applies store changes made by the admin CLI from another process.
+// onChange applies store changes made by the admin CLI from another process. Mailbox
+// entries committed there are counted here, once: they reach this process only
+// through the change log, and this process's own entries never do.
 func (p *Provider) onChange(c directory.Change) {
 	switch c.Kind {
+	case directory.ChangeMailbox:
+		if c.Entries > 0 {
+			p.enqueued(c.Entries)
+		}
 	case ChangeOHTTPKeys:
 		if err := p.reloadKeys(context.Background()); err != nil {
 			p.Log.Error("reload ohttp keys", "err", err)

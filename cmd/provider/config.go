@@ -38,7 +38,8 @@ type Config struct {
 	} `json:"tls"`
 	Gateway gateway.Config `json:"gateway"`
 	// Peers are the providers this one federates with: the relay forwards its
-	// clients' Oblivious HTTP requests only to their gateways.
+	// clients' Oblivious HTTP requests only to their gateways, and to our own
+	// (in process, with no entry here).
 	Peers       []PeerConfig      `json:"peers"`
 	Discovery   DiscoveryConfig   `json:"discovery"`
 	OHTTP       OHTTPConfig       `json:"ohttp"`

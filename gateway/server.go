@@ -164,10 +164,10 @@ func (s *Server) readyz(c echo.Context) error {
 // closes live ones with 1001 going away and waits (bounded) for them to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	last := s.lastChange(ctx) // before the first request: later changes are this server's to apply
+	last, known := s.lastChange(ctx) // before the first request: later changes are this server's to apply
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	go s.watchChanges(ctx, last)
+	go s.watchChanges(ctx, last, known)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: serve: %w", err)
@@ -254,24 +254,28 @@ func (s *Server) Connected() int {
 	return n
 }
 
-// lastChange returns the ID of the latest change in the store: changes made before
-// this server started are already reflected in the store.
-func (s *Server) lastChange(ctx context.Context) int64 {
+// lastChange returns the ID of the latest change in the store, and false if the store
+// did not answer: changes made before this server started are already reflected in
+// the store.
+func (s *Server) lastChange(ctx context.Context) (int64, bool) {
 	var last int64
 	for i := 0; i < 1000; i++ {
 		cs, err := s.deps.Directory.Store().Changes(ctx, last, 1000)
-		if err != nil || len(cs) == 0 {
+		if err != nil {
+			return last, false
+		}
+		if len(cs) == 0 {
 			break
 		}
 		last = cs[len(cs)-1].ID
 	}
-	return last
+	return last, true
 }
 
 // watchChanges applies what other processes (the admin CLI) changed in the store
-// after change last: revoked clients lose their sockets, mailboxes written elsewhere
-// are refetched; then OnChange sees the change.
-func (s *Server) watchChanges(ctx context.Context, last int64) {
+// after change last (once known, when the store answers): revoked clients lose their
+// sockets, mailboxes written elsewhere are refetched; then OnChange sees the change.
+func (s *Server) watchChanges(ctx context.Context, last int64, known bool) {
 	store := s.deps.Directory.Store()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
@@ -280,6 +284,10 @@ func (s *Server) watchChanges(ctx context.Context, last int64) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !known {
+			last, known = s.lastChange(ctx)
+			continue
 		}
 		cs, err := store.Changes(ctx, last, 1000)
 		if err != nil {

@@ -22,7 +22,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Directory is what the gateway needs from the user directory.
@@ -50,7 +50,7 @@ type Mailbox interface {
 }
 
 // Handler answers one client request. It returns the response body, or an error: a
-// *wire.Error is sent as is, anything else as an internal error.
+// *protocol.Error is sent as is, anything else as an internal error.
 type Handler func(ctx context.Context, c *Caller, body []byte) ([]byte, error)
 
 // Caller identifies the authenticated client behind a request.
@@ -86,7 +86,7 @@ type Server struct {
 	log      *slog.Logger
 	echo     *echo.Echo
 	metrics  *metrics
-	handlers map[wire.Method]Handler
+	handlers map[protocol.Method]Handler
 	fanout   *fanout
 
 	draining atomic.Bool
@@ -109,11 +109,11 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, metrics: newMetrics(deps.Registry),
-		handlers: make(map[wire.Method]Handler),
+		handlers: make(map[protocol.Method]Handler),
 		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
 	}
-	s.Handle(wire.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
-	s.Handle(wire.MethodMailboxStatus, s.mailboxStatus)
+	s.Handle(protocol.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
+	s.Handle(protocol.MethodMailboxStatus, s.mailboxStatus)
 	if deps.Partitions != nil {
 		s.fanout = newFanout(deps.Partitions)
 	}
@@ -122,7 +122,7 @@ func New(cfg Config, deps Deps) *Server {
 }
 
 // Handle registers the handler for a request method. Call it before serving.
-func (s *Server) Handle(m wire.Method, h Handler) { s.handlers[m] = h }
+func (s *Server) Handle(m protocol.Method, h Handler) { s.handlers[m] = h }
 
 // Handler returns the HTTP handler of the gateway.
 func (s *Server) Handler() http.Handler { return s.echo }
@@ -176,7 +176,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.D())
 	defer cancel()
 	err := hs.Shutdown(sctx) // stops accepting; hijacked sockets are ours to close
-	s.closeAll(wire.CloseGoingAway, "server shutting down")
+	s.closeAll(protocol.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -285,7 +285,7 @@ func (s *Server) watchChanges(ctx context.Context) {
 			last = c.ID
 			switch c.Kind {
 			case directory.ChangeRevoked:
-				s.CloseClient(c.ClientID, wire.CloseRevoked, "token revoked")
+				s.CloseClient(c.ClientID, protocol.CloseRevoked, "token revoked")
 			case directory.ChangeMailbox:
 				s.deps.Mailbox.Poke(c.ClientID)
 			default:
@@ -302,5 +302,5 @@ func (s *Server) mailboxStatus(ctx context.Context, c *Caller, _ []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	return wire.MailboxStatus{Pending: st.Pending, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq}.MarshalBinary()
+	return protocol.MailboxStatus{Pending: st.Pending, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq}.MarshalBinary()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Config configures a Hub. Zero fields take the defaults of DefaultConfig
@@ -109,16 +110,16 @@ func (c Config) Validate() error {
 	c.applyDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("hub: config: "+format, args...)) }
-	if c.Domain == "" || len(c.Domain) > maxProviderID {
-		bad("domain must be 1-%d bytes", maxProviderID)
+	if c.Domain == "" || len(c.Domain) > protocol.MaxProviderLen {
+		bad("domain must be 1-%d bytes", protocol.MaxProviderLen)
 	}
-	if c.MaxMessageSize < 1024 || c.MaxMessageSize > maxVarint {
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > protocol.MaxVarint {
 		bad("max message size %d outside [1 KiB, 2^30-1]", c.MaxMessageSize)
 	}
-	if c.MaxGroupInfoSize < 1024 || c.MaxGroupInfoSize > maxVarint {
+	if c.MaxGroupInfoSize < 1024 || c.MaxGroupInfoSize > protocol.MaxVarint {
 		bad("max GroupInfo size %d outside [1 KiB, 2^30-1]", c.MaxGroupInfoSize)
 	}
-	if c.MaxWelcomeSize < 1024 || c.MaxWelcomeSize > maxVarint {
+	if c.MaxWelcomeSize < 1024 || c.MaxWelcomeSize > protocol.MaxVarint {
 		bad("max Welcome size %d outside [1 KiB, 2^30-1]", c.MaxWelcomeSize)
 	}
 	if c.StateCacheSize < 1 {

@@ -1,6 +1,10 @@
 package hub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/mimids/mimids/protocol"
+)
 
 // Sentinel errors. Every error the Hub returns for bad input wraps exactly one
 // of them (test with errors.Is), so the socket handlers can map them to wire
@@ -9,7 +13,7 @@ var (
 	// ErrMalformed means a request that does not decode (truncated, trailing
 	// bytes, a non-minimal length, a wrong selector, a partition key that is
 	// not 16 bytes).
-	ErrMalformed = errors.New("hub: malformed request")
+	ErrMalformed = protocol.ErrMalformed
 	// ErrTooLarge means a message, GroupInfo, ratchet tree or Welcome over
 	// its configured limit.
 	ErrTooLarge = errors.New("hub: too large")

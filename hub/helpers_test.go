@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
@@ -242,12 +243,12 @@ func (e *env) senderOf(identity string) hub.Sender {
 }
 
 // create creates the fixture's group from its initial state.
-func (e *env) create(g *tsGroup) hub.CreateGroupResponse {
+func (e *env) create(g *tsGroup) protocol.CreateGroupResponse {
 	e.t.Helper()
-	req := &hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
+	req := &protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
 	creator := e.senderOf(g.Creator.Identity)
 	creator.Local = true // the creator's provider is the hub
-	resp, err := e.h.CreateGroup(context.Background(), creator, roundTrip(e.t, req, &hub.CreateGroupRequest{}))
+	resp, err := e.h.CreateGroup(context.Background(), creator, roundTrip(e.t, req, &protocol.CreateGroupRequest{}))
 	if err != nil {
 		e.t.Fatalf("CreateGroup: %v", err)
 	}
@@ -279,8 +280,8 @@ type sendOpts struct {
 }
 
 // commitData builds a step's CommitData from the fixture.
-func commitData(st *tsStep, o sendOpts) *hub.CommitData {
-	cd := &hub.CommitData{NextPartitionKey: st.After.PartitionKey}
+func commitData(st *tsStep, o sendOpts) *protocol.CommitData {
+	cd := &protocol.CommitData{NextPartitionKey: st.After.PartitionKey}
 	switch {
 	case o.noGroupInfo:
 	case o.noTree || st.After.GroupInfoWithTree == nil:
@@ -289,7 +290,7 @@ func commitData(st *tsStep, o sendOpts) *hub.CommitData {
 		cd.GroupInfo = st.After.GroupInfoWithTree
 	}
 	if w := st.Welcome; w != nil {
-		wd := &hub.WelcomeData{Welcome: w.Message}
+		wd := &protocol.WelcomeData{Welcome: w.Message}
 		for _, m := range w.NewMembers {
 			wd.ServiceProviders = append(wd.ServiceProviders, m.Provider)
 		}
@@ -307,15 +308,15 @@ func (e *env) sendStep(st *tsStep, o sendOpts) (uint32, error) {
 func (e *env) sendStepAs(st *tsStep, o sendOpts, s hub.Sender) (uint32, error) {
 	ctx := context.Background()
 	if st.Kind == "external_commit" {
-		req := &hub.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, o)}
-		resp, err := e.h.ExternalJoin(ctx, s, roundTrip(e.t, req, &hub.ExternalJoinRequest{}))
+		req := &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, o)}
+		resp, err := e.h.ExternalJoin(ctx, s, roundTrip(e.t, req, &protocol.ExternalJoinRequest{}))
 		return resp.Counter, err
 	}
-	req := &hub.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
+	req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 	if st.After != nil {
 		req.CommitData = commitData(st, o)
 	}
-	resp, err := e.h.Send(ctx, s, roundTrip(e.t, req, &hub.SendRequest{}))
+	resp, err := e.h.Send(ctx, s, roundTrip(e.t, req, &protocol.SendRequest{}))
 	return resp.Counter, err
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Sink receives a partition's entries as they are sequenced. Notify and
@@ -213,7 +214,7 @@ func (h *Hub) Partition(ctx context.Context, masked []byte) (PartitionInfo, erro
 // PartitionByKey finds the partition of a partition key: its masked key is
 // the key's hash under one of the supported suites' hashes.
 func (h *Hub) PartitionByKey(ctx context.Context, partitionKey []byte) (PartitionInfo, error) {
-	if len(partitionKey) != PartitionKeySize {
+	if len(partitionKey) != protocol.PartitionKeySize {
 		return PartitionInfo{}, fmt.Errorf("%w: partition key of %d bytes", ErrMalformed, len(partitionKey))
 	}
 	for _, s := range hashSuites() {
@@ -270,7 +271,7 @@ func (h *Hub) Terminate(ctx context.Context, groupID, masked []byte) error {
 // Ban bans a user URI provider-wide: the hub refuses the user's messages and
 // Adds wherever it can see them.
 func (h *Hub) Ban(ctx context.Context, userURI, reason string) error {
-	if userURI == "" || len(userURI) > maxUserURI {
+	if userURI == "" || len(userURI) > protocol.MaxUserIDLen {
 		return fmt.Errorf("%w: user URI of %d bytes", ErrMalformed, len(userURI))
 	}
 	defer h.bans.invalidate()
@@ -287,8 +288,8 @@ func (h *Hub) Unban(ctx context.Context, userURI string) (bool, error) {
 func (h *Hub) ListBans(ctx context.Context) ([]Ban, error) { return h.store.Bans(ctx) }
 
 // FileReport stores a client's report for the admins.
-func (h *Hub) FileReport(ctx context.Context, reporter Sender, r Report) (int64, error) {
-	if err := r.validate(); err != nil {
+func (h *Hub) FileReport(ctx context.Context, reporter Sender, r protocol.Report) (int64, error) {
+	if err := r.Validate(); err != nil {
 		return 0, err
 	}
 	if !reporter.Local {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Sender is who hands a request to the hub: one of this provider's clients
@@ -50,11 +51,11 @@ type policy struct {
 // policyOf reads the 0xF0A0 extension of a GroupContext. A malformed list
 // is an error.
 func policyOf(ext mls.Extensions) (*policy, error) {
-	e, ok := ext.Find(ModerationExtensionType)
+	e, ok := ext.Find(protocol.ModerationExtensionType)
 	if !ok {
 		return nil, nil
 	}
-	var l ModerationList
+	var l protocol.ModerationList
 	if err := l.UnmarshalBinary(e.ExtensionData); err != nil {
 		return nil, fmt.Errorf("moderation list: %w", err)
 	}

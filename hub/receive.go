@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Receive answers a ReceiveRequest: the partition's messages from counter
@@ -12,7 +13,7 @@ import (
 // hints, for each of the first HintPartitions commits among them, the first
 // HintMessages messages of the partition that commit opened, within what is
 // left of the byte budget. Hinted partitions without messages are left out.
-func (h *Hub) Receive(ctx context.Context, req *ReceiveRequest) (*ReceiveResponse, error) {
+func (h *Hub) Receive(ctx context.Context, req *protocol.ReceiveRequest) (*protocol.ReceiveResponse, error) {
 	info, err := h.PartitionByKey(ctx, req.PartitionKey)
 	if err != nil {
 		return nil, err
@@ -22,7 +23,7 @@ func (h *Hub) Receive(ctx context.Context, req *ReceiveRequest) (*ReceiveRespons
 	if err != nil {
 		return nil, fmt.Errorf("hub: receive: %w", err)
 	}
-	resp := &ReceiveResponse{Epoch: Epoch{Messages: make([]Message, len(es))}}
+	resp := &protocol.ReceiveResponse{Epoch: protocol.Epoch{Messages: make([]protocol.Message, len(es))}}
 	var next [][]byte
 	for i, e := range es {
 		resp.Epoch.Messages[i] = MessageOf(e)
@@ -42,7 +43,7 @@ func (h *Hub) Receive(ctx context.Context, req *ReceiveRequest) (*ReceiveRespons
 		if len(hs) == 0 {
 			continue
 		}
-		he := HintedEpoch{MaskedPartitionKey: masked, Epoch: Epoch{Messages: make([]Message, len(hs))}}
+		he := protocol.HintedEpoch{MaskedPartitionKey: masked, Epoch: protocol.Epoch{Messages: make([]protocol.Message, len(hs))}}
 		for i, e := range hs {
 			he.Epoch.Messages[i] = MessageOf(e)
 			budget -= len(e.Message) + len(e.GroupInfo)
@@ -54,8 +55,8 @@ func (h *Hub) Receive(ctx context.Context, req *ReceiveRequest) (*ReceiveRespons
 
 // MessageOf is the draft's Message for a sequenced entry (the live push
 // path sends the same structure).
-func MessageOf(e Entry) Message {
-	m := Message{Message: e.Message, ContentType: e.ContentType}
+func MessageOf(e Entry) protocol.Message {
+	m := protocol.Message{Message: e.Message, ContentType: e.ContentType}
 	if e.ContentType == mls.ContentTypeCommit {
 		m.NextPartitionKey = e.NextMasked
 		m.GroupInfo = e.GroupInfo

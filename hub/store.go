@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Group is a group this provider hosts.
@@ -96,7 +97,7 @@ type StoredReport struct {
 	At             time.Time
 	ReporterClient int64
 	ReporterUser   string
-	Report
+	protocol.Report
 }
 
 // Store is what the hub needs from storage. Writes are atomic; Append and
@@ -160,6 +161,3 @@ type WelcomeRouter interface {
 type Mailbox interface {
 	Deliver(ctx context.Context, clientID int64, kind uint16, payload []byte) error
 }
-
-// MailboxKindWelcome is the mailbox entry kind of a WelcomeDelivery.
-const MailboxKindWelcome uint16 = 2

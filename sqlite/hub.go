@@ -12,6 +12,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 var _ hub.Store = (*DB)(nil)
@@ -73,7 +74,7 @@ func insertPartition(ctx context.Context, tx *sql.Tx, p *hub.Partition, parent s
 
 func insertWelcomes(ctx context.Context, tx *sql.Tx, ws []hub.PendingWelcome, at time.Time, ids []int64) ([]int64, error) {
 	for _, w := range ws {
-		refs, err := (&hub.WelcomeInitRequest{KeyPackageRefs: w.KeyPackageRefs}).MarshalBinary()
+		refs, err := (&protocol.WelcomeInitRequest{KeyPackageRefs: w.KeyPackageRefs}).MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +393,7 @@ func (db *DB) PendingWelcomes(ctx context.Context, provider string, limit int) (
 		if err := rows.Scan(&w.ID, &w.GroupID, &w.ClientID, &refs, &w.Welcome, &at); err != nil {
 			return nil, err
 		}
-		var q hub.WelcomeInitRequest
+		var q protocol.WelcomeInitRequest
 		if err := q.UnmarshalBinary(refs); err != nil {
 			return nil, fmt.Errorf("sqlite: Welcome %d refs: %w", w.ID, err)
 		}
@@ -493,7 +494,7 @@ func (db *DB) Reports(ctx context.Context, limit int) ([]hub.StoredReport, error
 		if err := rows.Scan(&r.ID, &at, &r.ReporterClient, &r.ReporterUser, &kind, &r.GroupID, &r.Subject, &r.Reason); err != nil {
 			return nil, err
 		}
-		r.At, r.Kind = unixTime(at), hub.ReportKind(kind)
+		r.At, r.Kind = unixTime(at), protocol.ReportKind(kind)
 		out = append(out, r)
 	}
 	return out, rows.Err()

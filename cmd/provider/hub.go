@@ -8,8 +8,8 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 // HubRouter answers the hub's Welcome routing question from the KeyPackage store.
@@ -92,24 +92,24 @@ func registerHub(srv *gateway.Server, h *hub.Hub) {
 	sender := func(c *gateway.Caller) hub.Sender {
 		return hub.Sender{ClientID: c.Client.ID, UserURI: c.UserURI, Local: true}
 	}
-	srv.Handle(wire.MethodCreateGroup, hubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.CreateGroupRequest) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodCreateGroup, hubMethod(func(ctx context.Context, c *gateway.Caller, req *protocol.CreateGroupRequest) (encoding.BinaryMarshaler, error) {
 		resp, err := h.CreateGroup(ctx, sender(c), req)
 		return &resp, err
 	}))
-	srv.Handle(wire.MethodSend, hubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.SendRequest) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodSend, hubMethod(func(ctx context.Context, c *gateway.Caller, req *protocol.SendRequest) (encoding.BinaryMarshaler, error) {
 		return h.Send(ctx, sender(c), req)
 	}))
-	srv.Handle(wire.MethodReceive, hubMethod(func(ctx context.Context, _ *gateway.Caller, req *hub.ReceiveRequest) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodReceive, hubMethod(func(ctx context.Context, _ *gateway.Caller, req *protocol.ReceiveRequest) (encoding.BinaryMarshaler, error) {
 		return h.Receive(ctx, req)
 	}))
-	srv.Handle(wire.MethodGroupInfo, hubMethod(func(ctx context.Context, _ *gateway.Caller, req *hub.GroupInfoRequest) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodGroupInfo, hubMethod(func(ctx context.Context, _ *gateway.Caller, req *protocol.GroupInfoRequest) (encoding.BinaryMarshaler, error) {
 		return h.GroupInfo(ctx, req)
 	}))
-	srv.Handle(wire.MethodExternalJoin, hubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.ExternalJoinRequest) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodExternalJoin, hubMethod(func(ctx context.Context, c *gateway.Caller, req *protocol.ExternalJoinRequest) (encoding.BinaryMarshaler, error) {
 		resp, err := h.ExternalJoin(ctx, sender(c), req)
 		return &resp, err
 	}))
-	srv.Handle(wire.MethodReport, hubMethod(func(ctx context.Context, c *gateway.Caller, req *hub.Report) (encoding.BinaryMarshaler, error) {
+	srv.Handle(protocol.MethodReport, hubMethod(func(ctx context.Context, c *gateway.Caller, req *protocol.Report) (encoding.BinaryMarshaler, error) {
 		id, err := h.FileReport(ctx, sender(c), *req)
 		return reportID(id), err
 	}))
@@ -119,7 +119,7 @@ func registerHub(srv *gateway.Server, h *hub.Hub) {
 type reportID int64
 
 func (r reportID) MarshalBinary() ([]byte, error) {
-	w := wire.NewWriter(nil)
+	w := protocol.NewWriter(nil)
 	w.U64(uint64(r))
 	return w.Bytes(), nil
 }
@@ -133,7 +133,7 @@ func hubMethod[T any, PT interface {
 	return func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
 		req := PT(new(T))
 		if err := req.UnmarshalBinary(body); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
+			return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: err.Error()}
 		}
 		resp, err := fn(ctx, c, req)
 		if err != nil {
@@ -145,37 +145,37 @@ func hubMethod[T any, PT interface {
 
 // hubError maps the hub's typed errors to wire error codes (docs/protocol.md §1.6).
 func hubError(err error) error {
-	code := wire.Code(0)
+	code := protocol.Code(0)
 	switch {
 	case errors.Is(err, hub.ErrMalformed):
-		code = wire.CodeMalformed
+		code = protocol.CodeMalformed
 	case errors.Is(err, hub.ErrTooLarge):
-		code = wire.CodeTooLarge
+		code = protocol.CodeTooLarge
 	case errors.Is(err, hub.ErrUnknownGroup), errors.Is(err, hub.ErrUnknownPartition),
 		errors.Is(err, hub.ErrNoGroupInfo), errors.Is(err, hub.ErrNotFound):
-		code = wire.CodeNotFound
+		code = protocol.CodeNotFound
 	case errors.Is(err, hub.ErrGroupExists), errors.Is(err, hub.ErrPartitionExists):
-		code = wire.CodeConflict
+		code = protocol.CodeConflict
 	case errors.Is(err, hub.ErrRateLimited):
-		code = wire.CodeRateLimited
+		code = protocol.CodeRateLimited
 	case errors.Is(err, hub.ErrTreeRequired):
-		code = wire.CodeTreeRequired
+		code = protocol.CodeTreeRequired
 	case errors.Is(err, hub.ErrTerminated):
-		code = wire.CodeTerminated
+		code = protocol.CodeTerminated
 	case errors.Is(err, hub.ErrWrongPartition):
-		code = wire.CodeWrongPartition
+		code = protocol.CodeWrongPartition
 	case errors.Is(err, hub.ErrBanned), errors.Is(err, hub.ErrMuted), errors.Is(err, hub.ErrRemovedSender):
-		code = wire.CodePolicy
+		code = protocol.CodePolicy
 	case errors.Is(err, hub.ErrInvalidMessage), errors.Is(err, hub.ErrInvalidGroupInfo),
 		errors.Is(err, hub.ErrTreeMismatch), errors.Is(err, hub.ErrWelcomeMismatch):
-		code = wire.CodeInvalidMLS
+		code = protocol.CodeInvalidMLS
 	case errors.Is(err, hub.ErrPartitionFull):
-		code = wire.CodeInvalid
+		code = protocol.CodeInvalid
 	}
 	if code == 0 {
 		return err // internal
 	}
-	return &wire.Error{Code: code, Message: err.Error()}
+	return &protocol.Error{Code: code, Message: err.Error()}
 }
 
 // ChangePartitions tells a running server that the admin CLI changed partitions

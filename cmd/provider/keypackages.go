@@ -9,10 +9,10 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/ohttp/bhttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Inner Oblivious HTTP routes served by the gateway (docs/protocol.md §3).
@@ -25,22 +25,22 @@ const (
 
 // registerKeyPackages serves the KeyPackage methods of the client socket.
 func registerKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
-	srv.Handle(wire.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		var up directory.KeyPackageUpload
+	srv.Handle(protocol.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
+		var up protocol.KeyPackageUpload
 		if err := up.UnmarshalBinary(body); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
+			return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: err.Error()}
 		}
 		refs, err := kps.Upload(ctx, c.Client, up.KeyPackages)
 		if err != nil {
 			return nil, kpError(err)
 		}
-		return directory.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
+		return protocol.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
 	})
-	srv.Handle(wire.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		r := wire.NewReader(body)
+	srv.Handle(protocol.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
+		r := protocol.NewReader(body)
 		suite := mls.CipherSuite(r.U16("key_package_count.cipher_suite"))
 		if err := r.Done(); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
+			return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: err.Error()}
 		}
 		st, err := kps.Count(ctx, c.Client, suite)
 		if err != nil {
@@ -52,22 +52,22 @@ func registerKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
 
 // kpError maps KeyPackage errors to wire codes.
 func kpError(err error) error {
-	code := wire.Code(0)
+	code := protocol.Code(0)
 	switch {
 	case errors.Is(err, directory.ErrMalformed):
-		code = wire.CodeMalformed
-	case errors.Is(err, directory.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, directory.ErrFieldTooLarge):
-		code = wire.CodeTooLarge
+		code = protocol.CodeMalformed
+	case errors.Is(err, protocol.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, protocol.ErrTooLarge):
+		code = protocol.CodeTooLarge
 	case errors.Is(err, directory.ErrDuplicateKeyPackage):
-		code = wire.CodeConflict
+		code = protocol.CodeConflict
 	case errors.Is(err, directory.ErrInvalidKeyPackage), errors.Is(err, directory.ErrIdentityMismatch),
 		errors.Is(err, directory.ErrLastResortConflict):
-		code = wire.CodeKeyPackageRejected
+		code = protocol.CodeKeyPackageRejected
 	}
 	if code == 0 {
 		return err
 	}
-	return &wire.Error{Code: code, Message: err.Error()}
+	return &protocol.Error{Code: code, Message: err.Error()}
 }
 
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
@@ -78,7 +78,7 @@ func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func
 			switch {
 			case errors.Is(err, directory.ErrMalformed):
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
-			case errors.Is(err, directory.ErrBundleTooLarge):
+			case errors.Is(err, protocol.ErrBundleTooLarge):
 				return bhttp.NewResponse(http.StatusRequestEntityTooLarge, "text/plain", []byte(err.Error()))
 			case err != nil:
 				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
@@ -86,8 +86,8 @@ func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func
 			return bhttp.NewResponse(http.StatusOK, contentTypeMIMI, out)
 		},
 		{Method: http.MethodPost, Path: InnerDiscoverPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
-			r := wire.NewReader(req.Content)
-			user := r.OpaqueMax("discover.user_id", directory.MaxUserIDLen)
+			r := protocol.NewReader(req.Content)
+			user := r.OpaqueMax("discover.user_id", protocol.MaxUserIDLen)
 			if err := r.Done(); err != nil {
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 var at = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -373,15 +374,15 @@ func testBansReports(t *testing.T, s hub.Store) {
 	if removed, _ := s.RemoveBan(ctx, "mimi://a.example/u/eve"); removed {
 		t.Fatal("RemoveBan twice removed something")
 	}
-	for i, kind := range []hub.ReportKind{hub.ReportMember, hub.ReportHub} {
+	for i, kind := range []protocol.ReportKind{protocol.ReportMember, protocol.ReportHub} {
 		r := hub.StoredReport{At: at, ReporterClient: 3, ReporterUser: "mimi://a.example/u/alice",
-			Report: hub.Report{Kind: kind, GroupID: []byte("g"), Subject: []byte(fmt.Sprint("s", i)), Reason: "why"}}
+			Report: protocol.Report{Kind: kind, GroupID: []byte("g"), Subject: []byte(fmt.Sprint("s", i)), Reason: "why"}}
 		if _, err := s.AddReport(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rs, err := s.Reports(ctx, 10)
-	if err != nil || len(rs) != 2 || rs[0].Kind != hub.ReportHub || string(rs[0].Subject) != "s1" || rs[1].ReporterClient != 3 ||
+	if err != nil || len(rs) != 2 || rs[0].Kind != protocol.ReportHub || string(rs[0].Subject) != "s1" || rs[1].ReporterClient != 3 ||
 		rs[1].ReporterUser != "mimi://a.example/u/alice" || rs[1].Reason != "why" || !rs[1].At.Equal(at) || rs[0].ID <= rs[1].ID {
 		t.Fatalf("Reports = %+v, %v", rs, err)
 	}

@@ -242,7 +242,7 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	if err != nil || id == 0 {
 		t.Fatalf("report: %d, %v", id, err)
 	}
-	reports, err := p.Hub.ListReports(ctx, 10)
+	reports, err := p.Policy.ListReports(ctx, 10)
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("reports: %v, %v", reports, err)
 	}

@@ -231,7 +231,7 @@ func (d *Directory) resolveUser(ctx context.Context, user string) (User, error) 
 	if len(user) > protocol.MaxUserIDLen {
 		return User{}, ErrUnknownUser
 	}
-	if domain, n, client, err := ParseURI(user); err == nil {
+	if domain, n, client, err := protocol.ParseURI(user); err == nil {
 		if domain != d.domain || client != "" {
 			return User{}, fmt.Errorf("%w: %q", ErrUnknownUser, user)
 		}

@@ -127,7 +127,7 @@ func (e *env) upload(t testing.TB, c directory.Client, kps ...[]byte) [][]byte {
 func (e *env) fetch(t testing.TB, user, token string, suite mls.CipherSuite) protocol.KeyPackageResult {
 	t.Helper()
 	resp, err := e.kps.Fetch(context.Background(), protocol.KeyPackageRequestBundle{Requests: []protocol.KeyPackageRequest{
-		{UserID: directory.UserURI(e.dir.Domain(), user), BearerToken: token, Version: mls10, CipherSuite: suite}}}, e.clock.Now())
+		{UserID: protocol.UserURI(e.dir.Domain(), user), BearerToken: token, Version: mls10, CipherSuite: suite}}}, e.clock.Now())
 	if err != nil || len(resp.Results) != 1 {
 		t.Fatalf("Fetch = %+v, %v", resp, err)
 	}

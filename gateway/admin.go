@@ -56,7 +56,7 @@ func domainProblem(err error) error {
 		return problem(http.StatusNotFound, "not found", err.Error())
 	case errors.Is(err, directory.ErrExists):
 		return problem(http.StatusConflict, "already exists", err.Error())
-	case errors.Is(err, directory.ErrInvalidName), errors.Is(err, directory.ErrBadURI),
+	case errors.Is(err, directory.ErrInvalidName), errors.Is(err, protocol.ErrBadURI),
 		errors.Is(err, mailbox.ErrTarget), errors.Is(err, mailbox.ErrTooLarge):
 		return problem(http.StatusBadRequest, "invalid request", err.Error())
 	}

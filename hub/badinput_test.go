@@ -185,7 +185,7 @@ func TestCreateGroupBadInput(t *testing.T) {
 	if err := create(reuse, alice); !errors.Is(err, hub.ErrGroupExists) {
 		t.Fatalf("reused group ID: %v", err)
 	}
-	if err := e.h.Ban(ctx, "mimi://a.example/d/alice/phone", "spam"); err != nil {
+	if err := e.pol.Ban(ctx, "mimi://a.example/d/alice/phone", "spam"); err != nil {
 		t.Fatal(err)
 	}
 	growReq := &protocol.CreateGroupRequest{GroupInfo: grow.Initial.GroupInfoWithTree, PartitionKey: grow.Initial.PartitionKey}
@@ -197,9 +197,11 @@ func TestCreateGroupBadInput(t *testing.T) {
 func TestBansAndRateLimits(t *testing.T) {
 	ctx := context.Background()
 	g := loadFixture(t, "create-2.json")
-	e := newEnv(t, "a.example", func(c *hub.Config) { c.RatePerSecond, c.RateBurst = 1, 4 })
+	e := newEnv(t, "a.example", nil)
+	e.polCfg.RatePerSecond, e.polCfg.RateBurst = 1, 4
+	e.restart()
 	e.create(g)
-	if err := e.h.Ban(ctx, "mimi://b.example/u/bob", "abuse"); err != nil {
+	if err := e.pol.Ban(ctx, "mimi://b.example/u/bob", "abuse"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.sendStep(&g.Steps[0], sendOpts{}); err != nil {
@@ -208,10 +210,10 @@ func TestBansAndRateLimits(t *testing.T) {
 	if _, err := e.sendStep(&g.Steps[1], sendOpts{}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("adding a provider-banned user: %v", err)
 	}
-	if ok, err := e.h.Unban(ctx, "mimi://b.example/u/bob"); !ok || err != nil {
+	if ok, err := e.pol.Unban(ctx, "mimi://b.example/u/bob"); !ok || err != nil {
 		t.Fatalf("Unban = %v, %v", ok, err)
 	}
-	if bans, _ := e.h.ListBans(ctx); len(bans) != 0 {
+	if bans, _ := e.pol.ListBans(ctx); len(bans) != 0 {
 		t.Fatalf("bans left: %+v", bans)
 	}
 	// Alice's bucket (burst 4): the creation, her message and the add
@@ -237,32 +239,10 @@ func TestBansAndRateLimits(t *testing.T) {
 		t.Fatalf("after refill: %v", err)
 	}
 	// A banned local user cannot send anything.
-	e.h.Ban(ctx, "mimi://a.example/u/alice", "")
+	e.pol.Ban(ctx, "mimi://a.example/u/alice", "")
 	e.clock.add(time.Hour)
 	if _, err := e.sendStep(&g.Steps[5], sendOpts{}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("banned local sender: %v", err)
-	}
-}
-
-func TestReports(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, "a.example", nil)
-	alice := hub.Sender{ClientID: 3, UserURI: "mimi://a.example/u/alice", Local: true}
-	r := roundTrip(t, &protocol.Report{Kind: protocol.ReportFollower, GroupID: []byte("g"), Subject: []byte("b.example"), Reason: "drops messages"}, &protocol.Report{})
-	if _, err := e.h.FileReport(ctx, alice, *r); err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []protocol.Report{{Kind: 0}, {Kind: 9}, {Kind: protocol.ReportHub, Reason: "\xff"}} {
-		if _, err := e.h.FileReport(ctx, alice, bad); !errors.Is(err, hub.ErrMalformed) {
-			t.Fatalf("bad report %+v: %v", bad, err)
-		}
-	}
-	if _, err := e.h.FileReport(ctx, hub.Sender{}, *r); !errors.Is(err, hub.ErrMalformed) {
-		t.Fatalf("report from a remote sender: %v", err)
-	}
-	rs, err := e.h.ListReports(ctx, 10)
-	if err != nil || len(rs) != 1 || rs[0].Kind != protocol.ReportFollower || rs[0].ReporterUser != alice.UserURI || rs[0].Reason != "drops messages" {
-		t.Fatalf("reports %+v, %v", rs, err)
 	}
 }
 

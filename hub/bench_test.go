@@ -23,7 +23,7 @@ func benchHub(b *testing.B, sync string, n int, tune ...func(*hub.Config)) (*hub
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	cfg := hub.Config{Domain: "a.example", RatePerSecond: -1}
+	cfg := hub.Config{Domain: "a.example"}
 	for _, f := range tune {
 		f(&cfg)
 	}

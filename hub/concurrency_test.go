@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/protocol"
 )
@@ -94,7 +95,7 @@ func TestBansWrittenElsewhere(t *testing.T) {
 	if _, err := e.sendStep(&g.Steps[0], sendOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.db.AddBan(ctx, hub.Ban{UserURI: "mimi://b.example/u/bob", At: e.clock.now()}); err != nil {
+	if err := e.db.AddBan(ctx, directory.Ban{UserURI: "mimi://b.example/u/bob", At: e.clock.now()}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.add(10 * time.Second)

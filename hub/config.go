@@ -27,11 +27,9 @@ type Config struct {
 	// StateCacheSize is how many partitions' public group states are kept
 	// in memory (default 1024); others are rebuilt from the store.
 	StateCacheSize int
-	// RatePerSecond and RateBurst are the token bucket of each local user:
-	// sustained sequenced requests per second and burst (defaults 50, 200).
-	// RatePerSecond < 0 disables the limit.
-	RatePerSecond float64
-	RateBurst     int
+	// Policy is the provider's own policy: provider-wide bans and own users'
+	// rate limits (directory.Policy). Nil: nothing is banned or limited.
+	Policy ProviderPolicy
 	// Receive bounds a ReceiveResponse: messages and bytes of the requested
 	// partition (defaults 1000, 8 MiB), hinted partitions (default 8), and
 	// messages per hinted partition (default 64); a negative value gives
@@ -40,9 +38,6 @@ type Config struct {
 	ReceiveMaxBytes    int
 	HintPartitions     int
 	HintMessages       int
-	// BanCacheTTL is how long provider-wide bans are cached before they are
-	// read again, so bans made by another process apply (default 5 s).
-	BanCacheTTL time.Duration
 	// WelcomeRetry is how often Run retries local Welcomes whose mailbox
 	// delivery failed (default 30 s).
 	WelcomeRetry time.Duration
@@ -61,18 +56,18 @@ func DefaultConfig() Config {
 		MaxGroupInfoSize:   4 << 20,
 		MaxWelcomeSize:     4 << 20,
 		StateCacheSize:     1024,
-		RatePerSecond:      50,
-		RateBurst:          200,
 		ReceiveMaxMessages: 1000,
 		ReceiveMaxBytes:    8 << 20,
 		HintPartitions:     8,
 		HintMessages:       64,
-		BanCacheTTL:        5 * time.Second,
 		WelcomeRetry:       30 * time.Second,
 	}
 }
 
 func (c *Config) applyDefaults() {
+	if c.Policy == nil {
+		c.Policy = noPolicy{}
+	}
 	d := DefaultConfig()
 	setInt := func(v *int, def int) {
 		if *v == 0 {
@@ -83,17 +78,10 @@ func (c *Config) applyDefaults() {
 	setInt(&c.MaxGroupInfoSize, d.MaxGroupInfoSize)
 	setInt(&c.MaxWelcomeSize, d.MaxWelcomeSize)
 	setInt(&c.StateCacheSize, d.StateCacheSize)
-	setInt(&c.RateBurst, d.RateBurst)
 	setInt(&c.ReceiveMaxMessages, d.ReceiveMaxMessages)
 	setInt(&c.ReceiveMaxBytes, d.ReceiveMaxBytes)
 	setInt(&c.HintPartitions, d.HintPartitions)
 	setInt(&c.HintMessages, d.HintMessages)
-	if c.RatePerSecond == 0 {
-		c.RatePerSecond = d.RatePerSecond
-	}
-	if c.BanCacheTTL == 0 {
-		c.BanCacheTTL = d.BanCacheTTL
-	}
 	if c.WelcomeRetry == 0 {
 		c.WelcomeRetry = d.WelcomeRetry
 	}
@@ -125,13 +113,10 @@ func (c Config) Validate() error {
 	if c.StateCacheSize < 1 {
 		bad("state cache size %d < 1", c.StateCacheSize)
 	}
-	if c.RatePerSecond > 0 && c.RateBurst < 1 {
-		bad("rate burst %d < 1", c.RateBurst)
-	}
 	if c.ReceiveMaxMessages < 1 || c.ReceiveMaxBytes < 1 || c.HintMessages < 0 {
 		bad("receive limits must be positive")
 	}
-	if c.BanCacheTTL < 0 || c.WelcomeRetry < 0 {
+	if c.WelcomeRetry < 0 {
 		bad("durations must not be negative")
 	}
 	return errors.Join(errs...)

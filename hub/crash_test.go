@@ -33,7 +33,7 @@ func TestCrashHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Domain: "a.example", RatePerSecond: -1}, db, &fakeRouter{refs: map[string]int64{}}, &fakeMailbox{got: map[int64][][]byte{}})
+	h, err := hub.New(hub.Config{Domain: "a.example"}, db, &fakeRouter{refs: map[string]int64{}}, &fakeMailbox{got: map[int64][][]byte{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	g := loadFixture(t, "create-2.json")
 	e := &env{t: t, path: path, router: &fakeRouter{refs: map[string]int64{}}, mbox: &fakeMailbox{got: map[int64][][]byte{}},
-		clock: &clock{t: time.Now()}, cfg: hub.Config{Domain: "a.example", RatePerSecond: -1}}
+		clock: &clock{t: time.Now()}, cfg: hub.Config{Domain: "a.example"}}
 	e.open()
 	defer e.db.Close()
 	ctx := context.Background()

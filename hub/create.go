@@ -61,7 +61,7 @@ func (h *Hub) createGroup(ctx context.Context, sender Sender, req *protocol.Crea
 		first.RatchetTree = cloneBytes(req.RatchetTree)
 	}
 	g := Group{GroupID: first.GroupID, CipherSuite: gc.CipherSuite, CreatorClient: sender.ClientID,
-		CreatorUser: UserOf(sender.UserURI), CreatedAt: h.cfg.Now()}
+		CreatorUser: protocol.UserOf(sender.UserURI), CreatedAt: h.cfg.Now()}
 	ids, err := h.store.CreateGroup(ctx, g, first, welcomes)
 	if errors.Is(err, ErrGroupExists) {
 		if done, err2 := h.alreadyCreated(ctx, gc.GroupID, masked); done || err2 != nil {

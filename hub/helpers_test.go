@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 
@@ -190,6 +191,8 @@ type env struct {
 	db     *sqlite.DB
 	h      *hub.Hub
 	cfg    hub.Config
+	polCfg directory.PolicyConfig
+	pol    *directory.Policy
 	router *fakeRouter
 	mbox   *fakeMailbox
 	clock  *clock
@@ -200,7 +203,8 @@ func newEnv(t testing.TB, domain string, tune func(*hub.Config)) *env {
 	e := &env{t: t, path: filepath.Join(t.TempDir(), "hub.db"),
 		router: &fakeRouter{refs: map[string]int64{}}, mbox: &fakeMailbox{got: map[int64][][]byte{}},
 		clock: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}}
-	e.cfg = hub.Config{Domain: domain, Now: e.clock.now, RatePerSecond: -1}
+	e.cfg = hub.Config{Domain: domain, Now: e.clock.now}
+	e.polCfg = directory.PolicyConfig{Now: e.clock.now, RatePerSecond: -1}
 	if tune != nil {
 		tune(&e.cfg)
 	}
@@ -215,11 +219,17 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	h, err := hub.New(e.cfg, db, e.router, e.mbox)
+	pol, err := directory.NewPolicy(db, e.polCfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.db, e.h = db, h
+	cfg := e.cfg
+	cfg.Policy = pol
+	h, err := hub.New(cfg, db, e.router, e.mbox)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.db, e.h, e.pol = db, h, pol
 }
 
 // restart closes the store and opens it again with a fresh Hub: nothing in

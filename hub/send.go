@@ -175,8 +175,8 @@ func (h *Hub) admit(ctx context.Context, s Sender) error {
 	if !s.Local {
 		return nil
 	}
-	user := UserOf(s.UserURI)
-	banned, err := h.bans.banned(ctx, user)
+	user := protocol.UserOf(s.UserURI)
+	banned, err := h.cfg.Policy.Banned(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (h *Hub) admit(ctx context.Context, s Sender) error {
 	if key == "" {
 		key = fmt.Sprintf("client:%d", s.ClientID)
 	}
-	if !h.limits.allow(key) {
+	if !h.cfg.Policy.Allow(key) {
 		return fmt.Errorf("%w: %s", ErrRateLimited, key)
 	}
 	return nil
@@ -198,7 +198,7 @@ func (h *Hub) checkUser(ctx context.Context, user string, ps *policy, what strin
 	if user == "" {
 		return nil
 	}
-	banned, err := h.bans.banned(ctx, user)
+	banned, err := h.cfg.Policy.Banned(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (h *Hub) sendApplication(ctx context.Context, ps *partState, op *sendOp) (u
 		return 0, fmt.Errorf("%w: application data in a PublicMessage (RFC 9420 §6.2)", ErrInvalidMessage)
 	}
 	if op.sender.Local {
-		user := UserOf(op.sender.UserURI)
+		user := protocol.UserOf(op.sender.UserURI)
 		if ps.pol.isBanned(user) {
 			return 0, fmt.Errorf("%w: %s (group)", ErrBanned, user)
 		}
@@ -280,7 +280,7 @@ func (h *Hub) checkProposalPolicy(ctx context.Context, ps *partState, pm *mls.Pu
 	case p.Add != nil:
 		ln := &p.Add.KeyPackage.LeafNode
 		if ln.Credential.CredentialType == mls.CredentialTypeBasic {
-			return h.checkUser(ctx, UserOf(string(ln.Credential.Identity)), ps.pol, "add of")
+			return h.checkUser(ctx, protocol.UserOf(string(ln.Credential.Identity)), ps.pol, "add of")
 		}
 	case p.GroupContextExtensions != nil:
 		if _, err := policyOf(p.GroupContextExtensions.Extensions); err != nil {

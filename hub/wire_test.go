@@ -179,18 +179,3 @@ func TestWireStrictness(t *testing.T) {
 		t.Fatalf("encoding CommitData on an application message: %v", err)
 	}
 }
-
-func TestUserOf(t *testing.T) {
-	for in, want := range map[string]string{
-		"mimi://a.example/d/alice/phone": "mimi://a.example/u/alice",
-		"mimi://a.example/u/alice":       "mimi://a.example/u/alice",
-		"mimi://a.example/d/alice":       "mimi://a.example/d/alice",
-		"mimi://a.example/d//x":          "mimi://a.example/d//x",
-		"alice":                          "alice",
-		"mimi://a.example":               "mimi://a.example",
-	} {
-		if got := hub.UserOf(in); got != want {
-			t.Errorf("UserOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

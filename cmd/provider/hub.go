@@ -88,7 +88,7 @@ func (p hubPartitions) Masked(ctx context.Context, partitionKey []byte) ([]byte,
 }
 
 // registerHub serves the group methods of the client socket.
-func registerHub(srv *gateway.Server, h *hub.Hub) {
+func registerHub(srv *gateway.Server, h *hub.Hub, pol *directory.Policy) {
 	sender := func(c *gateway.Caller) hub.Sender {
 		return hub.Sender{ClientID: c.Client.ID, UserURI: c.UserURI, Local: true}
 	}
@@ -110,7 +110,7 @@ func registerHub(srv *gateway.Server, h *hub.Hub) {
 		return &resp, err
 	}))
 	srv.Handle(protocol.MethodReport, hubMethod(func(ctx context.Context, c *gateway.Caller, req *protocol.Report) (encoding.BinaryMarshaler, error) {
-		id, err := h.FileReport(ctx, sender(c), *req)
+		id, err := pol.FileReport(ctx, directory.Reporter{ClientID: c.Client.ID, UserURI: c.UserURI}, *req)
 		return reportID(id), err
 	}))
 }

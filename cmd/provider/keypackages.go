@@ -143,7 +143,7 @@ func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport) (*ohttp.
 		Peers:     peers,
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: authorize,
-		Limiter:   ohttp.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000),
+		Limiter:   directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil),
 		LimitKey:  limitKey,
 	})
 }

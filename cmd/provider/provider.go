@@ -30,6 +30,7 @@ type Provider struct {
 	Mailbox *mailbox.Mailbox
 	Disc    *directory.Discovery
 	KPs     *directory.KeyPackages
+	Policy  *directory.Policy
 	Hub     *hub.Hub
 	Keys    *ohttp.KeySet
 	Gateway *gateway.Server
@@ -63,7 +64,12 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	if err != nil {
 		return nil, err
 	}
-	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, RatePerSecond: cfg.Hub.RatePerSecond, RateBurst: cfg.Hub.RateBurst,
+	p.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{RatePerSecond: cfg.Hub.RatePerSecond,
+		RateBurst: cfg.Hub.RateBurst, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, Policy: p.Policy,
 		MaxMessageSize: cfg.Hub.MaxMessageSize, StateCacheSize: cfg.Hub.StateCacheSize, Logger: log},
 		db, HubRouter{p.KPs}, HubMailbox{p.Mailbox})
 	if err != nil {
@@ -77,7 +83,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), Partitions: hubPartitions{p.Hub}, OnChange: p.onChange,
 	})
-	registerHub(p.Gateway, p.Hub)
+	registerHub(p.Gateway, p.Hub, p.Policy)
 	registerHubMetrics(reg, p.Hub)
 	registerKeyPackages(p.Gateway, p.KPs)
 	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now), Authorities: []string{cfg.Domain}})
@@ -160,19 +166,32 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// OfflineServices are the domain services the admin CLI uses over the store, with no
+// server running.
+type OfflineServices struct {
+	Hub       *hub.Hub
+	Discovery *directory.Discovery
+	Policy    *directory.Policy
+}
+
 // Offline builds the domain services over the store for the admin CLI.
-func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (*hub.Hub, *directory.Discovery, error) {
+func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (OfflineServices, error) {
 	log := slog.New(slog.DiscardHandler)
-	disc, err := directory.NewDiscovery(d, db, directory.DiscoveryConfig{
+	var o OfflineServices
+	var err error
+	o.Discovery, err = directory.NewDiscovery(d, db, directory.DiscoveryConfig{
 		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
 	if err != nil {
-		return nil, nil, err
+		return o, err
 	}
 	mb := mailbox.New(db, mailbox.Metrics{})
-	kps, err := directory.NewKeyPackages(d, db, disc, mb, directory.KeyPackageConfig{}, log)
+	kps, err := directory.NewKeyPackages(d, db, o.Discovery, mb, directory.KeyPackageConfig{}, log)
 	if err != nil {
-		return nil, nil, err
+		return o, err
 	}
-	h, err := hub.New(hub.Config{Domain: cfg.Domain, Logger: log}, db, HubRouter{kps}, HubMailbox{mb})
-	return h, disc, err
+	if o.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{Logger: log}); err != nil {
+		return o, err
+	}
+	o.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, Logger: log, Policy: o.Policy}, db, HubRouter{kps}, HubMailbox{mb})
+	return o, err
 }

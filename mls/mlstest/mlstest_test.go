@@ -198,7 +198,7 @@ func TestHubAcceptsGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	h, err := hub.New(hub.Config{Domain: "a.example", RatePerSecond: -1}, db, noRouter{}, noMailbox{})
+	h, err := hub.New(hub.Config{Domain: "a.example"}, db, noRouter{}, noMailbox{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -35,18 +34,18 @@ var (
 
 	// ErrInvalidKeyPackage wraps the mls error of a KeyPackage that fails RFC 9420 §10.1
 	// (test the cause with errors.Is, e.g. mls.ErrKeyPackageExpired) or does not decode.
-	ErrInvalidKeyPackage = errors.New("directory: invalid KeyPackage")
+	ErrInvalidKeyPackage = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: invalid KeyPackage")
 	// ErrIdentityMismatch: the KeyPackage's credential is not a BasicCredential naming the
 	// uploading user's URI.
-	ErrIdentityMismatch = errors.New("directory: KeyPackage credential does not name the uploading user")
+	ErrIdentityMismatch = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: KeyPackage credential does not name the uploading user")
 	// ErrDuplicateKeyPackage: a KeyPackage with the same KeyPackageRef is stored, was
 	// served, or appears twice in the upload.
-	ErrDuplicateKeyPackage = errors.New("directory: KeyPackage already uploaded")
+	ErrDuplicateKeyPackage = protocol.NewError(protocol.CodeConflict, "directory: KeyPackage already uploaded")
 	// ErrLastResortConflict: one upload carries two last-resort KeyPackages of one suite.
-	ErrLastResortConflict = errors.New("directory: two last-resort KeyPackages for one cipher suite in one upload")
+	ErrLastResortConflict = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: two last-resort KeyPackages for one cipher suite in one upload")
 	// ErrKeyPackageLimit: the upload would leave the client with more KeyPackages stored
 	// than the limit.
-	ErrKeyPackageLimit = errors.New("directory: too many KeyPackages stored for this client")
+	ErrKeyPackageLimit = protocol.NewError(protocol.CodeTooLarge, "directory: too many KeyPackages stored for this client")
 )
 
 // UploadError says which KeyPackage of an upload was refused. Uploads are all or

@@ -8,18 +8,11 @@ import (
 )
 
 // PartitionEntry is one message sequenced to a partition, as pushed to subscribers.
-type PartitionEntry struct {
-	Counter    uint32
-	Terminated bool   // the partition was terminated after Counter messages
-	Message    []byte // the draft's Message struct, encoded
-}
+type PartitionEntry = protocol.PartitionEntry
 
 // PartitionSink receives a partition's entries in counter order, right after they
 // are committed. Notify and Refetch must not block.
-type PartitionSink interface {
-	Notify(e PartitionEntry)
-	Refetch()
-}
+type PartitionSink = protocol.PartitionSink
 
 // Partitions is what the gateway needs from the hub to push group traffic.
 type Partitions interface {
@@ -118,7 +111,13 @@ func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 	if e.Terminated {
 		return protocol.Encode(&protocol.PartitionEvent{Masked: masked, Event: protocol.EventTerminated})
 	}
-	return protocol.Encode(&protocol.Push{Masked: masked, Counter: e.Counter, Message: e.Message})
+	// Encoded here, on the fan-out goroutine (once for every subscriber), never on
+	// the store's writer.
+	m, err := e.Message.MarshalBinary()
+	if err != nil {
+		return nil
+	}
+	return protocol.Encode(&protocol.Push{Masked: masked, Counter: e.Counter, Message: m})
 }
 
 // fanout holds the topics of a gateway.

@@ -73,6 +73,12 @@ type Deps struct {
 	// Partitions, if set, enables group subscriptions (methods subscribe and
 	// unsubscribe, push and partition_event frames).
 	Partitions Partitions
+	// Groups, if set, serves the group methods (create_group, send, receive,
+	// group_info, external_join); Reports, if set, the report method.
+	Groups  *Router
+	Reports Reports
+	// KeyPackages, if set, serves key_package_upload and key_package_count.
+	KeyPackages KeyPackages
 	// OnChange, if set, receives the store changes made by other processes that the
 	// gateway itself does not handle.
 	OnChange func(directory.Change)
@@ -114,6 +120,12 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s.Handle(protocol.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
 	s.Handle(protocol.MethodMailboxStatus, s.mailboxStatus)
+	if deps.Groups != nil {
+		s.registerGroups(deps.Groups, deps.Reports)
+	}
+	if deps.KeyPackages != nil {
+		s.registerKeyPackages(deps.KeyPackages)
+	}
 	if deps.Partitions != nil {
 		s.fanout = newFanout(deps.Partitions)
 	}

@@ -299,10 +299,9 @@ func (ss *session) handleRequest(req *protocol.Request) {
 	}
 	code := "ok"
 	if err != nil {
-		var we *protocol.Error
-		if !errors.As(err, &we) {
+		we, internal := wireError(err)
+		if internal {
 			ss.log.Error("request failed", "method", req.Method.String(), "err", err)
-			we = &protocol.Error{Code: protocol.CodeInternal, Message: "internal error"}
 		}
 		code = we.Code.String()
 		ss.enqueue(protocol.Encode(&protocol.Error{RequestID: req.RequestID, Code: we.Code, Message: we.Message}))

@@ -135,8 +135,8 @@ func TestCreateGroupBadInput(t *testing.T) {
 	g := loadFixture(t, "create-2.json")
 	grow := loadFixture(t, "grow-100.json")
 	e := newEnv(t, "a.example", nil)
-	alice := hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
-	create := func(r *protocol.CreateGroupRequest, s hub.Sender) error {
+	alice := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
+	create := func(r *protocol.CreateGroupRequest, s protocol.Sender) error {
 		_, err := e.h.CreateGroup(ctx, s, r)
 		return err
 	}
@@ -146,7 +146,7 @@ func TestCreateGroupBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		mod    func(*protocol.CreateGroupRequest)
-		sender hub.Sender
+		sender protocol.Sender
 		want   error
 	}{
 		{"tree of another epoch", func(r *protocol.CreateGroupRequest) { r.RatchetTree = g.Steps[1].After.RatchetTree }, alice, hub.ErrTreeMismatch},
@@ -161,7 +161,7 @@ func TestCreateGroupBadInput(t *testing.T) {
 			r.GroupInfo = remarshal(t, r.GroupInfo, func(m *mls.MLSMessage) { m.GroupInfo.Signature[3] ^= 1 })
 		}, alice, hub.ErrInvalidGroupInfo},
 		{"not a GroupInfo", func(r *protocol.CreateGroupRequest) { r.GroupInfo = g.Steps[0].Message }, alice, hub.ErrMalformed},
-		{"remote creator", nil, hub.Sender{UserURI: "mimi://b.example/u/bob"}, hub.ErrMalformed},
+		{"remote creator", nil, protocol.Sender{UserURI: "mimi://b.example/u/bob"}, hub.ErrMalformed},
 		{"oversized GroupInfo", func(r *protocol.CreateGroupRequest) { r.GroupInfo = make([]byte, 5<<20) }, alice, hub.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestCreateGroupBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	growReq := &protocol.CreateGroupRequest{GroupInfo: grow.Initial.GroupInfoWithTree, PartitionKey: grow.Initial.PartitionKey}
-	if err := create(growReq, hub.Sender{UserURI: "mimi://a.example/u/carol", Local: true}); !errors.Is(err, hub.ErrBanned) {
+	if err := create(growReq, protocol.Sender{UserURI: "mimi://a.example/u/carol", Local: true}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("group whose member is banned: %v", err)
 	}
 }

@@ -35,7 +35,7 @@ func benchHub(b *testing.B, sync string, n int, tune ...func(*hub.Config)) (*hub
 	for i := range n {
 		id := fmt.Appendf(nil, "bench group %d", i)
 		gi, pk := syntheticGroup(b, id)
-		if _, err := h.CreateGroup(context.Background(), hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
+		if _, err := h.CreateGroup(context.Background(), protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
 			&protocol.CreateGroupRequest{GroupInfo: gi, PartitionKey: pk}); err != nil {
 			b.Fatal(err)
 		}
@@ -56,7 +56,7 @@ func benchSend(b *testing.B, h *hub.Hub, ids, keys [][]byte) {
 			i := next.Add(1)
 			g := int(i % uint64(len(ids)))
 			msg := syntheticApp(b, ids[g], i, 256)
-			if _, err := h.Send(context.Background(), hub.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[g]}); err != nil {
+			if _, err := h.Send(context.Background(), protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[g]}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -84,7 +84,7 @@ func BenchmarkReceive(b *testing.B) {
 	h, ids, keys := benchHub(b, "normal", 1, func(c *hub.Config) { c.ReceiveMaxMessages = 100 })
 	ctx := context.Background()
 	for i := range 2000 {
-		if _, err := h.Send(ctx, hub.Sender{}, &protocol.SendRequest{Message: syntheticApp(b, ids[0], uint64(i), 256), PartitionKey: keys[0]}); err != nil {
+		if _, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: syntheticApp(b, ids[0], uint64(i), 256), PartitionKey: keys[0]}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func benchLatency(b *testing.B, syncMode string) {
 			msg := syntheticApp(b, ids[0], seq.Add(1), 256)
 			wg.Go(func() {
 				starts.Store(string(msg), time.Now())
-				if _, err := h.Send(ctx, hub.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[0]}); err != nil {
+				if _, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[0]}); err != nil {
 					b.Error(err)
 				}
 			})

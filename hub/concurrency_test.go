@@ -29,7 +29,7 @@ func TestConcurrentSequencing(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				msg := privateVariant(t, g.Steps[0].Message, 1+w*each+i)
-				if _, err := e.h.Send(ctx, hub.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey}); err != nil {
+				if _, err := e.h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey}); err != nil {
 					errs <- err
 				}
 			}

@@ -38,7 +38,7 @@ func TestCrashHelperProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := h.CreateGroup(ctx, hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
+	if _, err := h.CreateGroup(ctx, protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
 		&protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfoWithTree, PartitionKey: g.Initial.PartitionKey}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestCrashHelperProcess(t *testing.T) {
 		wg.Go(func() {
 			for i := w; ; i += 8 {
 				msg := privateVariant(t, g.Steps[0].Message, i+1)
-				resp, err := h.Send(ctx, hub.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey})
+				resp, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey})
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
@@ -128,7 +128,7 @@ func TestCrashLosesNothing(t *testing.T) {
 			t.Fatalf("acknowledged message %d (counter %d) lost or moved: %v %d", i, c, ok, got)
 		}
 	}
-	resp, err := e.h.Send(ctx, hub.Sender{}, &protocol.SendRequest{Message: g.Steps[0].Message, PartitionKey: g.Initial.PartitionKey})
+	resp, err := e.h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: g.Steps[0].Message, PartitionKey: g.Initial.PartitionKey})
 	if err != nil || resp.Counter != uint32(len(es)) {
 		t.Fatalf("after the crash: counter %d, %v; want %d", resp.Counter, err, len(es))
 	}

@@ -14,7 +14,7 @@ import (
 // validity, signature), no member may be banned by the provider, and the
 // group ID must be new. The creator must be one of this provider's clients.
 // A retry of a request that created the group succeeds again.
-func (h *Hub) CreateGroup(ctx context.Context, sender Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
+func (h *Hub) CreateGroup(ctx context.Context, sender protocol.Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
 	resp, err := h.createGroup(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
@@ -22,7 +22,7 @@ func (h *Hub) CreateGroup(ctx context.Context, sender Sender, req *protocol.Crea
 	return resp, err
 }
 
-func (h *Hub) createGroup(ctx context.Context, sender Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
+func (h *Hub) createGroup(ctx context.Context, sender protocol.Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
 	if !sender.Local {
 		return protocol.CreateGroupResponse{}, fmt.Errorf("%w: a group is created by a client of its hub", ErrMalformed)
 	}

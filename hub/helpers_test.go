@@ -248,8 +248,8 @@ func providerOf(uri string) string {
 }
 
 // senderOf is the Sender the socket would give for a fixture identity.
-func (e *env) senderOf(identity string) hub.Sender {
-	return hub.Sender{ClientID: int64(len(identity)), UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
+func (e *env) senderOf(identity string) protocol.Sender {
+	return protocol.Sender{ClientID: int64(len(identity)), UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
 }
 
 // create creates the fixture's group from its initial state.
@@ -315,7 +315,7 @@ func (e *env) sendStep(st *tsStep, o sendOpts) (uint32, error) {
 	return e.sendStepAs(st, o, e.senderOf(st.Sender.Identity))
 }
 
-func (e *env) sendStepAs(st *tsStep, o sendOpts, s hub.Sender) (uint32, error) {
+func (e *env) sendStepAs(st *tsStep, o sendOpts, s protocol.Sender) (uint32, error) {
 	ctx := context.Background()
 	if st.Kind == "external_commit" {
 		req := &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, o)}

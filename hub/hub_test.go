@@ -347,7 +347,7 @@ func TestExternalJoinRetryAndBadJoins(t *testing.T) {
 	r.run(t, g.Steps[:i], sendOpts{})
 	join := &g.Steps[i]
 	req := &protocol.ExternalJoinRequest{Message: join.Message, CommitData: *commitData(join, sendOpts{})}
-	dave := hub.Sender{UserURI: "mimi://b.example/u/dave"}
+	dave := protocol.Sender{UserURI: "mimi://b.example/u/dave"}
 	first, err := e.h.ExternalJoin(ctx, dave, req)
 	if err != nil || !bytes.Equal(first.MaskedPartitionKey, mask(t, join.PartitionKey)) {
 		t.Fatalf("external join: %+v, %v", first, err)

@@ -12,7 +12,7 @@ import (
 // ExternalJoin sequences an external commit to the group's newest partition
 // (the most recently opened one that is not terminated), verified like any
 // public commit when the hub has that partition's public state.
-func (h *Hub) ExternalJoin(ctx context.Context, sender Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
+func (h *Hub) ExternalJoin(ctx context.Context, sender protocol.Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
 	resp, err := h.externalJoin(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
@@ -20,7 +20,7 @@ func (h *Hub) ExternalJoin(ctx context.Context, sender Sender, req *protocol.Ext
 	return resp, err
 }
 
-func (h *Hub) externalJoin(ctx context.Context, sender Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
+func (h *Hub) externalJoin(ctx context.Context, sender protocol.Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
 	if err := h.checkSizes(req.Message, &req.CommitData); err != nil {
 		return protocol.ExternalJoinResponse{}, err
 	}

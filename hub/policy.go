@@ -7,15 +7,6 @@ import (
 	"github.com/mimids/mimids/protocol"
 )
 
-// Sender is who hands a request to the hub: one of this provider's clients
-// (Local, authenticated by the socket) or a follower acting for a remote
-// user (not Local; UserURI and ClientID may be empty).
-type Sender struct {
-	ClientID int64
-	UserURI  string
-	Local    bool
-}
-
 // policy is a partition's moderation list, fixed when the partition opens
 // (a GroupContextExtensions proposal takes effect only in the epoch its
 // commit opens).

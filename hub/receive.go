@@ -63,3 +63,67 @@ func MessageOf(e Entry) protocol.Message {
 	}
 	return m
 }
+
+// Log returns the hub's partition logs as the gateway and federation links push
+// them: entries in the protocol's terms, with nothing that stays on this provider.
+func (h *Hub) Log() PartitionLog { return PartitionLog{h} }
+
+// PartitionLog is the hub's view of its partition logs for subscribers.
+type PartitionLog struct{ h *Hub }
+
+// partitionSink adapts a protocol.PartitionSink to the hub's Sink.
+type partitionSink struct{ s protocol.PartitionSink }
+
+func (k partitionSink) Notify(e Entry) { k.s.Notify(PartitionEntryOf(e)) }
+func (k partitionSink) Refetch()       { k.s.Refetch() }
+
+// PartitionEntryOf is the entry as pushed to subscribers. It does not encode: the
+// subscribers' fan-out does, off the store's writer.
+func PartitionEntryOf(e Entry) protocol.PartitionEntry {
+	if e.Terminated {
+		return protocol.PartitionEntry{Counter: e.Counter, Terminated: true}
+	}
+	return protocol.PartitionEntry{Counter: e.Counter, Message: MessageOf(e)}
+}
+
+// Subscribe registers a sink for a partition (by masked key).
+func (l PartitionLog) Subscribe(masked []byte, s protocol.PartitionSink) (cancel func()) {
+	return l.h.Subscribe(masked, partitionSink{s})
+}
+
+// Fetch returns up to limit entries with counter > after (-1: from the start); when
+// it returns fewer than limit and the partition is terminated, the last entry is
+// the terminated event.
+func (l PartitionLog) Fetch(ctx context.Context, masked []byte, after int64, limit int) ([]protocol.PartitionEntry, error) {
+	es, err := l.h.Fetch(ctx, masked, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]protocol.PartitionEntry, 0, len(es)+1)
+	for _, e := range es {
+		out = append(out, PartitionEntryOf(e))
+	}
+	if len(es) < limit {
+		// The read may also stop at its byte budget: the terminated event comes only
+		// once the last sequenced message was read.
+		next := after + 1 + int64(len(es))
+		info, err := l.h.Partition(ctx, masked)
+		if err != nil {
+			return nil, err
+		}
+		if info.Terminated && next >= int64(info.Length) {
+			out = append(out, protocol.PartitionEntry{Counter: uint32(next), Terminated: true})
+		}
+	}
+	return out, nil
+}
+
+// Masked checks that partitionKey opens a partition of a hosted group and returns
+// its masked key.
+func (l PartitionLog) Masked(ctx context.Context, partitionKey []byte) ([]byte, error) {
+	info, err := l.h.PartitionByKey(ctx, partitionKey)
+	if err != nil {
+		return nil, err
+	}
+	return info.Masked, nil
+}

@@ -260,7 +260,7 @@ func TestForkBranches(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 fork and 6 commits", st)
 	}
 	// Carol is banned in branch a whatever socket she uses, and not in b.
-	carol := hub.Sender{ClientID: 9, UserURI: "mimi://a.example/u/carol", Local: true}
+	carol := protocol.Sender{ClientID: 9, UserURI: "mimi://a.example/u/carol", Local: true}
 	for _, tc := range []struct {
 		branch string
 		epoch  uint64

@@ -12,7 +12,7 @@ import (
 
 // sendOp is one request to sequence, decoded and checked for size.
 type sendOp struct {
-	sender  Sender
+	sender  protocol.Sender
 	message []byte // a private copy of the encoded MLSMessage
 	msg     *mls.MLSMessage
 	ct      mls.ContentType
@@ -26,7 +26,7 @@ type sendOp struct {
 // Send sequences a SendRequest from sender to the partition it names and
 // returns its counter, once committed. A retry of a sequenced request gets
 // the same counter. Errors wrap the package's sentinels.
-func (h *Hub) Send(ctx context.Context, sender Sender, req *protocol.SendRequest) (protocol.SendResponse, error) {
+func (h *Hub) Send(ctx context.Context, sender protocol.Sender, req *protocol.SendRequest) (protocol.SendResponse, error) {
 	c, err := h.send(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
@@ -35,7 +35,7 @@ func (h *Hub) Send(ctx context.Context, sender Sender, req *protocol.SendRequest
 	return protocol.SendResponse{Counter: c}, nil
 }
 
-func (h *Hub) send(ctx context.Context, sender Sender, req *protocol.SendRequest) (uint32, error) {
+func (h *Hub) send(ctx context.Context, sender protocol.Sender, req *protocol.SendRequest) (uint32, error) {
 	if err := h.checkSizes(req.Message, req.CommitData); err != nil {
 		return 0, err
 	}
@@ -108,7 +108,7 @@ func (h *Hub) retried(ctx context.Context, op *sendOp, refusal error) (uint32, e
 }
 
 // newSendOp reads what the hub needs from the message's clear fields.
-func newSendOp(sender Sender, message []byte, m *mls.MLSMessage, cd *protocol.CommitData) (*sendOp, error) {
+func newSendOp(sender protocol.Sender, message []byte, m *mls.MLSMessage, cd *protocol.CommitData) (*sendOp, error) {
 	op := &sendOp{sender: sender, message: append([]byte(nil), message...), msg: m, commit: cd}
 	switch {
 	case m.WireFormat == mls.WireFormatPublicMessage && m.PublicMessage != nil:
@@ -171,7 +171,7 @@ func requestHash(kind string, scope []byte, op *sendOp) []byte {
 }
 
 // admit applies the provider-wide ban and the rate limit to a local sender.
-func (h *Hub) admit(ctx context.Context, s Sender) error {
+func (h *Hub) admit(ctx context.Context, s protocol.Sender) error {
 	if !s.Local {
 		return nil
 	}
@@ -328,16 +328,13 @@ func (h *Hub) append(ctx context.Context, ps *partState, op *sendOp, next *Parti
 	return res, nil
 }
 
-// refused counts a refusal of bad input or policy (not store failures).
+// refused counts a refusal of bad input or policy (an error with a wire code),
+// and logs a failure of the server (anything else).
 func (h *Hub) refused(err error) {
-	for _, s := range []error{ErrMalformed, ErrTooLarge, ErrUnknownGroup, ErrUnknownPartition, ErrWrongPartition,
-		ErrPartitionExists, ErrTerminated, ErrTreeRequired, ErrTreeMismatch, ErrInvalidGroupInfo,
-		ErrWelcomeMismatch, ErrInvalidMessage, ErrRemovedSender, ErrBanned, ErrMuted, ErrRateLimited, ErrGroupExists} {
-		if errors.Is(err, s) {
-			h.metrics.refused.Add(1)
-			h.log.Debug("hub: refused", "err", err)
-			return
-		}
+	if protocol.Refusal(err) {
+		h.metrics.refused.Add(1)
+		h.log.Debug("hub: refused", "err", err)
+		return
 	}
 	h.log.Warn("hub: request failed", "err", err)
 }

@@ -35,15 +35,14 @@ type Partition struct {
 // Entry is one sequenced message, or (Terminated set) the event that its
 // partition was terminated after Counter messages.
 type Entry struct {
-	Masked       []byte
-	Counter      uint32
-	ContentType  mls.ContentType
-	Public       bool   // a PublicMessage
-	Message      []byte // encoded MLSMessage
-	NextMasked   []byte // commits: the masked key of the partition opened
-	GroupInfo    []byte // commits: the GroupInfo given with it, if any
-	SenderClient int64  // the sending client when it is one of ours
-	Terminated   bool
+	Masked      []byte
+	Counter     uint32
+	ContentType mls.ContentType
+	Public      bool   // a PublicMessage
+	Message     []byte // encoded MLSMessage
+	NextMasked  []byte // commits: the masked key of the partition opened
+	GroupInfo   []byte // commits: the GroupInfo given with it, if any
+	Terminated  bool
 }
 
 // AppendRequest is one message to sequence.

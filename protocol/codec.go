@@ -20,13 +20,13 @@ const MaxVarint = 1<<30 - 1
 var (
 	// ErrMalformed reports bytes that do not decode as the expected struct, or a
 	// struct whose values break the protocol's rules.
-	ErrMalformed = errors.New("protocol: malformed message")
+	ErrMalformed = NewError(CodeMalformed, "protocol: malformed message")
 	// ErrTruncated reports input that ends inside a field.
 	ErrTruncated = errors.New("protocol: truncated")
 	// ErrVarint reports a length prefix that is not a minimal, valid varint.
 	ErrVarint = errors.New("protocol: invalid variable-length integer")
 	// ErrTooLarge reports a field over its limit (decoding or encoding).
-	ErrTooLarge = errors.New("protocol: field too large")
+	ErrTooLarge = NewError(CodeTooLarge, "protocol: field too large")
 	// ErrTrailing reports bytes left after a complete value.
 	ErrTrailing = errors.New("protocol: trailing bytes")
 	// ErrOptional reports an optional<T> presence octet that is neither 0 nor 1.

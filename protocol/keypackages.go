@@ -62,7 +62,7 @@ const (
 var (
 	// ErrBundleTooLarge reports a bundle of more than MaxBundleRequests requests, or an
 	// upload of more than the configured number of KeyPackages.
-	ErrBundleTooLarge = errors.New("protocol: too many items in one bundle")
+	ErrBundleTooLarge = NewError(CodeTooLarge, "protocol: too many items in one bundle")
 )
 
 // The errors a FetchStatus stands for: a *FetchError matches the one of its status

@@ -273,7 +273,7 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 	if published != nil {
 		after = func() {
 			e := hub.Entry{Masked: a.Masked, Counter: res.Counter, ContentType: a.ContentType, Public: a.Public,
-				Message: a.Message, SenderClient: a.SenderClient}
+				Message: a.Message}
 			if a.Next != nil {
 				e.NextMasked, e.GroupInfo = a.Next.Masked, a.Next.GroupInfo
 			}
@@ -313,7 +313,7 @@ func appendNext(ctx context.Context, tx *sql.Tx, a hub.AppendRequest, parent int
 	return sql.NullInt64{Int64: id, Valid: true}, err
 }
 
-const entryCols = `l.counter, l.content_type, l.public, l.message, l.sender_client, n.masked, n.group_info
+const entryCols = `l.counter, l.content_type, l.public, l.message, n.masked, n.group_info
 	FROM hub_log l LEFT JOIN hub_partitions n ON n.id = l.next`
 
 func (db *DB) Entries(ctx context.Context, masked []byte, after int64, limit, maxBytes int) ([]hub.Entry, error) {
@@ -340,7 +340,7 @@ func (db *DB) queryEntries(ctx context.Context, masked []byte, maxBytes int, q s
 		e := hub.Entry{Masked: masked}
 		var counter int64
 		var ct int
-		if err := rows.Scan(&counter, &ct, &e.Public, &e.Message, &e.SenderClient, &e.NextMasked, &e.GroupInfo); err != nil {
+		if err := rows.Scan(&counter, &ct, &e.Public, &e.Message, &e.NextMasked, &e.GroupInfo); err != nil {
 			return nil, err
 		}
 		e.Counter, e.ContentType = uint32(counter), mls.ContentType(ct)

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/ohttp/bhttp"
 	"github.com/mimids/mimids/protocol"
@@ -22,53 +20,6 @@ const (
 	RelayPathPrefix      = "/v1/ohttp-relay/"
 	contentTypeMIMI      = "application/octet-stream"
 )
-
-// registerKeyPackages serves the KeyPackage methods of the client socket.
-func registerKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
-	srv.Handle(protocol.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		var up protocol.KeyPackageUpload
-		if err := up.UnmarshalBinary(body); err != nil {
-			return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: err.Error()}
-		}
-		refs, err := kps.Upload(ctx, c.Client, up.KeyPackages)
-		if err != nil {
-			return nil, kpError(err)
-		}
-		return protocol.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
-	})
-	srv.Handle(protocol.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		r := protocol.NewReader(body)
-		suite := mls.CipherSuite(r.U16("key_package_count.cipher_suite"))
-		if err := r.Done(); err != nil {
-			return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: err.Error()}
-		}
-		st, err := kps.Count(ctx, c.Client, suite)
-		if err != nil {
-			return nil, kpError(err)
-		}
-		return st.MarshalBinary()
-	})
-}
-
-// kpError maps KeyPackage errors to wire codes.
-func kpError(err error) error {
-	code := protocol.Code(0)
-	switch {
-	case errors.Is(err, directory.ErrMalformed):
-		code = protocol.CodeMalformed
-	case errors.Is(err, protocol.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, protocol.ErrTooLarge):
-		code = protocol.CodeTooLarge
-	case errors.Is(err, directory.ErrDuplicateKeyPackage):
-		code = protocol.CodeConflict
-	case errors.Is(err, directory.ErrInvalidKeyPackage), errors.Is(err, directory.ErrIdentityMismatch),
-		errors.Is(err, directory.ErrLastResortConflict):
-		code = protocol.CodeKeyPackageRejected
-	}
-	if code == 0 {
-		return err
-	}
-	return &protocol.Error{Code: code, Message: err.Error()}
-}
 
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
 func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func() time.Time) map[ohttp.Route]ohttp.HandlerFunc {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/ohttp"
@@ -81,11 +82,11 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
-		Dashboard: web.Placeholder(cfg.Domain), Partitions: hubPartitions{p.Hub}, OnChange: p.onChange,
+		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Groups:     &gateway.Router{Hub: p.Hub, Follower: follower.New(), NotHosted: hub.NotHosted},
+		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
-	registerHub(p.Gateway, p.Hub, p.Policy)
 	registerHubMetrics(reg, p.Hub)
-	registerKeyPackages(p.Gateway, p.KPs)
 	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now), Authorities: []string{cfg.Domain}})
 	if err != nil {
 		return nil, err

@@ -138,7 +138,7 @@ func testAppendOrder(t *testing.T, s hub.Store) {
 		t.Fatalf("Entries = %d, %v", len(es), err)
 	}
 	for i, e := range es {
-		if e.Counter != uint32(i) || e.SenderClient != 7 || e.ContentType != mls.ContentTypeApplication || !bytes.Equal(e.Masked, p.Masked) {
+		if e.Counter != uint32(i) || e.ContentType != mls.ContentTypeApplication || !bytes.Equal(e.Masked, p.Masked) {
 			t.Fatalf("entry %d = %+v", i, e)
 		}
 		if want := "message " + fmt.Sprint(indexOf(counters, e.Counter)); string(e.Message) != want {

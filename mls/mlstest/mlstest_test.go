@@ -202,7 +202,7 @@ func TestHubAcceptsGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creator := hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
+	creator := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
 	for _, tc := range []struct {
 		name string
 		o    mlstest.Options

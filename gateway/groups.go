@@ -49,7 +49,9 @@ type Router struct {
 
 var _ GroupHost = (*Router)(nil)
 
-func (r *Router) route(err error) bool { return r.Follower != nil && r.NotHosted != nil && r.NotHosted(err) }
+func (r *Router) route(err error) bool {
+	return r.Follower != nil && r.NotHosted != nil && r.NotHosted(err)
+}
 
 // Send sequences a message at the group's hub.
 func (r *Router) Send(ctx context.Context, s protocol.Sender, req *protocol.SendRequest) (protocol.SendResponse, error) {

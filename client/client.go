@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // SessionInfo is what the server said when it accepted the device token.
@@ -27,16 +27,16 @@ type SessionInfo struct {
 // Delivery is one mailbox entry.
 type Delivery struct {
 	Seq        uint64
-	Kind       wire.Kind
+	Kind       protocol.Kind
 	EnqueuedAt time.Time // when the server committed the entry (millisecond precision)
 	ReceivedAt time.Time // when the client read the frame
 	Payload    []byte
 }
 
-// Notice decodes the payload of a wire.KindNotice entry.
-func (d *Delivery) Notice() (wire.Notice, error) {
-	var n wire.Notice
-	if d.Kind != wire.KindNotice {
+// Notice decodes the payload of a protocol.KindNotice entry.
+func (d *Delivery) Notice() (protocol.Notice, error) {
+	var n protocol.Notice
+	if d.Kind != protocol.KindNotice {
 		return n, fmt.Errorf("%w: delivery %d is %s, not a notice", ErrProtocol, d.Seq, d.Kind)
 	}
 	err := n.UnmarshalBinary(d.Payload)
@@ -119,10 +119,10 @@ func newClient(cfg Config) *Client {
 }
 
 // Do sends a request and waits for its answer. An error frame from the server is
-// returned as a *wire.Error. If the client is reconnecting, Do waits for the next
+// returned as a *protocol.Error. If the client is reconnecting, Do waits for the next
 // connection. A request whose connection is lost fails with ErrDisconnected (it is
 // not retried: it may have been processed).
-func (c *Client) Do(ctx context.Context, method wire.Method, body []byte) ([]byte, error) {
+func (c *Client) Do(ctx context.Context, method protocol.Method, body []byte) ([]byte, error) {
 	for {
 		s, err := c.waitSession(ctx)
 		if err != nil {
@@ -142,16 +142,16 @@ func (c *Client) Do(ctx context.Context, method wire.Method, body []byte) ([]byt
 // Ping sends a ping request and returns the round-trip time.
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	if _, err := c.Do(ctx, wire.MethodPing, nil); err != nil {
+	if _, err := c.Do(ctx, protocol.MethodPing, nil); err != nil {
 		return 0, fmt.Errorf("client: ping: %w", err)
 	}
 	return time.Since(start), nil
 }
 
 // MailboxStatus asks how many mailbox entries are waiting for this client.
-func (c *Client) MailboxStatus(ctx context.Context) (wire.MailboxStatus, error) {
-	var st wire.MailboxStatus
-	b, err := c.Do(ctx, wire.MethodMailboxStatus, nil)
+func (c *Client) MailboxStatus(ctx context.Context) (protocol.MailboxStatus, error) {
+	var st protocol.MailboxStatus
+	b, err := c.Do(ctx, protocol.MethodMailboxStatus, nil)
 	if err != nil {
 		return st, fmt.Errorf("client: mailbox status: %w", err)
 	}
@@ -199,7 +199,7 @@ func (c *Client) Flush(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return c.committed.Load(), err
 		}
-		_, sent, err := s.do(ctx, wire.MethodPing, nil, true)
+		_, sent, err := s.do(ctx, protocol.MethodPing, nil, true)
 		if sent || err == nil {
 			if err != nil {
 				err = fmt.Errorf("client: flush: %w", err)
@@ -316,7 +316,7 @@ func (c *Client) newID() uint32 {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	opts := &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient, Subprotocols: []string{wire.Subprotocol}}
+	opts := &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient, Subprotocols: []string{protocol.Subprotocol}}
 	if c.cfg.Origin != "" {
 		opts.HTTPHeader = http.Header{"Origin": {c.cfg.Origin}}
 	}
@@ -328,8 +328,8 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		}
 		return nil, fmt.Errorf("client: dial: %w", err)
 	}
-	if ws.Subprotocol() != wire.Subprotocol {
-		ws.Close(websocket.StatusProtocolError, "subprotocol "+wire.Subprotocol+" required")
+	if ws.Subprotocol() != protocol.Subprotocol {
+		ws.Close(websocket.StatusProtocolError, "subprotocol "+protocol.Subprotocol+" required")
 		return nil, ErrSubprotocol
 	}
 	ws.SetReadLimit(c.cfg.ReadLimit)
@@ -350,7 +350,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 // session's reader and writer start, so it is the only goroutine using ws.
 func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionInfo, error) {
 	id := c.newID()
-	if err := ws.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Auth{RequestID: id, Token: []byte(c.cfg.Token)})); err != nil {
+	if err := ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: id, Token: []byte(c.cfg.Token)})); err != nil {
 		return SessionInfo{}, fmt.Errorf("client: auth: %w", err)
 	}
 	typ, b, err := ws.Read(ctx)
@@ -363,17 +363,17 @@ func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionI
 	if typ != websocket.MessageBinary {
 		return SessionInfo{}, fmt.Errorf("%w: auth answered with a text message", ErrProtocol)
 	}
-	f, err := wire.Decode(b)
+	f, err := protocol.Decode(b)
 	if err != nil {
 		return SessionInfo{}, fmt.Errorf("%w: auth answer: %w", ErrProtocol, err)
 	}
 	switch f := f.(type) {
-	case *wire.AuthOK:
+	case *protocol.AuthOK:
 		if f.RequestID != id {
 			return SessionInfo{}, fmt.Errorf("%w: auth_ok for request %d, sent %d", ErrProtocol, f.RequestID, id)
 		}
 		return SessionInfo{ClientID: f.ClientID, UserID: f.UserID, Pending: f.Pending, MaxFrameSize: f.MaxFrameSize}, nil
-	case *wire.Error:
+	case *protocol.Error:
 		return SessionInfo{}, authRefused(ctx, ws, f)
 	}
 	return SessionInfo{}, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
@@ -382,16 +382,16 @@ func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionI
 // authRefused classifies an error frame answering auth by the close code that
 // follows it: 4001 (and a bare unauthorized error) is terminal, 4002 (the auth frame
 // arrived too late) is not.
-func authRefused(ctx context.Context, ws *websocket.Conn, f *wire.Error) error {
+func authRefused(ctx context.Context, ws *websocket.Conn, f *protocol.Error) error {
 	_, _, err := ws.Read(ctx)
 	cause := classifyRead(err, f)
 	var de *DisconnectError
 	switch {
 	case terminal(cause):
 		return fmt.Errorf("client: auth: %w", cause)
-	case errors.As(cause, &de) && de.Code == wire.CloseAuthTimeout:
+	case errors.As(cause, &de) && de.Code == protocol.CloseAuthTimeout:
 		return fmt.Errorf("client: auth: %w", de)
-	case f.Code == wire.CodeUnauthorized:
+	case f.Code == protocol.CodeUnauthorized:
 		return fmt.Errorf("%w: %w", ErrAuthFailed, cause)
 	}
 	return fmt.Errorf("client: auth: %w", cause)

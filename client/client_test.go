@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 func testConfig(s *fakeServer, h Handler) Config {
@@ -74,7 +74,7 @@ func TestAuthOK(t *testing.T) {
 		t.Fatalf("Ping: %v", err)
 	}
 	st, err := c.MailboxStatus(ctxT(t))
-	if err != nil || st != (wire.MailboxStatus{Pending: 3, FirstSeq: 1, LastSeq: 3}) {
+	if err != nil || st != (protocol.MailboxStatus{Pending: 3, FirstSeq: 1, LastSeq: 3}) {
 		t.Errorf("MailboxStatus = %+v, %v", st, err)
 	}
 	waitFor(t, "OnConnect", func() bool { return connected.Load() == 1 })
@@ -102,9 +102,9 @@ func TestAuthRefused(t *testing.T) {
 			if !errors.Is(err, ErrAuthFailed) {
 				t.Fatalf("Dial error %v, want ErrAuthFailed", err)
 			}
-			var we *wire.Error
+			var we *protocol.Error
 			if got := errors.As(err, &we); got != tc.wantFrame {
-				t.Errorf("error carries *wire.Error = %v, want %v (%v)", got, tc.wantFrame, err)
+				t.Errorf("error carries *protocol.Error = %v, want %v (%v)", got, tc.wantFrame, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 			if conns, _, _ := s.state(); conns != 1 {
@@ -117,9 +117,9 @@ func TestAuthRefused(t *testing.T) {
 func TestPipelinedRequestsOutOfOrder(t *testing.T) {
 	const n = 8
 	var mu sync.Mutex
-	var held []*wire.Request
+	var held []*protocol.Request
 	s := newFakeServer(t, func(s *fakeServer) {
-		s.onRequest = func(fc *fakeConn, r *wire.Request) bool {
+		s.onRequest = func(fc *fakeConn, r *protocol.Request) bool {
 			if r.Method != 0x7001 {
 				return false
 			}
@@ -132,9 +132,9 @@ func TestPipelinedRequestsOutOfOrder(t *testing.T) {
 			for i := len(held) - 1; i >= 0; i-- { // answer newest first
 				q := held[i]
 				if bytes.Equal(q.Body, []byte("fail")) {
-					fc.send(&wire.Error{RequestID: q.RequestID, Code: wire.CodeInvalid, Message: "no"})
+					fc.send(&protocol.Error{RequestID: q.RequestID, Code: protocol.CodeInvalid, Message: "no"})
 				} else {
-					fc.send(&wire.Response{RequestID: q.RequestID, Body: append([]byte("re:"), q.Body...)})
+					fc.send(&protocol.Response{RequestID: q.RequestID, Body: append([]byte("re:"), q.Body...)})
 				}
 			}
 			return true
@@ -152,8 +152,8 @@ func TestPipelinedRequestsOutOfOrder(t *testing.T) {
 			got, err := c.Do(ctxT(t), 0x7001, body)
 			switch {
 			case i == 3:
-				var we *wire.Error
-				if !errors.As(err, &we) || we.Code != wire.CodeInvalid {
+				var we *protocol.Error
+				if !errors.As(err, &we) || we.Code != protocol.CodeInvalid {
 					errs[i] = fmt.Errorf("request %d: got %q, %v; want a wire error invalid", i, got, err)
 				}
 			case err != nil || string(got) != "re:"+string(body):
@@ -183,7 +183,7 @@ func TestDeliveriesInOrderDuplicatesDropped(t *testing.T) {
 	cfg := testConfig(s, rec.handle)
 	c := dial(t, cfg)
 	waitFor(t, "first 10 deliveries", func() bool { return rec.count() == 10 })
-	s.conn(1).close(wire.CloseSlowConsumer, "slow")
+	s.conn(1).close(protocol.CloseSlowConsumer, "slow")
 	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
 	s.pushNotices(10) // the server replays 1..10 (forgetAcks), then 11..20
 	waitFor(t, "20 deliveries acked", func() bool { _, acked, _ := s.state(); return acked == 20 })
@@ -246,24 +246,24 @@ func TestAcksCoalesced(t *testing.T) {
 func TestBatchedMessages(t *testing.T) {
 	s := newFakeServer(t, func(s *fakeServer) {
 		s.batch = 7
-		s.onRequest = func(fc *fakeConn, r *wire.Request) bool {
+		s.onRequest = func(fc *fakeConn, r *protocol.Request) bool {
 			if r.Method != 0x7003 {
 				return false
 			}
 			var msg []byte
-			msg = wire.Append(msg, &wire.Push{Masked: []byte{1, 2}, Counter: 9, Message: []byte("mls")})
-			msg = wire.Append(msg, &wire.Response{RequestID: r.RequestID, Body: []byte("batched")})
-			msg = wire.Append(msg, &wire.PartitionEvent{Masked: []byte{1, 2}, Event: wire.EventTerminated})
+			msg = protocol.Append(msg, &protocol.Push{Masked: []byte{1, 2}, Counter: 9, Message: []byte("mls")})
+			msg = protocol.Append(msg, &protocol.Response{RequestID: r.RequestID, Body: []byte("batched")})
+			msg = protocol.Append(msg, &protocol.PartitionEvent{Masked: []byte{1, 2}, Event: protocol.EventTerminated})
 			fc.sendRaw(websocket.MessageBinary, msg)
 			return true
 		}
 	})
 	s.pushNotices(50)
 	rec := &recorder{}
-	var pushes []wire.Frame
+	var pushes []protocol.Frame
 	var mu sync.Mutex
 	cfg := testConfig(s, rec.handle)
-	cfg.OnPush = func(f wire.Frame) { mu.Lock(); pushes = append(pushes, f); mu.Unlock() }
+	cfg.OnPush = func(f protocol.Frame) { mu.Lock(); pushes = append(pushes, f); mu.Unlock() }
 	c := dial(t, cfg)
 	got, err := c.Do(ctxT(t), 0x7003, nil)
 	if err != nil || string(got) != "batched" {
@@ -278,10 +278,10 @@ func TestBatchedMessages(t *testing.T) {
 	if len(pushes) != 2 {
 		t.Fatalf("OnPush got %d frames, want 2", len(pushes))
 	}
-	if p, ok := pushes[0].(*wire.Push); !ok || p.Counter != 9 || string(p.Message) != "mls" {
+	if p, ok := pushes[0].(*protocol.Push); !ok || p.Counter != 9 || string(p.Message) != "mls" {
 		t.Errorf("first frame %+v", pushes[0])
 	}
-	if e, ok := pushes[1].(*wire.PartitionEvent); !ok || e.Event != wire.EventTerminated {
+	if e, ok := pushes[1].(*protocol.PartitionEvent); !ok || e.Event != protocol.EventTerminated {
 		t.Errorf("second frame %+v", pushes[1])
 	}
 }
@@ -355,7 +355,7 @@ func TestAckNeverAheadOfSocket(t *testing.T) {
 	cfg.ManualAck = true
 	c := dial(t, cfg)
 	waitFor(t, "5 deliveries", func() bool { return rec.count() == 5 })
-	s.conn(1).close(wire.CloseSlowConsumer, "slow")
+	s.conn(1).close(protocol.CloseSlowConsumer, "slow")
 	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
 	if err := c.Ack(5); err != nil { // before the redelivery arrives
 		t.Fatal(err)
@@ -370,10 +370,10 @@ func TestAckNeverAheadOfSocket(t *testing.T) {
 func TestRequestOverMaxFrameSize(t *testing.T) {
 	s := newFakeServer(t, func(s *fakeServer) { s.maxFrame = 1024 })
 	c := dial(t, testConfig(s, nil))
-	if _, err := c.Do(ctxT(t), wire.MethodPing, make([]byte, 2000)); !errors.Is(err, ErrTooLarge) {
+	if _, err := c.Do(ctxT(t), protocol.MethodPing, make([]byte, 2000)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Do = %v, want ErrTooLarge", err)
 	}
-	if _, err := c.Do(ctxT(t), wire.MethodPing, make([]byte, 900)); err != nil {
+	if _, err := c.Do(ctxT(t), protocol.MethodPing, make([]byte, 900)); err != nil {
 		t.Fatalf("Do under the limit: %v", err)
 	}
 }
@@ -438,14 +438,14 @@ func TestBackoffDelay(t *testing.T) {
 }
 
 func TestDeliveryNotice(t *testing.T) {
-	p, _ := wire.Notice{Text: "hello"}.MarshalBinary()
-	if n, err := (&Delivery{Kind: wire.KindNotice, Payload: p}).Notice(); err != nil || n.Text != "hello" {
+	p, _ := protocol.Notice{Text: "hello"}.MarshalBinary()
+	if n, err := (&Delivery{Kind: protocol.KindNotice, Payload: p}).Notice(); err != nil || n.Text != "hello" {
 		t.Errorf("Notice() = %+v, %v", n, err)
 	}
-	if _, err := (&Delivery{Kind: wire.KindWelcome, Payload: p}).Notice(); !errors.Is(err, ErrProtocol) {
+	if _, err := (&Delivery{Kind: protocol.KindWelcome, Payload: p}).Notice(); !errors.Is(err, ErrProtocol) {
 		t.Errorf("Notice() on a welcome = %v, want ErrProtocol", err)
 	}
-	if _, err := (&Delivery{Kind: wire.KindNotice, Payload: []byte{5}}).Notice(); err == nil {
+	if _, err := (&Delivery{Kind: protocol.KindNotice, Payload: []byte{5}}).Notice(); err == nil {
 		t.Error("Notice() on a truncated payload succeeded")
 	}
 }
@@ -460,7 +460,7 @@ func BenchmarkDoPing(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Do(ctx, wire.MethodPing, nil); err != nil {
+		if _, err := c.Do(ctx, protocol.MethodPing, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

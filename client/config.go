@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Defaults applied by Dial to zero Config fields.
@@ -99,11 +99,11 @@ type Config struct {
 	// reconnect attempts (0: unlimited).
 	MaxReconnectAttempts int
 
-	// OnPush receives the push and partition_event frames (*wire.Push,
-	// *wire.PartitionEvent) of the partitions the client subscribed to. It runs on
+	// OnPush receives the push and partition_event frames (*protocol.Push,
+	// *protocol.PartitionEvent) of the partitions the client subscribed to. It runs on
 	// the reader goroutine and must not block; its byte slices alias the message
 	// buffer (copy what you keep). Nil: such frames are dropped.
-	OnPush func(wire.Frame)
+	OnPush func(protocol.Frame)
 
 	// OnConnect is called after every successful authentication.
 	OnConnect func(SessionInfo)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Terminal errors: the client stops reconnecting and Err reports one of them.
@@ -23,7 +23,7 @@ var (
 	// error (wrong path, origin not allowed...).
 	ErrRejected = errors.New("client: handshake rejected")
 	// ErrSubprotocol: the server did not select subprotocol mimids.v1.
-	ErrSubprotocol = errors.New("client: server did not select subprotocol " + wire.Subprotocol)
+	ErrSubprotocol = errors.New("client: server did not select subprotocol " + protocol.Subprotocol)
 	// ErrGaveUp: Config.MaxReconnectAttempts consecutive reconnects failed.
 	ErrGaveUp = errors.New("client: gave up reconnecting")
 )
@@ -58,14 +58,14 @@ var errClosing = errors.New("client: closing")
 type DisconnectError struct {
 	Code   int
 	Reason string
-	Frame  *wire.Error
+	Frame  *protocol.Error
 	Err    error
 }
 
 func (e *DisconnectError) Error() string {
 	s := "client: connection lost"
 	if e.Code >= 0 {
-		s = fmt.Sprintf("client: connection closed %d (%s)", e.Code, wire.CloseReason(e.Code))
+		s = fmt.Sprintf("client: connection closed %d (%s)", e.Code, protocol.CloseReason(e.Code))
 		if e.Reason != "" {
 			s += ": " + e.Reason
 		}
@@ -103,7 +103,7 @@ func terminal(err error) bool {
 
 // classifyRead turns the error that ended a connection's read loop into the cause
 // reported for it. connErr is the request_id-0 error frame seen before, if any.
-func classifyRead(err error, connErr *wire.Error) error {
+func classifyRead(err error, connErr *protocol.Error) error {
 	if errors.Is(err, websocket.ErrMessageTooBig) {
 		return fmt.Errorf("%w: %w", ErrFrameTooBig, err)
 	}
@@ -113,11 +113,11 @@ func classifyRead(err error, connErr *wire.Error) error {
 		de.Code, de.Reason = int(ce.Code), ce.Reason
 	}
 	switch {
-	case de.Code == wire.CloseAuthFailed:
+	case de.Code == protocol.CloseAuthFailed:
 		return fmt.Errorf("%w: %w", ErrAuthFailed, de)
-	case de.Code == wire.CloseRevoked:
+	case de.Code == protocol.CloseRevoked:
 		return fmt.Errorf("%w: %w", ErrRevoked, de)
-	case connErr != nil && connErr.Code == wire.CodeUnauthorized && de.Code < 0:
+	case connErr != nil && connErr.Code == protocol.CodeUnauthorized && de.Code < 0:
 		return fmt.Errorf("%w: %w", ErrAuthFailed, de)
 	}
 	return de

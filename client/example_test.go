@@ -11,7 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Example connects with a device token, receives two notices from the mailbox,
@@ -60,7 +60,7 @@ func Example() {
 // text and echoes ping requests.
 func demoServer(token string, texts ...string) (url string, stop func()) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{wire.Subprotocol}})
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
 		if err != nil {
 			return
 		}
@@ -70,33 +70,33 @@ func demoServer(token string, texts ...string) (url string, stop func()) {
 		if err != nil {
 			return
 		}
-		auth, ok := decode(b).(*wire.Auth)
+		auth, ok := decode(b).(*protocol.Auth)
 		if !ok || string(auth.Token) != token {
-			ws.Close(wire.CloseAuthFailed, "auth failed")
+			ws.Close(protocol.CloseAuthFailed, "auth failed")
 			return
 		}
-		ws.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.AuthOK{RequestID: auth.RequestID,
+		ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID,
 			ClientID: "mimi://example.org/d/alice/phone", UserID: "mimi://example.org/u/alice",
 			Pending: uint64(len(texts)), MaxFrameSize: 1 << 20}))
 		for i, t := range texts {
-			p, _ := wire.Notice{Text: t}.MarshalBinary()
-			ws.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Deliver{Seq: uint64(i + 1), Kind: wire.KindNotice, Payload: p}))
+			p, _ := protocol.Notice{Text: t}.MarshalBinary()
+			ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Deliver{Seq: uint64(i + 1), Kind: protocol.KindNotice, Payload: p}))
 		}
 		for {
 			_, b, err := ws.Read(ctx)
 			if err != nil {
 				return
 			}
-			if req, ok := decode(b).(*wire.Request); ok {
-				ws.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Response{RequestID: req.RequestID, Body: req.Body}))
+			if req, ok := decode(b).(*protocol.Request); ok {
+				ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Response{RequestID: req.RequestID, Body: req.Body}))
 			}
 		}
 	}))
 	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/socket", srv.Close
 }
 
-func decode(b []byte) wire.Frame {
-	f, err := wire.Decode(b)
+func decode(b []byte) protocol.Frame {
+	f, err := protocol.Decode(b)
 	if err != nil {
 		return nil
 	}

@@ -6,27 +6,27 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // FuzzHandleFrame feeds arbitrary server messages to a session's frame handler: it
 // must never panic, must reject what does not decode, and must queue deliveries only
 // in increasing seq order.
 func FuzzHandleFrame(f *testing.F) {
-	notice, _ := wire.Notice{Text: "hi"}.MarshalBinary()
-	for _, fr := range []wire.Frame{
-		&wire.Response{RequestID: 1, Body: []byte("x")},
-		&wire.Error{RequestID: 0, Code: wire.CodeUnavailable, Message: "bye"},
-		&wire.Error{RequestID: 1, Code: wire.CodeInvalid},
-		&wire.Deliver{Seq: 1, Kind: wire.KindNotice, Payload: notice},
-		&wire.Deliver{Seq: 0, Kind: wire.KindWelcome},
-		&wire.AuthOK{RequestID: 1},
-		&wire.Ack{Seq: 3},
+	notice, _ := protocol.Notice{Text: "hi"}.MarshalBinary()
+	for _, fr := range []protocol.Frame{
+		&protocol.Response{RequestID: 1, Body: []byte("x")},
+		&protocol.Error{RequestID: 0, Code: protocol.CodeUnavailable, Message: "bye"},
+		&protocol.Error{RequestID: 1, Code: protocol.CodeInvalid},
+		&protocol.Deliver{Seq: 1, Kind: protocol.KindNotice, Payload: notice},
+		&protocol.Deliver{Seq: 0, Kind: protocol.KindWelcome},
+		&protocol.AuthOK{RequestID: 1},
+		&protocol.Ack{Seq: 3},
 	} {
-		f.Add(wire.Encode(fr), false)
+		f.Add(protocol.Encode(fr), false)
 	}
-	f.Add(append(wire.Encode(&wire.Deliver{Seq: 2, Payload: notice}), wire.Encode(&wire.Response{RequestID: 1})...), false)
-	f.Add(wire.Encode(&wire.Push{Masked: []byte{1}, Counter: 1, Message: []byte("m")}), false)
+	f.Add(append(protocol.Encode(&protocol.Deliver{Seq: 2, Payload: notice}), protocol.Encode(&protocol.Response{RequestID: 1})...), false)
+	f.Add(protocol.Encode(&protocol.Push{Masked: []byte{1}, Counter: 1, Message: []byte("m")}), false)
 	f.Add([]byte{}, false)
 	f.Add([]byte("text"), true)
 	f.Fuzz(func(t *testing.T, msg []byte, text bool) {

@@ -14,12 +14,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Group methods of the client socket (docs/protocol.md, groups). The bodies are the
-// hub package's structs; a refusal is a *wire.Error whose code says why (ErrorCode):
+// hub package's structs; a refusal is a *protocol.Error whose code says why (ErrorCode):
 // CodeNotFound (unknown group or partition), CodeTreeRequired (resend the GroupInfo
 // with its ratchet_tree), CodeTerminated (the partition was terminated),
 // CodeWrongPartition, CodePolicy (banned, muted or removed), CodeInvalidMLS,
@@ -28,10 +27,10 @@ import (
 // maxMaskedLen bounds a masked partition key: the longest suite hash (SHA-512).
 const maxMaskedLen = 64
 
-// ErrorCode returns the code of the *wire.Error in err's chain, or 0 when there is
+// ErrorCode returns the code of the *protocol.Error in err's chain, or 0 when there is
 // none (a transport failure, a local error).
-func ErrorCode(err error) wire.Code {
-	var we *wire.Error
+func ErrorCode(err error) protocol.Code {
+	var we *protocol.Error
 	if errors.As(err, &we) {
 		return we.Code
 	}
@@ -42,9 +41,9 @@ func ErrorCode(err error) wire.Code {
 // carries the first GroupInfo (and its ratchet tree unless the GroupInfo has one),
 // the first partition key and optionally the Welcome for members already added.
 // The answer names the first partition by its masked key.
-func (c *Client) CreateGroup(ctx context.Context, req *hub.CreateGroupRequest) (hub.CreateGroupResponse, error) {
-	var resp hub.CreateGroupResponse
-	err := c.call(ctx, "create group", wire.MethodCreateGroup, req, &resp)
+func (c *Client) CreateGroup(ctx context.Context, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
+	var resp protocol.CreateGroupResponse
+	err := c.call(ctx, "create group", protocol.MethodCreateGroup, req, &resp)
 	return resp, err
 }
 
@@ -52,18 +51,18 @@ func (c *Client) CreateGroup(ctx context.Context, req *hub.CreateGroupRequest) (
 // SendRequest; commits carry CommitData) and returns its counter in that partition.
 // A retry of the same request is answered with the same counter and not sequenced
 // twice, so a Send that failed with ErrDisconnected may be repeated.
-func (c *Client) Send(ctx context.Context, req *hub.SendRequest) (uint32, error) {
-	var resp hub.SendResponse
-	err := c.call(ctx, "send", wire.MethodSend, req, &resp)
+func (c *Client) Send(ctx context.Context, req *protocol.SendRequest) (uint32, error) {
+	var resp protocol.SendResponse
+	err := c.call(ctx, "send", protocol.MethodSend, req, &resp)
 	return resp.Counter, err
 }
 
 // Receive reads a partition from counter on (the draft's ReceiveRequest): its
 // messages in processing order, and hints with the first messages of the
 // partitions its commits opened.
-func (c *Client) Receive(ctx context.Context, partitionKey []byte, counter uint32) (*hub.ReceiveResponse, error) {
-	resp := new(hub.ReceiveResponse)
-	err := c.call(ctx, "receive", wire.MethodReceive, &hub.ReceiveRequest{PartitionKey: partitionKey, Counter: counter}, resp)
+func (c *Client) Receive(ctx context.Context, partitionKey []byte, counter uint32) (*protocol.ReceiveResponse, error) {
+	resp := new(protocol.ReceiveResponse)
+	err := c.call(ctx, "receive", protocol.MethodReceive, &protocol.ReceiveRequest{PartitionKey: partitionKey, Counter: counter}, resp)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +71,9 @@ func (c *Client) Receive(ctx context.Context, partitionKey []byte, counter uint3
 
 // GroupInfo asks the hub for a group's newest GroupInfo and ratchet tree (the
 // draft's GroupInfoRequest), to join it with an external commit.
-func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*hub.GroupInfoResponse, error) {
-	resp := new(hub.GroupInfoResponse)
-	if err := c.call(ctx, "group info", wire.MethodGroupInfo, &hub.GroupInfoRequest{GroupID: groupID}, resp); err != nil {
+func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*protocol.GroupInfoResponse, error) {
+	resp := new(protocol.GroupInfoResponse)
+	if err := c.call(ctx, "group info", protocol.MethodGroupInfo, &protocol.GroupInfoRequest{GroupID: groupID}, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -82,31 +81,31 @@ func (c *Client) GroupInfo(ctx context.Context, groupID []byte) (*hub.GroupInfoR
 
 // ExternalJoin sequences an external commit to the group's newest partition (the
 // draft's ExternalJoinRequest); the answer names that partition and the counter.
-func (c *Client) ExternalJoin(ctx context.Context, req *hub.ExternalJoinRequest) (hub.ExternalJoinResponse, error) {
-	var resp hub.ExternalJoinResponse
-	err := c.call(ctx, "external join", wire.MethodExternalJoin, req, &resp)
+func (c *Client) ExternalJoin(ctx context.Context, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
+	var resp protocol.ExternalJoinResponse
+	err := c.call(ctx, "external join", protocol.MethodExternalJoin, req, &resp)
 	return resp, err
 }
 
 // Report files a report with this client's provider (about a member, a message, a
 // hub or a follower) and returns its ID.
-func (c *Client) Report(ctx context.Context, r *hub.Report) (uint64, error) {
+func (c *Client) Report(ctx context.Context, r *protocol.Report) (uint64, error) {
 	var id reportAnswer
-	err := c.call(ctx, "report", wire.MethodReport, r, &id)
+	err := c.call(ctx, "report", protocol.MethodReport, r, &id)
 	return uint64(id), err
 }
 
 // Subscribe asks the provider to push the partition's messages to this socket from
-// counter on, as wire.Push frames to Config.OnPush (stored ones first, then live
-// ones, in order), and a wire.PartitionEvent when it is terminated. It returns the
+// counter on, as protocol.Push frames to Config.OnPush (stored ones first, then live
+// ones, in order), and a protocol.PartitionEvent when it is terminated. It returns the
 // partition's masked key, which the frames carry. Subscribing again moves the
 // position. The subscription ends with the connection: after a reconnect, subscribe
 // again from the next counter wanted. Feed does all of this.
 func (c *Client) Subscribe(ctx context.Context, partitionKey []byte, counter uint32) ([]byte, error) {
-	w := wire.NewWriter(make([]byte, 0, len(partitionKey)+6))
+	w := protocol.NewWriter(make([]byte, 0, len(partitionKey)+6))
 	w.Opaque(partitionKey)
 	w.U32(counter)
-	b, err := c.Do(ctx, wire.MethodSubscribe, w.Bytes())
+	b, err := c.Do(ctx, protocol.MethodSubscribe, w.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("client: subscribe: %w", err)
 	}
@@ -119,21 +118,21 @@ func (c *Client) Subscribe(ctx context.Context, partitionKey []byte, counter uin
 
 // Unsubscribe stops the pushes of a partition on this socket.
 func (c *Client) Unsubscribe(ctx context.Context, masked []byte) error {
-	w := wire.NewWriter(make([]byte, 0, len(masked)+2))
+	w := protocol.NewWriter(make([]byte, 0, len(masked)+2))
 	w.Opaque(masked)
-	if _, err := c.Do(ctx, wire.MethodUnsubscribe, w.Bytes()); err != nil {
+	if _, err := c.Do(ctx, protocol.MethodUnsubscribe, w.Bytes()); err != nil {
 		return fmt.Errorf("client: unsubscribe: %w", err)
 	}
 	return nil
 }
 
-// Welcome decodes the payload of a wire.KindWelcome entry: a Welcome for this
+// Welcome decodes the payload of a protocol.KindWelcome entry: a Welcome for this
 // client, with the KeyPackageRefs of this client it names.
-func (d *Delivery) Welcome() (*hub.WelcomeDelivery, error) {
-	if d.Kind != wire.KindWelcome {
+func (d *Delivery) Welcome() (*protocol.WelcomeDelivery, error) {
+	if d.Kind != protocol.KindWelcome {
 		return nil, fmt.Errorf("%w: delivery %d is %s, not a welcome", ErrProtocol, d.Seq, d.Kind)
 	}
-	w := new(hub.WelcomeDelivery)
+	w := new(protocol.WelcomeDelivery)
 	if err := w.UnmarshalBinary(d.Payload); err != nil {
 		return nil, fmt.Errorf("%w: delivery %d: %w", ErrProtocol, d.Seq, err)
 	}
@@ -142,7 +141,7 @@ func (d *Delivery) Welcome() (*hub.WelcomeDelivery, error) {
 
 // decodeMasked decodes struct { opaque masked_partition_key<V>; }.
 func decodeMasked(b []byte) ([]byte, error) {
-	r := wire.NewReader(b)
+	r := protocol.NewReader(b)
 	masked := r.OpaqueMax("masked_partition_key", maxMaskedLen)
 	if err := r.Done(); err != nil {
 		return nil, err
@@ -157,7 +156,7 @@ func decodeMasked(b []byte) ([]byte, error) {
 type reportAnswer uint64
 
 func (a *reportAnswer) UnmarshalBinary(b []byte) error {
-	r := wire.NewReader(b)
+	r := protocol.NewReader(b)
 	*a = reportAnswer(r.U64("report_id"))
 	return r.Done()
 }
@@ -166,7 +165,7 @@ type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }
 type binaryUnmarshaler interface{ UnmarshalBinary([]byte) error }
 
 // call encodes req, sends it and decodes the answer into resp.
-func (c *Client) call(ctx context.Context, op string, m wire.Method, req binaryMarshaler, resp binaryUnmarshaler) error {
+func (c *Client) call(ctx context.Context, op string, m protocol.Method, req binaryMarshaler, resp binaryUnmarshaler) error {
 	body, err := req.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("client: %s: %w", op, err)
@@ -214,11 +213,11 @@ type FeedEvent struct {
 }
 
 // Decode decodes the message.
-func (e *FeedEvent) Decode() (*hub.Message, error) {
+func (e *FeedEvent) Decode() (*protocol.Message, error) {
 	if e.Terminated {
 		return nil, fmt.Errorf("client: feed: event of partition %x is its end, not a message", e.Masked)
 	}
-	m := new(hub.Message)
+	m := new(protocol.Message)
 	if err := m.UnmarshalBinary(e.Message); err != nil {
 		return nil, fmt.Errorf("%w: push of partition %x counter %d: %w", ErrProtocol, e.Masked, e.Counter, err)
 	}
@@ -358,7 +357,7 @@ func DialFeed(ctx context.Context, cfg Config, fcfg FeedConfig) (*Client, *Feed,
 // hooks, if any, are called after).
 func (f *Feed) Hook(cfg Config) Config {
 	push, conn := cfg.OnPush, cfg.OnConnect
-	cfg.OnPush = func(fr wire.Frame) {
+	cfg.OnPush = func(fr protocol.Frame) {
 		f.onPush(fr)
 		if push != nil {
 			push(fr)
@@ -428,8 +427,8 @@ func (f *Feed) Subscribe(ctx context.Context, partitionKey []byte, counter uint3
 	if err != nil {
 		return nil, err
 	}
-	if len(partitionKey) != hub.PartitionKeySize {
-		return nil, fmt.Errorf("client: feed: partition key of %d bytes, want %d", len(partitionKey), hub.PartitionKeySize)
+	if len(partitionKey) != protocol.PartitionKeySize {
+		return nil, fmt.Errorf("client: feed: partition key of %d bytes, want %d", len(partitionKey), protocol.PartitionKeySize)
 	}
 	f.mu.Lock()
 	if f.byKey[string(partitionKey)] != nil {
@@ -473,7 +472,7 @@ func (f *Feed) Unsubscribe(ctx context.Context, masked []byte) error {
 	}
 	f.removeLocked(p)
 	f.mu.Unlock()
-	if err := c.Unsubscribe(ctx, masked); err != nil && ErrorCode(err) != wire.CodeNotFound {
+	if err := c.Unsubscribe(ctx, masked); err != nil && ErrorCode(err) != protocol.CodeNotFound {
 		return err
 	}
 	return nil
@@ -533,11 +532,11 @@ func (f *Feed) onConnect() {
 
 // onPush runs on the reader goroutine and must not block; the frame's bytes alias
 // the read buffer.
-func (f *Feed) onPush(fr wire.Frame) {
+func (f *Feed) onPush(fr protocol.Frame) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch fr := fr.(type) {
-	case *wire.Push:
+	case *protocol.Push:
 		p := f.parts[string(fr.Masked)]
 		switch {
 		case p == nil || p.ended:
@@ -556,15 +555,15 @@ func (f *Feed) onPush(fr wire.Frame) {
 			f.pushLocked(p, FeedEvent{Masked: p.maskedOr(fr.Masked), Counter: fr.Counter, Message: bytes.Clone(fr.Message)})
 			p.next++
 		}
-	case *wire.PartitionEvent:
+	case *protocol.PartitionEvent:
 		p := f.parts[string(fr.Masked)]
 		if p == nil || p.ended {
 			return
 		}
 		switch fr.Event {
-		case wire.EventTerminated:
+		case protocol.EventTerminated:
 			p.sawEnd = true
-		case wire.EventDropped:
+		case protocol.EventDropped:
 			p.subGen = 0
 		default:
 			return

@@ -16,9 +16,8 @@ import (
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // ts-mls groups (mls/testdata/tsmls/*.json; see its README): the fields these tests use.
@@ -70,17 +69,17 @@ func loadGroup(t testing.TB, name string) *tsGroup {
 	return g
 }
 
-func (g *tsGroup) createRequest() *hub.CreateGroupRequest {
-	return &hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
+func (g *tsGroup) createRequest() *protocol.CreateGroupRequest {
+	return &protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
 }
 
-func commitData(st *tsStep) *hub.CommitData {
-	cd := &hub.CommitData{NextPartitionKey: st.After.PartitionKey, GroupInfo: st.After.GroupInfoWithTree}
+func commitData(st *tsStep) *protocol.CommitData {
+	cd := &protocol.CommitData{NextPartitionKey: st.After.PartitionKey, GroupInfo: st.After.GroupInfoWithTree}
 	if cd.GroupInfo == nil {
 		cd.GroupInfo = st.After.GroupInfo
 	}
 	if st.Welcome != nil {
-		cd.WelcomeData = &hub.WelcomeData{Welcome: st.Welcome.Message}
+		cd.WelcomeData = &protocol.WelcomeData{Welcome: st.Welcome.Message}
 		for _, m := range st.Welcome.NewMembers {
 			cd.WelcomeData.ServiceProviders = append(cd.WelcomeData.ServiceProviders, m.Provider)
 		}
@@ -88,8 +87,8 @@ func commitData(st *tsStep) *hub.CommitData {
 	return cd
 }
 
-func sendRequest(st *tsStep) *hub.SendRequest {
-	req := &hub.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
+func sendRequest(st *tsStep) *protocol.SendRequest {
+	req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 	if st.After != nil {
 		req.CommitData = commitData(st)
 	}
@@ -171,7 +170,7 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	}
 	other := g.createRequest()
 	other.PartitionKey = make([]byte, 16)
-	if _, err := alice.CreateGroup(ctx, other); ErrorCode(err) != wire.CodeConflict {
+	if _, err := alice.CreateGroup(ctx, other); ErrorCode(err) != protocol.CodeConflict {
 		t.Fatalf("second create: %v, want conflict", err)
 	}
 	masked, err := feed.Subscribe(ctx, g.Initial.PartitionKey, 0)
@@ -239,11 +238,11 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	if err != nil || len(gi.GroupInfo) == 0 {
 		t.Fatalf("group info: %v", err)
 	}
-	id, err := bob.Report(ctx, &hub.Report{Kind: hub.ReportMember, GroupID: g.GroupID, Subject: []byte("mimi://a.example/u/alice"), Reason: "test"})
+	id, err := bob.Report(ctx, &protocol.Report{Kind: protocol.ReportMember, GroupID: g.GroupID, Subject: []byte("mimi://a.example/u/alice"), Reason: "test"})
 	if err != nil || id == 0 {
 		t.Fatalf("report: %d, %v", id, err)
 	}
-	reports, err := p.Hub.ListReports(ctx, 10)
+	reports, err := p.Policy.ListReports(ctx, 10)
 	if err != nil || len(reports) != 1 {
 		t.Fatalf("reports: %v, %v", reports, err)
 	}
@@ -251,23 +250,23 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		call func() error
-		code wire.Code
+		code protocol.Code
 	}{
 		{"unknown partition", func() error {
-			_, err := alice.Send(ctx, &hub.SendRequest{Message: g.Steps[0].Message, PartitionKey: make([]byte, 16)})
+			_, err := alice.Send(ctx, &protocol.SendRequest{Message: g.Steps[0].Message, PartitionKey: make([]byte, 16)})
 			return err
-		}, wire.CodeNotFound},
+		}, protocol.CodeNotFound},
 		{"wrong partition", func() error { // a commit of epoch 1 sent to epoch 0
 			req := sendRequest(&g.Steps[5])
 			req.PartitionKey = g.Initial.PartitionKey
 			_, err := alice.Send(ctx, req)
 			return err
-		}, wire.CodeWrongPartition},
-		{"unknown group", func() error { _, err := alice.GroupInfo(ctx, []byte("nope")); return err }, wire.CodeNotFound},
-		{"receive unknown partition", func() error { _, err := alice.Receive(ctx, make([]byte, 16), 0); return err }, wire.CodeNotFound},
-		{"malformed report", func() error { _, err := alice.Report(ctx, &hub.Report{Kind: 9}); return err }, wire.CodeMalformed},
-		{"subscribe unknown partition", func() error { _, err := alice.Subscribe(ctx, make([]byte, 16), 0); return err }, wire.CodeNotFound},
-		{"unsubscribe unknown partition", func() error { return alice.Unsubscribe(ctx, make([]byte, 32)) }, wire.CodeNotFound},
+		}, protocol.CodeWrongPartition},
+		{"unknown group", func() error { _, err := alice.GroupInfo(ctx, []byte("nope")); return err }, protocol.CodeNotFound},
+		{"receive unknown partition", func() error { _, err := alice.Receive(ctx, make([]byte, 16), 0); return err }, protocol.CodeNotFound},
+		{"malformed report", func() error { _, err := alice.Report(ctx, &protocol.Report{Kind: 9}); return err }, protocol.CodeMalformed},
+		{"subscribe unknown partition", func() error { _, err := alice.Subscribe(ctx, make([]byte, 16), 0); return err }, protocol.CodeNotFound},
+		{"unsubscribe unknown partition", func() error { return alice.Unsubscribe(ctx, make([]byte, 32)) }, protocol.CodeNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.call(); ErrorCode(err) != tc.code {
@@ -302,7 +301,7 @@ func TestExternalJoin(t *testing.T) {
 	if st.Kind != "external_commit" {
 		t.Fatalf("fixture step 2 is %s", st.Kind)
 	}
-	resp, err := dave.ExternalJoin(ctx, &hub.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)})
+	resp, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,12 +309,12 @@ func TestExternalJoin(t *testing.T) {
 		t.Fatalf("external join = %x/%d, want %x/1", resp.MaskedPartitionKey, resp.Counter, g.Steps[0].After.MaskedKey)
 	}
 	// The same join again is a retry; a garbage one is refused.
-	if again, err := dave.ExternalJoin(ctx, &hub.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)}); err != nil || again.Counter != 1 {
+	if again, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)}); err != nil || again.Counter != 1 {
 		t.Fatalf("retried join: %+v, %v", again, err)
 	}
 	bad := *commitData(st)
 	bad.GroupInfo = g.Initial.GroupInfo
-	if _, err := dave.ExternalJoin(ctx, &hub.ExternalJoinRequest{Message: g.Steps[4].Message, CommitData: bad}); ErrorCode(err) == 0 {
+	if _, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: g.Steps[4].Message, CommitData: bad}); ErrorCode(err) == 0 {
 		t.Fatalf("mismatched join accepted: %v", err)
 	}
 }
@@ -323,7 +322,7 @@ func TestExternalJoin(t *testing.T) {
 func TestDeliveryWelcome(t *testing.T) {
 	g := loadGroup(t, "create-2.json")
 	p := startProvider(t, "a.example", nil)
-	got := make(chan *hub.WelcomeDelivery, 1)
+	got := make(chan *protocol.WelcomeDelivery, 1)
 	_, dc := dialAs(t, p.Socket, p.Dir, "bob", Config{Handler: func(_ context.Context, d *Delivery) error {
 		w, err := d.Welcome()
 		if err != nil {
@@ -332,12 +331,12 @@ func TestDeliveryWelcome(t *testing.T) {
 		got <- w
 		return nil
 	}})
-	want := &hub.WelcomeDelivery{GroupID: g.GroupID, KeyPackageRefs: [][]byte{bytes.Repeat([]byte{7}, 32)}, Welcome: g.Steps[1].Welcome.Message}
+	want := &protocol.WelcomeDelivery{GroupID: g.GroupID, KeyPackageRefs: [][]byte{bytes.Repeat([]byte{7}, 32)}, Welcome: g.Steps[1].Welcome.Message}
 	payload, err := want.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Mailbox.Enqueue(ctxT(t), mailbox.Target{ClientID: dc.ID}, uint16(wire.KindWelcome), payload); err != nil {
+	if _, err := p.Mailbox.Enqueue(ctxT(t), mailbox.Target{ClientID: dc.ID}, uint16(protocol.KindWelcome), payload); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -348,10 +347,10 @@ func TestDeliveryWelcome(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no welcome delivered")
 	}
-	if _, err := (&Delivery{Kind: wire.KindNotice}).Welcome(); !errors.Is(err, ErrProtocol) {
+	if _, err := (&Delivery{Kind: protocol.KindNotice}).Welcome(); !errors.Is(err, ErrProtocol) {
 		t.Errorf("notice as welcome: %v", err)
 	}
-	if _, err := (&Delivery{Kind: wire.KindWelcome, Payload: payload[:10]}).Welcome(); !errors.Is(err, ErrProtocol) {
+	if _, err := (&Delivery{Kind: protocol.KindWelcome, Payload: payload[:10]}).Welcome(); !errors.Is(err, ErrProtocol) {
 		t.Errorf("truncated welcome: %v", err)
 	}
 }
@@ -399,7 +398,7 @@ func TestFeedResubscribesAfterReconnect(t *testing.T) {
 		// Pushes are still queued at the server or in flight when it drops the
 		// socket (a slow-consumer close): they are lost with it.
 		g.send(t, 20, 64)
-		if n := p.Gateway.CloseClient(dc.ID, wire.CloseSlowConsumer, "test"); n != 1 {
+		if n := p.Gateway.CloseClient(dc.ID, protocol.CloseSlowConsumer, "test"); n != 1 {
 			t.Fatalf("closed %d sockets", n)
 		}
 		// More messages while the client is away.
@@ -460,7 +459,7 @@ func TestFeedTerminated(t *testing.T) {
 	if st := feed.Stats(); st.Verified != 1 {
 		t.Errorf("stats %+v: want one verified end", st)
 	}
-	if _, err := g.sender.Send(ctx, &hub.SendRequest{Message: syntheticApp(t, g.groupID, 99, 32), PartitionKey: g.pk}); ErrorCode(err) != wire.CodeTerminated {
+	if _, err := g.sender.Send(ctx, &protocol.SendRequest{Message: syntheticApp(t, g.groupID, 99, 32), PartitionKey: g.pk}); ErrorCode(err) != protocol.CodeTerminated {
 		t.Fatalf("send to a terminated partition: %v", err)
 	}
 
@@ -480,7 +479,7 @@ func TestFeedSubscribeErrors(t *testing.T) {
 	rec := &feedRecorder{}
 	_, feed, _ := dialFeed(t, p, "alice", FeedConfig{Handler: rec.handle})
 	ctx := ctxT(t)
-	if _, err := feed.Subscribe(ctx, make([]byte, 16), 0); ErrorCode(err) != wire.CodeNotFound {
+	if _, err := feed.Subscribe(ctx, make([]byte, 16), 0); ErrorCode(err) != protocol.CodeNotFound {
 		t.Fatalf("unknown partition: %v", err)
 	}
 	if _, err := feed.Subscribe(ctx, make([]byte, 15), 0); err == nil {
@@ -553,24 +552,28 @@ func (f *Feed) queuedCounters() []uint32 {
 func TestFeedOnPush(t *testing.T) {
 	pk := bytes.Repeat([]byte{1}, 16)
 	masked := maskCandidates(pk)[0]
-	push := func(c uint32) wire.Frame { return &wire.Push{Masked: masked, Counter: c, Message: []byte{byte(c)}} }
-	event := func(e wire.PartitionEventType) wire.Frame { return &wire.PartitionEvent{Masked: masked, Event: e} }
+	push := func(c uint32) protocol.Frame {
+		return &protocol.Push{Masked: masked, Counter: c, Message: []byte{byte(c)}}
+	}
+	event := func(e protocol.PartitionEventType) protocol.Frame {
+		return &protocol.PartitionEvent{Masked: masked, Event: e}
+	}
 	for _, tc := range []struct {
 		name     string
 		queueLen int
-		frames   []wire.Frame
+		frames   []protocol.Frame
 		want     []uint32
 		stalled  bool
 		sawEnd   bool
 		stats    FeedStats
 	}{
-		{"in order", 8, []wire.Frame{push(5), push(6), push(7)}, []uint32{5, 6, 7}, false, false, FeedStats{}},
-		{"duplicates dropped", 8, []wire.Frame{push(5), push(5), push(4), push(6), push(6)}, []uint32{5, 6}, false, false, FeedStats{Duplicates: 3}},
-		{"gap stalls", 8, []wire.Frame{push(5), push(7), push(8), push(6), push(7)}, []uint32{5, 6, 7}, true, false, FeedStats{Dropped: 2}},
-		{"full queue stalls", 2, []wire.Frame{push(5), push(6), push(7), push(8)}, []uint32{5, 6}, true, false, FeedStats{Dropped: 2}},
-		{"other partitions ignored", 8, []wire.Frame{&wire.Push{Masked: []byte("x"), Counter: 5}, push(5)}, []uint32{5}, false, false, FeedStats{}},
-		{"end is confirmed, not queued", 8, []wire.Frame{push(5), event(wire.EventTerminated), push(6)}, []uint32{5, 6}, false, true, FeedStats{}},
-		{"unknown event ignored", 8, []wire.Frame{event(7), push(5)}, []uint32{5}, false, false, FeedStats{}},
+		{"in order", 8, []protocol.Frame{push(5), push(6), push(7)}, []uint32{5, 6, 7}, false, false, FeedStats{}},
+		{"duplicates dropped", 8, []protocol.Frame{push(5), push(5), push(4), push(6), push(6)}, []uint32{5, 6}, false, false, FeedStats{Duplicates: 3}},
+		{"gap stalls", 8, []protocol.Frame{push(5), push(7), push(8), push(6), push(7)}, []uint32{5, 6, 7}, true, false, FeedStats{Dropped: 2}},
+		{"full queue stalls", 2, []protocol.Frame{push(5), push(6), push(7), push(8)}, []uint32{5, 6}, true, false, FeedStats{Dropped: 2}},
+		{"other partitions ignored", 8, []protocol.Frame{&protocol.Push{Masked: []byte("x"), Counter: 5}, push(5)}, []uint32{5}, false, false, FeedStats{}},
+		{"end is confirmed, not queued", 8, []protocol.Frame{push(5), event(protocol.EventTerminated), push(6)}, []uint32{5, 6}, false, true, FeedStats{}},
+		{"unknown event ignored", 8, []protocol.Frame{event(7), push(5)}, []uint32{5}, false, false, FeedStats{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newBareFeed(tc.queueLen)
@@ -590,7 +593,7 @@ func TestFeedOnPush(t *testing.T) {
 		f := newBareFeed(8)
 		p := f.follow(pk, 0)
 		p.subGen, f.gen = 3, 3
-		f.onPush(event(wire.EventDropped))
+		f.onPush(event(protocol.EventDropped))
 		if p.subGen != 0 || len(f.work) != 1 {
 			t.Fatalf("subGen %d, work signals %d", p.subGen, len(f.work))
 		}
@@ -611,21 +614,21 @@ func FuzzFeedFrames(f *testing.F) {
 	masked := maskCandidates(pk)[0]
 	var seed []byte
 	for _, c := range []uint32{0, 1, 1, 3, 2} {
-		seed = wire.Append(seed, &wire.Push{Masked: masked, Counter: c, Message: []byte("m")})
+		seed = protocol.Append(seed, &protocol.Push{Masked: masked, Counter: c, Message: []byte("m")})
 	}
 	f.Add(seed)
-	f.Add(wire.Append(seed, &wire.PartitionEvent{Masked: masked, Event: wire.EventTerminated}))
+	f.Add(protocol.Append(seed, &protocol.PartitionEvent{Masked: masked, Event: protocol.EventTerminated}))
 	f.Add([]byte{8, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		feed := newBareFeed(16)
 		feed.follow(pk, 0)
 		for len(data) > 0 {
-			fr, rest, err := wire.Next(data)
+			fr, rest, err := protocol.Next(data)
 			if err != nil {
 				break
 			}
 			if len(rest) >= len(data) {
-				t.Fatal("wire.Next made no progress")
+				t.Fatal("protocol.Next made no progress")
 			}
 			feed.onPush(fr)
 			data = rest
@@ -670,7 +673,7 @@ func BenchmarkFeedOnPush(b *testing.B) {
 	feed.mu.Lock()
 	feed.follow(pk, 0)
 	feed.mu.Unlock()
-	fr := &wire.Push{Masked: maskCandidates(pk)[0], Message: make([]byte, 256)}
+	fr := &protocol.Push{Masked: maskCandidates(pk)[0], Message: make([]byte, 256)}
 	b.ReportAllocs()
 	for b.Loop() {
 		feed.onPush(fr)
@@ -703,7 +706,7 @@ func BenchmarkFeedEndToEnd(b *testing.B) {
 				msgs = append(msgs, syntheticApp(b, g.groupID, g.sent+uint64(i), 100))
 			}
 		}
-		if _, err := g.sender.Send(context.Background(), &hub.SendRequest{Message: msgs[0], PartitionKey: g.pk}); err != nil {
+		if _, err := g.sender.Send(context.Background(), &protocol.SendRequest{Message: msgs[0], PartitionKey: g.pk}); err != nil {
 			b.Fatal(err)
 		}
 		msgs = msgs[1:]

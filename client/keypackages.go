@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // KeyPackage methods of the client socket (docs/protocol.md, KeyPackages): the bodies
@@ -16,22 +15,22 @@ import (
 // their KeyPackageRefs, in upload order. Each element is an MLSMessage carrying a
 // KeyPackage or a bare KeyPackage; its credential must name this client's user, and
 // at most one per cipher suite may carry the last_resort extension. The provider
-// validates them all and stores all or none: a refused upload is a *wire.Error with
-// wire.CodeKeyPackageRejected (validation), CodeConflict (a duplicate), or
+// validates them all and stores all or none: a refused upload is a *protocol.Error with
+// protocol.CodeKeyPackageRejected (validation), CodeConflict (a duplicate), or
 // CodeTooLarge (too many); see ErrorCode.
 func (c *Client) UploadKeyPackages(ctx context.Context, kps [][]byte) ([][]byte, error) {
 	if len(kps) == 0 {
 		return nil, nil
 	}
-	body, err := directory.KeyPackageUpload{KeyPackages: kps}.MarshalBinary()
+	body, err := protocol.KeyPackageUpload{KeyPackages: kps}.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("client: upload key packages: %w", err)
 	}
-	resp, err := c.Do(ctx, wire.MethodKeyPackageUpload, body)
+	resp, err := c.Do(ctx, protocol.MethodKeyPackageUpload, body)
 	if err != nil {
 		return nil, fmt.Errorf("client: upload key packages: %w", err)
 	}
-	var res directory.KeyPackageUploadResult
+	var res protocol.KeyPackageUploadResult
 	if err := res.UnmarshalBinary(resp); err != nil {
 		return nil, fmt.Errorf("%w: upload key packages: %w", ErrProtocol, err)
 	}
@@ -44,11 +43,11 @@ func (c *Client) UploadKeyPackages(ctx context.Context, kps [][]byte) ([][]byte,
 // KeyPackageCount asks how many KeyPackages of this client the provider still holds
 // for a cipher suite: Available counts those that can be served (the last resort not
 // included), LastResort says whether a last-resort KeyPackage is stored.
-func (c *Client) KeyPackageCount(ctx context.Context, suite mls.CipherSuite) (directory.KeyPackageStock, error) {
-	var st directory.KeyPackageStock
-	w := wire.NewWriter(make([]byte, 0, 2))
+func (c *Client) KeyPackageCount(ctx context.Context, suite mls.CipherSuite) (protocol.KeyPackageStock, error) {
+	var st protocol.KeyPackageStock
+	w := protocol.NewWriter(make([]byte, 0, 2))
 	w.U16(uint16(suite))
-	resp, err := c.Do(ctx, wire.MethodKeyPackageCount, w.Bytes())
+	resp, err := c.Do(ctx, protocol.MethodKeyPackageCount, w.Bytes())
 	if err != nil {
 		return st, fmt.Errorf("client: key package count: %w", err)
 	}
@@ -61,12 +60,12 @@ func (c *Client) KeyPackageCount(ctx context.Context, suite mls.CipherSuite) (di
 	return st, nil
 }
 
-// KeyPackagesLow decodes the payload of a wire.KindKeyPackagesLow entry: the
+// KeyPackagesLow decodes the payload of a protocol.KindKeyPackagesLow entry: the
 // provider warns that this client has only Remaining KeyPackages left for
 // CipherSuite (the last resort not counted). Upload more with UploadKeyPackages.
-func (d *Delivery) KeyPackagesLow() (directory.KeyPackagesLow, error) {
-	var n directory.KeyPackagesLow
-	if d.Kind != wire.KindKeyPackagesLow {
+func (d *Delivery) KeyPackagesLow() (protocol.KeyPackagesLow, error) {
+	var n protocol.KeyPackagesLow
+	if d.Kind != protocol.KindKeyPackagesLow {
 		return n, fmt.Errorf("%w: delivery %d is %s, not key_packages_low", ErrProtocol, d.Seq, d.Kind)
 	}
 	if err := n.UnmarshalBinary(d.Payload); err != nil {

@@ -24,9 +24,8 @@ import (
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // The KeyPackage, OHTTP and group tests run against real providers started by
@@ -200,7 +199,7 @@ func newSynthGroup(t testing.TB, p *providertest.Provider) *synthGroup {
 	var gi []byte
 	g.groupID, gi, g.pk = syntheticGroup(t)
 	g.sender, _ = dialAs(t, p.Socket, p.Dir, "alice", Config{})
-	resp, err := g.sender.CreateGroup(context.Background(), &hub.CreateGroupRequest{GroupInfo: gi, PartitionKey: g.pk})
+	resp, err := g.sender.CreateGroup(context.Background(), &protocol.CreateGroupRequest{GroupInfo: gi, PartitionKey: g.pk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +211,7 @@ func newSynthGroup(t testing.TB, p *providertest.Provider) *synthGroup {
 func (g *synthGroup) send(t testing.TB, n, size int) {
 	t.Helper()
 	for range n {
-		c, err := g.sender.Send(context.Background(), &hub.SendRequest{Message: syntheticApp(t, g.groupID, g.sent, size), PartitionKey: g.pk})
+		c, err := g.sender.Send(context.Background(), &protocol.SendRequest{Message: syntheticApp(t, g.groupID, g.sent, size), PartitionKey: g.pk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +263,7 @@ func TestUploadKeyPackagesAndCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (directory.KeyPackageStock{CipherSuite: 1, Available: 2, LastResort: true}); st != want {
+	if want := (protocol.KeyPackageStock{CipherSuite: 1, Available: 2, LastResort: true}); st != want {
 		t.Errorf("count = %+v, want %+v", st, want)
 	}
 	if st, err := c.KeyPackageCount(ctx, 3); err != nil || st.Available != 0 || st.LastResort {
@@ -278,11 +277,11 @@ func TestUploadKeyPackagesAndCount(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		kps  [][]byte
-		code wire.Code
+		code protocol.Code
 	}{
-		{"duplicate", [][]byte{bob[0].KeyPackage}, wire.CodeConflict},
-		{"another user's", [][]byte{alice[0].KeyPackage}, wire.CodeKeyPackageRejected},
-		{"garbage", [][]byte{[]byte("not a key package")}, wire.CodeKeyPackageRejected},
+		{"duplicate", [][]byte{bob[0].KeyPackage}, protocol.CodeConflict},
+		{"another user's", [][]byte{alice[0].KeyPackage}, protocol.CodeKeyPackageRejected},
+		{"garbage", [][]byte{[]byte("not a key package")}, protocol.CodeKeyPackageRejected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.UploadKeyPackages(ctx, tc.kps)
@@ -291,23 +290,23 @@ func TestUploadKeyPackagesAndCount(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.UploadKeyPackages(ctx, [][]byte{make([]byte, directory.MaxKeyPackageSize+5)}); err == nil || ErrorCode(err) != 0 {
+	if _, err := c.UploadKeyPackages(ctx, [][]byte{make([]byte, protocol.MaxKeyPackageSize+5)}); err == nil || ErrorCode(err) != 0 {
 		t.Errorf("oversized upload: %v, want a local error", err)
 	}
 }
 
 func TestDeliveryKeyPackagesLow(t *testing.T) {
-	low, _ := directory.KeyPackagesLow{CipherSuite: 2, Remaining: 3}.MarshalBinary()
+	low, _ := protocol.KeyPackagesLow{CipherSuite: 2, Remaining: 3}.MarshalBinary()
 	for _, tc := range []struct {
 		name string
 		d    Delivery
-		want directory.KeyPackagesLow
+		want protocol.KeyPackagesLow
 		ok   bool
 	}{
-		{"valid", Delivery{Seq: 1, Kind: wire.KindKeyPackagesLow, Payload: low}, directory.KeyPackagesLow{CipherSuite: 2, Remaining: 3}, true},
-		{"other kind", Delivery{Seq: 2, Kind: wire.KindNotice, Payload: low}, directory.KeyPackagesLow{}, false},
-		{"truncated", Delivery{Seq: 3, Kind: wire.KindKeyPackagesLow, Payload: low[:5]}, directory.KeyPackagesLow{}, false},
-		{"trailing", Delivery{Seq: 4, Kind: wire.KindKeyPackagesLow, Payload: append(low, 0)}, directory.KeyPackagesLow{}, false},
+		{"valid", Delivery{Seq: 1, Kind: protocol.KindKeyPackagesLow, Payload: low}, protocol.KeyPackagesLow{CipherSuite: 2, Remaining: 3}, true},
+		{"other kind", Delivery{Seq: 2, Kind: protocol.KindNotice, Payload: low}, protocol.KeyPackagesLow{}, false},
+		{"truncated", Delivery{Seq: 3, Kind: protocol.KindKeyPackagesLow, Payload: low[:5]}, protocol.KeyPackagesLow{}, false},
+		{"trailing", Delivery{Seq: 4, Kind: protocol.KindKeyPackagesLow, Payload: append(low, 0)}, protocol.KeyPackagesLow{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.d.KeyPackagesLow()

@@ -15,7 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 func TestAuthTimeoutIsNotTerminal(t *testing.T) {
@@ -23,14 +23,14 @@ func TestAuthTimeoutIsNotTerminal(t *testing.T) {
 		s.lateAuth = func(n int) bool { return n == 1 || n == 3 }
 		s.onConnect = func(fc *fakeConn) {
 			if fc.n == 2 {
-				fc.close(wire.CloseSlowConsumer, "slow")
+				fc.close(protocol.CloseSlowConsumer, "slow")
 			}
 		}
 	})
 	cfg := testConfig(s, nil)
 	_, err := Dial(ctxT(t), cfg)
 	var de *DisconnectError
-	if err == nil || errors.Is(err, ErrAuthFailed) || !errors.As(err, &de) || de.Code != wire.CloseAuthTimeout {
+	if err == nil || errors.Is(err, ErrAuthFailed) || !errors.As(err, &de) || de.Code != protocol.CloseAuthTimeout {
 		t.Fatalf("Dial = %v, want a 4002 disconnect that is not ErrAuthFailed", err)
 	}
 	c := dial(t, cfg) // connection 2, closed 4008; 3 refused 4002; 4 accepted
@@ -48,8 +48,8 @@ func TestTerminalCloseStopsReconnecting(t *testing.T) {
 		want     error
 		wantConn int
 	}{
-		{"revoked while connected", nil, wire.CloseRevoked, ErrRevoked, 1},
-		{"refused on reconnect", func(n int) bool { return n > 1 }, wire.CloseSlowConsumer, ErrAuthFailed, 2},
+		{"revoked while connected", nil, protocol.CloseRevoked, ErrRevoked, 1},
+		{"refused on reconnect", func(n int) bool { return n > 1 }, protocol.CloseSlowConsumer, ErrAuthFailed, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newFakeServer(t, func(s *fakeServer) {
@@ -73,7 +73,7 @@ func TestTerminalCloseStopsReconnecting(t *testing.T) {
 			if !errors.Is(c.Err(), tc.want) {
 				t.Fatalf("Err() = %v, want %v", c.Err(), tc.want)
 			}
-			if _, err := c.Do(ctxT(t), wire.MethodPing, nil); !errors.Is(err, ErrClosed) || !errors.Is(err, tc.want) {
+			if _, err := c.Do(ctxT(t), protocol.MethodPing, nil); !errors.Is(err, ErrClosed) || !errors.Is(err, tc.want) {
 				t.Errorf("Do after stop: %v, want ErrClosed wrapping %v", err, tc.want)
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -98,8 +98,8 @@ func TestReconnect(t *testing.T) {
 		name string
 		code int
 	}{
-		{"slow consumer", wire.CloseSlowConsumer},
-		{"going away", wire.CloseGoingAway},
+		{"slow consumer", protocol.CloseSlowConsumer},
+		{"going away", protocol.CloseGoingAway},
 		{"normal close by server", int(websocket.StatusNormalClosure)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,7 +186,7 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 func TestContextCancellation(t *testing.T) {
 	t.Run("Do", func(t *testing.T) {
 		s := newFakeServer(t, func(s *fakeServer) {
-			s.onRequest = func(fc *fakeConn, r *wire.Request) bool { return r.Method == 0x7002 } // never answered
+			s.onRequest = func(fc *fakeConn, r *protocol.Request) bool { return r.Method == 0x7002 } // never answered
 		})
 		c := dial(t, testConfig(s, nil))
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -246,7 +246,7 @@ func TestContextCancellation(t *testing.T) {
 	})
 	t.Run("Do waiting for a connection", func(t *testing.T) {
 		s := newFakeServer(t, func(s *fakeServer) {
-			s.onConnect = func(fc *fakeConn) { fc.close(wire.CloseGoingAway, "restart") }
+			s.onConnect = func(fc *fakeConn) { fc.close(protocol.CloseGoingAway, "restart") }
 		})
 		cfg := testConfig(s, nil)
 		cfg.MinBackoff, cfg.MaxBackoff = time.Second, time.Second
@@ -254,7 +254,7 @@ func TestContextCancellation(t *testing.T) {
 		waitFor(t, "disconnect", func() bool { return !c.Connected() })
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
-		if _, err := c.Do(ctx, wire.MethodPing, nil); !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := c.Do(ctx, protocol.MethodPing, nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Do while reconnecting = %v, want DeadlineExceeded", err)
 		}
 	})
@@ -281,7 +281,7 @@ func TestCloseFlushesAcks(t *testing.T) {
 	if s.closes[0] != int(websocket.StatusNormalClosure) {
 		t.Errorf("close code %d, want 1000", s.closes[0])
 	}
-	if _, err := c.Do(ctxT(t), wire.MethodPing, nil); !errors.Is(err, ErrClosed) {
+	if _, err := c.Do(ctxT(t), protocol.MethodPing, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Do after Close = %v, want ErrClosed", err)
 	}
 	if err := c.Close(ctxT(t)); err != nil {
@@ -318,10 +318,10 @@ func TestProtocolViolationReconnects(t *testing.T) {
 	}{
 		{"text message", websocket.MessageText, []byte("hello")},
 		{"unknown frame type", websocket.MessageBinary, []byte{0x42}},
-		{"truncated deliver", websocket.MessageBinary, []byte{byte(wire.TypeDeliver), 0, 0}},
+		{"truncated deliver", websocket.MessageBinary, []byte{byte(protocol.TypeDeliver), 0, 0}},
 		{"empty message", websocket.MessageBinary, []byte{}},
-		{"garbage after a frame", websocket.MessageBinary, append(wire.Encode(&wire.Response{RequestID: 77}), 0xee)},
-		{"request from server", websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: 1, Method: wire.MethodPing})},
+		{"garbage after a frame", websocket.MessageBinary, append(protocol.Encode(&protocol.Response{RequestID: 77}), 0xee)},
+		{"request from server", websocket.MessageBinary, protocol.Encode(&protocol.Request{RequestID: 1, Method: protocol.MethodPing})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newFakeServer(t, func(s *fakeServer) {
@@ -362,7 +362,7 @@ func TestHandshakeRejected(t *testing.T) {
 
 func TestGiveUpAfterMaxAttempts(t *testing.T) {
 	s := newFakeServer(t, func(s *fakeServer) {
-		s.onConnect = func(fc *fakeConn) { fc.close(wire.CloseGoingAway, "bye") }
+		s.onConnect = func(fc *fakeConn) { fc.close(protocol.CloseGoingAway, "bye") }
 		s.checkReq = func(*http.Request) (int, bool) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -395,7 +395,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if _, err := c.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	s.conn(1).close(wire.CloseSlowConsumer, "again")
+	s.conn(1).close(protocol.CloseSlowConsumer, "again")
 	waitFor(t, "reconnect", func() bool { n, _, _ := s.state(); return n == 2 && c.Connected() })
 	if err := c.Close(ctxT(t)); err != nil {
 		t.Fatal(err)

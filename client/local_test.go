@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/cmd/provider/providertest"
-	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 )
 
 // localPair is one provider (a.example, no peers configured) with two of its users:
@@ -22,14 +21,14 @@ type localPair struct {
 	bob      *Client
 	remote   *Remote
 	relay    *byteRecorder // what a.example handled for alice's Remote
-	welcomes chan *hub.WelcomeDelivery
+	welcomes chan *protocol.WelcomeDelivery
 	bobKPs   [][]byte // uploaded: two ordinary, then the last resort
 	bobRefs  [][]byte
 }
 
 func newLocalPair(t *testing.T) *localPair {
 	t.Helper()
-	lp := &localPair{welcomes: make(chan *hub.WelcomeDelivery, 4)}
+	lp := &localPair{welcomes: make(chan *protocol.WelcomeDelivery, 4)}
 	lp.p = startProvider(t, "a.example", nil)
 	if len(lp.p.Config.Peers) != 0 {
 		t.Fatal("the provider has peers")
@@ -64,8 +63,8 @@ func newLocalPair(t *testing.T) *localPair {
 	return lp
 }
 
-func kpRequest(user, token string) directory.KeyPackageRequest {
-	return directory.KeyPackageRequest{UserID: user, BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
+func kpRequest(user, token string) protocol.KeyPackageRequest {
+	return protocol.KeyPackageRequest{UserID: user, BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
 }
 
 // TestRemoteLocalAddToGroup: two users of one provider with no peers configured;
@@ -81,7 +80,7 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 	if d.UserID != "mimi://a.example/u/bob" || d.Provider != "a.example" || d.BearerToken == "" {
 		t.Fatalf("discovery = %+v", d)
 	}
-	res, err := lp.remote.FetchKeyPackages(ctx, "a.example", nil, []directory.KeyPackageRequest{kpRequest(d.UserID, d.BearerToken)})
+	res, err := lp.remote.FetchKeyPackages(ctx, "a.example", nil, []protocol.KeyPackageRequest{kpRequest(d.UserID, d.BearerToken)})
 	if err != nil || res[0].Err() != nil {
 		t.Fatalf("fetch: %v, %+v", err, res)
 	}
@@ -106,8 +105,8 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lp.alice.CreateGroup(ctx, &hub.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
-		WelcomeData: &hub.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}}); err != nil {
+	if _, err := lp.alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
+		WelcomeData: &protocol.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -135,7 +134,7 @@ func TestRemoteLocalRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqs := []directory.KeyPackageRequest{
+	reqs := []protocol.KeyPackageRequest{
 		kpRequest(bob.UserID, bob.BearerToken),
 		kpRequest(bob.UserID, carol.BearerToken), // issued for another user
 		kpRequest(bob.UserID, bob.BearerToken),
@@ -149,8 +148,8 @@ func TestRemoteLocalRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []directory.FetchStatus{directory.StatusOK, directory.StatusBadToken, directory.StatusOK, directory.StatusBadToken,
-		directory.StatusOK, directory.StatusOK, directory.StatusUnknownUser, directory.StatusNoKeyPackage}
+	want := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusBadToken, protocol.StatusOK, protocol.StatusBadToken,
+		protocol.StatusOK, protocol.StatusOK, protocol.StatusUnknownUser, protocol.StatusNoKeyPackage}
 	for i, r := range res {
 		if r.Status != want[i] {
 			t.Errorf("result %d: %s (%s), want %s", i, r.Status, r.Message, want[i])
@@ -194,7 +193,7 @@ func TestRemoteLocalRules(t *testing.T) {
 		}
 	}
 	res, err = lp.remote.FetchKeyPackages(ctx, "a.example", nil, reqs[:1])
-	if err != nil || res[0].Status != directory.StatusRevokedToken || !res[0].Status.DiscoverAgain() {
+	if err != nil || res[0].Status != protocol.StatusRevokedToken || !res[0].Status.DiscoverAgain() {
 		t.Fatalf("revoked token: %v, %+v", err, res)
 	}
 

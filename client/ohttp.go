@@ -15,10 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/ohttp/bhttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Oblivious HTTP to providers' gateways (docs/protocol.md §3). A client reaches a
@@ -222,7 +221,7 @@ func (c *Client) Remote(cfg RemoteConfig) (*Remote, error) {
 		cfg.HTTPClient = c.cfg.HTTPClient
 	}
 	if cfg.Domain == "" {
-		if d, _, _, err := directory.ParseURI(c.Session().UserID); err == nil {
+		if d, _, _, err := protocol.ParseURI(c.Session().UserID); err == nil {
 			cfg.Domain = d
 		}
 	}
@@ -265,7 +264,7 @@ func relayBase(raw string) (string, error) {
 // checkDomain refuses a peer name that cannot be a domain: it becomes a URL path
 // segment and the inner request's authority.
 func checkDomain(domain string) error {
-	if domain == "" || len(domain) > directory.MaxProviderLen || domain != strings.ToLower(domain) ||
+	if domain == "" || len(domain) > protocol.MaxProviderLen || domain != strings.ToLower(domain) ||
 		strings.ContainsAny(domain, "/?#@ \t\r\n%\\") {
 		return fmt.Errorf("client: invalid peer domain %q", domain)
 	}
@@ -365,12 +364,12 @@ func (r *Remote) peerClient(ctx context.Context, domain string, stale *ohttp.Cli
 // configurations; nil uses the cached ones (fetched as needed, and fetched again
 // when the gateway no longer knows them). An unknown user is ErrPeerUnknownUser;
 // other refusals are a *GatewayError or a *RelayError.
-func (r *Remote) Discover(ctx context.Context, peerDomain string, keyConfigs []byte, userURI string) (directory.DiscoveryResponse, error) {
-	var d directory.DiscoveryResponse
-	if len(userURI) > directory.MaxUserIDLen {
-		return d, fmt.Errorf("client: discover: user_id of %d bytes, limit %d", len(userURI), directory.MaxUserIDLen)
+func (r *Remote) Discover(ctx context.Context, peerDomain string, keyConfigs []byte, userURI string) (protocol.DiscoveryResponse, error) {
+	var d protocol.DiscoveryResponse
+	if len(userURI) > protocol.MaxUserIDLen {
+		return d, fmt.Errorf("client: discover: user_id of %d bytes, limit %d", len(userURI), protocol.MaxUserIDLen)
 	}
-	w := wire.NewWriter(make([]byte, 0, len(userURI)+4))
+	w := protocol.NewWriter(make([]byte, 0, len(userURI)+4))
 	w.String(userURI)
 	body, err := r.exchange(ctx, peerDomain, keyConfigs, InnerDiscover, w.Bytes())
 	var ge *GatewayError
@@ -390,12 +389,12 @@ func (r *Remote) Discover(ctx context.Context, peerDomain string, keyConfigs []b
 }
 
 // FetchKeyPackages asks a peer provider, through the relay, for KeyPackages of its
-// users in one transaction (1 to directory.MaxBundleRequests requests). It returns
+// users in one transaction (1 to protocol.MaxBundleRequests requests). It returns
 // one result per request, in order; a result whose Status is not StatusOK is that
 // request's failure (Result.Err; FetchStatus.DiscoverAgain says when the bearer
 // token must be renewed) and does not fail the others. keyConfigs as for Discover.
-func (r *Remote) FetchKeyPackages(ctx context.Context, peerDomain string, keyConfigs []byte, reqs []directory.KeyPackageRequest) ([]directory.KeyPackageResult, error) {
-	body, err := directory.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
+func (r *Remote) FetchKeyPackages(ctx context.Context, peerDomain string, keyConfigs []byte, reqs []protocol.KeyPackageRequest) ([]protocol.KeyPackageResult, error) {
+	body, err := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("client: fetch key packages: %w", err)
 	}
@@ -403,7 +402,7 @@ func (r *Remote) FetchKeyPackages(ctx context.Context, peerDomain string, keyCon
 	if err != nil {
 		return nil, fmt.Errorf("client: fetch key packages: %w", err)
 	}
-	var bundle directory.KeyPackageResponseBundle
+	var bundle protocol.KeyPackageResponseBundle
 	if err := bundle.UnmarshalBinary(out); err != nil {
 		return nil, fmt.Errorf("%w: fetch key packages: %w", ErrProtocol, err)
 	}

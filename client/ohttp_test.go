@@ -16,6 +16,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // federation is provider a.example (alice's, with a relay to b.example) and
@@ -29,7 +30,7 @@ type federation struct {
 	alice  *Client
 	bob    *Client
 	remote *Remote
-	lows   chan directory.KeyPackagesLow // bob's key_packages_low deliveries
+	lows   chan protocol.KeyPackagesLow // bob's key_packages_low deliveries
 }
 
 // newFederation starts both providers; relayRate is a.example's relay token bucket
@@ -40,7 +41,7 @@ type federation struct {
 // both proxies off the measured path.
 func newFederation(t testing.TB, relayRate float64, bench bool) *federation {
 	t.Helper()
-	f := &federation{fx: loadKeyPackages(t), lows: make(chan directory.KeyPackagesLow, 16)}
+	f := &federation{fx: loadKeyPackages(t), lows: make(chan protocol.KeyPackagesLow, 16)}
 	f.b = startFixtureProvider(t, "b.example", f.fx.Now(), 3)
 	if relayRate == 0 {
 		relayRate = 1000
@@ -123,10 +124,10 @@ func TestRemoteEndToEnd(t *testing.T) {
 	if d.UserID != "mimi://b.example/u/bob" || d.Provider != "b.example" || d.BearerToken == "" {
 		t.Fatalf("discovery = %+v", d)
 	}
-	req := func(user, token string) directory.KeyPackageRequest {
-		return directory.KeyPackageRequest{UserID: user, BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
+	req := func(user, token string) protocol.KeyPackageRequest {
+		return protocol.KeyPackageRequest{UserID: user, BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
 	}
-	reqs := []directory.KeyPackageRequest{
+	reqs := []protocol.KeyPackageRequest{
 		req(d.UserID, d.BearerToken),
 		req("mimi://b.example/u/nobody", d.BearerToken),
 		req(d.UserID, "not-a-token"),
@@ -138,8 +139,8 @@ func TestRemoteEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantStatus := []directory.FetchStatus{directory.StatusOK, directory.StatusUnknownUser, directory.StatusBadToken,
-		directory.StatusOK, directory.StatusOK, directory.StatusNoKeyPackage}
+	wantStatus := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusUnknownUser, protocol.StatusBadToken,
+		protocol.StatusOK, protocol.StatusOK, protocol.StatusNoKeyPackage}
 	for i, r := range res {
 		if r.Status != wantStatus[i] {
 			t.Errorf("result %d: %s (%s), want %s", i, r.Status, r.Message, wantStatus[i])
@@ -212,7 +213,7 @@ func TestRemoteConcurrentFetches(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			res, err := f.remote.FetchKeyPackages(context.Background(), "b.example", nil, []directory.KeyPackageRequest{
+			res, err := f.remote.FetchKeyPackages(context.Background(), "b.example", nil, []protocol.KeyPackageRequest{
 				{UserID: "mimi://b.example/u/bob", BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}})
 			if err == nil {
 				err = res[0].Err()
@@ -319,8 +320,8 @@ func TestRemoteErrors(t *testing.T) {
 		if _, err := f.remote.FetchKeyPackages(ctx, "b.example", keys, nil); !errors.Is(err, directory.ErrMalformed) {
 			t.Fatalf("empty bundle: %v", err)
 		}
-		big := make([]directory.KeyPackageRequest, directory.MaxBundleRequests+1)
-		if _, err := f.remote.FetchKeyPackages(ctx, "b.example", keys, big); !errors.Is(err, directory.ErrBundleTooLarge) {
+		big := make([]protocol.KeyPackageRequest, protocol.MaxBundleRequests+1)
+		if _, err := f.remote.FetchKeyPackages(ctx, "b.example", keys, big); !errors.Is(err, protocol.ErrBundleTooLarge) {
 			t.Fatalf("oversized bundle: %v", err)
 		}
 	})
@@ -476,16 +477,16 @@ func BenchmarkRemoteFetch(b *testing.B) {
 			f := newFederation(b, 1e9, true)
 			f.uploadBob(b)
 			token := f.discoverBob(b)
-			reqs := make([]directory.KeyPackageRequest, n)
+			reqs := make([]protocol.KeyPackageRequest, n)
 			for i := range reqs {
-				reqs[i] = directory.KeyPackageRequest{UserID: "mimi://b.example/u/bob", BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
+				reqs[i] = protocol.KeyPackageRequest{UserID: "mimi://b.example/u/bob", BearerToken: token, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				res, err := f.remote.FetchKeyPackages(ctx, "b.example", nil, reqs)
-				if err != nil || res[n-1].Status != directory.StatusOK {
+				if err != nil || res[n-1].Status != protocol.StatusOK {
 					b.Fatalf("fetch: %v", err)
 				}
 			}
@@ -542,7 +543,7 @@ func ExampleRemote() {
 	if err != nil {
 		return
 	}
-	res, err := remote.FetchKeyPackages(ctx, "b.example", nil, []directory.KeyPackageRequest{
+	res, err := remote.FetchKeyPackages(ctx, "b.example", nil, []protocol.KeyPackageRequest{
 		{UserID: d.UserID, BearerToken: d.BearerToken, Version: mls.ProtocolVersionMLS10, CipherSuite: 1}})
 	if err != nil {
 		return

@@ -7,7 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // readLoop reads frames until the connection fails. After a protocol violation it
@@ -37,11 +37,11 @@ func (s *session) handleMessage(typ websocket.MessageType, b []byte) error {
 		return fmt.Errorf("%w: text message", ErrProtocol)
 	}
 	if len(b) == 0 {
-		return fmt.Errorf("%w: %w", ErrProtocol, wire.ErrEmpty)
+		return fmt.Errorf("%w: %w", ErrProtocol, protocol.ErrEmpty)
 	}
 	now := time.Now()
 	for batched := false; len(b) > 0; batched = true {
-		f, rest, err := wire.Next(b)
+		f, rest, err := protocol.Next(b)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
@@ -54,23 +54,23 @@ func (s *session) handleMessage(typ websocket.MessageType, b []byte) error {
 }
 
 // handleFrame handles one frame; batched says it shares its message with others.
-func (s *session) handleFrame(f wire.Frame, now time.Time, batched bool) error {
+func (s *session) handleFrame(f protocol.Frame, now time.Time, batched bool) error {
 	switch f := f.(type) {
-	case *wire.Response:
+	case *protocol.Response:
 		s.complete(f.RequestID, reply{body: f.Body})
-	case *wire.Error:
+	case *protocol.Error:
 		if f.RequestID == 0 {
 			s.connErr = f
 			s.c.log.Info("client: connection error from server", "err", f)
 			return nil
 		}
 		s.complete(f.RequestID, reply{err: f})
-	case *wire.Deliver:
+	case *protocol.Deliver:
 		if batched { // do not let a retained payload pin the whole batch
 			f.Payload = bytes.Clone(f.Payload)
 		}
 		s.queueDelivery(f, now)
-	case *wire.Push, *wire.PartitionEvent:
+	case *protocol.Push, *protocol.PartitionEvent:
 		if h := s.c.cfg.OnPush; h != nil {
 			h(f)
 		}
@@ -82,7 +82,7 @@ func (s *session) handleFrame(f wire.Frame, now time.Time, batched bool) error {
 
 // queueDelivery drops duplicates and queues new entries for the dispatcher. When the
 // queue is full it stops queueing; the dispatcher then resyncs.
-func (s *session) queueDelivery(f *wire.Deliver, now time.Time) {
+func (s *session) queueDelivery(f *protocol.Deliver, now time.Time) {
 	c := s.c
 	if f.Seq > s.delivered.Load() {
 		s.delivered.Store(f.Seq) // only the reader stores

@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // fakeServer implements just enough of the mimids socket for the client tests: auth,
@@ -26,17 +26,17 @@ type fakeServer struct {
 	// Static after newFakeServer (set by options).
 	token      string
 	maxFrame   uint32
-	forgetAcks bool                                        // replay from seq 1 on every connection
-	refuse     func(n int) bool                            // refuse auth on connection n (1-based)
-	closeOnly  bool                                        // refuse with a bare 4001 close, no error frame
-	lateAuth   func(n int) bool                            // answer connection n as if auth came too late (4002)
-	silentAuth bool                                        // never answer the auth frame
-	onRequest  func(fc *fakeConn, r *wire.Request) bool    // true: handled
-	onConnect  func(fc *fakeConn)                          // runs in its own goroutine after auth_ok
-	checkReq   func(r *http.Request) (status int, ok bool) // HTTP-level check before Accept
-	origins    []string                                    // AcceptOptions.OriginPatterns
-	pumpDelay  time.Duration                               // wait before delivering on a connection
-	batch      int                                         // deliver up to this many frames per message
+	forgetAcks bool                                         // replay from seq 1 on every connection
+	refuse     func(n int) bool                             // refuse auth on connection n (1-based)
+	closeOnly  bool                                         // refuse with a bare 4001 close, no error frame
+	lateAuth   func(n int) bool                             // answer connection n as if auth came too late (4002)
+	silentAuth bool                                         // never answer the auth frame
+	onRequest  func(fc *fakeConn, r *protocol.Request) bool // true: handled
+	onConnect  func(fc *fakeConn)                           // runs in its own goroutine after auth_ok
+	checkReq   func(r *http.Request) (status int, ok bool)  // HTTP-level check before Accept
+	origins    []string                                     // AcceptOptions.OriginPatterns
+	pumpDelay  time.Duration                                // wait before delivering on a connection
+	batch      int                                          // deliver up to this many frames per message
 
 	mu        sync.Mutex
 	entries   [][]byte
@@ -85,7 +85,7 @@ func (s *fakeServer) push(payloads ...[]byte) {
 func (s *fakeServer) pushNotices(n int) {
 	p := make([][]byte, n)
 	for i := range p {
-		p[i], _ = wire.Notice{Text: "n"}.MarshalBinary()
+		p[i], _ = protocol.Notice{Text: "n"}.MarshalBinary()
 	}
 	s.push(p...)
 }
@@ -123,7 +123,7 @@ func (s *fakeServer) handle(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		Subprotocols: []string{wire.Subprotocol}, OriginPatterns: s.origins,
+		Subprotocols: []string{protocol.Subprotocol}, OriginPatterns: s.origins,
 	})
 	if err != nil {
 		return
@@ -155,15 +155,15 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 	if err != nil {
 		return false
 	}
-	f, err := wire.Decode(b)
-	a, ok := f.(*wire.Auth)
+	f, err := protocol.Decode(b)
+	a, ok := f.(*protocol.Auth)
 	if err != nil || !ok {
-		fc.ws.Close(wire.CloseProtocolError, "auth expected")
+		fc.ws.Close(protocol.CloseProtocolError, "auth expected")
 		return false
 	}
 	if s.lateAuth != nil && s.lateAuth(fc.n) {
-		fc.send(&wire.Error{Code: wire.CodeUnauthorized, Message: "auth timeout"})
-		fc.ws.Close(wire.CloseAuthTimeout, "auth timeout")
+		fc.send(&protocol.Error{Code: protocol.CodeUnauthorized, Message: "auth timeout"})
+		fc.ws.Close(protocol.CloseAuthTimeout, "auth timeout")
 		return false
 	}
 	if s.silentAuth {
@@ -172,24 +172,24 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 	}
 	if string(a.Token) != s.token || (s.refuse != nil && s.refuse(fc.n)) {
 		if !s.closeOnly {
-			fc.send(&wire.Error{Code: wire.CodeUnauthorized, Message: "unknown token"})
+			fc.send(&protocol.Error{Code: protocol.CodeUnauthorized, Message: "unknown token"})
 		}
-		fc.ws.Close(wire.CloseAuthFailed, "auth failed")
+		fc.ws.Close(protocol.CloseAuthFailed, "auth failed")
 		return false
 	}
 	s.mu.Lock()
 	pending := uint64(len(s.entries)) - min(s.acked, uint64(len(s.entries)))
 	s.mu.Unlock()
-	return fc.send(&wire.AuthOK{
+	return fc.send(&protocol.AuthOK{
 		RequestID: a.RequestID, ClientID: "mimi://test/d/alice/c1", UserID: "mimi://test/u/alice",
 		Pending: pending, MaxFrameSize: s.maxFrame,
 	}) == nil
 }
 
-func (fc *fakeConn) send(f wire.Frame) error {
+func (fc *fakeConn) send(f protocol.Frame) error {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
-	return fc.ws.Write(fc.ctx, websocket.MessageBinary, wire.Encode(f))
+	return fc.ws.Write(fc.ctx, websocket.MessageBinary, protocol.Encode(f))
 }
 
 func (fc *fakeConn) sendRaw(typ websocket.MessageType, b []byte) error {
@@ -230,8 +230,8 @@ func (fc *fakeConn) pump() {
 		for len(batch) > 0 {
 			var msg []byte
 			for i := 0; i < max(s.batch, 1) && len(batch) > 0; i++ {
-				d := &wire.Deliver{Seq: next, Kind: wire.KindNotice, EnqueuedAtMS: uint64(time.Now().UnixMilli()), Payload: batch[0]}
-				msg = wire.Append(msg, d)
+				d := &protocol.Deliver{Seq: next, Kind: protocol.KindNotice, EnqueuedAtMS: uint64(time.Now().UnixMilli()), Payload: batch[0]}
+				msg = protocol.Append(msg, d)
 				batch = batch[1:]
 				next++
 			}
@@ -255,18 +255,18 @@ func (fc *fakeConn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		f, err := wire.Decode(b)
+		f, err := protocol.Decode(b)
 		if err != nil {
-			fc.ws.Close(wire.CloseProtocolError, "malformed")
+			fc.ws.Close(protocol.CloseProtocolError, "malformed")
 			return err
 		}
 		switch f := f.(type) {
-		case *wire.Ack:
+		case *protocol.Ack:
 			if f.Seq > fc.sentMax.Load() { // as the real server: refused, nothing removed
 				s.mu.Lock()
 				s.badAcks++
 				s.mu.Unlock()
-				fc.send(&wire.Error{Code: wire.CodeInvalid, Message: "ack beyond delivered"})
+				fc.send(&protocol.Error{Code: protocol.CodeInvalid, Message: "ack beyond delivered"})
 				continue
 			}
 			s.mu.Lock()
@@ -274,34 +274,34 @@ func (fc *fakeConn) readLoop() error {
 			s.acks = append(s.acks, f.Seq)
 			s.acked = max(s.acked, f.Seq)
 			s.mu.Unlock()
-		case *wire.Request:
+		case *protocol.Request:
 			if s.onRequest != nil && s.onRequest(fc, f) {
 				continue
 			}
 			fc.answerDefault(f)
 		default:
-			fc.ws.Close(wire.CloseProtocolError, "unexpected frame")
+			fc.ws.Close(protocol.CloseProtocolError, "unexpected frame")
 			return errors.New("unexpected frame")
 		}
 	}
 }
 
-func (fc *fakeConn) answerDefault(r *wire.Request) {
+func (fc *fakeConn) answerDefault(r *protocol.Request) {
 	switch r.Method {
-	case wire.MethodPing:
-		fc.send(&wire.Response{RequestID: r.RequestID, Body: r.Body})
-	case wire.MethodMailboxStatus:
+	case protocol.MethodPing:
+		fc.send(&protocol.Response{RequestID: r.RequestID, Body: r.Body})
+	case protocol.MethodMailboxStatus:
 		s := fc.s
 		s.mu.Lock()
-		st := wire.MailboxStatus{}
+		st := protocol.MailboxStatus{}
 		if n := uint64(len(s.entries)); n > s.acked {
-			st = wire.MailboxStatus{Pending: n - s.acked, FirstSeq: s.acked + 1, LastSeq: n}
+			st = protocol.MailboxStatus{Pending: n - s.acked, FirstSeq: s.acked + 1, LastSeq: n}
 		}
 		s.mu.Unlock()
 		b, _ := st.MarshalBinary()
-		fc.send(&wire.Response{RequestID: r.RequestID, Body: b})
+		fc.send(&protocol.Response{RequestID: r.RequestID, Body: b})
 	default:
-		fc.send(&wire.Error{RequestID: r.RequestID, Code: wire.CodeUnknownMethod, Message: r.Method.String()})
+		fc.send(&protocol.Error{RequestID: r.RequestID, Code: protocol.CodeUnknownMethod, Message: r.Method.String()})
 	}
 }
 

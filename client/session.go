@@ -9,7 +9,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sync/semaphore"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // reply is the answer to one request.
@@ -55,12 +55,12 @@ type session struct {
 	ackSent   uint64              // Owned by the writer: highest seq acked on this socket.
 	delivered atomic.Uint64       // highest seq the server delivered on this socket
 
-	deliveries chan *Delivery // reader -> dispatcher
-	queued     atomic.Int64   // payload bytes in deliveries
-	overflow   atomic.Bool    // set by the reader; no more deliveries are queued
-	wake       chan struct{}  // cap 1: the reader set overflow
-	lastQueued uint64         // Owned by the reader.
-	connErr    *wire.Error    // Owned by the reader: the request_id 0 error frame.
+	deliveries chan *Delivery  // reader -> dispatcher
+	queued     atomic.Int64    // payload bytes in deliveries
+	overflow   atomic.Bool     // set by the reader; no more deliveries are queued
+	wake       chan struct{}   // cap 1: the reader set overflow
+	lastQueued uint64          // Owned by the reader.
+	connErr    *protocol.Error // Owned by the reader: the request_id 0 error frame.
 
 	closeReq  chan struct{} // closed by shutdown: the writer closes the connection
 	closeOnce sync.Once
@@ -137,7 +137,7 @@ func (s *session) shutdown(code websocket.StatusCode, reason string, cause error
 
 // do sends one request and waits for its answer. sent is false when the session
 // ended before the request was queued, so the caller may use the next session.
-func (s *session) do(ctx context.Context, method wire.Method, body []byte, flushAck bool) (_ []byte, sent bool, _ error) {
+func (s *session) do(ctx context.Context, method protocol.Method, body []byte, flushAck bool) (_ []byte, sent bool, _ error) {
 	req := &request{ch: make(chan reply, 1)}
 	s.mu.Lock()
 	if s.ended != nil || isClosed(s.closeReq) {
@@ -151,7 +151,7 @@ func (s *session) do(ctx context.Context, method wire.Method, body []byte, flush
 	s.pending[id] = req
 	s.mu.Unlock()
 
-	frame := wire.Encode(&wire.Request{RequestID: id, Method: method, Body: body})
+	frame := protocol.Encode(&protocol.Request{RequestID: id, Method: method, Body: body})
 	if max := s.info.MaxFrameSize; max > 0 && len(frame) > int(max) {
 		s.forget(id)
 		return nil, true, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(frame), max)

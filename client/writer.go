@@ -7,7 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // signalAck tells the writer an ack may be due. Only the first signal after a
@@ -114,7 +114,7 @@ func (s *session) flushAck() error {
 	if seq <= s.ackSent {
 		return nil
 	}
-	if err := s.write(wire.Encode(&wire.Ack{Seq: seq})); err != nil {
+	if err := s.write(protocol.Encode(&protocol.Ack{Seq: seq})); err != nil {
 		return err
 	}
 	s.ackSent = seq

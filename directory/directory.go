@@ -12,16 +12,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"regexp"
-	"strings"
 	"time"
+
+	"github.com/mimids/mimids/protocol"
 )
 
 var (
 	ErrNotFound    = errors.New("directory: not found")
 	ErrExists      = errors.New("directory: already exists")
-	ErrInvalidName = errors.New("directory: invalid name")
+	ErrInvalidName = protocol.ErrInvalidName
 	ErrBadToken    = errors.New("directory: unknown or revoked token")
 )
 
@@ -103,48 +102,15 @@ func (d *Directory) Domain() string { return d.domain }
 // Store returns the underlying store.
 func (d *Directory) Store() Store { return d.store }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
-// ValidName reports whether s can name a user or client: 1–64 of a-z 0-9 . _ -,
-// starting with a letter or digit.
-func ValidName(s string) error {
-	if !nameRE.MatchString(s) {
-		return fmt.Errorf("%w: %q (want 1-64 of a-z 0-9 . _ -, starting with a letter or digit)", ErrInvalidName, s)
-	}
-	return nil
-}
+// ValidName reports whether s can name a user or client (protocol.ValidName).
+func ValidName(s string) error { return protocol.ValidName(s) }
 
 // UserURI is the MIMI URI of a user of this provider.
-func (d *Directory) UserURI(user string) string { return UserURI(d.domain, user) }
+func (d *Directory) UserURI(user string) string { return protocol.UserURI(d.domain, user) }
 
 // ClientURI is the MIMI URI of a client of this provider.
-func (d *Directory) ClientURI(c Client) string { return ClientURI(d.domain, c.UserName, c.Name) }
-
-// UserURI returns mimi://<domain>/u/<user>.
-func UserURI(domain, user string) string { return "mimi://" + domain + "/u/" + user }
-
-// ClientURI returns mimi://<domain>/d/<user>/<client>.
-func ClientURI(domain, user, client string) string {
-	return "mimi://" + domain + "/d/" + user + "/" + client
-}
-
-// ErrBadURI reports a string that is not a MIMI user or client URI.
-var ErrBadURI = errors.New("directory: not a MIMI user or client URI")
-
-// ParseURI splits a MIMI user URI (client empty) or client URI.
-func ParseURI(uri string) (domain, user, client string, err error) {
-	rest, ok := strings.CutPrefix(uri, "mimi://")
-	if !ok {
-		return "", "", "", fmt.Errorf("%w: %q", ErrBadURI, uri)
-	}
-	parts := strings.Split(rest, "/")
-	switch {
-	case len(parts) == 3 && parts[1] == "u" && parts[0] != "" && ValidName(parts[2]) == nil:
-		return parts[0], parts[2], "", nil
-	case len(parts) == 4 && parts[1] == "d" && parts[0] != "" && ValidName(parts[2]) == nil && ValidName(parts[3]) == nil:
-		return parts[0], parts[2], parts[3], nil
-	}
-	return "", "", "", fmt.Errorf("%w: %q", ErrBadURI, uri)
+func (d *Directory) ClientURI(c Client) string {
+	return protocol.ClientURI(d.domain, c.UserName, c.Name)
 }
 
 // AddUser creates a user.

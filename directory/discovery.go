@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mimids/mimids/protocol"
 )
 
 // TokenPolicy says how discovery makes bearer tokens.
@@ -132,16 +134,16 @@ func (d *Discovery) Policy() TokenPolicy { return d.cfg.Policy }
 // Discover answers for user (a name or a MIMI user URI of this provider) with its user
 // URI, the provider's domain and a bearer token made by the policy in force. requester
 // labels the asker in the token list (per-requester policy only; may be empty).
-func (d *Discovery) Discover(ctx context.Context, user, requester string) (DiscoveryResponse, error) {
+func (d *Discovery) Discover(ctx context.Context, user, requester string) (protocol.DiscoveryResponse, error) {
 	if len(requester) > MaxRequesterLen {
-		return DiscoveryResponse{}, fmt.Errorf("%w: requester label of %d bytes, limit %d", ErrMalformed, len(requester), MaxRequesterLen)
+		return protocol.DiscoveryResponse{}, fmt.Errorf("%w: requester label of %d bytes, limit %d", ErrMalformed, len(requester), MaxRequesterLen)
 	}
 	u, err := d.dir.resolveUser(ctx, user)
 	if err != nil {
-		return DiscoveryResponse{}, err
+		return protocol.DiscoveryResponse{}, err
 	}
 	now := d.cfg.Clock()
-	resp := DiscoveryResponse{UserID: d.dir.UserURI(u.Name), Provider: d.dir.domain}
+	resp := protocol.DiscoveryResponse{UserID: d.dir.UserURI(u.Name), Provider: d.dir.domain}
 	if d.cfg.Policy == TokenShared {
 		var expires time.Time
 		if d.cfg.SharedTokenTTL > 0 {
@@ -149,7 +151,7 @@ func (d *Discovery) Discover(ctx context.Context, user, requester string) (Disco
 		}
 		resp.BearerToken, _, err = d.store.SharedDiscoveryToken(ctx, NewToken("mbt_"), expires, now)
 		if err != nil {
-			return DiscoveryResponse{}, fmt.Errorf("directory: discover: %w", err)
+			return protocol.DiscoveryResponse{}, fmt.Errorf("directory: discover: %w", err)
 		}
 		return resp, nil
 	}
@@ -157,7 +159,7 @@ func (d *Discovery) Discover(ctx context.Context, user, requester string) (Disco
 	t := DiscoveryToken{Policy: TokenPerRequester, UserID: u.ID, UserName: u.Name, Requester: requester,
 		CreatedAt: now, ExpiresAt: now.Add(d.cfg.TokenTTL)}
 	if _, err := d.store.CreateDiscoveryToken(ctx, t, HashToken(resp.BearerToken)); err != nil {
-		return DiscoveryResponse{}, fmt.Errorf("directory: discover: %w", err)
+		return protocol.DiscoveryResponse{}, fmt.Errorf("directory: discover: %w", err)
 	}
 	return resp, nil
 }
@@ -182,7 +184,7 @@ func (d *Discovery) CheckToken(ctx context.Context, token, user string) (Discove
 
 // token finds a token that is neither revoked nor expired, for any user.
 func (d *Discovery) token(ctx context.Context, token string, now time.Time) (DiscoveryToken, error) {
-	if len(token) == 0 || len(token) > MaxBearerTokenLen {
+	if len(token) == 0 || len(token) > protocol.MaxBearerTokenLen {
 		return DiscoveryToken{}, ErrTokenInvalid
 	}
 	t, err := d.store.DiscoveryTokenByHash(ctx, HashToken(token))
@@ -226,10 +228,10 @@ func (d *Discovery) RevokeToken(ctx context.Context, id int64) (DiscoveryToken, 
 // or a user that does not exist, is ErrUnknownUser.
 func (d *Directory) resolveUser(ctx context.Context, user string) (User, error) {
 	name := user
-	if len(user) > MaxUserIDLen {
+	if len(user) > protocol.MaxUserIDLen {
 		return User{}, ErrUnknownUser
 	}
-	if domain, n, client, err := ParseURI(user); err == nil {
+	if domain, n, client, err := protocol.ParseURI(user); err == nil {
 		if domain != d.domain || client != "" {
 			return User{}, fmt.Errorf("%w: %q", ErrUnknownUser, user)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/protocol"
 )
 
 func TestDiscoverPerRequester(t *testing.T) {
@@ -35,7 +36,7 @@ func TestDiscoverPerRequester(t *testing.T) {
 	if _, err := e.disc.CheckToken(ctx, d1.BearerToken, "carol"); !errors.Is(err, directory.ErrTokenInvalid) {
 		t.Fatalf("bob's token for carol: %v", err)
 	}
-	if r := e.fetch(t, "carol", d1.BearerToken, suite1); r.Status != directory.StatusBadToken {
+	if r := e.fetch(t, "carol", d1.BearerToken, suite1); r.Status != protocol.StatusBadToken {
 		t.Fatalf("fetch of carol with bob's token = %s", r.Status)
 	}
 	if _, err := e.disc.CheckToken(ctx, d1.BearerToken, "nobody"); !errors.Is(err, directory.ErrUnknownUser) {
@@ -55,7 +56,7 @@ func TestDiscoverPerRequester(t *testing.T) {
 	if _, err := e.disc.CheckToken(ctx, d1.BearerToken, "bob"); !errors.Is(err, directory.ErrTokenRevoked) {
 		t.Fatalf("revoked token: %v", err)
 	}
-	if r := e.fetch(t, "bob", d1.BearerToken, suite1); r.Status != directory.StatusRevokedToken || !r.Status.DiscoverAgain() {
+	if r := e.fetch(t, "bob", d1.BearerToken, suite1); r.Status != protocol.StatusRevokedToken || !r.Status.DiscoverAgain() {
 		t.Fatalf("fetch with a revoked token = %s", r.Status)
 	}
 	if _, err := e.disc.CheckToken(ctx, d2.BearerToken, "bob"); err != nil {
@@ -95,7 +96,7 @@ func TestDiscoverShared(t *testing.T) {
 		t.Fatalf("tokens = %+v", list)
 	}
 	e.disc.RevokeToken(ctx, list[0].ID)
-	if r := e.fetch(t, "bob", d1.BearerToken, suite1); r.Status != directory.StatusRevokedToken {
+	if r := e.fetch(t, "bob", d1.BearerToken, suite1); r.Status != protocol.StatusRevokedToken {
 		t.Fatalf("fetch with the revoked shared token = %s", r.Status)
 	}
 	d3, _ := e.disc.Discover(ctx, "bob", "")

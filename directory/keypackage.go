@@ -2,11 +2,11 @@ package directory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // ExtensionTypeLastResort is the last_resort KeyPackage extension
@@ -15,34 +15,37 @@ import (
 // never deleted by a fetch.
 const ExtensionTypeLastResort mls.ExtensionType = 0x000A
 
-// Errors of KeyPackage upload and fetch. Fetch maps each to a FetchStatus (StatusOf).
+// Errors of KeyPackage upload and fetch. The first five are the protocol's fetch
+// statuses (protocol.StatusOf maps each to its FetchStatus).
 var (
-	ErrUnknownUser = errors.New("directory: unknown user")
+	ErrUnknownUser = protocol.ErrUnknownUser
 	// ErrTokenInvalid: the bearer token is unknown, expired, or was issued for another
 	// user. The requester must discover the user again.
-	ErrTokenInvalid = errors.New("directory: bearer token unknown, expired or not valid for this user; discover again")
+	ErrTokenInvalid = protocol.ErrBadToken
 	// ErrTokenRevoked: the bearer token was revoked. The requester must discover the user
 	// again.
-	ErrTokenRevoked = errors.New("directory: bearer token revoked; discover again")
+	ErrTokenRevoked = protocol.ErrRevokedToken
 	// ErrNoKeyPackage: the user has no usable KeyPackage for the version and cipher suite.
-	ErrNoKeyPackage = errors.New("directory: no KeyPackage for this version and cipher suite")
+	ErrNoKeyPackage = protocol.ErrNoKeyPackage
 	// ErrRateLimited is for callers that rate-limit fetches (StatusRateLimited).
-	ErrRateLimited = errors.New("directory: rate limited")
+	ErrRateLimited = protocol.ErrRateLimited
+	// ErrMalformed: a request that does not decode or breaks a limit of the protocol.
+	ErrMalformed = protocol.ErrMalformed
 
 	// ErrInvalidKeyPackage wraps the mls error of a KeyPackage that fails RFC 9420 §10.1
 	// (test the cause with errors.Is, e.g. mls.ErrKeyPackageExpired) or does not decode.
-	ErrInvalidKeyPackage = errors.New("directory: invalid KeyPackage")
+	ErrInvalidKeyPackage = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: invalid KeyPackage")
 	// ErrIdentityMismatch: the KeyPackage's credential is not a BasicCredential naming the
 	// uploading user's URI.
-	ErrIdentityMismatch = errors.New("directory: KeyPackage credential does not name the uploading user")
+	ErrIdentityMismatch = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: KeyPackage credential does not name the uploading user")
 	// ErrDuplicateKeyPackage: a KeyPackage with the same KeyPackageRef is stored, was
 	// served, or appears twice in the upload.
-	ErrDuplicateKeyPackage = errors.New("directory: KeyPackage already uploaded")
+	ErrDuplicateKeyPackage = protocol.NewError(protocol.CodeConflict, "directory: KeyPackage already uploaded")
 	// ErrLastResortConflict: one upload carries two last-resort KeyPackages of one suite.
-	ErrLastResortConflict = errors.New("directory: two last-resort KeyPackages for one cipher suite in one upload")
+	ErrLastResortConflict = protocol.NewError(protocol.CodeKeyPackageRejected, "directory: two last-resort KeyPackages for one cipher suite in one upload")
 	// ErrKeyPackageLimit: the upload would leave the client with more KeyPackages stored
 	// than the limit.
-	ErrKeyPackageLimit = errors.New("directory: too many KeyPackages stored for this client")
+	ErrKeyPackageLimit = protocol.NewError(protocol.CodeTooLarge, "directory: too many KeyPackages stored for this client")
 )
 
 // UploadError says which KeyPackage of an upload was refused. Uploads are all or
@@ -57,46 +60,6 @@ func (e *UploadError) Error() string { return fmt.Sprintf("key package %d: %v", 
 // Unwrap returns the cause.
 func (e *UploadError) Unwrap() error { return e.Err }
 
-// FetchError is a KeyPackageResult that is not StatusOK, as a Go error. It matches the
-// sentinel of its status with errors.Is (StatusUnknownUser matches ErrUnknownUser, ...).
-type FetchError struct {
-	Status  FetchStatus
-	Message string
-}
-
-func (e *FetchError) Error() string {
-	return fmt.Sprintf("directory: fetch: %s: %s", e.Status, e.Message)
-}
-
-// Is matches the sentinel of e.Status.
-func (e *FetchError) Is(target error) bool {
-	s, ok := statusErrors[target]
-	return ok && s == e.Status
-}
-
-var statusErrors = map[error]FetchStatus{
-	ErrUnknownUser: StatusUnknownUser, ErrTokenInvalid: StatusBadToken, ErrTokenRevoked: StatusRevokedToken,
-	ErrNoKeyPackage: StatusNoKeyPackage, ErrMalformed: StatusMalformed, ErrRateLimited: StatusRateLimited,
-}
-
-// StatusOf maps an error of Fetch to its FetchStatus: StatusOK for nil, StatusInternal
-// for anything unknown.
-func StatusOf(err error) FetchStatus {
-	if err == nil {
-		return StatusOK
-	}
-	var fe *FetchError
-	if errors.As(err, &fe) {
-		return fe.Status
-	}
-	for target, s := range statusErrors {
-		if errors.Is(err, target) {
-			return s
-		}
-	}
-	return StatusInternal
-}
-
 // StoredKeyPackage is one KeyPackage in the store.
 type StoredKeyPackage struct {
 	Ref         []byte // KeyPackageRef (RFC 9420 §5.2)
@@ -106,13 +69,6 @@ type StoredKeyPackage struct {
 	NotAfter    time.Time // lifetime end, whole seconds
 	LastResort  bool
 	Data        []byte // the encoded (bare) KeyPackage, served as it is
-}
-
-// KeyPackageStock is what one client has stored for one cipher suite.
-type KeyPackageStock struct {
-	CipherSuite mls.CipherSuite
-	Available   int  // not last resort, not expired
-	LastResort  bool // an unexpired last resort is stored
 }
 
 // ClaimRequest asks the store for one KeyPackage of a user.
@@ -158,7 +114,7 @@ type KeyPackageStore interface {
 	// suite is cleared.
 	AddKeyPackages(ctx context.Context, clientID int64, kps []StoredKeyPackage, maxPerClient, lowThreshold int, now time.Time) error
 	// KeyPackageStock returns the client's stock per cipher suite, suites in order.
-	KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]KeyPackageStock, error)
+	KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]protocol.KeyPackageStock, error)
 	// ClaimKeyPackages answers each request in one transaction: it picks an unexpired
 	// non-last-resort KeyPackage of an active client of the user for the version and
 	// suite, from the client with the most such KeyPackages (a backend may count expired

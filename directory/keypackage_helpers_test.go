@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
@@ -123,10 +124,10 @@ func (e *env) upload(t testing.TB, c directory.Client, kps ...[]byte) [][]byte {
 }
 
 // fetch asks for one KeyPackage of user with token.
-func (e *env) fetch(t testing.TB, user, token string, suite mls.CipherSuite) directory.KeyPackageResult {
+func (e *env) fetch(t testing.TB, user, token string, suite mls.CipherSuite) protocol.KeyPackageResult {
 	t.Helper()
-	resp, err := e.kps.Fetch(context.Background(), directory.KeyPackageRequestBundle{Requests: []directory.KeyPackageRequest{
-		{UserID: directory.UserURI(e.dir.Domain(), user), BearerToken: token, Version: mls10, CipherSuite: suite}}}, e.clock.Now())
+	resp, err := e.kps.Fetch(context.Background(), protocol.KeyPackageRequestBundle{Requests: []protocol.KeyPackageRequest{
+		{UserID: protocol.UserURI(e.dir.Domain(), user), BearerToken: token, Version: mls10, CipherSuite: suite}}}, e.clock.Now())
 	if err != nil || len(resp.Results) != 1 {
 		t.Fatalf("Fetch = %+v, %v", resp, err)
 	}

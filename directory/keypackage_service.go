@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // KeyPackageConfig configures the KeyPackage service.
@@ -35,7 +35,7 @@ type KeyPackageMetrics struct {
 	Uploaded func(n int)
 	// Fetched counts answered fetch requests by status; lastResort tells whether a
 	// StatusOK answer served a last resort.
-	Fetched func(s FetchStatus, lastResort bool)
+	Fetched func(s protocol.FetchStatus, lastResort bool)
 	// LowStockNotices counts key_packages_low notices queued.
 	LowStockNotices func()
 }
@@ -121,7 +121,7 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 	case len(kps) == 0:
 		return nil, fmt.Errorf("%w: empty upload", ErrMalformed)
 	case len(kps) > k.cfg.MaxPerUpload:
-		return nil, fmt.Errorf("%w: %d KeyPackages, limit %d per upload", ErrBundleTooLarge, len(kps), k.cfg.MaxPerUpload)
+		return nil, fmt.Errorf("%w: %d KeyPackages, limit %d per upload", protocol.ErrBundleTooLarge, len(kps), k.cfg.MaxPerUpload)
 	}
 	now := k.cfg.Clock()
 	identity := k.dir.UserURI(c.UserName)
@@ -161,8 +161,8 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 
 // checkKeyPackage decodes and validates one uploaded KeyPackage.
 func checkKeyPackage(b []byte, identity string, now time.Time) (StoredKeyPackage, error) {
-	if len(b) > MaxKeyPackageSize+4 {
-		return StoredKeyPackage{}, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKeyPackage, len(b), MaxKeyPackageSize)
+	if len(b) > protocol.MaxKeyPackageSize+4 {
+		return StoredKeyPackage{}, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKeyPackage, len(b), protocol.MaxKeyPackageSize)
 	}
 	kp, err := mls.DecodeKeyPackageMessage(b)
 	if err != nil {
@@ -200,21 +200,21 @@ func truncate(b []byte, n int) string {
 }
 
 // Count returns the client's stock of one cipher suite.
-func (k *KeyPackages) Count(ctx context.Context, c Client, suite mls.CipherSuite) (KeyPackageStock, error) {
+func (k *KeyPackages) Count(ctx context.Context, c Client, suite mls.CipherSuite) (protocol.KeyPackageStock, error) {
 	stock, err := k.Stock(ctx, c)
 	if err != nil {
-		return KeyPackageStock{}, err
+		return protocol.KeyPackageStock{}, err
 	}
 	for _, s := range stock {
 		if s.CipherSuite == suite {
 			return s, nil
 		}
 	}
-	return KeyPackageStock{CipherSuite: suite}, nil
+	return protocol.KeyPackageStock{CipherSuite: suite}, nil
 }
 
 // Stock returns the client's stock of every suite it has KeyPackages for.
-func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]KeyPackageStock, error) {
+func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]protocol.KeyPackageStock, error) {
 	s, err := k.store.KeyPackageStock(ctx, c.ID, k.cfg.Clock())
 	if err != nil {
 		return nil, fmt.Errorf("directory: keypackages: stock: %w", err)
@@ -243,7 +243,7 @@ func (k *KeyPackages) Purge(ctx context.Context, now time.Time) (PurgeStats, err
 // KeyPackageResponseBundle. It fails only for a bundle that does not decode
 // (ErrMalformed, ErrBundleTooLarge) or a result that cannot be encoded.
 func (k *KeyPackages) ServeBundle(ctx context.Context, body []byte, now time.Time) ([]byte, error) {
-	var b KeyPackageRequestBundle
+	var b protocol.KeyPackageRequestBundle
 	if err := b.UnmarshalBinary(body); err != nil {
 		return nil, err
 	}
@@ -255,10 +255,10 @@ func (k *KeyPackages) ServeBundle(ctx context.Context, body []byte, now time.Tim
 }
 
 // FetchOne answers a single KeyPackageRequest; a failure is a *FetchError.
-func (k *KeyPackages) FetchOne(ctx context.Context, q KeyPackageRequest, now time.Time) (KeyPackageResponse, error) {
-	resp, err := k.Fetch(ctx, KeyPackageRequestBundle{Requests: []KeyPackageRequest{q}}, now)
+func (k *KeyPackages) FetchOne(ctx context.Context, q protocol.KeyPackageRequest, now time.Time) (protocol.KeyPackageResponse, error) {
+	resp, err := k.Fetch(ctx, protocol.KeyPackageRequestBundle{Requests: []protocol.KeyPackageRequest{q}}, now)
 	if err != nil {
-		return KeyPackageResponse{}, err
+		return protocol.KeyPackageResponse{}, err
 	}
 	r := resp.Results[0]
 	return r.Response, r.Err()
@@ -268,11 +268,11 @@ func (k *KeyPackages) FetchOne(ctx context.Context, q KeyPackageRequest, now tim
 // why not (unknown user, bad or revoked token, no KeyPackage for the version and suite).
 // All claims of the bundle run in one store transaction. Only a bundle of the wrong size
 // is an error.
-func (k *KeyPackages) Fetch(ctx context.Context, b KeyPackageRequestBundle, now time.Time) (KeyPackageResponseBundle, error) {
-	if err := checkBundleLen(len(b.Requests)); err != nil {
-		return KeyPackageResponseBundle{}, err
+func (k *KeyPackages) Fetch(ctx context.Context, b protocol.KeyPackageRequestBundle, now time.Time) (protocol.KeyPackageResponseBundle, error) {
+	if err := protocol.CheckBundleLen(len(b.Requests)); err != nil {
+		return protocol.KeyPackageResponseBundle{}, err
 	}
-	results := make([]KeyPackageResult, len(b.Requests))
+	results := make([]protocol.KeyPackageResult, len(b.Requests))
 	claims := make([]ClaimRequest, 0, len(b.Requests))
 	index := make([]int, 0, len(b.Requests))
 	p := preparer{k: k, now: now}
@@ -294,11 +294,11 @@ func (k *KeyPackages) Fetch(ctx context.Context, b KeyPackageRequestBundle, now 
 			f(results[i].Status, lastResort[i])
 		}
 	}
-	return KeyPackageResponseBundle{Results: results}, nil
+	return protocol.KeyPackageResponseBundle{Results: results}, nil
 }
 
 // claim runs the prepared claims in one store call and fills their results.
-func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []int, results []KeyPackageResult, lastResort []bool, now time.Time) {
+func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []int, results []protocol.KeyPackageResult, lastResort []bool, now time.Time) {
 	got, err := k.store.ClaimKeyPackages(ctx, claims, k.cfg.LowThreshold, now)
 	if err == nil && len(got) != len(claims) {
 		err = fmt.Errorf("store answered %d claims of %d", len(got), len(claims))
@@ -306,7 +306,7 @@ func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []
 	if err != nil {
 		k.log.Error("keypackage claim failed", "requests", len(claims), "err", err)
 		for _, i := range index {
-			results[i] = KeyPackageResult{Status: StatusInternal, Message: internalMessage}
+			results[i] = protocol.KeyPackageResult{Status: protocol.StatusInternal, Message: internalMessage}
 		}
 		return
 	}
@@ -316,7 +316,7 @@ func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []
 			results[i] = k.failed(c.Err)
 			continue
 		}
-		results[i] = KeyPackageResult{Status: StatusOK, Response: KeyPackageResponse{KeyPackage: c.KeyPackage.Data}}
+		results[i] = protocol.KeyPackageResult{Status: protocol.StatusOK, Response: protocol.KeyPackageResponse{KeyPackage: c.KeyPackage.Data}}
 		lastResort[i] = c.KeyPackage.LastResort
 		if c.Low {
 			k.notifyLow(ctx, c)
@@ -342,8 +342,8 @@ type userLookup struct {
 	err error
 }
 
-func (p *preparer) prepare(ctx context.Context, q *KeyPackageRequest) (ClaimRequest, error) {
-	if err := q.check(); err != nil {
+func (p *preparer) prepare(ctx context.Context, q *protocol.KeyPackageRequest) (ClaimRequest, error) {
+	if err := q.Check(); err != nil {
 		return ClaimRequest{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if p.tokens == nil {
@@ -378,26 +378,26 @@ const internalMessage = "internal error; retry later"
 
 // failed turns an error into a result. Messages are fixed texts: a requester learns the
 // status, never internal details.
-func (k *KeyPackages) failed(err error) KeyPackageResult {
-	s := StatusOf(err)
+func (k *KeyPackages) failed(err error) protocol.KeyPackageResult {
+	s := protocol.StatusOf(err)
 	msg := internalMessage
 	switch s {
-	case StatusUnknownUser:
+	case protocol.StatusUnknownUser:
 		msg = trimPkg(ErrUnknownUser)
-	case StatusBadToken:
+	case protocol.StatusBadToken:
 		msg = trimPkg(ErrTokenInvalid)
-	case StatusRevokedToken:
+	case protocol.StatusRevokedToken:
 		msg = trimPkg(ErrTokenRevoked)
-	case StatusNoKeyPackage:
+	case protocol.StatusNoKeyPackage:
 		msg = trimPkg(ErrNoKeyPackage)
-	case StatusMalformed:
+	case protocol.StatusMalformed:
 		msg = "malformed request"
-	case StatusRateLimited:
+	case protocol.StatusRateLimited:
 		msg = "rate limited; retry later"
 	default:
 		k.log.Error("keypackage fetch failed", "err", err)
 	}
-	return KeyPackageResult{Status: s, Message: msg}
+	return protocol.KeyPackageResult{Status: s, Message: msg}
 }
 
 func trimPkg(err error) string { return strings.TrimPrefix(err.Error(), "directory: ") }
@@ -408,8 +408,8 @@ func trimPkg(err error) string { return strings.TrimPrefix(err.Error(), "directo
 func (k *KeyPackages) notifyLow(ctx context.Context, c Claim) {
 	ctx = context.WithoutCancel(ctx)
 	kp := c.KeyPackage
-	payload, _ := KeyPackagesLow{CipherSuite: kp.CipherSuite, Remaining: uint32(max(c.Remaining, 0))}.MarshalBinary()
-	_, err := k.notify.Enqueue(ctx, mailbox.Target{ClientID: kp.ClientID}, uint16(wire.KindKeyPackagesLow), payload)
+	payload, _ := protocol.KeyPackagesLow{CipherSuite: kp.CipherSuite, Remaining: uint32(max(c.Remaining, 0))}.MarshalBinary()
+	_, err := k.notify.Enqueue(ctx, mailbox.Target{ClientID: kp.ClientID}, uint16(protocol.KindKeyPackagesLow), payload)
 	if err == nil {
 		if k.cfg.Metrics.LowStockNotices != nil {
 			k.cfg.Metrics.LowStockNotices()

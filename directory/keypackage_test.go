@@ -12,8 +12,8 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // TestTSMLSKeyPackages uploads the ts-mls KeyPackages to the provider each belongs to,
@@ -87,7 +87,7 @@ func checkFetchAll(t *testing.T, e *env, user string, kps []fixtureKP, c directo
 	}
 	for range len(want) {
 		r := e.fetch(t, user, token, suite1)
-		if r.Status != directory.StatusOK || !want[string(r.Response.KeyPackage)] {
+		if r.Status != protocol.StatusOK || !want[string(r.Response.KeyPackage)] {
 			t.Fatalf("%s: fetch = %s %q, want one of the regular KeyPackages", user, r.Status, r.Message)
 		}
 		delete(want, string(r.Response.KeyPackage))
@@ -99,9 +99,9 @@ func checkFetchAll(t *testing.T, e *env, user string, kps []fixtureKP, c directo
 	for range 2 {
 		r := e.fetch(t, user, token, suite1)
 		switch {
-		case lr == nil && r.Status != directory.StatusNoKeyPackage:
+		case lr == nil && r.Status != protocol.StatusNoKeyPackage:
 			t.Fatalf("%s: fetch after the stock ran out = %s, want no_key_package", user, r.Status)
-		case lr != nil && (r.Status != directory.StatusOK || !bytes.Equal(r.Response.KeyPackage, lr)):
+		case lr != nil && (r.Status != protocol.StatusOK || !bytes.Equal(r.Response.KeyPackage, lr)):
 			t.Fatalf("%s: fetch after the stock ran out = %s, want the last resort", user, r.Status)
 		}
 	}
@@ -236,7 +236,7 @@ func TestUploadRules(t *testing.T) {
 		}
 	})
 	t.Run("limits", func(t *testing.T) {
-		if _, err := e.kps.Upload(ctx, c, g.keyPackages(t, id, now, 11)); !errors.Is(err, directory.ErrBundleTooLarge) {
+		if _, err := e.kps.Upload(ctx, c, g.keyPackages(t, id, now, 11)); !errors.Is(err, protocol.ErrBundleTooLarge) {
 			t.Fatalf("11 in one upload (limit 10): %v", err)
 		}
 		if _, err := e.kps.Upload(ctx, c, nil); !errors.Is(err, directory.ErrMalformed) {
@@ -278,11 +278,11 @@ func TestBundleIndependence(t *testing.T) {
 	if _, err := e.disc.RevokeToken(ctx, toks[2].ID); err != nil {
 		t.Fatal(err)
 	}
-	q := func(user, tok string, v mls.ProtocolVersion, s mls.CipherSuite) directory.KeyPackageRequest {
-		return directory.KeyPackageRequest{UserID: user, BearerToken: tok, Version: v, CipherSuite: s}
+	q := func(user, tok string, v mls.ProtocolVersion, s mls.CipherSuite) protocol.KeyPackageRequest {
+		return protocol.KeyPackageRequest{UserID: user, BearerToken: tok, Version: v, CipherSuite: s}
 	}
 	bobURI := "mimi://b.example/u/bob"
-	reqs := []directory.KeyPackageRequest{
+	reqs := []protocol.KeyPackageRequest{
 		q(bobURI, bobTok, mls10, suite1),
 		q("mimi://b.example/u/nobody", bobTok, mls10, suite1),
 		q(bobURI, "mbt_made_up", mls10, suite1),
@@ -296,10 +296,10 @@ func TestBundleIndependence(t *testing.T) {
 		q("mimi://b.example/u/carol", carolTok, mls10, suite1),
 		q("mimi://b.example/u/carol", carolTok, mls10, suite1),
 	}
-	want := []directory.FetchStatus{directory.StatusOK, directory.StatusUnknownUser, directory.StatusBadToken,
-		directory.StatusRevokedToken, directory.StatusBadToken, directory.StatusNoKeyPackage, directory.StatusNoKeyPackage,
-		directory.StatusBadToken, directory.StatusUnknownUser, directory.StatusOK, directory.StatusOK, directory.StatusNoKeyPackage}
-	body, err := directory.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
+	want := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusUnknownUser, protocol.StatusBadToken,
+		protocol.StatusRevokedToken, protocol.StatusBadToken, protocol.StatusNoKeyPackage, protocol.StatusNoKeyPackage,
+		protocol.StatusBadToken, protocol.StatusUnknownUser, protocol.StatusOK, protocol.StatusOK, protocol.StatusNoKeyPackage}
+	body, err := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestBundleIndependence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var resp directory.KeyPackageResponseBundle
+	var resp protocol.KeyPackageResponseBundle
 	if err := resp.UnmarshalBinary(out); err != nil || len(resp.Results) != len(reqs) {
 		t.Fatalf("response bundle: %d results, %v", len(resp.Results), err)
 	}
@@ -315,7 +315,7 @@ func TestBundleIndependence(t *testing.T) {
 		if r.Status != want[i] {
 			t.Errorf("request %d: %s %q, want %s", i, r.Status, r.Message, want[i])
 		}
-		if r.Status == directory.StatusOK {
+		if r.Status == protocol.StatusOK {
 			if _, err := r.Response.Decode(); err != nil {
 				t.Errorf("request %d: served KeyPackage does not decode: %v", i, err)
 			}
@@ -327,8 +327,8 @@ func TestBundleIndependence(t *testing.T) {
 		t.Error("token failures must say discover again")
 	}
 	// An oversized bundle is refused as a whole.
-	big := directory.KeyPackageRequestBundle{Requests: make([]directory.KeyPackageRequest, directory.MaxBundleRequests+1)}
-	if _, err := e.kps.Fetch(ctx, big, now); !errors.Is(err, directory.ErrBundleTooLarge) {
+	big := protocol.KeyPackageRequestBundle{Requests: make([]protocol.KeyPackageRequest, protocol.MaxBundleRequests+1)}
+	if _, err := e.kps.Fetch(ctx, big, now); !errors.Is(err, protocol.ErrBundleTooLarge) {
 		t.Fatalf("Fetch(101 requests) = %v", err)
 	}
 	if _, err := e.kps.ServeBundle(ctx, []byte{0x40}, now); !errors.Is(err, directory.ErrMalformed) {
@@ -354,8 +354,8 @@ func TestConcurrentFetches(t *testing.T) {
 	var uploaded, fetchedOK, fetchedLR, notices atomic.Int64
 	metrics := directory.KeyPackageMetrics{
 		Uploaded: func(n int) { uploaded.Add(int64(n)) },
-		Fetched: func(s directory.FetchStatus, lastResort bool) {
-			if s == directory.StatusOK {
+		Fetched: func(s protocol.FetchStatus, lastResort bool) {
+			if s == protocol.StatusOK {
 				fetchedOK.Add(1)
 			}
 			if lastResort {
@@ -375,14 +375,14 @@ func TestConcurrentFetches(t *testing.T) {
 	served := map[string]int{}
 	var wg sync.WaitGroup
 	var got [][]byte
-	req := directory.KeyPackageRequestBundle{Requests: []directory.KeyPackageRequest{
+	req := protocol.KeyPackageRequestBundle{Requests: []protocol.KeyPackageRequest{
 		{UserID: id, BearerToken: tok, Version: mls10, CipherSuite: suite1}}}
 	for range 50 {
 		wg.Go(func() {
 			resp, err := e.kps.Fetch(ctx, req, now)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil || resp.Results[0].Status != directory.StatusOK {
+			if err != nil || resp.Results[0].Status != protocol.StatusOK {
 				t.Errorf("fetch: %v %+v", err, resp)
 				return
 			}
@@ -436,15 +436,15 @@ func TestLowStockNotice(t *testing.T) {
 	g := newSigner(t, suite1)
 	e.upload(t, bob, g.keyPackages(t, id, now, 4)...)
 	tok := e.token(t, "bob")
-	notices := func() []directory.KeyPackagesLow {
+	notices := func() []protocol.KeyPackagesLow {
 		t.Helper()
 		entries, err := e.mb.Fetch(ctx, bob.ID, 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := make([]directory.KeyPackagesLow, len(entries))
+		out := make([]protocol.KeyPackagesLow, len(entries))
 		for i, en := range entries {
-			if en.Kind != uint16(wire.KindKeyPackagesLow) {
+			if en.Kind != uint16(protocol.KindKeyPackagesLow) {
 				t.Fatalf("entry kind %d", en.Kind)
 			}
 			if err := out[i].UnmarshalBinary(en.Payload); err != nil {
@@ -459,7 +459,7 @@ func TestLowStockNotice(t *testing.T) {
 	}
 	e.fetch(t, "bob", tok, suite1) // 2 left: crossing
 	e.fetch(t, "bob", tok, suite1) // 1 left: no second notice
-	if n := notices(); fmt.Sprint(n) != fmt.Sprint([]directory.KeyPackagesLow{{CipherSuite: suite1, Remaining: 2}}) {
+	if n := notices(); fmt.Sprint(n) != fmt.Sprint([]protocol.KeyPackagesLow{{CipherSuite: suite1, Remaining: 2}}) {
 		t.Fatalf("notices = %+v", n)
 	}
 	e.upload(t, bob, g.keyPackages(t, id, now, 4)...) // 5: back over the threshold
@@ -510,10 +510,10 @@ func TestPurgeExpired(t *testing.T) {
 		t.Fatalf("served record survived the purge: %v", err)
 	}
 	// The expired one is never served even before a purge: only the long one is left.
-	if r := e.fetch(t, "bob", tok, suite1); r.Status != directory.StatusOK {
+	if r := e.fetch(t, "bob", tok, suite1); r.Status != protocol.StatusOK {
 		t.Fatalf("fetch = %s", r.Status)
 	}
-	if r := e.fetch(t, "bob", tok, suite1); r.Status != directory.StatusNoKeyPackage {
+	if r := e.fetch(t, "bob", tok, suite1); r.Status != protocol.StatusNoKeyPackage {
 		t.Fatalf("fetch = %s", r.Status)
 	}
 }
@@ -545,11 +545,11 @@ func TestFetchStoreFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := kps.Fetch(ctx, directory.KeyPackageRequestBundle{Requests: []directory.KeyPackageRequest{
+	resp, err := kps.Fetch(ctx, protocol.KeyPackageRequestBundle{Requests: []protocol.KeyPackageRequest{
 		{UserID: "bob", BearerToken: tok, Version: mls10, CipherSuite: suite1},
 		{UserID: "bob", BearerToken: "wrong", Version: mls10, CipherSuite: suite1},
 	}}, now)
-	if err != nil || resp.Results[0].Status != directory.StatusInternal || resp.Results[1].Status != directory.StatusBadToken ||
+	if err != nil || resp.Results[0].Status != protocol.StatusInternal || resp.Results[1].Status != protocol.StatusBadToken ||
 		bytes.Contains([]byte(resp.Results[0].Message), []byte("fire")) {
 		t.Fatalf("Fetch = %+v, %v", resp, err)
 	}

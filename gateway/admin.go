@@ -11,7 +11,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Problem is an RFC 9457 problem detail, the body of every HTTP error.
@@ -56,7 +56,7 @@ func domainProblem(err error) error {
 		return problem(http.StatusNotFound, "not found", err.Error())
 	case errors.Is(err, directory.ErrExists):
 		return problem(http.StatusConflict, "already exists", err.Error())
-	case errors.Is(err, directory.ErrInvalidName), errors.Is(err, directory.ErrBadURI),
+	case errors.Is(err, directory.ErrInvalidName), errors.Is(err, protocol.ErrBadURI),
 		errors.Is(err, mailbox.ErrTarget), errors.Is(err, mailbox.ErrTooLarge):
 		return problem(http.StatusBadRequest, "invalid request", err.Error())
 	}
@@ -156,7 +156,7 @@ func (s *Server) removeUser(c echo.Context) error {
 		return domainProblem(err)
 	}
 	for _, cl := range cs {
-		s.CloseClient(cl.ID, wire.CloseRevoked, "user removed")
+		s.CloseClient(cl.ID, protocol.CloseRevoked, "user removed")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"removed_clients": len(cs)})
 }
@@ -196,7 +196,7 @@ func (s *Server) revokeClient(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
-	n := s.CloseClient(cl.ID, wire.CloseRevoked, "token revoked")
+	n := s.CloseClient(cl.ID, protocol.CloseRevoked, "token revoked")
 	out := s.clientJSON(cl)
 	out.Connected = 0
 	return c.JSON(http.StatusOK, map[string]any{"client": out, "closed_sockets": n})
@@ -222,8 +222,8 @@ func (s *Server) postNotice(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
-	payload, _ := wire.Notice{Text: req.Text}.MarshalBinary()
-	n, err := s.deps.Mailbox.Enqueue(ctx, t, uint16(wire.KindNotice), payload)
+	payload, _ := protocol.Notice{Text: req.Text}.MarshalBinary()
+	n, err := s.deps.Mailbox.Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
 	if err != nil {
 		return domainProblem(err)
 	}

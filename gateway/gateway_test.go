@@ -15,25 +15,25 @@ import (
 
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 func notice(t *testing.T, e *env, target mailbox.Target, text string) {
 	t.Helper()
-	p, _ := wire.Notice{Text: text}.MarshalBinary()
-	if _, err := e.mb.Enqueue(context.Background(), target, uint16(wire.KindNotice), p); err != nil {
+	p, _ := protocol.Notice{Text: text}.MarshalBinary()
+	if _, err := e.mb.Enqueue(context.Background(), target, uint16(protocol.KindNotice), p); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func deliverText(t *testing.T, f wire.Frame) (uint64, string) {
+func deliverText(t *testing.T, f protocol.Frame) (uint64, string) {
 	t.Helper()
-	d, ok := f.(*wire.Deliver)
+	d, ok := f.(*protocol.Deliver)
 	if !ok {
 		t.Fatalf("got %T, want deliver", f)
 	}
-	var n wire.Notice
-	if err := n.UnmarshalBinary(d.Payload); err != nil || d.Kind != wire.KindNotice {
+	var n protocol.Notice
+	if err := n.UnmarshalBinary(d.Payload); err != nil || d.Kind != protocol.KindNotice {
 		t.Fatalf("deliver %+v: %v", d, err)
 	}
 	return d.Seq, n.Text
@@ -48,19 +48,19 @@ func TestAuthAndRequests(t *testing.T) {
 	}
 	// Pipelined requests; answers are matched by request id.
 	for i := uint32(10); i < 20; i++ {
-		rc.send(&wire.Request{RequestID: i, Method: wire.MethodPing, Body: []byte(fmt.Sprint(i))})
+		rc.send(&protocol.Request{RequestID: i, Method: protocol.MethodPing, Body: []byte(fmt.Sprint(i))})
 	}
-	rc.send(&wire.Request{RequestID: 99, Method: 0x7777})
+	rc.send(&protocol.Request{RequestID: 99, Method: 0x7777})
 	seen := map[uint32]bool{}
 	for len(seen) < 11 {
 		switch f := rc.next().(type) {
-		case *wire.Response:
+		case *protocol.Response:
 			if string(f.Body) != fmt.Sprint(f.RequestID) {
 				t.Fatalf("ping %d answered %q", f.RequestID, f.Body)
 			}
 			seen[f.RequestID] = true
-		case *wire.Error:
-			if f.RequestID != 99 || f.Code != wire.CodeUnknownMethod {
+		case *protocol.Error:
+			if f.RequestID != 99 || f.Code != protocol.CodeUnknownMethod {
 				t.Fatalf("error = %+v", f)
 			}
 			seen[99] = true
@@ -69,9 +69,9 @@ func TestAuthAndRequests(t *testing.T) {
 		}
 	}
 	// The connection survives an unknown method.
-	rc.send(&wire.Request{RequestID: 100, Method: wire.MethodMailboxStatus})
-	resp := rc.next().(*wire.Response)
-	var st wire.MailboxStatus
+	rc.send(&protocol.Request{RequestID: 100, Method: protocol.MethodMailboxStatus})
+	resp := rc.next().(*protocol.Response)
+	var st protocol.MailboxStatus
 	if err := st.UnmarshalBinary(resp.Body); err != nil || st.Pending != 0 {
 		t.Fatalf("mailbox status %+v %v", st, err)
 	}
@@ -85,25 +85,25 @@ func TestHostileInput(t *testing.T) {
 		auth  bool // authenticate first
 		send  func(rc *rawConn)
 		code  websocket.StatusCode
-		ecode wire.Code // expected error frame code, 0 for none checked
+		ecode protocol.Code // expected error frame code, 0 for none checked
 	}{
-		{"wrong token", false, func(rc *rawConn) { rc.send(&wire.Auth{Token: []byte("mdt_wrong")}) }, wire.CloseAuthFailed, wire.CodeUnauthorized},
-		{"empty token", false, func(rc *rawConn) { rc.send(&wire.Auth{}) }, wire.CloseAuthFailed, wire.CodeUnauthorized},
-		{"no auth frame", false, func(rc *rawConn) {}, wire.CloseAuthTimeout, wire.CodeUnauthorized},
-		{"request before auth", false, func(rc *rawConn) { rc.send(&wire.Request{Method: wire.MethodPing}) }, wire.CloseProtocolError, wire.CodeProtocol},
-		{"malformed auth", false, func(rc *rawConn) { rc.sendRaw([]byte{byte(wire.TypeAuth), 0, 0}) }, wire.CloseProtocolError, wire.CodeMalformed},
-		{"unknown frame type", true, func(rc *rawConn) { rc.sendRaw([]byte{0x42, 1, 2, 3}) }, wire.CloseProtocolError, wire.CodeMalformed},
-		{"empty frame", true, func(rc *rawConn) { rc.sendRaw(nil) }, wire.CloseProtocolError, wire.CodeMalformed},
-		{"trailing bytes", true, func(rc *rawConn) { rc.sendRaw(append(wire.Encode(&wire.Ack{}), 0)) }, wire.CloseProtocolError, wire.CodeMalformed},
-		{"server frame from client", true, func(rc *rawConn) { rc.send(&wire.Deliver{Seq: 1}) }, wire.CloseProtocolError, wire.CodeProtocol},
-		{"second auth", true, func(rc *rawConn) { rc.send(&wire.Auth{Token: []byte(tok)}) }, wire.CloseProtocolError, wire.CodeProtocol},
+		{"wrong token", false, func(rc *rawConn) { rc.send(&protocol.Auth{Token: []byte("mdt_wrong")}) }, protocol.CloseAuthFailed, protocol.CodeUnauthorized},
+		{"empty token", false, func(rc *rawConn) { rc.send(&protocol.Auth{}) }, protocol.CloseAuthFailed, protocol.CodeUnauthorized},
+		{"no auth frame", false, func(rc *rawConn) {}, protocol.CloseAuthTimeout, protocol.CodeUnauthorized},
+		{"request before auth", false, func(rc *rawConn) { rc.send(&protocol.Request{Method: protocol.MethodPing}) }, protocol.CloseProtocolError, protocol.CodeProtocol},
+		{"malformed auth", false, func(rc *rawConn) { rc.sendRaw([]byte{byte(protocol.TypeAuth), 0, 0}) }, protocol.CloseProtocolError, protocol.CodeMalformed},
+		{"unknown frame type", true, func(rc *rawConn) { rc.sendRaw([]byte{0x42, 1, 2, 3}) }, protocol.CloseProtocolError, protocol.CodeMalformed},
+		{"empty frame", true, func(rc *rawConn) { rc.sendRaw(nil) }, protocol.CloseProtocolError, protocol.CodeMalformed},
+		{"trailing bytes", true, func(rc *rawConn) { rc.sendRaw(append(protocol.Encode(&protocol.Ack{}), 0)) }, protocol.CloseProtocolError, protocol.CodeMalformed},
+		{"server frame from client", true, func(rc *rawConn) { rc.send(&protocol.Deliver{Seq: 1}) }, protocol.CloseProtocolError, protocol.CodeProtocol},
+		{"second auth", true, func(rc *rawConn) { rc.send(&protocol.Auth{Token: []byte(tok)}) }, protocol.CloseProtocolError, protocol.CodeProtocol},
 		{"oversized frame", true, func(rc *rawConn) {
 			// The server may reset the connection before the write completes.
-			rc.c.Write(context.Background(), websocket.MessageBinary, wire.Encode(&wire.Request{Method: wire.MethodPing, Body: make([]byte, 100<<10)}))
-		}, wire.CloseTooBig, 0},
+			rc.c.Write(context.Background(), websocket.MessageBinary, protocol.Encode(&protocol.Request{Method: protocol.MethodPing, Body: make([]byte, 100<<10)}))
+		}, protocol.CloseTooBig, 0},
 		{"text frame", true, func(rc *rawConn) {
 			rc.c.Write(context.Background(), websocket.MessageText, []byte("hello"))
-		}, wire.CloseProtocolError, wire.CodeMalformed},
+		}, protocol.CloseProtocolError, protocol.CodeMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,25 +116,25 @@ func TestHostileInput(t *testing.T) {
 			tc.send(rc)
 			if tc.ecode != 0 {
 				f, err := rc.read(5 * time.Second)
-				ef, ok := f.(*wire.Error)
+				ef, ok := f.(*protocol.Error)
 				if err != nil || !ok || ef.Code != tc.ecode || ef.RequestID != 0 {
 					t.Fatalf("got %#v, %v; want error frame %s", f, err, tc.ecode)
 				}
 			}
 			if got := rc.closeCode(); got != tc.code {
-				t.Fatalf("close code %d (%s), want %d", got, wire.CloseReason(int(got)), tc.code)
+				t.Fatalf("close code %d (%s), want %d", got, protocol.CloseReason(int(got)), tc.code)
 			}
 		})
 	}
 	t.Run("no subprotocol", func(t *testing.T) {
 		rc := e.dial(&websocket.DialOptions{})
-		if got := rc.closeCode(); got != wire.CloseProtocolError {
+		if got := rc.closeCode(); got != protocol.CloseProtocolError {
 			t.Fatalf("close code %d", got)
 		}
 	})
 	t.Run("foreign origin", func(t *testing.T) {
 		_, resp, err := websocket.Dial(context.Background(), e.ws, &websocket.DialOptions{
-			Subprotocols: []string{wire.Subprotocol}, HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+			Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
 		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("dial from foreign origin: %v %v", err, resp)
 		}
@@ -143,15 +143,15 @@ func TestHostileInput(t *testing.T) {
 		notice(t, e, mailbox.Target{ClientID: c.ID}, "one")
 		rc, _ := e.login(tok)
 		seq, _ := deliverText(t, rc.next())
-		rc.send(&wire.Ack{Seq: seq + 5})
-		if f, ok := rc.next().(*wire.Error); !ok || f.Code != wire.CodeInvalid {
+		rc.send(&protocol.Ack{Seq: seq + 5})
+		if f, ok := rc.next().(*protocol.Error); !ok || f.Code != protocol.CodeInvalid {
 			t.Fatalf("ack past delivered answered %#v", f)
 		}
 		st, _ := e.mb.Status(context.Background(), c.ID)
 		if st.Pending != 1 {
 			t.Fatalf("ack past delivered removed entries: %+v", st)
 		}
-		rc.send(&wire.Ack{Seq: seq})
+		rc.send(&protocol.Ack{Seq: seq})
 		eventually(t, "ack committed", func() bool { st, _ := e.mb.Status(context.Background(), c.ID); return st.Pending == 0 })
 	})
 	if e.closes("auth_failed") < 2 || e.closes("protocol_error") < 5 {
@@ -177,7 +177,7 @@ func TestMailboxDeliveryAndResume(t *testing.T) {
 			t.Fatalf("entry %d: seq %d %q", i, seq, text)
 		}
 	}
-	rc.send(&wire.Ack{Seq: 10})
+	rc.send(&protocol.Ack{Seq: 10})
 	// Live entries to the user reach both of alice's clients.
 	rc2, _ := e.login(tok2)
 	notice(t, e, mailbox.Target{UserID: alice.UserID}, "live")
@@ -225,7 +225,7 @@ func TestConcurrentProducers(t *testing.T) {
 			t.Fatalf("seq %d, want %d", seq, want)
 		}
 		if want%50 == 0 {
-			rc.send(&wire.Ack{Seq: seq})
+			rc.send(&protocol.Ack{Seq: seq})
 		}
 	}
 	wg.Wait()
@@ -246,13 +246,13 @@ func TestRevocationClosesSockets(t *testing.T) {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, body)
 	}
 	for _, rc := range []*rawConn{rc1, rc2} {
-		if got := rc.closeCode(); got != wire.CloseRevoked {
+		if got := rc.closeCode(); got != protocol.CloseRevoked {
 			t.Fatalf("close code %d, want revoked", got)
 		}
 	}
 	rc := e.dial(nil)
-	rc.send(&wire.Auth{Token: []byte(tok)})
-	if rc.closeCodeAfterError(t) != wire.CloseAuthFailed {
+	rc.send(&protocol.Auth{Token: []byte(tok)})
+	if rc.closeCodeAfterError(t) != protocol.CloseAuthFailed {
 		t.Fatal("revoked token authenticated")
 	}
 	// Through the store, as the CLI does from another process.
@@ -260,14 +260,14 @@ func TestRevocationClosesSockets(t *testing.T) {
 	if _, err := e.dir.RevokeClient(context.Background(), "bob", "phone"); err != nil {
 		t.Fatal(err)
 	}
-	if got := rc3.closeCode(); got != wire.CloseRevoked {
+	if got := rc3.closeCode(); got != protocol.CloseRevoked {
 		t.Fatalf("CLI revoke: close code %d", got)
 	}
 }
 
 func (rc *rawConn) closeCodeAfterError(t *testing.T) websocket.StatusCode {
 	t.Helper()
-	if f, ok := rc.next().(*wire.Error); !ok || f.Code != wire.CodeUnauthorized {
+	if f, ok := rc.next().(*protocol.Error); !ok || f.Code != protocol.CodeUnauthorized {
 		t.Fatalf("want unauthorized error, got %#v", f)
 	}
 	return rc.closeCode()
@@ -280,8 +280,8 @@ func TestSlowConsumer(t *testing.T) {
 	// The client stops reading; the server's writes back up until the timeout.
 	big := bytes.Repeat([]byte{'x'}, 512<<10)
 	for i := 0; i < 40; i++ {
-		p, _ := wire.Notice{Text: string(big)}.MarshalBinary()
-		if _, err := e.mb.Enqueue(context.Background(), mailbox.Target{ClientID: alice.ID}, uint16(wire.KindNotice), p); err != nil {
+		p, _ := protocol.Notice{Text: string(big)}.MarshalBinary()
+		if _, err := e.mb.Enqueue(context.Background(), mailbox.Target{ClientID: alice.ID}, uint16(protocol.KindNotice), p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -308,7 +308,7 @@ func TestShutdownGoingAway(t *testing.T) {
 	done := make(chan websocket.StatusCode, 1)
 	go func() { done <- rc.closeCode() }()
 	e.stop()
-	if got := <-done; got != wire.CloseGoingAway {
+	if got := <-done; got != protocol.CloseGoingAway {
 		t.Fatalf("close code on shutdown %d", got)
 	}
 }
@@ -370,7 +370,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("list clients: %d %s", resp.StatusCode, body)
 	}
 	resp, body = adminReq(t, e, "DELETE", "/admin/v1/users/carol", e.admin, "")
-	if resp.StatusCode != 200 || rc.closeCode() != wire.CloseRevoked {
+	if resp.StatusCode != 200 || rc.closeCode() != protocol.CloseRevoked {
 		t.Fatalf("remove user: %d %s", resp.StatusCode, body)
 	}
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {

@@ -16,7 +16,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -106,7 +106,7 @@ type rawConn struct {
 func (e *env) dial(opts *websocket.DialOptions) *rawConn {
 	e.t.Helper()
 	if opts == nil {
-		opts = &websocket.DialOptions{Subprotocols: []string{wire.Subprotocol}}
+		opts = &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -119,11 +119,11 @@ func (e *env) dial(opts *websocket.DialOptions) *rawConn {
 	return &rawConn{t: e.t, c: c}
 }
 
-func (e *env) login(token string) (*rawConn, *wire.AuthOK) {
+func (e *env) login(token string) (*rawConn, *protocol.AuthOK) {
 	e.t.Helper()
 	rc := e.dial(nil)
-	rc.send(&wire.Auth{RequestID: 1, Token: []byte(token)})
-	ok, isOK := rc.next().(*wire.AuthOK)
+	rc.send(&protocol.Auth{RequestID: 1, Token: []byte(token)})
+	ok, isOK := rc.next().(*protocol.AuthOK)
 	if !isOK {
 		e.t.Fatal("no auth_ok")
 	}
@@ -139,10 +139,10 @@ func (rc *rawConn) sendRaw(b []byte) {
 	}
 }
 
-func (rc *rawConn) send(f wire.Frame) { rc.t.Helper(); rc.sendRaw(wire.Encode(f)) }
+func (rc *rawConn) send(f protocol.Frame) { rc.t.Helper(); rc.sendRaw(protocol.Encode(f)) }
 
 // next reads one frame, failing the test after 5 s.
-func (rc *rawConn) next() wire.Frame {
+func (rc *rawConn) next() protocol.Frame {
 	rc.t.Helper()
 	f, err := rc.read(5 * time.Second)
 	if err != nil {
@@ -151,7 +151,7 @@ func (rc *rawConn) next() wire.Frame {
 	return f
 }
 
-func (rc *rawConn) read(d time.Duration) (wire.Frame, error) {
+func (rc *rawConn) read(d time.Duration) (protocol.Frame, error) {
 	if len(rc.rest) == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -161,7 +161,7 @@ func (rc *rawConn) read(d time.Duration) (wire.Frame, error) {
 		}
 		rc.rest = b
 	}
-	f, rest, err := wire.Next(rc.rest)
+	f, rest, err := protocol.Next(rc.rest)
 	rc.rest = rest
 	return f, err
 }

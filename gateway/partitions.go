@@ -4,22 +4,15 @@ import (
 	"context"
 	"sync"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // PartitionEntry is one message sequenced to a partition, as pushed to subscribers.
-type PartitionEntry struct {
-	Counter    uint32
-	Terminated bool   // the partition was terminated after Counter messages
-	Message    []byte // the draft's Message struct, encoded
-}
+type PartitionEntry = protocol.PartitionEntry
 
 // PartitionSink receives a partition's entries in counter order, right after they
 // are committed. Notify and Refetch must not block.
-type PartitionSink interface {
-	Notify(e PartitionEntry)
-	Refetch()
-}
+type PartitionSink = protocol.PartitionSink
 
 // Partitions is what the gateway needs from the hub to push group traffic.
 type Partitions interface {
@@ -116,9 +109,15 @@ func (t *topic) deliver() {
 
 func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 	if e.Terminated {
-		return wire.Encode(&wire.PartitionEvent{Masked: masked, Event: wire.EventTerminated})
+		return protocol.Encode(&protocol.PartitionEvent{Masked: masked, Event: protocol.EventTerminated})
 	}
-	return wire.Encode(&wire.Push{Masked: masked, Counter: e.Counter, Message: e.Message})
+	// Encoded here, on the fan-out goroutine (once for every subscriber), never on
+	// the store's writer.
+	m, err := e.Message.MarshalBinary()
+	if err != nil {
+		return nil
+	}
+	return protocol.Encode(&protocol.Push{Masked: masked, Counter: e.Counter, Message: m})
 }
 
 // fanout holds the topics of a gateway.
@@ -177,7 +176,7 @@ type partSub struct {
 // position after the last message) if it is the next one for the subscription;
 // otherwise the subscription catches up from the store.
 func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
-	event := wire.FrameType(frame[0]) == wire.TypePartitionEvent
+	event := protocol.FrameType(frame[0]) == protocol.TypePartitionEvent
 	ss.mu.Lock()
 	switch {
 	case sub.done:
@@ -227,7 +226,7 @@ func (ss *session) catchUpPartitions() error {
 				return nil
 			}
 			ss.log.Error("partition fetch", "err", err)
-			ss.fail(wire.CloseGoingAway, wire.CodeInternal, "group log unavailable")
+			ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "group log unavailable")
 			return err
 		}
 		ss.mu.Lock()
@@ -262,11 +261,11 @@ func (ss *session) catchUpPartitions() error {
 
 // subscribe starts pushing a partition from counter on; the answer is the masked key.
 func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
-	r := wire.NewReader(body)
+	r := protocol.NewReader(body)
 	pk := r.Opaque("subscribe.partition_key")
 	counter := r.U32("subscribe.counter")
 	if err := r.Done(); err != nil {
-		return nil, &wire.Error{Code: wire.CodeMalformed, Message: "subscribe: " + err.Error()}
+		return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: "subscribe: " + err.Error()}
 	}
 	masked, err := ss.srv.deps.Partitions.Masked(ctx, pk)
 	if err != nil {
@@ -283,7 +282,7 @@ func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	if len(ss.subs) >= ss.srv.cfg.MaxSubscriptions {
 		ss.mu.Unlock()
-		return nil, &wire.Error{Code: wire.CodeTooLarge, Message: "too many subscriptions on this socket"}
+		return nil, &protocol.Error{Code: protocol.CodeTooLarge, Message: "too many subscriptions on this socket"}
 	}
 	if ss.subs == nil {
 		ss.subs = make(map[string]*partSub)
@@ -298,17 +297,17 @@ func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
 }
 
 func encodeMasked(masked []byte) []byte {
-	w := wire.NewWriter(nil)
+	w := protocol.NewWriter(nil)
 	w.Opaque(masked)
 	return w.Bytes()
 }
 
 // unsubscribe stops pushing a partition.
 func (ss *session) unsubscribe(_ context.Context, body []byte) ([]byte, error) {
-	r := wire.NewReader(body)
+	r := protocol.NewReader(body)
 	masked := r.Opaque("unsubscribe.masked_partition_key")
 	if err := r.Done(); err != nil {
-		return nil, &wire.Error{Code: wire.CodeMalformed, Message: "unsubscribe: " + err.Error()}
+		return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: "unsubscribe: " + err.Error()}
 	}
 	ss.mu.Lock()
 	sub, ok := ss.subs[string(masked)]
@@ -318,7 +317,7 @@ func (ss *session) unsubscribe(_ context.Context, body []byte) ([]byte, error) {
 	delete(ss.subs, string(masked))
 	ss.mu.Unlock()
 	if !ok {
-		return nil, &wire.Error{Code: wire.CodeNotFound, Message: "not subscribed"}
+		return nil, &protocol.Error{Code: protocol.CodeNotFound, Message: "not subscribed"}
 	}
 	ss.srv.fanout.leave(ss, masked)
 	return nil, nil

@@ -22,7 +22,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Directory is what the gateway needs from the user directory.
@@ -50,7 +50,7 @@ type Mailbox interface {
 }
 
 // Handler answers one client request. It returns the response body, or an error: a
-// *wire.Error is sent as is, anything else as an internal error.
+// *protocol.Error is sent as is, anything else as an internal error.
 type Handler func(ctx context.Context, c *Caller, body []byte) ([]byte, error)
 
 // Caller identifies the authenticated client behind a request.
@@ -73,6 +73,12 @@ type Deps struct {
 	// Partitions, if set, enables group subscriptions (methods subscribe and
 	// unsubscribe, push and partition_event frames).
 	Partitions Partitions
+	// Groups, if set, serves the group methods (create_group, send, receive,
+	// group_info, external_join); Reports, if set, the report method.
+	Groups  *Router
+	Reports Reports
+	// KeyPackages, if set, serves key_package_upload and key_package_count.
+	KeyPackages KeyPackages
 	// OnChange, if set, receives every store change made by other processes, after
 	// the gateway applied those it handles itself (revocations, mailbox pokes).
 	OnChange func(directory.Change)
@@ -86,7 +92,7 @@ type Server struct {
 	log      *slog.Logger
 	echo     *echo.Echo
 	metrics  *metrics
-	handlers map[wire.Method]Handler
+	handlers map[protocol.Method]Handler
 	fanout   *fanout
 
 	draining atomic.Bool
@@ -109,11 +115,17 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, metrics: newMetrics(deps.Registry),
-		handlers: make(map[wire.Method]Handler),
+		handlers: make(map[protocol.Method]Handler),
 		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
 	}
-	s.Handle(wire.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
-	s.Handle(wire.MethodMailboxStatus, s.mailboxStatus)
+	s.Handle(protocol.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
+	s.Handle(protocol.MethodMailboxStatus, s.mailboxStatus)
+	if deps.Groups != nil {
+		s.registerGroups(deps.Groups, deps.Reports)
+	}
+	if deps.KeyPackages != nil {
+		s.registerKeyPackages(deps.KeyPackages)
+	}
 	if deps.Partitions != nil {
 		s.fanout = newFanout(deps.Partitions)
 	}
@@ -122,7 +134,7 @@ func New(cfg Config, deps Deps) *Server {
 }
 
 // Handle registers the handler for a request method. Call it before serving.
-func (s *Server) Handle(m wire.Method, h Handler) { s.handlers[m] = h }
+func (s *Server) Handle(m protocol.Method, h Handler) { s.handlers[m] = h }
 
 // Handler returns the HTTP handler of the gateway.
 func (s *Server) Handler() http.Handler { return s.echo }
@@ -177,7 +189,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.D())
 	defer cancel()
 	err := hs.Shutdown(sctx) // stops accepting; hijacked sockets are ours to close
-	s.closeAll(wire.CloseGoingAway, "server shutting down")
+	s.closeAll(protocol.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -300,7 +312,7 @@ func (s *Server) watchChanges(ctx context.Context, last int64, known bool) {
 			last = c.ID
 			switch c.Kind {
 			case directory.ChangeRevoked:
-				s.CloseClient(c.ClientID, wire.CloseRevoked, "token revoked")
+				s.CloseClient(c.ClientID, protocol.CloseRevoked, "token revoked")
 			case directory.ChangeMailbox:
 				s.deps.Mailbox.Poke(c.ClientID)
 			}
@@ -316,5 +328,5 @@ func (s *Server) mailboxStatus(ctx context.Context, c *Caller, _ []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	return wire.MailboxStatus{Pending: st.Pending, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq}.MarshalBinary()
+	return protocol.MailboxStatus{Pending: st.Pending, FirstSeq: st.FirstSeq, LastSeq: st.LastSeq}.MarshalBinary()
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // session is one client socket. The reader goroutine (run) is the only caller of
@@ -57,7 +57,7 @@ func (s *Server) socket(c echo.Context) error {
 		return problem(503, "draining", "the server is shutting down")
 	}
 	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
-		Subprotocols:   []string{wire.Subprotocol},
+		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
@@ -70,14 +70,14 @@ func (s *Server) socket(c echo.Context) error {
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		conn.Close(wire.CloseGoingAway, "server shutting down")
+		conn.Close(protocol.CloseGoingAway, "server shutting down")
 		return nil
 	}
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	if ss.conn.Subprotocol() != wire.Subprotocol {
-		ss.close(wire.CloseProtocolError, "subprotocol "+wire.Subprotocol+" required")
+	if ss.conn.Subprotocol() != protocol.Subprotocol {
+		ss.close(protocol.CloseProtocolError, "subprotocol "+protocol.Subprotocol+" required")
 		ss.finish(nil)
 		return nil
 	}
@@ -107,8 +107,8 @@ func (ss *session) finish(err error) {
 		}
 		ss.close(code, "")
 	}
-	s.metrics.closes.WithLabelValues(wire.CloseReason(code)).Inc()
-	ss.log.Debug("socket closed", "reason", wire.CloseReason(code), "err", err)
+	s.metrics.closes.WithLabelValues(protocol.CloseReason(code)).Inc()
+	ss.log.Debug("socket closed", "reason", protocol.CloseReason(code), "err", err)
 }
 
 // close ends the session once with the close code. It never blocks the caller. The
@@ -123,9 +123,9 @@ func (ss *session) close(code int, reason string) {
 }
 
 // fail sends a connection-level error frame if it can, then closes.
-func (ss *session) fail(code int, ecode wire.Code, msg string) {
+func (ss *session) fail(code int, ecode protocol.Code, msg string) {
 	ctx, cancel := context.WithTimeout(ss.ctx, time.Second)
-	ss.conn.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Error{Code: ecode, Message: msg}))
+	ss.conn.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Error{Code: ecode, Message: msg}))
 	cancel()
 	ss.close(code, msg)
 }
@@ -160,7 +160,7 @@ func (ss *session) authenticate() error {
 	// A Read whose context ends kills the connection without a close frame, so the
 	// deadline is a timer that closes properly.
 	timer := time.AfterFunc(s.cfg.AuthTimeout.D(), func() {
-		ss.fail(wire.CloseAuthTimeout, wire.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
+		ss.fail(protocol.CloseAuthTimeout, protocol.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
 	})
 	typ, b, err := ss.conn.Read(ss.ctx)
 	if !timer.Stop() {
@@ -170,26 +170,26 @@ func (ss *session) authenticate() error {
 		return fmt.Errorf("read auth: %w", err)
 	}
 	if typ != websocket.MessageBinary {
-		ss.fail(wire.CloseProtocolError, wire.CodeMalformed, "frames must be binary messages")
+		ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, "frames must be binary messages")
 		return errors.New("text frame")
 	}
-	f, err := wire.Decode(b)
+	f, err := protocol.Decode(b)
 	if err != nil {
-		ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
+		ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, err.Error())
 		return err
 	}
-	auth, ok := f.(*wire.Auth)
+	auth, ok := f.(*protocol.Auth)
 	if !ok {
-		ss.fail(wire.CloseProtocolError, wire.CodeProtocol, "the first frame must be auth, not "+f.Type().String())
+		ss.fail(protocol.CloseProtocolError, protocol.CodeProtocol, "the first frame must be auth, not "+f.Type().String())
 		return errors.New("no auth")
 	}
 	s.metrics.framesIn.WithLabelValues("auth").Inc()
 	client, err := s.deps.Directory.Authenticate(actx, auth.Token)
 	if err != nil {
 		if errors.Is(err, directory.ErrBadToken) {
-			ss.fail(wire.CloseAuthFailed, wire.CodeUnauthorized, "unknown or revoked token")
+			ss.fail(protocol.CloseAuthFailed, protocol.CodeUnauthorized, "unknown or revoked token")
 		} else {
-			ss.fail(wire.CloseGoingAway, wire.CodeInternal, "authentication unavailable")
+			ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "authentication unavailable")
 		}
 		return err
 	}
@@ -197,13 +197,13 @@ func (ss *session) authenticate() error {
 	ss.log = ss.log.With("client", ss.caller.ClientURI)
 	st, err := s.deps.Mailbox.Status(actx, client.ID)
 	if err != nil {
-		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "mailbox unavailable")
+		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "mailbox unavailable")
 		return err
 	}
 	// Queued, not signalled: the writer starts once the session is registered, so a
 	// client that has auth_ok is reachable (revocation, deliveries).
 	ss.mu.Lock()
-	ss.enqueueLocked(wire.Encode(&wire.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+	ss.enqueueLocked(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
 		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
 	ss.mu.Unlock()
 	return nil
@@ -221,15 +221,15 @@ func (ss *session) readLoop() error {
 			return err
 		}
 		if typ != websocket.MessageBinary {
-			ss.fail(wire.CloseProtocolError, wire.CodeMalformed, "frames must be binary messages")
+			ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, "frames must be binary messages")
 			return errors.New("text frame")
 		}
 		// A message may carry several frames back to back.
 		for first := true; first || len(b) > 0; first = false {
-			var f wire.Frame
-			f, b, err = wire.Next(b)
+			var f protocol.Frame
+			f, b, err = protocol.Next(b)
 			if err != nil {
-				ss.fail(wire.CloseProtocolError, wire.CodeMalformed, err.Error())
+				ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, err.Error())
 				return err
 			}
 			if err := ss.handleFrame(f, sem, &inflight); err != nil {
@@ -239,10 +239,10 @@ func (ss *session) readLoop() error {
 	}
 }
 
-func (ss *session) handleFrame(f wire.Frame, sem chan struct{}, inflight *sync.WaitGroup) error {
+func (ss *session) handleFrame(f protocol.Frame, sem chan struct{}, inflight *sync.WaitGroup) error {
 	ss.srv.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
 	switch f := f.(type) {
-	case *wire.Request:
+	case *protocol.Request:
 		select {
 		case sem <- struct{}{}:
 		case <-ss.ctx.Done():
@@ -254,10 +254,10 @@ func (ss *session) handleFrame(f wire.Frame, sem chan struct{}, inflight *sync.W
 			ss.handleRequest(f)
 		}()
 		return nil
-	case *wire.Ack:
+	case *protocol.Ack:
 		return ss.ack(f.Seq)
 	default:
-		ss.fail(wire.CloseProtocolError, wire.CodeProtocol, f.Type().String()+" is not allowed here")
+		ss.fail(protocol.CloseProtocolError, protocol.CodeProtocol, f.Type().String()+" is not allowed here")
 		return fmt.Errorf("unexpected %s frame", f.Type())
 	}
 }
@@ -265,49 +265,48 @@ func (ss *session) handleFrame(f wire.Frame, sem chan struct{}, inflight *sync.W
 func (ss *session) ack(seq uint64) error {
 	if w := ss.written.Load(); seq > w {
 		// Acknowledging what was never delivered would delete it unseen.
-		ss.enqueue(wire.Encode(&wire.Error{Code: wire.CodeInvalid,
+		ss.enqueue(protocol.Encode(&protocol.Error{Code: protocol.CodeInvalid,
 			Message: fmt.Sprintf("ack %d is past the last delivered seq %d", seq, w)}))
 		return nil
 	}
 	if err := ss.srv.deps.Mailbox.Ack(ss.ctx, ss.caller.Client.ID, seq); err != nil {
 		ss.log.Error("ack", "seq", seq, "err", err)
-		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "ack failed")
+		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "ack failed")
 		return err
 	}
 	ss.srv.metrics.acked.Inc()
 	return nil
 }
 
-func (ss *session) handleRequest(req *wire.Request) {
+func (ss *session) handleRequest(req *protocol.Request) {
 	s := ss.srv
 	start := time.Now()
 	h := s.handlers[req.Method]
 	if s.deps.Partitions != nil {
 		switch req.Method {
-		case wire.MethodSubscribe:
+		case protocol.MethodSubscribe:
 			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.subscribe(ctx, b) }
-		case wire.MethodUnsubscribe:
+		case protocol.MethodUnsubscribe:
 			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.unsubscribe(ctx, b) }
 		}
 	}
 	var body []byte
 	var err error
 	if h == nil {
-		err = &wire.Error{Code: wire.CodeUnknownMethod, Message: req.Method.String()}
+		err = &protocol.Error{Code: protocol.CodeUnknownMethod, Message: req.Method.String()}
 	} else {
 		body, err = safeCall(ss.ctx, h, ss.caller, req.Body)
 	}
 	code := "ok"
 	if err != nil {
-		var we *wire.Error
-		if !errors.As(err, &we) {
+		we, internal := wireError(err)
+		if internal {
 			ss.log.Error("request failed", "method", req.Method.String(), "err", err)
-			we = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
 		}
 		code = we.Code.String()
-		ss.enqueue(wire.Encode(&wire.Error{RequestID: req.RequestID, Code: we.Code, Message: we.Message}))
+		ss.enqueue(protocol.Encode(&protocol.Error{RequestID: req.RequestID, Code: we.Code, Message: we.Message}))
 	} else {
-		ss.enqueue(wire.Encode(&wire.Response{RequestID: req.RequestID, Body: body}))
+		ss.enqueue(protocol.Encode(&protocol.Response{RequestID: req.RequestID, Body: body}))
 	}
 	s.metrics.requests.WithLabelValues(req.Method.String(), code).Inc()
 	s.metrics.reqLatency.Observe(time.Since(start).Seconds())
@@ -329,7 +328,7 @@ func (ss *session) enqueue(b []byte) {
 	ok := ss.enqueueLocked(b)
 	ss.mu.Unlock()
 	if !ok {
-		ss.close(wire.CloseSlowConsumer, "send queue full")
+		ss.close(protocol.CloseSlowConsumer, "send queue full")
 		return
 	}
 	ss.signal()
@@ -415,7 +414,7 @@ func (ss *session) Refetch() {
 }
 
 func encodeDeliver(e mailbox.Entry) []byte {
-	return wire.Encode(&wire.Deliver{Seq: e.Seq, Kind: wire.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
+	return protocol.Encode(&protocol.Deliver{Seq: e.Seq, Kind: protocol.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
 }
 
 // drain writes what is queued and catches up from the store until nothing is left.
@@ -483,7 +482,7 @@ func (ss *session) write(frames [][]byte) error {
 	s := ss.srv
 	delivers := 0
 	for _, b := range frames {
-		if b[0] == byte(wire.TypeDeliver) {
+		if b[0] == byte(protocol.TypeDeliver) {
 			delivers++
 			// Recorded before the write: the client may ack as soon as the bytes land.
 			if seq := binary.BigEndian.Uint64(b[1:9]); seq > ss.written.Load() {
@@ -508,7 +507,7 @@ func (ss *session) write(frames [][]byte) error {
 		// (coder/websocket drops the connection when a write times out, so the reader
 		// may already have ended the session.)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			ss.close(wire.CloseSlowConsumer, "write timeout")
+			ss.close(protocol.CloseSlowConsumer, "write timeout")
 		}
 		return fmt.Errorf("write: %w", err)
 	}
@@ -530,7 +529,7 @@ func (ss *session) catchUp() error {
 			return nil
 		}
 		ss.log.Error("mailbox fetch", "err", err)
-		ss.fail(wire.CloseGoingAway, wire.CodeInternal, "mailbox unavailable")
+		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "mailbox unavailable")
 		return err
 	}
 	ss.mu.Lock()
@@ -559,7 +558,7 @@ func (ss *session) ping() {
 	if err := ss.conn.Ping(ctx); err != nil {
 		if ss.ctx.Err() == nil {
 			ss.log.Debug("ping failed", "err", err)
-			ss.close(wire.CloseSlowConsumer, "ping timeout")
+			ss.close(protocol.CloseSlowConsumer, "ping timeout")
 		}
 		return
 	}

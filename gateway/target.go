@@ -6,6 +6,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/protocol"
 )
 
 // ResolveTarget turns a client URI, a user URI or "all" (exactly one) into a mailbox
@@ -24,7 +25,7 @@ func ResolveTarget(ctx context.Context, d Directory, clientURI, userURI string, 
 		return mailbox.Target{All: true}, nil
 	}
 	uri := clientURI + userURI
-	domain, user, client, err := directory.ParseURI(uri)
+	domain, user, client, err := protocol.ParseURI(uri)
 	if err != nil {
 		return mailbox.Target{}, err
 	}
@@ -32,7 +33,7 @@ func ResolveTarget(ctx context.Context, d Directory, clientURI, userURI string, 
 		return mailbox.Target{}, fmt.Errorf("%w: %q is not a user of %s", directory.ErrNotFound, uri, d.Domain())
 	}
 	if (clientURI != "") != (client != "") {
-		return mailbox.Target{}, fmt.Errorf("%w: %q", directory.ErrBadURI, uri)
+		return mailbox.Target{}, fmt.Errorf("%w: %q", protocol.ErrBadURI, uri)
 	}
 	store := d.Store()
 	if client == "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // remarshal decodes an MLSMessage, lets edit change it, and encodes it.
@@ -37,8 +38,8 @@ func TestBadInput(t *testing.T) {
 	e.create(grow)
 	e.create(priv)
 	alice := e.senderOf("mimi://a.example/u/alice")
-	send := func(st *tsStep, mod func(*hub.SendRequest)) error {
-		req := &hub.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
+	send := func(st *tsStep, mod func(*protocol.SendRequest)) error {
+		req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 		if st.After != nil {
 			req.CommitData = commitData(st, sendOpts{})
 		}
@@ -55,35 +56,35 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		st   *tsStep
-		mod  func(*hub.SendRequest)
+		mod  func(*protocol.SendRequest)
 		want error
 		also error
 	}{
-		{"unknown group", app0, func(r *hub.SendRequest) {
+		{"unknown group", app0, func(r *protocol.SendRequest) {
 			r.Message = remarshal(t, r.Message, func(m *mls.MLSMessage) { m.PrivateMessage.GroupID = []byte("no such group") })
 		}, hub.ErrUnknownGroup, nil},
-		{"unknown partition key", app0, func(r *hub.SendRequest) { r.PartitionKey = make([]byte, 16) }, hub.ErrUnknownPartition, nil},
-		{"partition of another group", app0, func(r *hub.SendRequest) { r.PartitionKey = fork.Initial.PartitionKey }, hub.ErrWrongPartition, nil},
-		{"short partition key", app0, func(r *hub.SendRequest) { r.PartitionKey = r.PartitionKey[:15] }, hub.ErrMalformed, nil},
-		{"commit without CommitData", add, func(r *hub.SendRequest) { r.CommitData = nil }, hub.ErrMalformed, nil},
-		{"CommitData on an application message", app0, func(r *hub.SendRequest) { r.CommitData = commitData(add, sendOpts{}) }, hub.ErrMalformed, nil},
-		{"Welcome with too few providers", add, func(r *hub.SendRequest) { r.CommitData.WelcomeData.ServiceProviders = nil }, hub.ErrWelcomeMismatch, nil},
-		{"Welcome of another commit", add, func(r *hub.SendRequest) {
+		{"unknown partition key", app0, func(r *protocol.SendRequest) { r.PartitionKey = make([]byte, 16) }, hub.ErrUnknownPartition, nil},
+		{"partition of another group", app0, func(r *protocol.SendRequest) { r.PartitionKey = fork.Initial.PartitionKey }, hub.ErrWrongPartition, nil},
+		{"short partition key", app0, func(r *protocol.SendRequest) { r.PartitionKey = r.PartitionKey[:15] }, hub.ErrMalformed, nil},
+		{"commit without CommitData", add, func(r *protocol.SendRequest) { r.CommitData = nil }, hub.ErrMalformed, nil},
+		{"CommitData on an application message", app0, func(r *protocol.SendRequest) { r.CommitData = commitData(add, sendOpts{}) }, hub.ErrMalformed, nil},
+		{"Welcome with too few providers", add, func(r *protocol.SendRequest) { r.CommitData.WelcomeData.ServiceProviders = nil }, hub.ErrWelcomeMismatch, nil},
+		{"Welcome of another commit", add, func(r *protocol.SendRequest) {
 			r.CommitData.WelcomeData = commitData(&fork.Steps[0], sendOpts{}).WelcomeData
 			r.CommitData.WelcomeData.ServiceProviders = r.CommitData.WelcomeData.ServiceProviders[:1]
 		}, hub.ErrWelcomeMismatch, nil},
-		{"GroupInfo of another epoch", add, func(r *hub.SendRequest) { r.CommitData.GroupInfo = g.Steps[5].After.GroupInfoWithTree }, hub.ErrInvalidGroupInfo, nil},
-		{"GroupInfo of another group", add, func(r *hub.SendRequest) { r.CommitData.GroupInfo = fork.Steps[0].After.GroupInfo }, hub.ErrInvalidGroupInfo, nil},
-		{"next partition key is the current one", add, func(r *hub.SendRequest) { r.CommitData.NextPartitionKey = r.PartitionKey }, hub.ErrPartitionExists, nil},
-		{"next partition key of another group", add, func(r *hub.SendRequest) { r.CommitData.NextPartitionKey = fork.Initial.PartitionKey }, hub.ErrPartitionExists, nil},
-		{"bad signature", add, func(r *hub.SendRequest) {
+		{"GroupInfo of another epoch", add, func(r *protocol.SendRequest) { r.CommitData.GroupInfo = g.Steps[5].After.GroupInfoWithTree }, hub.ErrInvalidGroupInfo, nil},
+		{"GroupInfo of another group", add, func(r *protocol.SendRequest) { r.CommitData.GroupInfo = fork.Steps[0].After.GroupInfo }, hub.ErrInvalidGroupInfo, nil},
+		{"next partition key is the current one", add, func(r *protocol.SendRequest) { r.CommitData.NextPartitionKey = r.PartitionKey }, hub.ErrPartitionExists, nil},
+		{"next partition key of another group", add, func(r *protocol.SendRequest) { r.CommitData.NextPartitionKey = fork.Initial.PartitionKey }, hub.ErrPartitionExists, nil},
+		{"bad signature", add, func(r *protocol.SendRequest) {
 			r.Message = remarshal(t, r.Message, func(m *mls.MLSMessage) { m.PublicMessage.Auth.Signature[5] ^= 1 })
 		}, hub.ErrInvalidMessage, mls.ErrBadSignature},
-		{"sender leaf out of range", add, func(r *hub.SendRequest) {
+		{"sender leaf out of range", add, func(r *protocol.SendRequest) {
 			r.Message = remarshal(t, r.Message, func(m *mls.MLSMessage) { m.PublicMessage.Content.Sender.LeafIndex = 99 })
 		}, hub.ErrRemovedSender, mls.ErrBlankSender},
-		{"proposal for another epoch", proposal, func(r *hub.SendRequest) { r.PartitionKey = g.Initial.PartitionKey }, hub.ErrWrongPartition, nil},
-		{"application data in a PublicMessage", add, func(r *hub.SendRequest) {
+		{"proposal for another epoch", proposal, func(r *protocol.SendRequest) { r.PartitionKey = g.Initial.PartitionKey }, hub.ErrWrongPartition, nil},
+		{"application data in a PublicMessage", add, func(r *protocol.SendRequest) {
 			r.Message = remarshal(t, r.Message, func(m *mls.MLSMessage) {
 				c := &m.PublicMessage.Content
 				c.ContentType, c.Commit, c.ApplicationData = mls.ContentTypeApplication, nil, []byte("hi")
@@ -92,7 +93,7 @@ func TestBadInput(t *testing.T) {
 			r.CommitData = nil
 		}, hub.ErrInvalidMessage, nil},
 		{"oversized message", &grow.Steps[4], nil, hub.ErrTooLarge, nil},
-		{"GroupInfo without tree for a private commit", &priv.Steps[0], func(r *hub.SendRequest) { r.CommitData.GroupInfo = priv.Steps[0].After.GroupInfo }, hub.ErrTreeRequired, nil},
+		{"GroupInfo without tree for a private commit", &priv.Steps[0], func(r *protocol.SendRequest) { r.CommitData.GroupInfo = priv.Steps[0].After.GroupInfo }, hub.ErrTreeRequired, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := send(tc.st, tc.mod)
@@ -134,34 +135,34 @@ func TestCreateGroupBadInput(t *testing.T) {
 	g := loadFixture(t, "create-2.json")
 	grow := loadFixture(t, "grow-100.json")
 	e := newEnv(t, "a.example", nil)
-	alice := hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
-	create := func(r *hub.CreateGroupRequest, s hub.Sender) error {
+	alice := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
+	create := func(r *protocol.CreateGroupRequest, s protocol.Sender) error {
 		_, err := e.h.CreateGroup(ctx, s, r)
 		return err
 	}
-	base := func() *hub.CreateGroupRequest {
-		return &hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
+	base := func() *protocol.CreateGroupRequest {
+		return &protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
 	}
 	for _, tc := range []struct {
 		name   string
-		mod    func(*hub.CreateGroupRequest)
-		sender hub.Sender
+		mod    func(*protocol.CreateGroupRequest)
+		sender protocol.Sender
 		want   error
 	}{
-		{"tree of another epoch", func(r *hub.CreateGroupRequest) { r.RatchetTree = g.Steps[1].After.RatchetTree }, alice, hub.ErrTreeMismatch},
-		{"no tree", func(r *hub.CreateGroupRequest) { r.RatchetTree = nil }, alice, hub.ErrTreeRequired},
-		{"two different trees", func(r *hub.CreateGroupRequest) {
+		{"tree of another epoch", func(r *protocol.CreateGroupRequest) { r.RatchetTree = g.Steps[1].After.RatchetTree }, alice, hub.ErrTreeMismatch},
+		{"no tree", func(r *protocol.CreateGroupRequest) { r.RatchetTree = nil }, alice, hub.ErrTreeRequired},
+		{"two different trees", func(r *protocol.CreateGroupRequest) {
 			r.GroupInfo, r.RatchetTree = g.Initial.GroupInfoWithTree, g.Steps[1].After.RatchetTree
 		}, alice, hub.ErrTreeMismatch},
-		{"unknown suite", func(r *hub.CreateGroupRequest) {
+		{"unknown suite", func(r *protocol.CreateGroupRequest) {
 			r.GroupInfo = remarshal(t, r.GroupInfo, func(m *mls.MLSMessage) { m.GroupInfo.GroupContext.CipherSuite = 0x7777 })
 		}, alice, hub.ErrInvalidGroupInfo},
-		{"bad GroupInfo signature", func(r *hub.CreateGroupRequest) {
+		{"bad GroupInfo signature", func(r *protocol.CreateGroupRequest) {
 			r.GroupInfo = remarshal(t, r.GroupInfo, func(m *mls.MLSMessage) { m.GroupInfo.Signature[3] ^= 1 })
 		}, alice, hub.ErrInvalidGroupInfo},
-		{"not a GroupInfo", func(r *hub.CreateGroupRequest) { r.GroupInfo = g.Steps[0].Message }, alice, hub.ErrMalformed},
-		{"remote creator", nil, hub.Sender{UserURI: "mimi://b.example/u/bob"}, hub.ErrMalformed},
-		{"oversized GroupInfo", func(r *hub.CreateGroupRequest) { r.GroupInfo = make([]byte, 5<<20) }, alice, hub.ErrTooLarge},
+		{"not a GroupInfo", func(r *protocol.CreateGroupRequest) { r.GroupInfo = g.Steps[0].Message }, alice, hub.ErrMalformed},
+		{"remote creator", nil, protocol.Sender{UserURI: "mimi://b.example/u/bob"}, hub.ErrMalformed},
+		{"oversized GroupInfo", func(r *protocol.CreateGroupRequest) { r.GroupInfo = make([]byte, 5<<20) }, alice, hub.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := base()
@@ -184,11 +185,11 @@ func TestCreateGroupBadInput(t *testing.T) {
 	if err := create(reuse, alice); !errors.Is(err, hub.ErrGroupExists) {
 		t.Fatalf("reused group ID: %v", err)
 	}
-	if err := e.h.Ban(ctx, "mimi://a.example/d/alice/phone", "spam"); err != nil {
+	if err := e.pol.Ban(ctx, "mimi://a.example/d/alice/phone", "spam"); err != nil {
 		t.Fatal(err)
 	}
-	growReq := &hub.CreateGroupRequest{GroupInfo: grow.Initial.GroupInfoWithTree, PartitionKey: grow.Initial.PartitionKey}
-	if err := create(growReq, hub.Sender{UserURI: "mimi://a.example/u/carol", Local: true}); !errors.Is(err, hub.ErrBanned) {
+	growReq := &protocol.CreateGroupRequest{GroupInfo: grow.Initial.GroupInfoWithTree, PartitionKey: grow.Initial.PartitionKey}
+	if err := create(growReq, protocol.Sender{UserURI: "mimi://a.example/u/carol", Local: true}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("group whose member is banned: %v", err)
 	}
 }
@@ -196,9 +197,11 @@ func TestCreateGroupBadInput(t *testing.T) {
 func TestBansAndRateLimits(t *testing.T) {
 	ctx := context.Background()
 	g := loadFixture(t, "create-2.json")
-	e := newEnv(t, "a.example", func(c *hub.Config) { c.RatePerSecond, c.RateBurst = 1, 4 })
+	e := newEnv(t, "a.example", nil)
+	e.polCfg.RatePerSecond, e.polCfg.RateBurst = 1, 4
+	e.restart()
 	e.create(g)
-	if err := e.h.Ban(ctx, "mimi://b.example/u/bob", "abuse"); err != nil {
+	if err := e.pol.Ban(ctx, "mimi://b.example/u/bob", "abuse"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.sendStep(&g.Steps[0], sendOpts{}); err != nil {
@@ -207,10 +210,10 @@ func TestBansAndRateLimits(t *testing.T) {
 	if _, err := e.sendStep(&g.Steps[1], sendOpts{}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("adding a provider-banned user: %v", err)
 	}
-	if ok, err := e.h.Unban(ctx, "mimi://b.example/u/bob"); !ok || err != nil {
+	if ok, err := e.pol.Unban(ctx, "mimi://b.example/u/bob"); !ok || err != nil {
 		t.Fatalf("Unban = %v, %v", ok, err)
 	}
-	if bans, _ := e.h.ListBans(ctx); len(bans) != 0 {
+	if bans, _ := e.pol.ListBans(ctx); len(bans) != 0 {
 		t.Fatalf("bans left: %+v", bans)
 	}
 	// Alice's bucket (burst 4): the creation, her message and the add
@@ -236,32 +239,10 @@ func TestBansAndRateLimits(t *testing.T) {
 		t.Fatalf("after refill: %v", err)
 	}
 	// A banned local user cannot send anything.
-	e.h.Ban(ctx, "mimi://a.example/u/alice", "")
+	e.pol.Ban(ctx, "mimi://a.example/u/alice", "")
 	e.clock.add(time.Hour)
 	if _, err := e.sendStep(&g.Steps[5], sendOpts{}); !errors.Is(err, hub.ErrBanned) {
 		t.Fatalf("banned local sender: %v", err)
-	}
-}
-
-func TestReports(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, "a.example", nil)
-	alice := hub.Sender{ClientID: 3, UserURI: "mimi://a.example/u/alice", Local: true}
-	r := roundTrip(t, &hub.Report{Kind: hub.ReportFollower, GroupID: []byte("g"), Subject: []byte("b.example"), Reason: "drops messages"}, &hub.Report{})
-	if _, err := e.h.FileReport(ctx, alice, *r); err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []hub.Report{{Kind: 0}, {Kind: 9}, {Kind: hub.ReportHub, Reason: "\xff"}} {
-		if _, err := e.h.FileReport(ctx, alice, bad); !errors.Is(err, hub.ErrMalformed) {
-			t.Fatalf("bad report %+v: %v", bad, err)
-		}
-	}
-	if _, err := e.h.FileReport(ctx, hub.Sender{}, *r); !errors.Is(err, hub.ErrMalformed) {
-		t.Fatalf("report from a remote sender: %v", err)
-	}
-	rs, err := e.h.ListReports(ctx, 10)
-	if err != nil || len(rs) != 1 || rs[0].Kind != hub.ReportFollower || rs[0].ReporterUser != alice.UserURI || rs[0].Reason != "drops messages" {
-		t.Fatalf("reports %+v, %v", rs, err)
 	}
 }
 
@@ -282,10 +263,10 @@ func TestPrivateCommitWithoutGroupInfo(t *testing.T) {
 	if ps[1].HasGroupInfo || ps[1].Verified || !ps[2].HasGroupInfo {
 		t.Fatalf("partitions %+v", ps[:3])
 	}
-	if _, err := e.h.GroupInfo(ctx, &hub.GroupInfoRequest{GroupID: g.GroupID}); err != nil {
+	if _, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.h.GroupInfo(ctx, &hub.GroupInfoRequest{GroupID: []byte("nope")}); !errors.Is(err, hub.ErrUnknownGroup) {
+	if _, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: []byte("nope")}); !errors.Is(err, hub.ErrUnknownGroup) {
 		t.Fatalf("GroupInfo of an unknown group: %v", err)
 	}
 }

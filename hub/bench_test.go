@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -22,7 +23,7 @@ func benchHub(b *testing.B, sync string, n int, tune ...func(*hub.Config)) (*hub
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	cfg := hub.Config{Domain: "a.example", RatePerSecond: -1}
+	cfg := hub.Config{Domain: "a.example"}
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -34,8 +35,8 @@ func benchHub(b *testing.B, sync string, n int, tune ...func(*hub.Config)) (*hub
 	for i := range n {
 		id := fmt.Appendf(nil, "bench group %d", i)
 		gi, pk := syntheticGroup(b, id)
-		if _, err := h.CreateGroup(context.Background(), hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
-			&hub.CreateGroupRequest{GroupInfo: gi, PartitionKey: pk}); err != nil {
+		if _, err := h.CreateGroup(context.Background(), protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
+			&protocol.CreateGroupRequest{GroupInfo: gi, PartitionKey: pk}); err != nil {
 			b.Fatal(err)
 		}
 		ids, keys = append(ids, id), append(keys, pk)
@@ -55,7 +56,7 @@ func benchSend(b *testing.B, h *hub.Hub, ids, keys [][]byte) {
 			i := next.Add(1)
 			g := int(i % uint64(len(ids)))
 			msg := syntheticApp(b, ids[g], i, 256)
-			if _, err := h.Send(context.Background(), hub.Sender{}, &hub.SendRequest{Message: msg, PartitionKey: keys[g]}); err != nil {
+			if _, err := h.Send(context.Background(), protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[g]}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -83,7 +84,7 @@ func BenchmarkReceive(b *testing.B) {
 	h, ids, keys := benchHub(b, "normal", 1, func(c *hub.Config) { c.ReceiveMaxMessages = 100 })
 	ctx := context.Background()
 	for i := range 2000 {
-		if _, err := h.Send(ctx, hub.Sender{}, &hub.SendRequest{Message: syntheticApp(b, ids[0], uint64(i), 256), PartitionKey: keys[0]}); err != nil {
+		if _, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: syntheticApp(b, ids[0], uint64(i), 256), PartitionKey: keys[0]}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -93,7 +94,7 @@ func BenchmarkReceive(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			c := uint32(n.Add(1)*100) % 1900
-			resp, err := h.Receive(ctx, &hub.ReceiveRequest{PartitionKey: keys[0], Counter: c})
+			resp, err := h.Receive(ctx, &protocol.ReceiveRequest{PartitionKey: keys[0], Counter: c})
 			if err != nil || len(resp.Epoch.Messages) != 100 {
 				b.Fatalf("receive: %d messages, %v", len(resp.Epoch.Messages), err)
 			}
@@ -177,7 +178,7 @@ func benchLatency(b *testing.B, syncMode string) {
 			msg := syntheticApp(b, ids[0], seq.Add(1), 256)
 			wg.Go(func() {
 				starts.Store(string(msg), time.Now())
-				if _, err := h.Send(ctx, hub.Sender{}, &hub.SendRequest{Message: msg, PartitionKey: keys[0]}); err != nil {
+				if _, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[0]}); err != nil {
 					b.Error(err)
 				}
 			})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // commitPlan is what a checked commit will do.
@@ -260,17 +261,13 @@ func contextDiff(a, b *mls.GroupContext) string {
 	return fmt.Sprint(d)
 }
 
-func decodeGroupInfo(cd *CommitData) (*mls.GroupInfo, error) {
-	m := cd.groupInfo
-	if m == nil {
-		var err error
-		if m, err = mls.DecodeMLSMessage(cd.GroupInfo); err != nil {
-			return nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, err)
-		}
-		cd.groupInfo = m
+func decodeGroupInfo(cd *protocol.CommitData) (*mls.GroupInfo, error) {
+	m, err := cd.ParsedGroupInfo()
+	if err != nil {
+		return nil, err
 	}
 	if m.GroupInfo == nil {
-		return nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, errNotGroupInfo)
+		return nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, protocol.ErrNotGroupInfo)
 	}
 	return m.GroupInfo, nil
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 // TestConcurrentSequencing sends application messages from many goroutines
@@ -27,7 +29,7 @@ func TestConcurrentSequencing(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				msg := privateVariant(t, g.Steps[0].Message, 1+w*each+i)
-				if _, err := e.h.Send(ctx, hub.Sender{}, &hub.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey}); err != nil {
+				if _, err := e.h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey}); err != nil {
 					errs <- err
 				}
 			}
@@ -72,7 +74,7 @@ func TestTinyStateCache(t *testing.T) {
 	for i := range g.Steps {
 		r.step(t, i, &g.Steps[i], sendOpts{noGroupInfo: i%3 != 0})
 		// Something else takes the cache's one place.
-		if _, err := e.h.Receive(context.Background(), &hub.ReceiveRequest{PartitionKey: g.Initial.PartitionKey}); err != nil {
+		if _, err := e.h.Receive(context.Background(), &protocol.ReceiveRequest{PartitionKey: g.Initial.PartitionKey}); err != nil {
 			t.Fatal(err)
 		}
 		e.sendStep(&g.Steps[0], sendOpts{}) // a retry, answered from the log
@@ -93,7 +95,7 @@ func TestBansWrittenElsewhere(t *testing.T) {
 	if _, err := e.sendStep(&g.Steps[0], sendOpts{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.db.AddBan(ctx, hub.Ban{UserURI: "mimi://b.example/u/bob", At: e.clock.now()}); err != nil {
+	if err := e.db.AddBan(ctx, directory.Ban{UserURI: "mimi://b.example/u/bob", At: e.clock.now()}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.add(10 * time.Second)

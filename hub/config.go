@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Config configures a Hub. Zero fields take the defaults of DefaultConfig
@@ -26,11 +27,9 @@ type Config struct {
 	// StateCacheSize is how many partitions' public group states are kept
 	// in memory (default 1024); others are rebuilt from the store.
 	StateCacheSize int
-	// RatePerSecond and RateBurst are the token bucket of each local user:
-	// sustained sequenced requests per second and burst (defaults 50, 200).
-	// RatePerSecond < 0 disables the limit.
-	RatePerSecond float64
-	RateBurst     int
+	// Policy is the provider's own policy: provider-wide bans and own users'
+	// rate limits (directory.Policy). Nil: nothing is banned or limited.
+	Policy ProviderPolicy
 	// Receive bounds a ReceiveResponse: messages and bytes of the requested
 	// partition (defaults 1000, 8 MiB), hinted partitions (default 8), and
 	// messages per hinted partition (default 64); a negative value gives
@@ -39,9 +38,6 @@ type Config struct {
 	ReceiveMaxBytes    int
 	HintPartitions     int
 	HintMessages       int
-	// BanCacheTTL is how long provider-wide bans are cached before they are
-	// read again, so bans made by another process apply (default 5 s).
-	BanCacheTTL time.Duration
 	// WelcomeRetry is how often Run retries local Welcomes whose mailbox
 	// delivery failed (default 30 s).
 	WelcomeRetry time.Duration
@@ -60,18 +56,18 @@ func DefaultConfig() Config {
 		MaxGroupInfoSize:   4 << 20,
 		MaxWelcomeSize:     4 << 20,
 		StateCacheSize:     1024,
-		RatePerSecond:      50,
-		RateBurst:          200,
 		ReceiveMaxMessages: 1000,
 		ReceiveMaxBytes:    8 << 20,
 		HintPartitions:     8,
 		HintMessages:       64,
-		BanCacheTTL:        5 * time.Second,
 		WelcomeRetry:       30 * time.Second,
 	}
 }
 
 func (c *Config) applyDefaults() {
+	if c.Policy == nil {
+		c.Policy = noPolicy{}
+	}
 	d := DefaultConfig()
 	setInt := func(v *int, def int) {
 		if *v == 0 {
@@ -82,17 +78,10 @@ func (c *Config) applyDefaults() {
 	setInt(&c.MaxGroupInfoSize, d.MaxGroupInfoSize)
 	setInt(&c.MaxWelcomeSize, d.MaxWelcomeSize)
 	setInt(&c.StateCacheSize, d.StateCacheSize)
-	setInt(&c.RateBurst, d.RateBurst)
 	setInt(&c.ReceiveMaxMessages, d.ReceiveMaxMessages)
 	setInt(&c.ReceiveMaxBytes, d.ReceiveMaxBytes)
 	setInt(&c.HintPartitions, d.HintPartitions)
 	setInt(&c.HintMessages, d.HintMessages)
-	if c.RatePerSecond == 0 {
-		c.RatePerSecond = d.RatePerSecond
-	}
-	if c.BanCacheTTL == 0 {
-		c.BanCacheTTL = d.BanCacheTTL
-	}
 	if c.WelcomeRetry == 0 {
 		c.WelcomeRetry = d.WelcomeRetry
 	}
@@ -109,28 +98,25 @@ func (c Config) Validate() error {
 	c.applyDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("hub: config: "+format, args...)) }
-	if c.Domain == "" || len(c.Domain) > maxProviderID {
-		bad("domain must be 1-%d bytes", maxProviderID)
+	if c.Domain == "" || len(c.Domain) > protocol.MaxProviderLen {
+		bad("domain must be 1-%d bytes", protocol.MaxProviderLen)
 	}
-	if c.MaxMessageSize < 1024 || c.MaxMessageSize > maxVarint {
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > protocol.MaxVarint {
 		bad("max message size %d outside [1 KiB, 2^30-1]", c.MaxMessageSize)
 	}
-	if c.MaxGroupInfoSize < 1024 || c.MaxGroupInfoSize > maxVarint {
+	if c.MaxGroupInfoSize < 1024 || c.MaxGroupInfoSize > protocol.MaxVarint {
 		bad("max GroupInfo size %d outside [1 KiB, 2^30-1]", c.MaxGroupInfoSize)
 	}
-	if c.MaxWelcomeSize < 1024 || c.MaxWelcomeSize > maxVarint {
+	if c.MaxWelcomeSize < 1024 || c.MaxWelcomeSize > protocol.MaxVarint {
 		bad("max Welcome size %d outside [1 KiB, 2^30-1]", c.MaxWelcomeSize)
 	}
 	if c.StateCacheSize < 1 {
 		bad("state cache size %d < 1", c.StateCacheSize)
 	}
-	if c.RatePerSecond > 0 && c.RateBurst < 1 {
-		bad("rate burst %d < 1", c.RateBurst)
-	}
 	if c.ReceiveMaxMessages < 1 || c.ReceiveMaxBytes < 1 || c.HintMessages < 0 {
 		bad("receive limits must be positive")
 	}
-	if c.BanCacheTTL < 0 || c.WelcomeRetry < 0 {
+	if c.WelcomeRetry < 0 {
 		bad("durations must not be negative")
 	}
 	return errors.Join(errs...)

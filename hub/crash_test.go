@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -32,13 +33,13 @@ func TestCrashHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(hub.Config{Domain: "a.example", RatePerSecond: -1}, db, &fakeRouter{refs: map[string]int64{}}, &fakeMailbox{got: map[int64][][]byte{}})
+	h, err := hub.New(hub.Config{Domain: "a.example"}, db, &fakeRouter{refs: map[string]int64{}}, &fakeMailbox{got: map[int64][][]byte{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := h.CreateGroup(ctx, hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
-		&hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfoWithTree, PartitionKey: g.Initial.PartitionKey}); err != nil {
+	if _, err := h.CreateGroup(ctx, protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true},
+		&protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfoWithTree, PartitionKey: g.Initial.PartitionKey}); err != nil {
 		t.Fatal(err)
 	}
 	out := bufio.NewWriter(os.Stdout)
@@ -48,7 +49,7 @@ func TestCrashHelperProcess(t *testing.T) {
 		wg.Go(func() {
 			for i := w; ; i += 8 {
 				msg := privateVariant(t, g.Steps[0].Message, i+1)
-				resp, err := h.Send(ctx, hub.Sender{}, &hub.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey})
+				resp, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: g.Initial.PartitionKey})
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
@@ -96,7 +97,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	g := loadFixture(t, "create-2.json")
 	e := &env{t: t, path: path, router: &fakeRouter{refs: map[string]int64{}}, mbox: &fakeMailbox{got: map[int64][][]byte{}},
-		clock: &clock{t: time.Now()}, cfg: hub.Config{Domain: "a.example", RatePerSecond: -1}}
+		clock: &clock{t: time.Now()}, cfg: hub.Config{Domain: "a.example"}}
 	e.open()
 	defer e.db.Close()
 	ctx := context.Background()
@@ -127,7 +128,7 @@ func TestCrashLosesNothing(t *testing.T) {
 			t.Fatalf("acknowledged message %d (counter %d) lost or moved: %v %d", i, c, ok, got)
 		}
 	}
-	resp, err := e.h.Send(ctx, hub.Sender{}, &hub.SendRequest{Message: g.Steps[0].Message, PartitionKey: g.Initial.PartitionKey})
+	resp, err := e.h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: g.Steps[0].Message, PartitionKey: g.Initial.PartitionKey})
 	if err != nil || resp.Counter != uint32(len(es)) {
 		t.Fatalf("after the crash: counter %d, %v; want %d", resp.Counter, err, len(es))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // CreateGroup creates a group hosted here: the request's GroupInfo (with
@@ -13,7 +14,7 @@ import (
 // validity, signature), no member may be banned by the provider, and the
 // group ID must be new. The creator must be one of this provider's clients.
 // A retry of a request that created the group succeeds again.
-func (h *Hub) CreateGroup(ctx context.Context, sender Sender, req *CreateGroupRequest) (CreateGroupResponse, error) {
+func (h *Hub) CreateGroup(ctx context.Context, sender protocol.Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
 	resp, err := h.createGroup(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
@@ -21,38 +22,38 @@ func (h *Hub) CreateGroup(ctx context.Context, sender Sender, req *CreateGroupRe
 	return resp, err
 }
 
-func (h *Hub) createGroup(ctx context.Context, sender Sender, req *CreateGroupRequest) (CreateGroupResponse, error) {
+func (h *Hub) createGroup(ctx context.Context, sender protocol.Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
 	if !sender.Local {
-		return CreateGroupResponse{}, fmt.Errorf("%w: a group is created by a client of its hub", ErrMalformed)
+		return protocol.CreateGroupResponse{}, fmt.Errorf("%w: a group is created by a client of its hub", ErrMalformed)
 	}
 	gi, tree, err := h.parseCreate(req)
 	if err != nil {
-		return CreateGroupResponse{}, err
+		return protocol.CreateGroupResponse{}, err
 	}
 	gc := &gi.GroupContext
 	suite, err := gc.CipherSuite.Suite()
 	if err != nil {
-		return CreateGroupResponse{}, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
+		return protocol.CreateGroupResponse{}, fmt.Errorf("%w: %w", ErrInvalidGroupInfo, err)
 	}
 	masked := suite.Hash(req.PartitionKey)
 	if done, err := h.alreadyCreated(ctx, gc.GroupID, masked); done || err != nil {
-		return CreateGroupResponse{MaskedPartitionKey: masked}, err
+		return protocol.CreateGroupResponse{MaskedPartitionKey: masked}, err
 	}
 	if err := h.admit(ctx, sender); err != nil {
-		return CreateGroupResponse{}, err
+		return protocol.CreateGroupResponse{}, err
 	}
 	view, err := h.viewFromGroupInfo(gi, tree)
 	if err != nil {
-		return CreateGroupResponse{}, err
+		return protocol.CreateGroupResponse{}, err
 	}
 	for _, m := range view.Members() {
 		if err := h.checkUser(ctx, identityOf(m), nil, "member"); err != nil {
-			return CreateGroupResponse{}, err
+			return protocol.CreateGroupResponse{}, err
 		}
 	}
 	welcomes, err := h.planWelcomes(ctx, gc.GroupID, suite, req.WelcomeData, nil)
 	if err != nil {
-		return CreateGroupResponse{}, err
+		return protocol.CreateGroupResponse{}, err
 	}
 	first := Partition{Masked: masked, GroupID: cloneBytes(gc.GroupID), Epoch: gc.Epoch, Verified: true,
 		GroupInfo: cloneBytes(req.GroupInfo)}
@@ -60,55 +61,49 @@ func (h *Hub) createGroup(ctx context.Context, sender Sender, req *CreateGroupRe
 		first.RatchetTree = cloneBytes(req.RatchetTree)
 	}
 	g := Group{GroupID: first.GroupID, CipherSuite: gc.CipherSuite, CreatorClient: sender.ClientID,
-		CreatorUser: UserOf(sender.UserURI), CreatedAt: h.cfg.Now()}
+		CreatorUser: protocol.UserOf(sender.UserURI), CreatedAt: h.cfg.Now()}
 	ids, err := h.store.CreateGroup(ctx, g, first, welcomes)
 	if errors.Is(err, ErrGroupExists) {
 		if done, err2 := h.alreadyCreated(ctx, gc.GroupID, masked); done || err2 != nil {
-			return CreateGroupResponse{MaskedPartitionKey: masked}, err2
+			return protocol.CreateGroupResponse{MaskedPartitionKey: masked}, err2
 		}
 	}
 	if err != nil {
-		return CreateGroupResponse{}, err
+		return protocol.CreateGroupResponse{}, err
 	}
 	h.states.install(newLoadedState(masked, first.GroupID, suite, gc.Epoch, view))
 	h.log.Info("hub: group created", "group_id", fmt.Sprintf("%x", gc.GroupID), "partition", fmt.Sprintf("%x", masked), "members", len(view.Members()))
 	h.deliverLocal(ctx, welcomes, ids)
-	return CreateGroupResponse{MaskedPartitionKey: masked}, nil
+	return protocol.CreateGroupResponse{MaskedPartitionKey: masked}, nil
 }
 
 // parseCreate checks a CreateGroupRequest's sizes and decodes its parts.
-func (h *Hub) parseCreate(req *CreateGroupRequest) (*mls.GroupInfo, mls.RatchetTree, error) {
+func (h *Hub) parseCreate(req *protocol.CreateGroupRequest) (*mls.GroupInfo, mls.RatchetTree, error) {
 	if len(req.GroupInfo) > h.cfg.MaxGroupInfoSize || len(req.RatchetTree) > h.cfg.MaxGroupInfoSize {
 		return nil, nil, fmt.Errorf("%w: GroupInfo or tree over %d bytes", ErrTooLarge, h.cfg.MaxGroupInfoSize)
 	}
 	if req.WelcomeData != nil && len(req.WelcomeData.Welcome) > h.cfg.MaxWelcomeSize {
 		return nil, nil, fmt.Errorf("%w: Welcome over %d bytes", ErrTooLarge, h.cfg.MaxWelcomeSize)
 	}
-	if len(req.PartitionKey) != PartitionKeySize {
+	if len(req.PartitionKey) != protocol.PartitionKeySize {
 		return nil, nil, fmt.Errorf("%w: partition key of %d bytes", ErrMalformed, len(req.PartitionKey))
 	}
-	m := req.groupInfo
-	if m == nil {
-		var err error
-		if m, err = mls.DecodeMLSMessage(req.GroupInfo); err != nil {
-			return nil, nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, err)
-		}
+	m, err := req.ParsedGroupInfo()
+	if err != nil {
+		return nil, nil, err
 	}
 	if m.GroupInfo == nil {
-		return nil, nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, errNotGroupInfo)
+		return nil, nil, fmt.Errorf("%w: group_info: %w", ErrMalformed, protocol.ErrNotGroupInfo)
 	}
-	tree := req.tree
-	if tree == nil && req.RatchetTree != nil {
-		var err error
-		if tree, err = mls.DecodeRatchetTree(req.RatchetTree); err != nil {
-			return nil, nil, fmt.Errorf("%w: ratchet_tree: %w", ErrMalformed, err)
-		}
+	tree, err := req.ParsedTree()
+	if err != nil {
+		return nil, nil, err
 	}
 	if e, ok := m.GroupInfo.Extensions.Find(mls.ExtensionTypeRatchetTree); ok && req.RatchetTree != nil &&
 		string(e.ExtensionData) != string(req.RatchetTree) {
 		return nil, nil, fmt.Errorf("%w: ratchet_tree differs from the GroupInfo's", ErrTreeMismatch)
 	}
-	if len(m.GroupInfo.GroupContext.GroupID) > maxGroupID {
+	if len(m.GroupInfo.GroupContext.GroupID) > protocol.MaxGroupIDLen {
 		return nil, nil, fmt.Errorf("%w: group ID of %d bytes", ErrMalformed, len(m.GroupInfo.GroupContext.GroupID))
 	}
 	return m.GroupInfo, tree, nil

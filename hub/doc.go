@@ -139,13 +139,12 @@
 // (the socket's user for local senders; PublicMessage application data is
 // refused anyway); public commits and Add proposals adding a user banned
 // in the partition or by the commit's own new list; commits installing a
-// malformed list; PublicMessages from removed members. Provider-wide admin
-// bans (Ban, Unban, ListBans; read again every Config.BanCacheTTL) refuse
-// everything from a banned local user and, where visible, Adds of and
-// handshakes from banned users. Member identities are mapped to user URIs
-// by UserOf (mimi://p/d/u/c -> mimi://p/u/u). Per-user token buckets
-// (Config.RatePerSecond, RateBurst) apply only to local senders. Reports
-// (FileReport, ListReports) are stored for admins.
+// malformed list; PublicMessages from removed members. The provider's own
+// policy (Config.Policy: directory.Policy, which also keeps the reports) adds
+// its provider-wide bans, which refuse everything from a banned local user
+// and, where visible, Adds of and handshakes from banned users, and the rate
+// limit of local senders. Member identities are mapped to user URIs by
+// protocol.UserOf (mimi://p/d/u/c -> mimi://p/u/u).
 //
 // # Receiving
 //

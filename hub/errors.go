@@ -1,6 +1,10 @@
 package hub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/mimids/mimids/protocol"
+)
 
 // Sentinel errors. Every error the Hub returns for bad input wraps exactly one
 // of them (test with errors.Is), so the socket handlers can map them to wire
@@ -9,56 +13,63 @@ var (
 	// ErrMalformed means a request that does not decode (truncated, trailing
 	// bytes, a non-minimal length, a wrong selector, a partition key that is
 	// not 16 bytes).
-	ErrMalformed = errors.New("hub: malformed request")
+	ErrMalformed = protocol.ErrMalformed
 	// ErrTooLarge means a message, GroupInfo, ratchet tree or Welcome over
 	// its configured limit.
-	ErrTooLarge = errors.New("hub: too large")
+	ErrTooLarge = protocol.NewError(protocol.CodeTooLarge, "hub: too large")
 	// ErrUnknownGroup means a group ID this hub does not host.
-	ErrUnknownGroup = errors.New("hub: unknown group")
+	ErrUnknownGroup = protocol.NewError(protocol.CodeNotFound, "hub: unknown group")
 	// ErrGroupExists means a CreateGroupRequest for a group ID already in use.
-	ErrGroupExists = errors.New("hub: group ID already in use")
+	ErrGroupExists = protocol.NewError(protocol.CodeConflict, "hub: group ID already in use")
 	// ErrUnknownPartition means a partition key that names no partition.
-	ErrUnknownPartition = errors.New("hub: unknown partition")
+	ErrUnknownPartition = protocol.NewError(protocol.CodeNotFound, "hub: unknown partition")
 	// ErrWrongPartition means a partition of another group, or a handshake
 	// message whose epoch is not the partition's epoch.
-	ErrWrongPartition = errors.New("hub: message does not belong to the partition")
+	ErrWrongPartition = protocol.NewError(protocol.CodeWrongPartition, "hub: message does not belong to the partition")
 	// ErrPartitionExists means a next_partition_key (or a new group's
 	// partition key) that already names a partition.
-	ErrPartitionExists = errors.New("hub: partition key already in use")
+	ErrPartitionExists = protocol.NewError(protocol.CodeConflict, "hub: partition key already in use")
 	// ErrPartitionFull means a partition log that reached 2^32-1 messages.
-	ErrPartitionFull = errors.New("hub: partition log is full")
+	ErrPartitionFull = protocol.NewError(protocol.CodeInvalid, "hub: partition log is full")
 	// ErrTerminated means a send to a partition the hub terminated.
-	ErrTerminated = errors.New("hub: partition terminated")
+	ErrTerminated = protocol.NewError(protocol.CodeTerminated, "hub: partition terminated")
 	// ErrTreeRequired means a GroupInfo without ratchet_tree whose tree the
 	// hub cannot infer: retry with the ratchet_tree extension.
-	ErrTreeRequired = errors.New("hub: GroupInfo needs a ratchet_tree")
+	ErrTreeRequired = protocol.NewError(protocol.CodeTreeRequired, "hub: GroupInfo needs a ratchet_tree")
 	// ErrTreeMismatch means a ratchet tree whose hash is not the GroupInfo's
 	// group_context.tree_hash.
-	ErrTreeMismatch = errors.New("hub: ratchet tree does not match tree_hash")
+	ErrTreeMismatch = protocol.NewError(protocol.CodeInvalidMLS, "hub: ratchet tree does not match tree_hash")
 	// ErrInvalidGroupInfo means a GroupInfo that fails verification or does
 	// not match the commit that opens its epoch.
-	ErrInvalidGroupInfo = errors.New("hub: invalid GroupInfo")
+	ErrInvalidGroupInfo = protocol.NewError(protocol.CodeInvalidMLS, "hub: invalid GroupInfo")
 	// ErrNoGroupInfo means a GroupInfoRequest for a group whose newest
 	// partition has no GroupInfo.
-	ErrNoGroupInfo = errors.New("hub: no GroupInfo published")
+	ErrNoGroupInfo = protocol.NewError(protocol.CodeNotFound, "hub: no GroupInfo published")
 	// ErrWelcomeMismatch means WelcomeData whose providers do not match the
 	// Welcome's secrets one to one, or a Welcome whose new members are not
 	// the public commit's Adds.
-	ErrWelcomeMismatch = errors.New("hub: Welcome does not match its commit")
+	ErrWelcomeMismatch = protocol.NewError(protocol.CodeInvalidMLS, "hub: Welcome does not match its commit")
 	// ErrInvalidMessage means an MLS message that is unambiguously invalid in
 	// the indicated partition; it wraps the mls error naming the check.
-	ErrInvalidMessage = errors.New("hub: invalid MLS message")
+	ErrInvalidMessage = protocol.NewError(protocol.CodeInvalidMLS, "hub: invalid MLS message")
 	// ErrRemovedSender means a PublicMessage from a member whose leaf is
 	// blank or outside the tree.
-	ErrRemovedSender = errors.New("hub: sender is not a member")
+	ErrRemovedSender = protocol.NewError(protocol.CodePolicy, "hub: sender is not a member")
 	// ErrBanned means a message from, or an Add of, a user banned in the
 	// partition's moderation list or by the provider's admin.
-	ErrBanned = errors.New("hub: user is banned")
+	ErrBanned = protocol.NewError(protocol.CodePolicy, "hub: user is banned")
 	// ErrMuted means an application message from a muted user.
-	ErrMuted = errors.New("hub: user is muted")
+	ErrMuted = protocol.NewError(protocol.CodePolicy, "hub: user is muted")
 	// ErrRateLimited means a local user over the per-user rate limit; the
 	// request was not sequenced.
-	ErrRateLimited = errors.New("hub: rate limited")
+	ErrRateLimited = protocol.NewError(protocol.CodeRateLimited, "hub: rate limited")
 	// ErrNotFound means an unknown pending Welcome or report.
-	ErrNotFound = errors.New("hub: not found")
+	ErrNotFound = protocol.NewError(protocol.CodeNotFound, "hub: not found")
 )
+
+// NotHosted reports whether err says the hub hosts no such group or partition (as
+// opposed to refusing a request for one it hosts): the router then asks the
+// follower.
+func NotHosted(err error) bool {
+	return errors.Is(err, ErrUnknownGroup) || errors.Is(err, ErrUnknownPartition)
+}

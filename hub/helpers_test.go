@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
@@ -189,6 +191,8 @@ type env struct {
 	db     *sqlite.DB
 	h      *hub.Hub
 	cfg    hub.Config
+	polCfg directory.PolicyConfig
+	pol    *directory.Policy
 	router *fakeRouter
 	mbox   *fakeMailbox
 	clock  *clock
@@ -199,7 +203,8 @@ func newEnv(t testing.TB, domain string, tune func(*hub.Config)) *env {
 	e := &env{t: t, path: filepath.Join(t.TempDir(), "hub.db"),
 		router: &fakeRouter{refs: map[string]int64{}}, mbox: &fakeMailbox{got: map[int64][][]byte{}},
 		clock: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}}
-	e.cfg = hub.Config{Domain: domain, Now: e.clock.now, RatePerSecond: -1}
+	e.cfg = hub.Config{Domain: domain, Now: e.clock.now}
+	e.polCfg = directory.PolicyConfig{Now: e.clock.now, RatePerSecond: -1}
 	if tune != nil {
 		tune(&e.cfg)
 	}
@@ -214,11 +219,17 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	h, err := hub.New(e.cfg, db, e.router, e.mbox)
+	pol, err := directory.NewPolicy(db, e.polCfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.db, e.h = db, h
+	cfg := e.cfg
+	cfg.Policy = pol
+	h, err := hub.New(cfg, db, e.router, e.mbox)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.db, e.h, e.pol = db, h, pol
 }
 
 // restart closes the store and opens it again with a fresh Hub: nothing in
@@ -237,17 +248,17 @@ func providerOf(uri string) string {
 }
 
 // senderOf is the Sender the socket would give for a fixture identity.
-func (e *env) senderOf(identity string) hub.Sender {
-	return hub.Sender{ClientID: int64(len(identity)), UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
+func (e *env) senderOf(identity string) protocol.Sender {
+	return protocol.Sender{ClientID: int64(len(identity)), UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
 }
 
 // create creates the fixture's group from its initial state.
-func (e *env) create(g *tsGroup) hub.CreateGroupResponse {
+func (e *env) create(g *tsGroup) protocol.CreateGroupResponse {
 	e.t.Helper()
-	req := &hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
+	req := &protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}
 	creator := e.senderOf(g.Creator.Identity)
 	creator.Local = true // the creator's provider is the hub
-	resp, err := e.h.CreateGroup(context.Background(), creator, roundTrip(e.t, req, &hub.CreateGroupRequest{}))
+	resp, err := e.h.CreateGroup(context.Background(), creator, roundTrip(e.t, req, &protocol.CreateGroupRequest{}))
 	if err != nil {
 		e.t.Fatalf("CreateGroup: %v", err)
 	}
@@ -279,8 +290,8 @@ type sendOpts struct {
 }
 
 // commitData builds a step's CommitData from the fixture.
-func commitData(st *tsStep, o sendOpts) *hub.CommitData {
-	cd := &hub.CommitData{NextPartitionKey: st.After.PartitionKey}
+func commitData(st *tsStep, o sendOpts) *protocol.CommitData {
+	cd := &protocol.CommitData{NextPartitionKey: st.After.PartitionKey}
 	switch {
 	case o.noGroupInfo:
 	case o.noTree || st.After.GroupInfoWithTree == nil:
@@ -289,7 +300,7 @@ func commitData(st *tsStep, o sendOpts) *hub.CommitData {
 		cd.GroupInfo = st.After.GroupInfoWithTree
 	}
 	if w := st.Welcome; w != nil {
-		wd := &hub.WelcomeData{Welcome: w.Message}
+		wd := &protocol.WelcomeData{Welcome: w.Message}
 		for _, m := range w.NewMembers {
 			wd.ServiceProviders = append(wd.ServiceProviders, m.Provider)
 		}
@@ -304,18 +315,18 @@ func (e *env) sendStep(st *tsStep, o sendOpts) (uint32, error) {
 	return e.sendStepAs(st, o, e.senderOf(st.Sender.Identity))
 }
 
-func (e *env) sendStepAs(st *tsStep, o sendOpts, s hub.Sender) (uint32, error) {
+func (e *env) sendStepAs(st *tsStep, o sendOpts, s protocol.Sender) (uint32, error) {
 	ctx := context.Background()
 	if st.Kind == "external_commit" {
-		req := &hub.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, o)}
-		resp, err := e.h.ExternalJoin(ctx, s, roundTrip(e.t, req, &hub.ExternalJoinRequest{}))
+		req := &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, o)}
+		resp, err := e.h.ExternalJoin(ctx, s, roundTrip(e.t, req, &protocol.ExternalJoinRequest{}))
 		return resp.Counter, err
 	}
-	req := &hub.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
+	req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 	if st.After != nil {
 		req.CommitData = commitData(st, o)
 	}
-	resp, err := e.h.Send(ctx, s, roundTrip(e.t, req, &hub.SendRequest{}))
+	resp, err := e.h.Send(ctx, s, roundTrip(e.t, req, &protocol.SendRequest{}))
 	return resp.Counter, err
 }
 

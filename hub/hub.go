@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Sink receives a partition's entries as they are sequenced. Notify and
@@ -33,8 +34,6 @@ type Hub struct {
 	mailbox Mailbox
 	log     *slog.Logger
 	states  *stateCache
-	bans    *banList
-	limits  *limiter
 	groups  *groupCache
 	metrics counters
 
@@ -75,8 +74,6 @@ func New(cfg Config, store Store, router WelcomeRouter, mailbox Mailbox) (*Hub, 
 	h := &Hub{
 		cfg: cfg, store: store, router: router, mailbox: mailbox, log: cfg.Logger,
 		states: newStateCache(cfg.StateCacheSize),
-		bans:   &banList{store: store, ttl: cfg.BanCacheTTL, now: cfg.Now},
-		limits: &limiter{rate: cfg.RatePerSecond, burst: float64(cfg.RateBurst), now: cfg.Now, buckets: map[string]*bucket{}},
 		groups: &groupCache{m: map[string]mls.CipherSuite{}},
 		subs:   make(map[string]map[Sink]struct{}),
 	}
@@ -213,7 +210,7 @@ func (h *Hub) Partition(ctx context.Context, masked []byte) (PartitionInfo, erro
 // PartitionByKey finds the partition of a partition key: its masked key is
 // the key's hash under one of the supported suites' hashes.
 func (h *Hub) PartitionByKey(ctx context.Context, partitionKey []byte) (PartitionInfo, error) {
-	if len(partitionKey) != PartitionKeySize {
+	if len(partitionKey) != protocol.PartitionKeySize {
 		return PartitionInfo{}, fmt.Errorf("%w: partition key of %d bytes", ErrMalformed, len(partitionKey))
 	}
 	for _, s := range hashSuites() {
@@ -265,47 +262,6 @@ func (h *Hub) Terminate(ctx context.Context, groupID, masked []byte) error {
 	}
 	h.log.Info("hub: partition terminated", "group_id", fmt.Sprintf("%x", groupID), "partition", fmt.Sprintf("%x", masked))
 	return nil
-}
-
-// Ban bans a user URI provider-wide: the hub refuses the user's messages and
-// Adds wherever it can see them.
-func (h *Hub) Ban(ctx context.Context, userURI, reason string) error {
-	if userURI == "" || len(userURI) > maxUserURI {
-		return fmt.Errorf("%w: user URI of %d bytes", ErrMalformed, len(userURI))
-	}
-	defer h.bans.invalidate()
-	return h.store.AddBan(ctx, Ban{UserURI: UserOf(userURI), Reason: reason, At: h.cfg.Now()})
-}
-
-// Unban lifts a provider-wide ban; it reports whether there was one.
-func (h *Hub) Unban(ctx context.Context, userURI string) (bool, error) {
-	defer h.bans.invalidate()
-	return h.store.RemoveBan(ctx, UserOf(userURI))
-}
-
-// ListBans lists the provider-wide bans.
-func (h *Hub) ListBans(ctx context.Context) ([]Ban, error) { return h.store.Bans(ctx) }
-
-// FileReport stores a client's report for the admins.
-func (h *Hub) FileReport(ctx context.Context, reporter Sender, r Report) (int64, error) {
-	if err := r.validate(); err != nil {
-		return 0, err
-	}
-	if !reporter.Local {
-		return 0, fmt.Errorf("%w: reports come from this provider's clients", ErrMalformed)
-	}
-	id, err := h.store.AddReport(ctx, StoredReport{At: h.cfg.Now(), ReporterClient: reporter.ClientID,
-		ReporterUser: reporter.UserURI, Report: r})
-	if err != nil {
-		return 0, fmt.Errorf("hub: report: %w", err)
-	}
-	h.log.Info("hub: report filed", "kind", r.Kind.String(), "group_id", fmt.Sprintf("%x", r.GroupID), "client", reporter.ClientID)
-	return id, nil
-}
-
-// ListReports lists up to limit reports, newest first.
-func (h *Hub) ListReports(ctx context.Context, limit int) ([]StoredReport, error) {
-	return h.store.Reports(ctx, limit)
 }
 
 // groupCache maps group IDs to cipher suites (immutable once created).

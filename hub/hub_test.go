@@ -9,6 +9,7 @@ import (
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // firstCommit returns the index of the first step of kind commit.
@@ -101,7 +102,7 @@ func TestWelcomeRouting(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("client %d got %d Welcomes, want 1", id, len(got))
 		}
-		var d hub.WelcomeDelivery
+		var d protocol.WelcomeDelivery
 		if err := d.UnmarshalBinary(got[0]); err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func TestWelcomeRouting(t *testing.T) {
 		}
 	}
 	for _, k := range e.mbox.kinds {
-		if k != hub.MailboxKindWelcome {
+		if k != uint16(protocol.KindWelcome) {
 			t.Fatalf("mailbox kind %d", k)
 		}
 	}
@@ -194,7 +195,7 @@ func TestTerminatedFork(t *testing.T) {
 	sink := &recorder{}
 	defer e.h.Subscribe(bKey, sink)()
 	// The newest partition is b's; terminate it.
-	if gi, err := e.h.GroupInfo(ctx, &hub.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, b[0].After.GroupInfoWithTree) {
+	if gi, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, b[0].After.GroupInfoWithTree) {
 		t.Fatalf("GroupInfo before termination is not branch b's: %v", err)
 	}
 	if err := e.h.Terminate(ctx, []byte("another group"), bKey); !errors.Is(err, hub.ErrWrongPartition) {
@@ -217,7 +218,7 @@ func TestTerminatedFork(t *testing.T) {
 		t.Fatalf("send to the terminated branch: %v", err)
 	}
 	// Branch a lives on and is now the newest partition.
-	if gi, err := e.h.GroupInfo(ctx, &hub.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, a[0].After.GroupInfoWithTree) {
+	if gi, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, a[0].After.GroupInfoWithTree) {
 		t.Fatalf("GroupInfo after termination is not branch a's: %v", err)
 	}
 	r.step(t, 1, &a[1], sendOpts{})
@@ -225,7 +226,7 @@ func TestTerminatedFork(t *testing.T) {
 		t.Fatalf("branch a: %+v", info)
 	}
 	// Messages of the terminated partition stay readable.
-	resp, err := e.h.Receive(ctx, &hub.ReceiveRequest{PartitionKey: b[0].After.PartitionKey})
+	resp, err := e.h.Receive(ctx, &protocol.ReceiveRequest{PartitionKey: b[0].After.PartitionKey})
 	if err != nil || len(resp.Epoch.Messages) != 0 {
 		t.Fatalf("receive from terminated: %+v, %v", resp, err)
 	}
@@ -246,11 +247,11 @@ func TestReceiveWithHints(t *testing.T) {
 			p1 = st.PartitionKey
 		}
 	}
-	resp, err := e.h.Receive(ctx, roundTrip(t, &hub.ReceiveRequest{PartitionKey: p1, Counter: 1}, &hub.ReceiveRequest{}))
+	resp, err := e.h.Receive(ctx, roundTrip(t, &protocol.ReceiveRequest{PartitionKey: p1, Counter: 1}, &protocol.ReceiveRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp = roundTrip(t, resp, &hub.ReceiveResponse{})
+	resp = roundTrip(t, resp, &protocol.ReceiveResponse{})
 	if len(resp.Epoch.Messages) != 3 {
 		t.Fatalf("%d messages from counter 1, want 3", len(resp.Epoch.Messages))
 	}
@@ -281,11 +282,11 @@ func TestReceiveWithHints(t *testing.T) {
 		t.Fatalf("hints %+v, want the first 2 messages of epoch 2", resp.Hints)
 	}
 	// From the end: nothing, no hints.
-	resp, err = e.h.Receive(ctx, &hub.ReceiveRequest{PartitionKey: p1, Counter: 4})
+	resp, err = e.h.Receive(ctx, &protocol.ReceiveRequest{PartitionKey: p1, Counter: 4})
 	if err != nil || len(resp.Epoch.Messages) != 0 || len(resp.Hints) != 0 {
 		t.Fatalf("receive past the end: %+v, %v", resp, err)
 	}
-	if _, err := e.h.Receive(ctx, &hub.ReceiveRequest{PartitionKey: make([]byte, 16)}); !errors.Is(err, hub.ErrUnknownPartition) {
+	if _, err := e.h.Receive(ctx, &protocol.ReceiveRequest{PartitionKey: make([]byte, 16)}); !errors.Is(err, hub.ErrUnknownPartition) {
 		t.Fatalf("receive from an unknown key: %v", err)
 	}
 	// Fetch and PartitionByKey agree.
@@ -345,8 +346,8 @@ func TestExternalJoinRetryAndBadJoins(t *testing.T) {
 	i := stepIndex(t, g.Steps, func(s *tsStep) bool { return s.Kind == "external_commit" })
 	r.run(t, g.Steps[:i], sendOpts{})
 	join := &g.Steps[i]
-	req := &hub.ExternalJoinRequest{Message: join.Message, CommitData: *commitData(join, sendOpts{})}
-	dave := hub.Sender{UserURI: "mimi://b.example/u/dave"}
+	req := &protocol.ExternalJoinRequest{Message: join.Message, CommitData: *commitData(join, sendOpts{})}
+	dave := protocol.Sender{UserURI: "mimi://b.example/u/dave"}
 	first, err := e.h.ExternalJoin(ctx, dave, req)
 	if err != nil || !bytes.Equal(first.MaskedPartitionKey, mask(t, join.PartitionKey)) {
 		t.Fatalf("external join: %+v, %v", first, err)
@@ -363,7 +364,7 @@ func TestExternalJoinRetryAndBadJoins(t *testing.T) {
 			regular = &g.Steps[k]
 		}
 	}
-	bad := &hub.ExternalJoinRequest{Message: regular.Message, CommitData: *commitData(regular, sendOpts{})}
+	bad := &protocol.ExternalJoinRequest{Message: regular.Message, CommitData: *commitData(regular, sendOpts{})}
 	if _, err := e.h.ExternalJoin(ctx, dave, bad); !errors.Is(err, hub.ErrInvalidMessage) {
 		t.Fatalf("regular commit as external join: %v", err)
 	}
@@ -372,8 +373,8 @@ func TestExternalJoinRetryAndBadJoins(t *testing.T) {
 	k := stepIndex(t, g.Steps[i+1:], func(s *tsStep) bool { return s.Kind == "external_commit" }) + i + 1
 	r.run(t, g.Steps[i+1:k+1], sendOpts{})
 	// An external join for an old epoch is refused (epoch mismatch).
-	if _, err := e.h.ExternalJoin(ctx, dave, &hub.ExternalJoinRequest{Message: g.Steps[i].Message,
-		CommitData: hub.CommitData{NextPartitionKey: make([]byte, 16)}}); !errors.Is(err, hub.ErrWrongPartition) {
+	if _, err := e.h.ExternalJoin(ctx, dave, &protocol.ExternalJoinRequest{Message: g.Steps[i].Message,
+		CommitData: protocol.CommitData{NextPartitionKey: make([]byte, 16)}}); !errors.Is(err, hub.ErrWrongPartition) {
 		t.Fatalf("a stale external join: %v, want ErrWrongPartition", err)
 	}
 }

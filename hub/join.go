@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // ExternalJoin sequences an external commit to the group's newest partition
 // (the most recently opened one that is not terminated), verified like any
 // public commit when the hub has that partition's public state.
-func (h *Hub) ExternalJoin(ctx context.Context, sender Sender, req *ExternalJoinRequest) (ExternalJoinResponse, error) {
+func (h *Hub) ExternalJoin(ctx context.Context, sender protocol.Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
 	resp, err := h.externalJoin(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
@@ -19,58 +20,55 @@ func (h *Hub) ExternalJoin(ctx context.Context, sender Sender, req *ExternalJoin
 	return resp, err
 }
 
-func (h *Hub) externalJoin(ctx context.Context, sender Sender, req *ExternalJoinRequest) (ExternalJoinResponse, error) {
+func (h *Hub) externalJoin(ctx context.Context, sender protocol.Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
 	if err := h.checkSizes(req.Message, &req.CommitData); err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
-	m := req.msg
-	if m == nil {
-		var err error
-		if m, err = mls.DecodeMLSMessage(req.Message); err != nil {
-			return ExternalJoinResponse{}, fmt.Errorf("%w: message: %w", ErrMalformed, err)
-		}
+	m, err := req.Parsed()
+	if err != nil {
+		return protocol.ExternalJoinResponse{}, err
 	}
 	if m.PublicMessage == nil || m.PublicMessage.Content.ContentType != mls.ContentTypeCommit ||
 		m.PublicMessage.Content.Sender.SenderType != mls.SenderTypeNewMemberCommit {
-		return ExternalJoinResponse{}, fmt.Errorf("%w: an external join is a PublicMessage commit from a new_member_commit sender", ErrInvalidMessage)
+		return protocol.ExternalJoinResponse{}, fmt.Errorf("%w: an external join is a PublicMessage commit from a new_member_commit sender", ErrInvalidMessage)
 	}
 	op, err := newSendOp(sender, req.Message, m, &req.CommitData)
 	if err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
 	if _, err := h.groupSuite(ctx, op.groupID); err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
 	op.hash = requestHash("external join", op.groupID, op)
 	if masked, c, ok, err := h.store.FindRequest(ctx, op.hash); err != nil || ok {
 		if ok {
 			h.metrics.duplicates.Add(1)
 		}
-		return ExternalJoinResponse{MaskedPartitionKey: masked, Counter: c}, err
+		return protocol.ExternalJoinResponse{MaskedPartitionKey: masked, Counter: c}, err
 	}
 	if err := h.admit(ctx, sender); err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
 	newest, err := h.store.NewestPartition(ctx, op.groupID)
 	if err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
 	ps, err := h.state(ctx, newest.Masked)
 	if err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
 	defer h.states.release(ps)
 	res, err := h.sendCommit(ctx, ps, op)
 	if err != nil {
-		return ExternalJoinResponse{}, err
+		return protocol.ExternalJoinResponse{}, err
 	}
-	return ExternalJoinResponse{MaskedPartitionKey: res.Masked, Counter: res.Counter}, nil
+	return protocol.ExternalJoinResponse{MaskedPartitionKey: res.Masked, Counter: res.Counter}, nil
 }
 
 // GroupInfo answers a GroupInfoRequest with the GroupInfo of the group's
 // newest partition, and the ratchet tree the hub keeps beside it when the
 // GroupInfo has no ratchet_tree extension.
-func (h *Hub) GroupInfo(ctx context.Context, req *GroupInfoRequest) (*GroupInfoResponse, error) {
+func (h *Hub) GroupInfo(ctx context.Context, req *protocol.GroupInfoRequest) (*protocol.GroupInfoResponse, error) {
 	if _, err := h.store.Group(ctx, req.GroupID); err != nil {
 		return nil, err
 	}
@@ -81,7 +79,7 @@ func (h *Hub) GroupInfo(ctx context.Context, req *GroupInfoRequest) (*GroupInfoR
 	if p.GroupInfo == nil {
 		return nil, fmt.Errorf("%w: partition %x", ErrNoGroupInfo, p.Masked)
 	}
-	resp := &GroupInfoResponse{GroupInfo: p.GroupInfo}
+	resp := &protocol.GroupInfoResponse{GroupInfo: p.GroupInfo}
 	m, err := mls.DecodeMLSMessage(p.GroupInfo)
 	if err != nil || m.GroupInfo == nil {
 		return nil, errors.Join(fmt.Errorf("hub: stored GroupInfo of %x does not decode", p.Masked), err)

@@ -9,28 +9,29 @@ import (
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // replayer sends fixture steps and checks each answer: the counter the
 // hub's log must give, or the refusal the partition's policy calls for.
 type replayer struct {
 	e        *env
-	pols     map[string]*hub.ModerationList // by partition key (hex)
-	counters map[string]uint32              // next counter by partition key (hex)
+	pols     map[string]*protocol.ModerationList // by partition key (hex)
+	counters map[string]uint32                   // next counter by partition key (hex)
 	refused  int
 }
 
 func newReplayer(e *env, g *tsGroup) *replayer {
-	r := &replayer{e: e, pols: map[string]*hub.ModerationList{}, counters: map[string]uint32{}}
+	r := &replayer{e: e, pols: map[string]*protocol.ModerationList{}, counters: map[string]uint32{}}
 	r.learn(&g.Initial)
 	return r
 }
 
 func (r *replayer) learn(st *tsState) {
-	var l *hub.ModerationList
+	var l *protocol.ModerationList
 	for _, x := range st.Extensions {
-		if x.Type == uint16(hub.ModerationExtensionType) {
-			l = new(hub.ModerationList)
+		if x.Type == uint16(protocol.ModerationExtensionType) {
+			l = new(protocol.ModerationList)
 			if err := l.UnmarshalBinary(x.Data); err != nil {
 				r.e.t.Fatalf("fixture moderation list: %v", err)
 			}
@@ -190,7 +191,7 @@ func checkFinalState(t *testing.T, e *env, g *tsGroup, o sendOpts) {
 	if !bytes.Equal(newest.Masked, last.MaskedKey) || newest.Epoch != last.Epoch {
 		t.Fatalf("newest partition %x epoch %d, want %x epoch %d", newest.Masked, newest.Epoch, last.MaskedKey, last.Epoch)
 	}
-	info, err := e.h.GroupInfo(ctx, roundTrip(t, &hub.GroupInfoRequest{GroupID: g.GroupID}, &hub.GroupInfoRequest{}))
+	info, err := e.h.GroupInfo(ctx, roundTrip(t, &protocol.GroupInfoRequest{GroupID: g.GroupID}, &protocol.GroupInfoRequest{}))
 	if o.noGroupInfo {
 		if !errors.Is(err, hub.ErrNoGroupInfo) {
 			t.Fatalf("GroupInfo without any: %v", err)
@@ -200,7 +201,7 @@ func checkFinalState(t *testing.T, e *env, g *tsGroup, o sendOpts) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info = roundTrip(t, info, &hub.GroupInfoResponse{})
+	info = roundTrip(t, info, &protocol.GroupInfoResponse{})
 	switch {
 	case info.RatchetTree == nil && !bytes.Equal(info.GroupInfo, last.GroupInfoWithTree):
 		t.Fatal("GroupInfoResponse is not the last GroupInfo with its tree")
@@ -259,7 +260,7 @@ func TestForkBranches(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 fork and 6 commits", st)
 	}
 	// Carol is banned in branch a whatever socket she uses, and not in b.
-	carol := hub.Sender{ClientID: 9, UserURI: "mimi://a.example/u/carol", Local: true}
+	carol := protocol.Sender{ClientID: 9, UserURI: "mimi://a.example/u/carol", Local: true}
 	for _, tc := range []struct {
 		branch string
 		epoch  uint64

@@ -7,41 +7,42 @@ import (
 	"fmt"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // sendOp is one request to sequence, decoded and checked for size.
 type sendOp struct {
-	sender  Sender
+	sender  protocol.Sender
 	message []byte // a private copy of the encoded MLSMessage
 	msg     *mls.MLSMessage
 	ct      mls.ContentType
 	public  bool
 	groupID []byte
 	epoch   uint64
-	commit  *CommitData
+	commit  *protocol.CommitData
 	hash    []byte // request hash (idempotence key)
 }
 
 // Send sequences a SendRequest from sender to the partition it names and
 // returns its counter, once committed. A retry of a sequenced request gets
 // the same counter. Errors wrap the package's sentinels.
-func (h *Hub) Send(ctx context.Context, sender Sender, req *SendRequest) (SendResponse, error) {
+func (h *Hub) Send(ctx context.Context, sender protocol.Sender, req *protocol.SendRequest) (protocol.SendResponse, error) {
 	c, err := h.send(ctx, sender, req)
 	if err != nil {
 		h.refused(err)
-		return SendResponse{}, err
+		return protocol.SendResponse{}, err
 	}
-	return SendResponse{Counter: c}, nil
+	return protocol.SendResponse{Counter: c}, nil
 }
 
-func (h *Hub) send(ctx context.Context, sender Sender, req *SendRequest) (uint32, error) {
+func (h *Hub) send(ctx context.Context, sender protocol.Sender, req *protocol.SendRequest) (uint32, error) {
 	if err := h.checkSizes(req.Message, req.CommitData); err != nil {
 		return 0, err
 	}
-	if len(req.PartitionKey) != PartitionKeySize {
+	if len(req.PartitionKey) != protocol.PartitionKeySize {
 		return 0, fmt.Errorf("%w: partition key of %d bytes", ErrMalformed, len(req.PartitionKey))
 	}
-	m, err := req.parsed()
+	m, err := req.Parsed()
 	if err != nil {
 		return 0, err
 	}
@@ -107,7 +108,7 @@ func (h *Hub) retried(ctx context.Context, op *sendOp, refusal error) (uint32, e
 }
 
 // newSendOp reads what the hub needs from the message's clear fields.
-func newSendOp(sender Sender, message []byte, m *mls.MLSMessage, cd *CommitData) (*sendOp, error) {
+func newSendOp(sender protocol.Sender, message []byte, m *mls.MLSMessage, cd *protocol.CommitData) (*sendOp, error) {
 	op := &sendOp{sender: sender, message: append([]byte(nil), message...), msg: m, commit: cd}
 	switch {
 	case m.WireFormat == mls.WireFormatPublicMessage && m.PublicMessage != nil:
@@ -117,7 +118,7 @@ func newSendOp(sender Sender, message []byte, m *mls.MLSMessage, cd *CommitData)
 		p := m.PrivateMessage
 		op.ct, op.groupID, op.epoch = p.ContentType, p.GroupID, p.Epoch
 	default:
-		return nil, fmt.Errorf("%w: %w (%s)", ErrMalformed, errNotFramed, m.WireFormat)
+		return nil, fmt.Errorf("%w: %w (%s)", ErrMalformed, protocol.ErrNotFramed, m.WireFormat)
 	}
 	if (op.ct == mls.ContentTypeCommit) != (cd != nil) {
 		return nil, fmt.Errorf("%w: commit_data must be present exactly for commits", ErrMalformed)
@@ -126,7 +127,7 @@ func newSendOp(sender Sender, message []byte, m *mls.MLSMessage, cd *CommitData)
 }
 
 // checkSizes applies the configured limits.
-func (h *Hub) checkSizes(message []byte, cd *CommitData) error {
+func (h *Hub) checkSizes(message []byte, cd *protocol.CommitData) error {
 	if len(message) > h.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: message of %d bytes, limit %d", ErrTooLarge, len(message), h.cfg.MaxMessageSize)
 	}
@@ -139,7 +140,7 @@ func (h *Hub) checkSizes(message []byte, cd *CommitData) error {
 	if cd.WelcomeData != nil && len(cd.WelcomeData.Welcome) > h.cfg.MaxWelcomeSize {
 		return fmt.Errorf("%w: Welcome of %d bytes, limit %d", ErrTooLarge, len(cd.WelcomeData.Welcome), h.cfg.MaxWelcomeSize)
 	}
-	if len(cd.NextPartitionKey) != PartitionKeySize {
+	if len(cd.NextPartitionKey) != protocol.PartitionKeySize {
 		return fmt.Errorf("%w: next partition key of %d bytes", ErrMalformed, len(cd.NextPartitionKey))
 	}
 	return nil
@@ -150,32 +151,32 @@ func (h *Hub) checkSizes(message []byte, cd *CommitData) error {
 // commit data, with the next partition key masked so the store never holds
 // a value derived from it other than its hash.
 func requestHash(kind string, scope []byte, op *sendOp) []byte {
-	w := writer{buf: make([]byte, 0, 64+len(op.message))}
-	w.opaque("kind", []byte("mimids hub "+kind))
-	w.opaque("scope", scope)
-	w.opaque("message", op.message)
+	w := protocol.NewWriter(make([]byte, 0, 64+len(op.message)))
+	w.Opaque([]byte("mimids hub " + kind))
+	w.Opaque(scope)
+	w.Opaque(op.message)
 	if cd := op.commit; cd != nil {
 		nk := sha256.Sum256(cd.NextPartitionKey)
-		w.opaque("next", nk[:])
-		w.opaque("group_info", cd.GroupInfo)
+		w.Opaque(nk[:])
+		w.Opaque(cd.GroupInfo)
 		if wd := cd.WelcomeData; wd != nil {
-			w.opaque("welcome", wd.Welcome)
+			w.Opaque(wd.Welcome)
 			for _, p := range wd.ServiceProviders {
-				w.opaque("provider", []byte(p))
+				w.Opaque([]byte(p))
 			}
 		}
 	}
-	sum := sha256.Sum256(w.buf)
+	sum := sha256.Sum256(w.Bytes())
 	return sum[:]
 }
 
 // admit applies the provider-wide ban and the rate limit to a local sender.
-func (h *Hub) admit(ctx context.Context, s Sender) error {
+func (h *Hub) admit(ctx context.Context, s protocol.Sender) error {
 	if !s.Local {
 		return nil
 	}
-	user := UserOf(s.UserURI)
-	banned, err := h.bans.banned(ctx, user)
+	user := protocol.UserOf(s.UserURI)
+	banned, err := h.cfg.Policy.Banned(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func (h *Hub) admit(ctx context.Context, s Sender) error {
 	if key == "" {
 		key = fmt.Sprintf("client:%d", s.ClientID)
 	}
-	if !h.limits.allow(key) {
+	if !h.cfg.Policy.Allow(key) {
 		return fmt.Errorf("%w: %s", ErrRateLimited, key)
 	}
 	return nil
@@ -197,7 +198,7 @@ func (h *Hub) checkUser(ctx context.Context, user string, ps *policy, what strin
 	if user == "" {
 		return nil
 	}
-	banned, err := h.bans.banned(ctx, user)
+	banned, err := h.cfg.Policy.Banned(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -215,7 +216,7 @@ func (h *Hub) sendApplication(ctx context.Context, ps *partState, op *sendOp) (u
 		return 0, fmt.Errorf("%w: application data in a PublicMessage (RFC 9420 §6.2)", ErrInvalidMessage)
 	}
 	if op.sender.Local {
-		user := UserOf(op.sender.UserURI)
+		user := protocol.UserOf(op.sender.UserURI)
 		if ps.pol.isBanned(user) {
 			return 0, fmt.Errorf("%w: %s (group)", ErrBanned, user)
 		}
@@ -279,7 +280,7 @@ func (h *Hub) checkProposalPolicy(ctx context.Context, ps *partState, pm *mls.Pu
 	case p.Add != nil:
 		ln := &p.Add.KeyPackage.LeafNode
 		if ln.Credential.CredentialType == mls.CredentialTypeBasic {
-			return h.checkUser(ctx, UserOf(string(ln.Credential.Identity)), ps.pol, "add of")
+			return h.checkUser(ctx, protocol.UserOf(string(ln.Credential.Identity)), ps.pol, "add of")
 		}
 	case p.GroupContextExtensions != nil:
 		if _, err := policyOf(p.GroupContextExtensions.Extensions); err != nil {
@@ -327,16 +328,13 @@ func (h *Hub) append(ctx context.Context, ps *partState, op *sendOp, next *Parti
 	return res, nil
 }
 
-// refused counts a refusal of bad input or policy (not store failures).
+// refused counts a refusal of bad input or policy (an error with a wire code),
+// and logs a failure of the server (anything else).
 func (h *Hub) refused(err error) {
-	for _, s := range []error{ErrMalformed, ErrTooLarge, ErrUnknownGroup, ErrUnknownPartition, ErrWrongPartition,
-		ErrPartitionExists, ErrTerminated, ErrTreeRequired, ErrTreeMismatch, ErrInvalidGroupInfo,
-		ErrWelcomeMismatch, ErrInvalidMessage, ErrRemovedSender, ErrBanned, ErrMuted, ErrRateLimited, ErrGroupExists} {
-		if errors.Is(err, s) {
-			h.metrics.refused.Add(1)
-			h.log.Debug("hub: refused", "err", err)
-			return
-		}
+	if protocol.Refusal(err) {
+		h.metrics.refused.Add(1)
+		h.log.Debug("hub: refused", "err", err)
+		return
 	}
 	h.log.Warn("hub: request failed", "err", err)
 }

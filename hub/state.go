@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // partState is the hub's in-memory view of one partition.
@@ -234,7 +235,7 @@ func viewFromOpening(p Partition, opts mls.Options) (*mls.PublicGroup, error) {
 		return nil, err
 	}
 	if m.GroupInfo == nil {
-		return nil, errNotGroupInfo
+		return nil, protocol.ErrNotGroupInfo
 	}
 	var tree mls.RatchetTree
 	if p.RatchetTree != nil {

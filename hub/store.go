@@ -35,15 +35,14 @@ type Partition struct {
 // Entry is one sequenced message, or (Terminated set) the event that its
 // partition was terminated after Counter messages.
 type Entry struct {
-	Masked       []byte
-	Counter      uint32
-	ContentType  mls.ContentType
-	Public       bool   // a PublicMessage
-	Message      []byte // encoded MLSMessage
-	NextMasked   []byte // commits: the masked key of the partition opened
-	GroupInfo    []byte // commits: the GroupInfo given with it, if any
-	SenderClient int64  // the sending client when it is one of ours
-	Terminated   bool
+	Masked      []byte
+	Counter     uint32
+	ContentType mls.ContentType
+	Public      bool   // a PublicMessage
+	Message     []byte // encoded MLSMessage
+	NextMasked  []byte // commits: the masked key of the partition opened
+	GroupInfo   []byte // commits: the GroupInfo given with it, if any
+	Terminated  bool
 }
 
 // AppendRequest is one message to sequence.
@@ -81,22 +80,6 @@ type PendingWelcome struct {
 	KeyPackageRefs [][]byte
 	Welcome        []byte // encoded MLSMessage(Welcome)
 	CreatedAt      time.Time
-}
-
-// Ban is a provider-wide admin ban of a user.
-type Ban struct {
-	UserURI string
-	Reason  string
-	At      time.Time
-}
-
-// StoredReport is a Report as filed.
-type StoredReport struct {
-	ID             int64
-	At             time.Time
-	ReporterClient int64
-	ReporterUser   string
-	Report
 }
 
 // Store is what the hub needs from storage. Writes are atomic; Append and
@@ -139,14 +122,6 @@ type Store interface {
 	PendingWelcomes(ctx context.Context, provider string, limit int) ([]PendingWelcome, error)
 	// DeleteWelcome removes a delivered Welcome (ErrNotFound if unknown).
 	DeleteWelcome(ctx context.Context, id int64) error
-	// AddBan records or replaces a ban.
-	AddBan(ctx context.Context, b Ban) error
-	// RemoveBan lifts a ban; removed is false if there was none.
-	RemoveBan(ctx context.Context, userURI string) (removed bool, err error)
-	Bans(ctx context.Context) ([]Ban, error)
-	AddReport(ctx context.Context, r StoredReport) (id int64, err error)
-	// Reports lists up to limit reports, newest first.
-	Reports(ctx context.Context, limit int) ([]StoredReport, error)
 }
 
 // WelcomeRouter says which of this provider's clients a KeyPackageRef
@@ -161,5 +136,18 @@ type Mailbox interface {
 	Deliver(ctx context.Context, clientID int64, kind uint16, payload []byte) error
 }
 
-// MailboxKindWelcome is the mailbox entry kind of a WelcomeDelivery.
-const MailboxKindWelcome uint16 = 2
+// ProviderPolicy is the provider's own policy, which the hub applies besides each
+// partition's: provider-wide bans, to every member identity it can see, and the rate
+// limit of this provider's senders.
+type ProviderPolicy interface {
+	// Banned reports whether the provider banned the user URI.
+	Banned(ctx context.Context, userURI string) (bool, error)
+	// Allow takes one request from the rate limit of key (a local user's URI).
+	Allow(key string) bool
+}
+
+// noPolicy bans and limits nothing.
+type noPolicy struct{}
+
+func (noPolicy) Banned(context.Context, string) (bool, error) { return false, nil }
+func (noPolicy) Allow(string) bool                            { return true }

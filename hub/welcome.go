@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // planWelcomes checks WelcomeData and splits the Welcome into deliveries:
@@ -14,17 +15,13 @@ import (
 // KeyPackage store says it served to that client) and one per other
 // provider. res, when the hub verified the commit, must add exactly the
 // Welcome's KeyPackageRefs.
-func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite, wd *WelcomeData, res *mls.CommitResult) ([]PendingWelcome, error) {
+func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite, wd *protocol.WelcomeData, res *mls.CommitResult) ([]PendingWelcome, error) {
 	if wd == nil {
 		return nil, nil
 	}
-	m := wd.welcome
-	if m == nil {
-		var err error
-		if m, err = mls.DecodeMLSMessage(wd.Welcome); err != nil {
-			return nil, fmt.Errorf("%w: welcome: %w", ErrMalformed, err)
-		}
-		wd.welcome = m
+	m, err := wd.ParsedWelcome()
+	if err != nil {
+		return nil, err
 	}
 	if m.Welcome == nil {
 		return nil, fmt.Errorf("%w: welcome is a %s", ErrMalformed, m.WireFormat)
@@ -62,7 +59,7 @@ func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite
 }
 
 // routeWelcome groups the Welcome's refs by destination.
-func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *WelcomeData, refs [][]byte) ([]PendingWelcome, error) {
+func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.WelcomeData, refs [][]byte) ([]PendingWelcome, error) {
 	welcome := cloneBytes(wd.Welcome)
 	gid := cloneBytes(groupID)
 	var out []PendingWelcome
@@ -119,12 +116,12 @@ func (h *Hub) deliverLocal(ctx context.Context, ws []PendingWelcome, ids []int64
 }
 
 func (h *Hub) deliverOne(ctx context.Context, w PendingWelcome) error {
-	d := WelcomeDelivery{GroupID: w.GroupID, KeyPackageRefs: w.KeyPackageRefs, Welcome: w.Welcome}
+	d := protocol.WelcomeDelivery{GroupID: w.GroupID, KeyPackageRefs: w.KeyPackageRefs, Welcome: w.Welcome}
 	payload, err := d.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	if err := h.mailbox.Deliver(ctx, w.ClientID, MailboxKindWelcome, payload); err != nil {
+	if err := h.mailbox.Deliver(ctx, w.ClientID, uint16(protocol.KindWelcome), payload); err != nil {
 		return err
 	}
 	h.metrics.welcomesLocal.Add(1)

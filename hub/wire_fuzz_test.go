@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 // fuzzDecoder checks that a decoder never panics, and that what it accepts
@@ -32,43 +32,43 @@ func fuzzDecoder(f *testing.F, seeds [][]byte, newV func() binaryCodec) {
 
 func FuzzSendRequest(f *testing.F) {
 	s := samples(f)
-	fuzzDecoder(f, append(s.send, s.sendCommit...), func() binaryCodec { return new(hub.SendRequest) })
+	fuzzDecoder(f, append(s.send, s.sendCommit...), func() binaryCodec { return new(protocol.SendRequest) })
 }
 
 func FuzzExternalJoinRequest(f *testing.F) {
-	fuzzDecoder(f, samples(f).join, func() binaryCodec { return new(hub.ExternalJoinRequest) })
+	fuzzDecoder(f, samples(f).join, func() binaryCodec { return new(protocol.ExternalJoinRequest) })
 }
 
 func FuzzCreateGroupRequest(f *testing.F) {
-	fuzzDecoder(f, samples(f).create, func() binaryCodec { return new(hub.CreateGroupRequest) })
+	fuzzDecoder(f, samples(f).create, func() binaryCodec { return new(protocol.CreateGroupRequest) })
 }
 
 func FuzzReceiveResponse(f *testing.F) {
-	fuzzDecoder(f, samples(f).receive, func() binaryCodec { return new(hub.ReceiveResponse) })
+	fuzzDecoder(f, samples(f).receive, func() binaryCodec { return new(protocol.ReceiveResponse) })
 }
 
 func FuzzGroupInfoResponse(f *testing.F) {
-	fuzzDecoder(f, samples(f).giResp, func() binaryCodec { return new(hub.GroupInfoResponse) })
+	fuzzDecoder(f, samples(f).giResp, func() binaryCodec { return new(protocol.GroupInfoResponse) })
 }
 
 func FuzzWelcomeDelivery(f *testing.F) {
-	fuzzDecoder(f, samples(f).delivery, func() binaryCodec { return new(hub.WelcomeDelivery) })
+	fuzzDecoder(f, samples(f).delivery, func() binaryCodec { return new(protocol.WelcomeDelivery) })
 }
 
 func FuzzWelcomeInitRequest(f *testing.F) {
-	fuzzDecoder(f, samples(f).welcomeInit, func() binaryCodec { return new(hub.WelcomeInitRequest) })
+	fuzzDecoder(f, samples(f).welcomeInit, func() binaryCodec { return new(protocol.WelcomeInitRequest) })
 }
 
 func FuzzModerationList(f *testing.F) {
-	fuzzDecoder(f, samples(f).moderation, func() binaryCodec { return new(hub.ModerationList) })
+	fuzzDecoder(f, samples(f).moderation, func() binaryCodec { return new(protocol.ModerationList) })
 }
 
 func FuzzReport(f *testing.F) {
-	fuzzDecoder(f, samples(f).report, func() binaryCodec { return new(hub.Report) })
+	fuzzDecoder(f, samples(f).report, func() binaryCodec { return new(protocol.Report) })
 }
 
 func FuzzReceiveRequest(f *testing.F) {
-	fuzzDecoder(f, [][]byte{append(append([]byte{16}, make([]byte, 16)...), 0, 0, 0, 9)}, func() binaryCodec { return new(hub.ReceiveRequest) })
+	fuzzDecoder(f, [][]byte{append(append([]byte{16}, make([]byte, 16)...), 0, 0, 0, 9)}, func() binaryCodec { return new(protocol.ReceiveRequest) })
 }
 
 func FuzzSmallResponses(f *testing.F) {
@@ -81,15 +81,15 @@ func FuzzSmallResponses(f *testing.F) {
 		var v binaryCodec
 		switch which % 5 {
 		case 0:
-			v = new(hub.SendResponse)
+			v = new(protocol.SendResponse)
 		case 1:
-			v = new(hub.ExternalJoinResponse)
+			v = new(protocol.ExternalJoinResponse)
 		case 2:
-			v = new(hub.GroupInfoRequest)
+			v = new(protocol.GroupInfoRequest)
 		case 3:
-			v = new(hub.CreateGroupResponse)
+			v = new(protocol.CreateGroupResponse)
 		default:
-			v = new(hub.PartitionTerminated)
+			v = new(protocol.PartitionTerminated)
 		}
 		if v.UnmarshalBinary(b) != nil {
 			return

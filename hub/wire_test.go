@@ -7,6 +7,7 @@ import (
 
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // wireSamples are valid encodings of every struct, from the fixtures.
@@ -28,7 +29,7 @@ func samples(t testing.TB) wireSamples {
 	}
 	for i := range g.Steps {
 		st := &g.Steps[i]
-		req := &hub.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
+		req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 		if st.After != nil {
 			req.CommitData = commitData(st, sendOpts{})
 			s.sendCommit = append(s.sendCommit, enc(req))
@@ -40,30 +41,30 @@ func samples(t testing.TB) wireSamples {
 	}
 	for i := range ej.Steps {
 		if st := &ej.Steps[i]; st.Kind == "external_commit" {
-			s.join = append(s.join, enc(&hub.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, sendOpts{noTree: true})}))
+			s.join = append(s.join, enc(&protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st, sendOpts{noTree: true})}))
 		}
 	}
 	s.create = [][]byte{
-		enc(&hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}),
-		enc(&hub.CreateGroupRequest{GroupInfo: g.Initial.GroupInfoWithTree, PartitionKey: g.Initial.PartitionKey,
+		enc(&protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree, PartitionKey: g.Initial.PartitionKey}),
+		enc(&protocol.CreateGroupRequest{GroupInfo: g.Initial.GroupInfoWithTree, PartitionKey: g.Initial.PartitionKey,
 			WelcomeData: commitData(&g.Steps[1], sendOpts{}).WelcomeData}),
 	}
-	s.receive = [][]byte{enc(&hub.ReceiveResponse{
-		Epoch: hub.Epoch{Messages: []hub.Message{
+	s.receive = [][]byte{enc(&protocol.ReceiveResponse{
+		Epoch: protocol.Epoch{Messages: []protocol.Message{
 			{Message: g.Steps[0].Message, ContentType: mls.ContentTypeApplication},
 			{Message: g.Steps[1].Message, ContentType: mls.ContentTypeCommit, NextPartitionKey: g.Steps[1].After.MaskedKey, GroupInfo: g.Steps[1].After.GroupInfo},
 			{Message: g.Steps[5].Message, ContentType: mls.ContentTypeCommit, NextPartitionKey: g.Steps[5].After.MaskedKey},
 		}},
-		Hints: []hub.HintedEpoch{{MaskedPartitionKey: g.Steps[1].After.MaskedKey, Epoch: hub.Epoch{Messages: []hub.Message{
+		Hints: []protocol.HintedEpoch{{MaskedPartitionKey: g.Steps[1].After.MaskedKey, Epoch: protocol.Epoch{Messages: []protocol.Message{
 			{Message: g.Steps[4].Message, ContentType: mls.ContentTypeProposal}}}}},
-	}), enc(&hub.ReceiveResponse{})}
-	s.giResp = [][]byte{enc(&hub.GroupInfoResponse{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree}),
-		enc(&hub.GroupInfoResponse{GroupInfo: g.Initial.GroupInfoWithTree})}
-	s.report = [][]byte{enc(&hub.Report{Kind: hub.ReportMessage, GroupID: g.GroupID, Subject: g.Steps[0].Message[:40], Reason: "spam"})}
-	s.delivery = [][]byte{enc(&hub.WelcomeDelivery{GroupID: g.GroupID, KeyPackageRefs: [][]byte{g.Steps[1].Welcome.NewMembers[0].Ref},
+	}), enc(&protocol.ReceiveResponse{})}
+	s.giResp = [][]byte{enc(&protocol.GroupInfoResponse{GroupInfo: g.Initial.GroupInfo, RatchetTree: g.Initial.RatchetTree}),
+		enc(&protocol.GroupInfoResponse{GroupInfo: g.Initial.GroupInfoWithTree})}
+	s.report = [][]byte{enc(&protocol.Report{Kind: protocol.ReportMessage, GroupID: g.GroupID, Subject: g.Steps[0].Message[:40], Reason: "spam"})}
+	s.delivery = [][]byte{enc(&protocol.WelcomeDelivery{GroupID: g.GroupID, KeyPackageRefs: [][]byte{g.Steps[1].Welcome.NewMembers[0].Ref},
 		Welcome: g.Steps[1].Welcome.Message})}
-	s.welcomeInit = [][]byte{enc(&hub.WelcomeInitRequest{KeyPackageRefs: [][]byte{make([]byte, 32), make([]byte, 32)}}), enc(&hub.WelcomeInitRequest{})}
-	s.moderation = [][]byte{enc(&hub.ModerationList{Banned: []string{"mimi://a.example/u/carol"}, Muted: []string{"mimi://b.example/u/bob", "x"}})}
+	s.welcomeInit = [][]byte{enc(&protocol.WelcomeInitRequest{KeyPackageRefs: [][]byte{make([]byte, 32), make([]byte, 32)}}), enc(&protocol.WelcomeInitRequest{})}
+	s.moderation = [][]byte{enc(&protocol.ModerationList{Banned: []string{"mimi://a.example/u/carol"}, Muted: []string{"mimi://b.example/u/bob", "x"}})}
 	return s
 }
 
@@ -74,16 +75,16 @@ func TestWireRoundTrip(t *testing.T) {
 		in   [][]byte
 		new  func() binaryCodec
 	}{
-		{"SendRequest", s.send, func() binaryCodec { return new(hub.SendRequest) }},
-		{"SendRequest commit", s.sendCommit, func() binaryCodec { return new(hub.SendRequest) }},
-		{"ExternalJoinRequest", s.join, func() binaryCodec { return new(hub.ExternalJoinRequest) }},
-		{"CreateGroupRequest", s.create, func() binaryCodec { return new(hub.CreateGroupRequest) }},
-		{"ReceiveResponse", s.receive, func() binaryCodec { return new(hub.ReceiveResponse) }},
-		{"GroupInfoResponse", s.giResp, func() binaryCodec { return new(hub.GroupInfoResponse) }},
-		{"Report", s.report, func() binaryCodec { return new(hub.Report) }},
-		{"WelcomeDelivery", s.delivery, func() binaryCodec { return new(hub.WelcomeDelivery) }},
-		{"WelcomeInitRequest", s.welcomeInit, func() binaryCodec { return new(hub.WelcomeInitRequest) }},
-		{"ModerationList", s.moderation, func() binaryCodec { return new(hub.ModerationList) }},
+		{"SendRequest", s.send, func() binaryCodec { return new(protocol.SendRequest) }},
+		{"SendRequest commit", s.sendCommit, func() binaryCodec { return new(protocol.SendRequest) }},
+		{"ExternalJoinRequest", s.join, func() binaryCodec { return new(protocol.ExternalJoinRequest) }},
+		{"CreateGroupRequest", s.create, func() binaryCodec { return new(protocol.CreateGroupRequest) }},
+		{"ReceiveResponse", s.receive, func() binaryCodec { return new(protocol.ReceiveResponse) }},
+		{"GroupInfoResponse", s.giResp, func() binaryCodec { return new(protocol.GroupInfoResponse) }},
+		{"Report", s.report, func() binaryCodec { return new(protocol.Report) }},
+		{"WelcomeDelivery", s.delivery, func() binaryCodec { return new(protocol.WelcomeDelivery) }},
+		{"WelcomeInitRequest", s.welcomeInit, func() binaryCodec { return new(protocol.WelcomeInitRequest) }},
+		{"ModerationList", s.moderation, func() binaryCodec { return new(protocol.ModerationList) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if len(tc.in) == 0 {
@@ -120,14 +121,14 @@ func TestWireSmallStructs(t *testing.T) {
 		want []byte
 		into binaryCodec
 	}{
-		{"ReceiveRequest", &hub.ReceiveRequest{PartitionKey: pk, Counter: 258}, append(append([]byte{16}, pk...), 0, 0, 1, 2), new(hub.ReceiveRequest)},
-		{"SendResponse", &hub.SendResponse{Counter: 7}, []byte{0, 0, 0, 7}, new(hub.SendResponse)},
-		{"ExternalJoinResponse", &hub.ExternalJoinResponse{MaskedPartitionKey: []byte{1, 2}, Counter: 1}, []byte{2, 1, 2, 0, 0, 0, 1}, new(hub.ExternalJoinResponse)},
-		{"GroupInfoRequest", &hub.GroupInfoRequest{GroupID: []byte("g")}, []byte{1, 'g'}, new(hub.GroupInfoRequest)},
-		{"CreateGroupResponse", &hub.CreateGroupResponse{MaskedPartitionKey: []byte{9}}, []byte{1, 9}, new(hub.CreateGroupResponse)},
-		{"PartitionTerminated", &hub.PartitionTerminated{MaskedPartitionKey: []byte{9}, Counter: 3}, []byte{1, 9, 0, 0, 0, 3}, new(hub.PartitionTerminated)},
-		{"Report", &hub.Report{Kind: hub.ReportHub, GroupID: []byte{1}, Subject: []byte("a"), Reason: "b"}, []byte{3, 1, 1, 1, 'a', 1, 'b'}, new(hub.Report)},
-		{"ModerationList", &hub.ModerationList{Banned: []string{"ab"}}, []byte{3, 2, 'a', 'b', 0}, new(hub.ModerationList)},
+		{"ReceiveRequest", &protocol.ReceiveRequest{PartitionKey: pk, Counter: 258}, append(append([]byte{16}, pk...), 0, 0, 1, 2), new(protocol.ReceiveRequest)},
+		{"SendResponse", &protocol.SendResponse{Counter: 7}, []byte{0, 0, 0, 7}, new(protocol.SendResponse)},
+		{"ExternalJoinResponse", &protocol.ExternalJoinResponse{MaskedPartitionKey: []byte{1, 2}, Counter: 1}, []byte{2, 1, 2, 0, 0, 0, 1}, new(protocol.ExternalJoinResponse)},
+		{"GroupInfoRequest", &protocol.GroupInfoRequest{GroupID: []byte("g")}, []byte{1, 'g'}, new(protocol.GroupInfoRequest)},
+		{"CreateGroupResponse", &protocol.CreateGroupResponse{MaskedPartitionKey: []byte{9}}, []byte{1, 9}, new(protocol.CreateGroupResponse)},
+		{"PartitionTerminated", &protocol.PartitionTerminated{MaskedPartitionKey: []byte{9}, Counter: 3}, []byte{1, 9, 0, 0, 0, 3}, new(protocol.PartitionTerminated)},
+		{"Report", &protocol.Report{Kind: protocol.ReportHub, GroupID: []byte{1}, Subject: []byte("a"), Reason: "b"}, []byte{3, 1, 1, 1, 'a', 1, 'b'}, new(protocol.Report)},
+		{"ModerationList", &protocol.ModerationList{Banned: []string{"ab"}}, []byte{3, 2, 'a', 'b', 0}, new(protocol.ModerationList)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := tc.v.MarshalBinary()
@@ -153,18 +154,18 @@ func TestWireStrictness(t *testing.T) {
 		in   []byte
 		into binaryCodec
 	}{
-		{"partition key of 15 bytes", append(append([]byte{15}, pk[:15]...), 0, 0, 0, 0), new(hub.ReceiveRequest)},
-		{"partition key of 17 bytes", append(append([]byte{17}, pk...), 1, 0, 0, 0, 0), new(hub.ReceiveRequest)},
-		{"non-minimal length", append(append([]byte{0x40, 16}, pk...), 0, 0, 0, 0), new(hub.ReceiveRequest)},
-		{"length prefix 11", []byte{0xc0, 0, 0, 0, 0, 0, 0, 1, 9}, new(hub.GroupInfoRequest)},
-		{"optional octet 2", append(append([]byte{}, g.Initial.GroupInfoWithTree...), 2), new(hub.GroupInfoResponse)},
-		{"SendRequest with a Welcome as message", append(append([]byte{}, g.Steps[1].Welcome.Message...), append([]byte{16}, pk...)...), new(hub.SendRequest)},
-		{"SendRequest cut in the partition key", append(append([]byte{}, app...), 16, 1, 2), new(hub.SendRequest)},
-		{"ExternalJoinRequest with a PrivateMessage", append(append([]byte{}, app...), append(append([]byte{16}, pk...), 0, 0)...), new(hub.ExternalJoinRequest)},
-		{"GroupInfoRequest with a huge group ID", append([]byte{0x80, 0, 0x10, 0}, make([]byte, 4096)...), new(hub.GroupInfoRequest)},
-		{"Report of kind 0", []byte{0, 0, 0, 0}, new(hub.Report)},
-		{"ModerationList with invalid UTF-8", []byte{2, 1, 0xff, 0}, new(hub.ModerationList)},
-		{"empty input", nil, new(hub.SendResponse)},
+		{"partition key of 15 bytes", append(append([]byte{15}, pk[:15]...), 0, 0, 0, 0), new(protocol.ReceiveRequest)},
+		{"partition key of 17 bytes", append(append([]byte{17}, pk...), 1, 0, 0, 0, 0), new(protocol.ReceiveRequest)},
+		{"non-minimal length", append(append([]byte{0x40, 16}, pk...), 0, 0, 0, 0), new(protocol.ReceiveRequest)},
+		{"length prefix 11", []byte{0xc0, 0, 0, 0, 0, 0, 0, 1, 9}, new(protocol.GroupInfoRequest)},
+		{"optional octet 2", append(append([]byte{}, g.Initial.GroupInfoWithTree...), 2), new(protocol.GroupInfoResponse)},
+		{"SendRequest with a Welcome as message", append(append([]byte{}, g.Steps[1].Welcome.Message...), append([]byte{16}, pk...)...), new(protocol.SendRequest)},
+		{"SendRequest cut in the partition key", append(append([]byte{}, app...), 16, 1, 2), new(protocol.SendRequest)},
+		{"ExternalJoinRequest with a PrivateMessage", append(append([]byte{}, app...), append(append([]byte{16}, pk...), 0, 0)...), new(protocol.ExternalJoinRequest)},
+		{"GroupInfoRequest with a huge group ID", append([]byte{0x80, 0, 0x10, 0}, make([]byte, 4096)...), new(protocol.GroupInfoRequest)},
+		{"Report of kind 0", []byte{0, 0, 0, 0}, new(protocol.Report)},
+		{"ModerationList with invalid UTF-8", []byte{2, 1, 0xff, 0}, new(protocol.ModerationList)},
+		{"empty input", nil, new(protocol.SendResponse)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.into.UnmarshalBinary(tc.in); !errors.Is(err, hub.ErrMalformed) {
@@ -173,23 +174,8 @@ func TestWireStrictness(t *testing.T) {
 		})
 	}
 	// A SendRequest must carry CommitData exactly for commits when encoded.
-	bad := &hub.SendRequest{Message: app, PartitionKey: pk, CommitData: &hub.CommitData{NextPartitionKey: pk}}
+	bad := &protocol.SendRequest{Message: app, PartitionKey: pk, CommitData: &protocol.CommitData{NextPartitionKey: pk}}
 	if _, err := bad.MarshalBinary(); !errors.Is(err, hub.ErrMalformed) {
 		t.Fatalf("encoding CommitData on an application message: %v", err)
-	}
-}
-
-func TestUserOf(t *testing.T) {
-	for in, want := range map[string]string{
-		"mimi://a.example/d/alice/phone": "mimi://a.example/u/alice",
-		"mimi://a.example/u/alice":       "mimi://a.example/u/alice",
-		"mimi://a.example/d/alice":       "mimi://a.example/d/alice",
-		"mimi://a.example/d//x":          "mimi://a.example/d//x",
-		"alice":                          "alice",
-		"mimi://a.example":               "mimi://a.example",
-	} {
-		if got := hub.UserOf(in); got != want {
-			t.Errorf("UserOf(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 var _ hub.Store = (*DB)(nil)
@@ -73,7 +74,7 @@ func insertPartition(ctx context.Context, tx *sql.Tx, p *hub.Partition, parent s
 
 func insertWelcomes(ctx context.Context, tx *sql.Tx, ws []hub.PendingWelcome, at time.Time, ids []int64) ([]int64, error) {
 	for _, w := range ws {
-		refs, err := (&hub.WelcomeInitRequest{KeyPackageRefs: w.KeyPackageRefs}).MarshalBinary()
+		refs, err := (&protocol.WelcomeInitRequest{KeyPackageRefs: w.KeyPackageRefs}).MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +273,7 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 	if published != nil {
 		after = func() {
 			e := hub.Entry{Masked: a.Masked, Counter: res.Counter, ContentType: a.ContentType, Public: a.Public,
-				Message: a.Message, SenderClient: a.SenderClient}
+				Message: a.Message}
 			if a.Next != nil {
 				e.NextMasked, e.GroupInfo = a.Next.Masked, a.Next.GroupInfo
 			}
@@ -312,7 +313,7 @@ func appendNext(ctx context.Context, tx *sql.Tx, a hub.AppendRequest, parent int
 	return sql.NullInt64{Int64: id, Valid: true}, err
 }
 
-const entryCols = `l.counter, l.content_type, l.public, l.message, l.sender_client, n.masked, n.group_info
+const entryCols = `l.counter, l.content_type, l.public, l.message, n.masked, n.group_info
 	FROM hub_log l LEFT JOIN hub_partitions n ON n.id = l.next`
 
 func (db *DB) Entries(ctx context.Context, masked []byte, after int64, limit, maxBytes int) ([]hub.Entry, error) {
@@ -339,7 +340,7 @@ func (db *DB) queryEntries(ctx context.Context, masked []byte, maxBytes int, q s
 		e := hub.Entry{Masked: masked}
 		var counter int64
 		var ct int
-		if err := rows.Scan(&counter, &ct, &e.Public, &e.Message, &e.SenderClient, &e.NextMasked, &e.GroupInfo); err != nil {
+		if err := rows.Scan(&counter, &ct, &e.Public, &e.Message, &e.NextMasked, &e.GroupInfo); err != nil {
 			return nil, err
 		}
 		e.Counter, e.ContentType = uint32(counter), mls.ContentType(ct)
@@ -392,7 +393,7 @@ func (db *DB) PendingWelcomes(ctx context.Context, provider string, limit int) (
 		if err := rows.Scan(&w.ID, &w.GroupID, &w.ClientID, &refs, &w.Welcome, &at); err != nil {
 			return nil, err
 		}
-		var q hub.WelcomeInitRequest
+		var q protocol.WelcomeInitRequest
 		if err := q.UnmarshalBinary(refs); err != nil {
 			return nil, fmt.Errorf("sqlite: Welcome %d refs: %w", w.ID, err)
 		}
@@ -413,88 +414,4 @@ func (db *DB) DeleteWelcome(ctx context.Context, id int64) error {
 		}
 		return nil
 	})
-}
-
-func (db *DB) AddBan(ctx context.Context, b hub.Ban) error {
-	return db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO hub_bans (user_uri, reason, at) VALUES (?, ?, ?)
-			ON CONFLICT (user_uri) DO UPDATE SET reason = excluded.reason, at = excluded.at`, b.UserURI, b.Reason, b.At.UnixMilli())
-		return err
-	})
-}
-
-func (db *DB) RemoveBan(ctx context.Context, userURI string) (bool, error) {
-	var removed bool
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM hub_bans WHERE user_uri = ?`, userURI)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		removed = n > 0
-		return err
-	})
-	return removed, err
-}
-
-func (db *DB) Bans(ctx context.Context) ([]hub.Ban, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT user_uri, reason, at FROM hub_bans ORDER BY user_uri`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []hub.Ban
-	for rows.Next() {
-		var b hub.Ban
-		var at int64
-		if err := rows.Scan(&b.UserURI, &b.Reason, &at); err != nil {
-			return nil, err
-		}
-		b.At = unixTime(at)
-		out = append(out, b)
-	}
-	return out, rows.Err()
-}
-
-func (db *DB) AddReport(ctx context.Context, r hub.StoredReport) (int64, error) {
-	var id int64
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO hub_reports (at, reporter_client, reporter_user, kind, group_id, subject, reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.At.UnixMilli(), r.ReporterClient, r.ReporterUser, int(r.Kind),
-			nonNil(r.GroupID), nonNil(r.Subject), r.Reason)
-		if err != nil {
-			return err
-		}
-		id, err = res.LastInsertId()
-		return err
-	})
-	return id, err
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-func (db *DB) Reports(ctx context.Context, limit int) ([]hub.StoredReport, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, at, reporter_client, reporter_user, kind, group_id, subject, reason
-		FROM hub_reports ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []hub.StoredReport
-	for rows.Next() {
-		var r hub.StoredReport
-		var at int64
-		var kind int
-		if err := rows.Scan(&r.ID, &at, &r.ReporterClient, &r.ReporterUser, &kind, &r.GroupID, &r.Subject, &r.Reason); err != nil {
-			return nil, err
-		}
-		r.At, r.Kind = unixTime(at), hub.ReportKind(kind)
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 var _ directory.KeyPackageStore = (*DB)(nil)
@@ -140,16 +141,16 @@ func countAvailable(ctx context.Context, tx *sql.Tx, clientID int64, v mls.Proto
 	return n, err
 }
 
-func (db *DB) KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]directory.KeyPackageStock, error) {
+func (db *DB) KeyPackageStock(ctx context.Context, clientID int64, now time.Time) ([]protocol.KeyPackageStock, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT cipher_suite, COALESCE(SUM(last_resort = 0), 0), MAX(last_resort)
 		FROM key_packages WHERE client_id = ? AND not_after >= ? GROUP BY cipher_suite ORDER BY cipher_suite`, clientID, now.Unix())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []directory.KeyPackageStock
+	var out []protocol.KeyPackageStock
 	for rows.Next() {
-		var s directory.KeyPackageStock
+		var s protocol.KeyPackageStock
 		if err := rows.Scan(&s.CipherSuite, &s.Available, &s.LastResort); err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/directory/storetest"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 func TestKeyPackageConformance(t *testing.T) {
@@ -128,11 +129,11 @@ func BenchmarkFetch(b *testing.B) {
 				b.Fatal(err)
 			}
 			// Bundle i asks for users i, i+1, ... so that claims spread evenly.
-			reqs := make([]directory.KeyPackageRequestBundle, benchUsers)
+			reqs := make([]protocol.KeyPackageRequestBundle, benchUsers)
 			for i := range reqs {
-				reqs[i].Requests = make([]directory.KeyPackageRequest, bundle)
+				reqs[i].Requests = make([]protocol.KeyPackageRequest, bundle)
 				for j := range reqs[i].Requests {
-					reqs[i].Requests[j] = directory.KeyPackageRequest{UserID: fmt.Sprintf("mimi://b.example/u/user%d", (i+j)%benchUsers),
+					reqs[i].Requests[j] = protocol.KeyPackageRequest{UserID: fmt.Sprintf("mimi://b.example/u/user%d", (i+j)%benchUsers),
 						BearerToken: d.BearerToken, Version: mls.ProtocolVersionMLS10, CipherSuite: mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519}
 				}
 			}
@@ -140,7 +141,7 @@ func BenchmarkFetch(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				resp, err := kps.Fetch(ctx, reqs[i%benchUsers], testTime)
-				if err != nil || resp.Results[0].Status != directory.StatusOK {
+				if err != nil || resp.Results[0].Status != protocol.StatusOK {
 					b.Fatalf("Fetch: %v %+v", err, resp.Results[0])
 				}
 			}

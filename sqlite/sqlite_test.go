@@ -36,6 +36,10 @@ func TestDirectoryIDsNeverReused(t *testing.T) {
 	storetest.RunIDs(t, func(t *testing.T) directory.Store { return openTest(t) })
 }
 
+func TestPolicyConformance(t *testing.T) {
+	storetest.RunPolicy(t, func(t *testing.T) directory.PolicyStore { return openTest(t) })
+}
+
 func TestMailboxConformance(t *testing.T) {
 	mailboxtest.Run(t, func(t *testing.T) mailboxtest.Store { return openTest(t) })
 }

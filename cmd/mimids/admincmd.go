@@ -13,7 +13,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -159,8 +159,8 @@ func noticeCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
-		payload, _ := wire.Notice{Text: a[0]}.MarshalBinary()
-		n, err := mailbox.New(db, mailbox.Metrics{}).Enqueue(ctx, t, uint16(wire.KindNotice), payload)
+		payload, _ := protocol.Notice{Text: a[0]}.MarshalBinary()
+		n, err := mailbox.New(db, mailbox.Metrics{}).Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // partitionTracker follows one partition's pushes to every subscriber.
@@ -67,7 +67,7 @@ type subscription struct {
 	gaps     atomic.Int64 // counters above next: messages skipped
 }
 
-func (s *subscription) push(p *wire.Push, now time.Time) {
+func (s *subscription) push(p *protocol.Push, now time.Time) {
 	next := s.next.Load()
 	if p.Counter < next {
 		s.dups.Add(1)
@@ -93,13 +93,13 @@ type subscriber struct {
 	mu       sync.Mutex  // serializes subscribe calls and parts updates
 }
 
-func (s *subscriber) onPush(f wire.Frame) {
+func (s *subscriber) onPush(f protocol.Frame) {
 	var subs []*subscription
 	if p := s.parts.Load(); p != nil {
 		subs = *p
 	}
 	switch f := f.(type) {
-	case *wire.Push:
+	case *protocol.Push:
 		now := time.Now()
 		for _, sub := range subs {
 			if bytes.Equal(sub.t.group.masked, f.Masked) {
@@ -108,9 +108,9 @@ func (s *subscriber) onPush(f wire.Frame) {
 			}
 		}
 		s.foreign.Add(1)
-	case *wire.PartitionEvent:
+	case *protocol.PartitionEvent:
 		s.events.Add(1)
-		if f.Event == wire.EventDropped {
+		if f.Event == protocol.EventDropped {
 			go s.resubscribe()
 		}
 	}
@@ -162,14 +162,14 @@ func (s *subscriber) join(ctx context.Context, t *partitionTracker) error {
 func (s *subscriber) subscribe(ctx context.Context, t *partitionTracker, counter uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	w := wire.NewWriter(nil)
+	w := protocol.NewWriter(nil)
 	w.Opaque(t.group.g.PartitionKey)
 	w.U32(counter)
-	resp, err := s.c.Do(ctx, wire.MethodSubscribe, w.Bytes())
+	resp, err := s.c.Do(ctx, protocol.MethodSubscribe, w.Bytes())
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	r := wire.NewReader(resp)
+	r := protocol.NewReader(resp)
 	masked := r.Opaque("masked_partition_key")
 	if err := r.Done(); err != nil {
 		return fmt.Errorf("subscribe answer: %w", err)
@@ -421,7 +421,7 @@ func (gb *groupBench) sendClosedLoop(ctx context.Context, senders []*client.Clie
 					if ctx.Err() != nil {
 						return
 					}
-					if errorCode(err) != wire.CodeRateLimited {
+					if errorCode(err) != protocol.CodeRateLimited {
 						pc.failed.Add(1)
 					}
 					if gb.sendFailed(ctx, err) {
@@ -482,7 +482,7 @@ func (gb *groupBench) sendOpenLoop(ctx context.Context, senders []*client.Client
 				return
 			}
 			if ctx.Err() == nil {
-				if errorCode(err) != wire.CodeRateLimited {
+				if errorCode(err) != protocol.CodeRateLimited {
 					pc.failed.Add(1)
 				}
 				gb.sendFailed(ctx, err)

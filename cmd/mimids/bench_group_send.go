@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 )
 
 // A bench message's ciphertext ends with a stamp: the hub treats the
@@ -84,15 +83,15 @@ func (m *msgMaker) send(ctx context.Context, c *client.Client, g *benchGroup, se
 	if err != nil {
 		return 0, err
 	}
-	body, err := (&hub.SendRequest{Message: msg, PartitionKey: g.g.PartitionKey}).MarshalBinary()
+	body, err := (&protocol.SendRequest{Message: msg, PartitionKey: g.g.PartitionKey}).MarshalBinary()
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.Do(ctx, wire.MethodSend, body)
+	resp, err := c.Do(ctx, protocol.MethodSend, body)
 	if err != nil {
 		return 0, err
 	}
-	var sr hub.SendResponse
+	var sr protocol.SendResponse
 	if err := sr.UnmarshalBinary(resp); err != nil {
 		return 0, fmt.Errorf("SendResponse: %w", err)
 	}
@@ -100,8 +99,8 @@ func (m *msgMaker) send(ctx context.Context, c *client.Client, g *benchGroup, se
 }
 
 // errorCode returns the wire error code of err, 0 if it is not a wire error.
-func errorCode(err error) wire.Code {
-	var we *wire.Error
+func errorCode(err error) protocol.Code {
+	var we *protocol.Error
 	if errors.As(err, &we) {
 		return we.Code
 	}
@@ -112,7 +111,7 @@ func errorCode(err error) wire.Code {
 // a little so that a refusing server is not spun on, and reports whether the
 // sender's client has ended for good (its loop should stop).
 func (gb *groupBench) sendFailed(ctx context.Context, err error) (stop bool) {
-	if errorCode(err) == wire.CodeRateLimited {
+	if errorCode(err) == protocol.CodeRateLimited {
 		gb.rateLimited.Add(1)
 	} else {
 		gb.fail("send", err)
@@ -184,13 +183,13 @@ func (gb *groupBench) createGroup(ctx context.Context, c *client.Client) (*bench
 	if err != nil {
 		return nil, err
 	}
-	body, err := (&hub.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}).MarshalBinary()
+	body, err := (&protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}).MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		resp, err := c.Do(ctx, wire.MethodCreateGroup, body)
-		if errorCode(err) == wire.CodeRateLimited && attempt < 50 {
+		resp, err := c.Do(ctx, protocol.MethodCreateGroup, body)
+		if errorCode(err) == protocol.CodeRateLimited && attempt < 50 {
 			gb.rateLimited.Add(1)
 			sleepCtx(ctx, 100*time.Millisecond)
 			continue
@@ -198,7 +197,7 @@ func (gb *groupBench) createGroup(ctx context.Context, c *client.Client) (*bench
 		if err != nil {
 			return nil, fmt.Errorf("create group: %w", err)
 		}
-		var cr hub.CreateGroupResponse
+		var cr protocol.CreateGroupResponse
 		if err := cr.UnmarshalBinary(resp); err != nil {
 			return nil, fmt.Errorf("CreateGroupResponse: %w", err)
 		}
@@ -289,7 +288,7 @@ func (gb *groupBench) sequencePhase(ctx context.Context, senders []*client.Clien
 						if ctx.Err() != nil {
 							return
 						}
-						if errorCode(err) != wire.CodeRateLimited {
+						if errorCode(err) != protocol.CodeRateLimited {
 							failed.Add(1)
 						}
 						if gb.sendFailed(ctx, err) {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 )
 
 func TestParseGroupBenchFlags(t *testing.T) {
@@ -116,7 +116,7 @@ func TestPartitionTracker(t *testing.T) {
 	putStamp(ct, run, 0, 1, time.Now())
 	a, b := &subscription{t: tr}, &subscription{t: tr}
 	push := func(s *subscription, c uint32, msg []byte) {
-		s.push(&wire.Push{Masked: []byte("m"), Counter: c, Message: msg}, time.Now())
+		s.push(&protocol.Push{Masked: []byte("m"), Counter: c, Message: msg}, time.Now())
 	}
 	push(a, 0, ct)
 	if tr.complete.Load() != 0 || len(tr.slots) != 2 {

@@ -17,8 +17,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider/providertest"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 type hexb = mlstest.Hex
@@ -64,12 +63,12 @@ func loadGroupFixture(t *testing.T, name string) groupFixture {
 	return f
 }
 
-func (s fixtureStep) sendRequest() *hub.SendRequest {
-	req := &hub.SendRequest{Message: s.Message, PartitionKey: s.PartitionKey}
+func (s fixtureStep) sendRequest() *protocol.SendRequest {
+	req := &protocol.SendRequest{Message: s.Message, PartitionKey: s.PartitionKey}
 	if s.Kind == "commit" {
-		req.CommitData = &hub.CommitData{NextPartitionKey: s.After.PartitionKey, GroupInfo: s.After.GroupInfo}
+		req.CommitData = &protocol.CommitData{NextPartitionKey: s.After.PartitionKey, GroupInfo: s.After.GroupInfo}
 		if s.Welcome != nil {
-			wd := &hub.WelcomeData{Welcome: s.Welcome.Message}
+			wd := &protocol.WelcomeData{Welcome: s.Welcome.Message}
 			for _, m := range s.Welcome.NewMembers {
 				wd.ServiceProviders = append(wd.ServiceProviders, m.Provider)
 			}
@@ -82,7 +81,7 @@ func (s fixtureStep) sendRequest() *hub.SendRequest {
 func call[T any, PT interface {
 	*T
 	UnmarshalBinary([]byte) error
-}](t *testing.T, c *client.Client, m wire.Method, req interface{ MarshalBinary() ([]byte, error) }) (PT, error) {
+}](t *testing.T, c *client.Client, m protocol.Method, req interface{ MarshalBinary() ([]byte, error) }) (PT, error) {
 	t.Helper()
 	body, err := req.MarshalBinary()
 	if err != nil {
@@ -101,9 +100,9 @@ func call[T any, PT interface {
 	return resp, nil
 }
 
-func wantCode(t *testing.T, err error, code wire.Code) {
+func wantCode(t *testing.T, err error, code protocol.Code) {
 	t.Helper()
-	var we *wire.Error
+	var we *protocol.Error
 	if !errors.As(err, &we) || we.Code != code {
 		t.Fatalf("got %v, want error code %s", err, code)
 	}
@@ -112,17 +111,17 @@ func wantCode(t *testing.T, err error, code wire.Code) {
 // pushRecorder records pushes per masked partition key.
 type pushRecorder struct {
 	mu     sync.Mutex
-	pushes map[string][]*wire.Push
-	events map[string][]wire.PartitionEventType
+	pushes map[string][]*protocol.Push
+	events map[string][]protocol.PartitionEventType
 }
 
-func (s *pushRecorder) onPush(f wire.Frame) {
+func (s *pushRecorder) onPush(f protocol.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch f := f.(type) {
-	case *wire.Push:
-		s.pushes[string(f.Masked)] = append(s.pushes[string(f.Masked)], &wire.Push{Masked: f.Masked, Counter: f.Counter, Message: bytes.Clone(f.Message)})
-	case *wire.PartitionEvent:
+	case *protocol.Push:
+		s.pushes[string(f.Masked)] = append(s.pushes[string(f.Masked)], &protocol.Push{Masked: f.Masked, Counter: f.Counter, Message: bytes.Clone(f.Message)})
+	case *protocol.PartitionEvent:
 		s.events[string(f.Masked)] = append(s.events[string(f.Masked)], f.Event)
 	}
 }
@@ -161,11 +160,11 @@ func TestGroupOverSocket(t *testing.T) {
 		return c
 	}
 	alice := dial("alice", nil)
-	sub := &pushRecorder{pushes: map[string][]*wire.Push{}, events: map[string][]wire.PartitionEventType{}}
+	sub := &pushRecorder{pushes: map[string][]*protocol.Push{}, events: map[string][]protocol.PartitionEventType{}}
 	carol := dial("carol", sub)
 
-	created, err := call[hub.CreateGroupResponse](t, alice, wire.MethodCreateGroup,
-		&hub.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: fx.Initial.PartitionKey})
+	created, err := call[protocol.CreateGroupResponse](t, alice, protocol.MethodCreateGroup,
+		&protocol.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: fx.Initial.PartitionKey})
 	if err != nil {
 		t.Fatalf("create_group: %v", err)
 	}
@@ -173,20 +172,20 @@ func TestGroupOverSocket(t *testing.T) {
 		t.Fatalf("masked key %x, want %x", created.MaskedPartitionKey, fx.Initial.Masked)
 	}
 	// A retry is answered alike; the same group under another partition key is refused.
-	again, err := call[hub.CreateGroupResponse](t, alice, wire.MethodCreateGroup,
-		&hub.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: fx.Initial.PartitionKey})
+	again, err := call[protocol.CreateGroupResponse](t, alice, protocol.MethodCreateGroup,
+		&protocol.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: fx.Initial.PartitionKey})
 	if err != nil || !bytes.Equal(again.MaskedPartitionKey, created.MaskedPartitionKey) {
 		t.Fatalf("retried create_group: %v", err)
 	}
-	_, err = call[hub.CreateGroupResponse](t, alice, wire.MethodCreateGroup,
-		&hub.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: bytes.Repeat([]byte{1}, 16)})
-	wantCode(t, err, wire.CodeConflict)
+	_, err = call[protocol.CreateGroupResponse](t, alice, protocol.MethodCreateGroup,
+		&protocol.CreateGroupRequest{GroupInfo: fx.Initial.GroupInfoWithTree, PartitionKey: bytes.Repeat([]byte{1}, 16)})
+	wantCode(t, err, protocol.CodeConflict)
 
 	subscribe := func(pk []byte) {
-		w := wire.NewWriter(nil)
+		w := protocol.NewWriter(nil)
 		w.Opaque(pk)
 		w.U32(0)
-		if _, err := carol.Do(ctx, wire.MethodSubscribe, w.Bytes()); err != nil {
+		if _, err := carol.Do(ctx, protocol.MethodSubscribe, w.Bytes()); err != nil {
 			t.Fatalf("subscribe: %v", err)
 		}
 	}
@@ -197,7 +196,7 @@ func TestGroupOverSocket(t *testing.T) {
 	counters := map[string]uint32{}
 	for i, st := range fx.Steps {
 		req := st.sendRequest()
-		resp, err := call[hub.SendResponse](t, alice, wire.MethodSend, req)
+		resp, err := call[protocol.SendResponse](t, alice, protocol.MethodSend, req)
 		if err != nil {
 			t.Fatalf("step %d (%s): %v", i, st.Description, err)
 		}
@@ -208,7 +207,7 @@ func TestGroupOverSocket(t *testing.T) {
 		counters[masked]++
 		want[masked] = append(want[masked], st.Message)
 		if i == 1 { // a retry of the add commit: same counter, sequenced once
-			again, err := call[hub.SendResponse](t, alice, wire.MethodSend, req)
+			again, err := call[protocol.SendResponse](t, alice, protocol.MethodSend, req)
 			if err != nil || again.Counter != resp.Counter {
 				t.Fatalf("retried send: %v %v", again, err)
 			}
@@ -226,7 +225,7 @@ func TestGroupOverSocket(t *testing.T) {
 			t.Fatalf("partition %x: %d pushes, want %d", masked, len(got), len(msgs))
 		}
 		for j, pu := range got {
-			var m hub.Message
+			var m protocol.Message
 			if err := m.UnmarshalBinary(pu.Message); err != nil || pu.Counter != uint32(j) || !bytes.Equal(m.Message, msgs[j]) {
 				t.Fatalf("partition %x push %d: counter %d err %v", masked, j, pu.Counter, err)
 			}
@@ -235,7 +234,7 @@ func TestGroupOverSocket(t *testing.T) {
 	}
 
 	// receive answers the first partition with hints of the next.
-	rr, err := call[hub.ReceiveResponse](t, alice, wire.MethodReceive, &hub.ReceiveRequest{PartitionKey: fx.Initial.PartitionKey, Counter: 0})
+	rr, err := call[protocol.ReceiveResponse](t, alice, protocol.MethodReceive, &protocol.ReceiveRequest{PartitionKey: fx.Initial.PartitionKey, Counter: 0})
 	if err != nil || len(rr.Epoch.Messages) != 2 || len(rr.Hints) != 1 {
 		t.Fatalf("receive: %v %+v", err, rr)
 	}
@@ -249,14 +248,14 @@ func TestGroupOverSocket(t *testing.T) {
 	stale := fx.Steps[1].sendRequest() // a commit for epoch 0, sent to the epoch-1 partition
 	stale.PartitionKey = fx.Steps[2].PartitionKey
 	stale.CommitData.NextPartitionKey = bytes.Repeat([]byte{9}, 16)
-	_, err = call[hub.SendResponse](t, alice, wire.MethodSend, stale)
-	wantCode(t, err, wire.CodeWrongPartition)
-	_, err = call[hub.SendResponse](t, alice, wire.MethodSend, &hub.SendRequest{Message: fx.Steps[0].Message, PartitionKey: bytes.Repeat([]byte{7}, 16)})
-	wantCode(t, err, wire.CodeNotFound)
-	_, err = carol.Do(ctx, wire.MethodSend, []byte{1, 2, 3})
-	wantCode(t, err, wire.CodeMalformed)
-	_, err = call[hub.GroupInfoResponse](t, alice, wire.MethodGroupInfo, &hub.GroupInfoRequest{GroupID: []byte("no such group")})
-	wantCode(t, err, wire.CodeNotFound)
+	_, err = call[protocol.SendResponse](t, alice, protocol.MethodSend, stale)
+	wantCode(t, err, protocol.CodeWrongPartition)
+	_, err = call[protocol.SendResponse](t, alice, protocol.MethodSend, &protocol.SendRequest{Message: fx.Steps[0].Message, PartitionKey: bytes.Repeat([]byte{7}, 16)})
+	wantCode(t, err, protocol.CodeNotFound)
+	_, err = carol.Do(ctx, protocol.MethodSend, []byte{1, 2, 3})
+	wantCode(t, err, protocol.CodeMalformed)
+	_, err = call[protocol.GroupInfoResponse](t, alice, protocol.MethodGroupInfo, &protocol.GroupInfoRequest{GroupID: []byte("no such group")})
+	wantCode(t, err, protocol.CodeNotFound)
 
 	// Terminating the newest partition: sends are refused, subscribers are told.
 	last := fx.Steps[len(fx.Steps)-1]
@@ -264,13 +263,13 @@ func TestGroupOverSocket(t *testing.T) {
 	if err := p.Hub.Terminate(ctx, fx.GroupID, lastMasked); err != nil {
 		t.Fatal(err)
 	}
-	_, err = call[hub.SendResponse](t, alice, wire.MethodSend, &hub.SendRequest{Message: fx.Steps[0].Message, PartitionKey: last.PartitionKey})
-	wantCode(t, err, wire.CodeTerminated)
+	_, err = call[protocol.SendResponse](t, alice, protocol.MethodSend, &protocol.SendRequest{Message: fx.Steps[0].Message, PartitionKey: last.PartitionKey})
+	wantCode(t, err, protocol.CodeTerminated)
 	waitFor(t, "terminated event", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		ev := sub.events[string(lastMasked)]
-		return len(ev) == 1 && ev[0] == wire.EventTerminated
+		return len(ev) == 1 && ev[0] == protocol.EventTerminated
 	})
 }
 

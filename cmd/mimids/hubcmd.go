@@ -28,11 +28,11 @@ func groupCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	verb, rest := sub(args)
 	run := func(fn func(ctx context.Context, h *hub.Hub, db *sqlite.DB, a []string) error) int {
 		return storeCommand("group "+verb, rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			h, _, err := provider.Offline(cfg, db, d)
+			o, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}
-			return fn(ctx, h, db, a)
+			return fn(ctx, o.Hub, db, a)
 		})
 	}
 	switch verb {
@@ -101,41 +101,41 @@ func banCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	verb, rest := sub(args)
 	var reason *string
 	setup := func(fs *flag.FlagSet) { reason = fs.String("reason", "", "why (shown to admins)") }
-	run := func(fn func(ctx context.Context, h *hub.Hub, a []string) error) int {
+	run := func(fn func(ctx context.Context, pol *directory.Policy, a []string) error) int {
 		return storeCommand("ban "+verb, rest, stdout, stderr, setup, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			h, _, err := provider.Offline(cfg, db, d)
+			o, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}
-			return fn(ctx, h, a)
+			return fn(ctx, o.Policy, a)
 		})
 	}
 	switch verb {
 	case "add":
-		return run(func(ctx context.Context, h *hub.Hub, a []string) error {
+		return run(func(ctx context.Context, pol *directory.Policy, a []string) error {
 			if len(a) != 1 {
 				return fmt.Errorf("usage: mimids ban add [-reason TEXT] USER_URI: %w", errUsage)
 			}
-			if err := h.Ban(ctx, a[0], *reason); err != nil {
+			if err := pol.Ban(ctx, a[0], *reason); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "banned %s (a running server applies it within seconds)\n", a[0])
 			return nil
 		})
 	case "remove":
-		return run(func(ctx context.Context, h *hub.Hub, a []string) error {
+		return run(func(ctx context.Context, pol *directory.Policy, a []string) error {
 			if len(a) != 1 {
 				return fmt.Errorf("usage: mimids ban remove USER_URI: %w", errUsage)
 			}
-			ok, err := h.Unban(ctx, a[0])
+			ok, err := pol.Unban(ctx, a[0])
 			if err == nil && !ok {
 				return fmt.Errorf("%s is not banned", a[0])
 			}
 			return err
 		})
 	case "list":
-		return run(func(ctx context.Context, h *hub.Hub, _ []string) error {
-			bs, err := h.ListBans(ctx)
+		return run(func(ctx context.Context, pol *directory.Policy, _ []string) error {
+			bs, err := pol.ListBans(ctx)
 			for _, b := range bs {
 				fmt.Fprintf(stdout, "%s\t%s\t%s\n", b.UserURI, b.At.Format(time.RFC3339), b.Reason)
 			}
@@ -153,11 +153,11 @@ func reportCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return storeCommand("report list", rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, _ []string) error {
-		h, _, err := provider.Offline(cfg, db, d)
+		o, err := provider.Offline(cfg, db, d)
 		if err != nil {
 			return err
 		}
-		rs, err := h.ListReports(ctx, 1000)
+		rs, err := o.Policy.ListReports(ctx, 1000)
 		for _, r := range rs {
 			fmt.Fprintf(stdout, "%d\t%s\t%s\tkind %d\tgroup %x\tsubject %x\t%q\n", r.ID, r.At.Format(time.RFC3339), r.ReporterUser, r.Kind, r.GroupID, r.Subject, r.Reason)
 		}
@@ -169,11 +169,11 @@ func tokensCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	verb, rest := sub(args)
 	run := func(fn func(ctx context.Context, disc *directory.Discovery, a []string) error) int {
 		return storeCommand("tokens "+verb, rest, stdout, stderr, nil, func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			_, disc, err := provider.Offline(cfg, db, d)
+			o, err := provider.Offline(cfg, db, d)
 			if err != nil {
 				return err
 			}
-			return fn(ctx, disc, a)
+			return fn(ctx, o.Discovery, a)
 		})
 	}
 	switch verb {

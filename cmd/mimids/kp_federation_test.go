@@ -19,11 +19,10 @@ import (
 	"github.com/mimids/mimids/cmd/provider/providertest"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/ohttp/bhttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // testKeyPackage returns a signed suite-1 KeyPackage for identity, valid around now.
@@ -129,8 +128,8 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 		kps = append(kps, testKeyPackage(t, "mimi://b.example/u/bob", false))
 	}
 	kps = append(kps, testKeyPackage(t, "mimi://b.example/u/bob", true))
-	up, _ := directory.KeyPackageUpload{KeyPackages: kps}.MarshalBinary()
-	if _, err := bob.Do(ctx, wire.MethodKeyPackageUpload, up); err != nil {
+	up, _ := protocol.KeyPackageUpload{KeyPackages: kps}.MarshalBinary()
+	if _, err := bob.Do(ctx, protocol.MethodKeyPackageUpload, up); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
 
@@ -146,31 +145,31 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 	keys, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 
-	w := wire.NewWriter(nil)
+	w := protocol.NewWriter(nil)
 	w.String("mimi://b.example/u/bob")
 	inner := relayDo(t, a, aliceToken, "b.example", keys, provider.InnerDiscoverPath, w.Bytes())
-	var disc directory.DiscoveryResponse
+	var disc protocol.DiscoveryResponse
 	if inner.Status != 200 || disc.UnmarshalBinary(inner.Content) != nil || disc.BearerToken == "" || disc.Provider != "b.example" {
 		t.Fatalf("discover: %d %+v", inner.Status, disc)
 	}
 
 	// One bundle of 5 requests: 3 KeyPackages, then the last resort twice.
-	var reqs []directory.KeyPackageRequest
+	var reqs []protocol.KeyPackageRequest
 	for i := 0; i < 5; i++ {
-		reqs = append(reqs, directory.KeyPackageRequest{UserID: disc.UserID, BearerToken: disc.BearerToken,
+		reqs = append(reqs, protocol.KeyPackageRequest{UserID: disc.UserID, BearerToken: disc.BearerToken,
 			Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
 	}
-	reqs = append(reqs, directory.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
+	reqs = append(reqs, protocol.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
 		Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
-	body, _ := directory.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
+	body, _ := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
 	inner = relayDo(t, a, aliceToken, "b.example", keys, provider.InnerKeyPackagesPath, body)
-	var bundle directory.KeyPackageResponseBundle
+	var bundle protocol.KeyPackageResponseBundle
 	if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != 6 {
 		t.Fatalf("fetch: %d %+v", inner.Status, bundle)
 	}
 	served := map[string]int{}
 	for i, r := range bundle.Results[:5] {
-		if r.Status != directory.StatusOK {
+		if r.Status != protocol.StatusOK {
 			t.Fatalf("result %d: %v", i, r.Err())
 		}
 		served[string(r.Response.KeyPackage)]++
@@ -178,7 +177,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 	if len(served) != 4 {
 		t.Fatalf("served %d distinct KeyPackages, want 3 plus the last resort", len(served))
 	}
-	if bundle.Results[5].Status == directory.StatusOK {
+	if bundle.Results[5].Status == protocol.StatusOK {
 		t.Fatal("a token for bob fetched another user's KeyPackage")
 	}
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory/mailbox"
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 // TestCLINoticesCounted: notices that `mimids notice` commits from another process
@@ -29,8 +29,8 @@ func TestCLINoticesCounted(t *testing.T) {
 		t.Fatalf("enqueued before any notice: %v", got)
 	}
 	// The server's own producer: counted as it commits.
-	payload, _ := wire.Notice{Text: "from the server"}.MarshalBinary()
-	if n, err := p.Mailbox.Enqueue(ctx, mailbox.Target{All: true}, uint16(wire.KindNotice), payload); err != nil || n != 3 {
+	payload, _ := protocol.Notice{Text: "from the server"}.MarshalBinary()
+	if n, err := p.Mailbox.Enqueue(ctx, mailbox.Target{All: true}, uint16(protocol.KindNotice), payload); err != nil || n != 3 {
 		t.Fatalf("enqueue: %d, %v", n, err)
 	}
 	if got := enqueued(); got != 3 {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/gateway/wire"
+	"github.com/mimids/mimids/protocol"
 )
 
 var (
@@ -147,14 +147,14 @@ func (r *receiver) run(ctx context.Context) {
 
 func (r *receiver) session(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	c, _, err := websocket.Dial(dctx, r.url, &websocket.DialOptions{Subprotocols: []string{wire.Subprotocol}})
+	c, _, err := websocket.Dial(dctx, r.url, &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
 	cancel()
 	if err != nil {
 		return err
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(2 << 20)
-	if err := c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Auth{RequestID: 1, Token: []byte(r.token)})); err != nil {
+	if err := c.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: 1, Token: []byte(r.token)})); err != nil {
 		return err
 	}
 	var pendingAck uint64
@@ -165,14 +165,14 @@ func (r *receiver) session(ctx context.Context) error {
 			return err
 		}
 		for len(msg) > 0 { // the server batches frames
-			var f wire.Frame
-			f, msg, err = wire.Next(msg)
+			var f protocol.Frame
+			f, msg, err = protocol.Next(msg)
 			if err != nil {
 				return err
 			}
 			switch f := f.(type) {
-			case *wire.Deliver:
-				var nt wire.Notice
+			case *protocol.Deliver:
+				var nt protocol.Notice
 				nt.UnmarshalBinary(f.Payload)
 				r.mu.Lock()
 				if f.Seq <= r.committed {
@@ -185,10 +185,10 @@ func (r *receiver) session(ctx context.Context) error {
 				r.mu.Unlock()
 				if n++; n%20 == 0 {
 					pendingAck = f.Seq
-					c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Ack{Seq: f.Seq}))
-					c.Write(ctx, websocket.MessageBinary, wire.Encode(&wire.Request{RequestID: uint32(f.Seq), Method: wire.MethodPing}))
+					c.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Ack{Seq: f.Seq}))
+					c.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Request{RequestID: uint32(f.Seq), Method: protocol.MethodPing}))
 				}
-			case *wire.Response:
+			case *protocol.Response:
 				if uint64(f.RequestID) == pendingAck {
 					r.mu.Lock()
 					if pendingAck > r.committed {

@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/gateway"
-	"github.com/mimids/mimids/gateway/wire"
-	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/ohttp/bhttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Inner Oblivious HTTP routes served by the gateway (docs/protocol.md §3).
@@ -23,53 +21,6 @@ const (
 	contentTypeMIMI      = "application/octet-stream"
 )
 
-// registerKeyPackages serves the KeyPackage methods of the client socket.
-func registerKeyPackages(srv *gateway.Server, kps *directory.KeyPackages) {
-	srv.Handle(wire.MethodKeyPackageUpload, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		var up directory.KeyPackageUpload
-		if err := up.UnmarshalBinary(body); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
-		}
-		refs, err := kps.Upload(ctx, c.Client, up.KeyPackages)
-		if err != nil {
-			return nil, kpError(err)
-		}
-		return directory.KeyPackageUploadResult{Refs: refs}.MarshalBinary()
-	})
-	srv.Handle(wire.MethodKeyPackageCount, func(ctx context.Context, c *gateway.Caller, body []byte) ([]byte, error) {
-		r := wire.NewReader(body)
-		suite := mls.CipherSuite(r.U16("key_package_count.cipher_suite"))
-		if err := r.Done(); err != nil {
-			return nil, &wire.Error{Code: wire.CodeMalformed, Message: err.Error()}
-		}
-		st, err := kps.Count(ctx, c.Client, suite)
-		if err != nil {
-			return nil, kpError(err)
-		}
-		return st.MarshalBinary()
-	})
-}
-
-// kpError maps KeyPackage errors to wire codes.
-func kpError(err error) error {
-	code := wire.Code(0)
-	switch {
-	case errors.Is(err, directory.ErrMalformed):
-		code = wire.CodeMalformed
-	case errors.Is(err, directory.ErrBundleTooLarge), errors.Is(err, directory.ErrKeyPackageLimit), errors.Is(err, directory.ErrFieldTooLarge):
-		code = wire.CodeTooLarge
-	case errors.Is(err, directory.ErrDuplicateKeyPackage):
-		code = wire.CodeConflict
-	case errors.Is(err, directory.ErrInvalidKeyPackage), errors.Is(err, directory.ErrIdentityMismatch),
-		errors.Is(err, directory.ErrLastResortConflict):
-		code = wire.CodeKeyPackageRejected
-	}
-	if code == 0 {
-		return err
-	}
-	return &wire.Error{Code: code, Message: err.Error()}
-}
-
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
 func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func() time.Time) map[ohttp.Route]ohttp.HandlerFunc {
 	return map[ohttp.Route]ohttp.HandlerFunc{
@@ -78,7 +29,7 @@ func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func
 			switch {
 			case errors.Is(err, directory.ErrMalformed):
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
-			case errors.Is(err, directory.ErrBundleTooLarge):
+			case errors.Is(err, protocol.ErrBundleTooLarge):
 				return bhttp.NewResponse(http.StatusRequestEntityTooLarge, "text/plain", []byte(err.Error()))
 			case err != nil:
 				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
@@ -86,8 +37,8 @@ func ohttpRoutes(kps *directory.KeyPackages, disc *directory.Discovery, now func
 			return bhttp.NewResponse(http.StatusOK, contentTypeMIMI, out)
 		},
 		{Method: http.MethodPost, Path: InnerDiscoverPath}: func(ctx context.Context, req *bhttp.Request) *bhttp.Response {
-			r := wire.NewReader(req.Content)
-			user := r.OpaqueMax("discover.user_id", directory.MaxUserIDLen)
+			r := protocol.NewReader(req.Content)
+			user := r.OpaqueMax("discover.user_id", protocol.MaxUserIDLen)
 			if err := r.Done(); err != nil {
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
 			}
@@ -146,7 +97,7 @@ func newRelay(cfg Config, dir *directory.Directory, tr *http.Transport, own http
 		Local:     map[string]http.Handler{cfg.Domain: own},
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, RelayPathPrefix) },
 		Authorize: authorize,
-		Limiter:   ohttp.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000),
+		Limiter:   directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil),
 		LimitKey:  limitKey,
 		Observe:   observe,
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/ohttp"
@@ -31,6 +32,7 @@ type Provider struct {
 	Mailbox *mailbox.Mailbox
 	Disc    *directory.Discovery
 	KPs     *directory.KeyPackages
+	Policy  *directory.Policy
 	Hub     *hub.Hub
 	Keys    *ohttp.KeySet
 	Gateway *gateway.Server
@@ -67,7 +69,12 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	if err != nil {
 		return nil, err
 	}
-	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, RatePerSecond: cfg.Hub.RatePerSecond, RateBurst: cfg.Hub.RateBurst,
+	p.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{RatePerSecond: cfg.Hub.RatePerSecond,
+		RateBurst: cfg.Hub.RateBurst, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, Policy: p.Policy,
 		MaxMessageSize: cfg.Hub.MaxMessageSize, StateCacheSize: cfg.Hub.StateCacheSize, Logger: log},
 		db, HubRouter{p.KPs}, HubMailbox{p.Mailbox})
 	if err != nil {
@@ -79,11 +86,11 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
-		Dashboard: web.Placeholder(cfg.Domain), Partitions: hubPartitions{p.Hub}, OnChange: p.onChange,
+		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Groups:     &gateway.Router{Hub: p.Hub, Follower: follower.New(), NotHosted: hub.NotHosted},
+		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
-	registerHub(p.Gateway, p.Hub)
 	registerHubMetrics(reg, p.Hub)
-	registerKeyPackages(p.Gateway, p.KPs)
 	if err := p.mountOHTTP(reg, now); err != nil {
 		return nil, err
 	}
@@ -180,19 +187,32 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// OfflineServices are the domain services the admin CLI uses over the store, with no
+// server running.
+type OfflineServices struct {
+	Hub       *hub.Hub
+	Discovery *directory.Discovery
+	Policy    *directory.Policy
+}
+
 // Offline builds the domain services over the store for the admin CLI.
-func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (*hub.Hub, *directory.Discovery, error) {
+func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (OfflineServices, error) {
 	log := slog.New(slog.DiscardHandler)
-	disc, err := directory.NewDiscovery(d, db, directory.DiscoveryConfig{
+	var o OfflineServices
+	var err error
+	o.Discovery, err = directory.NewDiscovery(d, db, directory.DiscoveryConfig{
 		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D()})
 	if err != nil {
-		return nil, nil, err
+		return o, err
 	}
 	mb := mailbox.New(db, mailbox.Metrics{})
-	kps, err := directory.NewKeyPackages(d, db, disc, mb, directory.KeyPackageConfig{}, log)
+	kps, err := directory.NewKeyPackages(d, db, o.Discovery, mb, directory.KeyPackageConfig{}, log)
 	if err != nil {
-		return nil, nil, err
+		return o, err
 	}
-	h, err := hub.New(hub.Config{Domain: cfg.Domain, Logger: log}, db, HubRouter{kps}, HubMailbox{mb})
-	return h, disc, err
+	if o.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{Logger: log}); err != nil {
+		return o, err
+	}
+	o.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, Logger: log, Policy: o.Policy}, db, HubRouter{kps}, HubMailbox{mb})
+	return o, err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/protocol"
 )
 
 // KeyPackageBackend is a store of users, clients, KeyPackages and discovery tokens.
@@ -108,13 +109,13 @@ func testUploadStock(t *testing.T, s KeyPackageBackend, at time.Time) {
 		t.Fatalf("upload for a missing client: %v", err)
 	}
 	got, err := s.KeyPackageStock(ctx, c.ID, at)
-	want := []directory.KeyPackageStock{{CipherSuite: suite1, Available: 3, LastResort: true}, {CipherSuite: suite2, Available: 1}}
+	want := []protocol.KeyPackageStock{{CipherSuite: suite1, Available: 3, LastResort: true}, {CipherSuite: suite2, Available: 1}}
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("KeyPackageStock = %+v, %v; want %+v", got, err, want)
 	}
 	// Two hours later the last resort and the suite-2 KeyPackage have expired.
 	got, _ = s.KeyPackageStock(ctx, c.ID, at.Add(2*time.Hour))
-	want = []directory.KeyPackageStock{{CipherSuite: suite1, Available: 3}}
+	want = []protocol.KeyPackageStock{{CipherSuite: suite1, Available: 3}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("KeyPackageStock later = %+v; want %+v", got, want)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -30,7 +31,7 @@ func TestNewGroupVerifies(t *testing.T) {
 			{"five members, tree apart, external_pub", mlstest.Options{Members: 5, TreeApart: true, ExternalPub: true, Epoch: 7, Signer: 3}},
 			{"named members with a GroupContext extension", mlstest.Options{
 				Identities: []string{"mimi://a.example/d/alice/c1", "mimi://b.example/d/bob/c1", "mimi://a.example/d/carol/c2"},
-				Extensions: mls.Extensions{{ExtensionType: hub.ModerationExtensionType, ExtensionData: []byte{0, 0}}},
+				Extensions: mls.Extensions{{ExtensionType: protocol.ModerationExtensionType, ExtensionData: []byte{0, 0}}},
 			}},
 		} {
 			t.Run(fmt.Sprintf("%v/%s", cs, tc.name), func(t *testing.T) {
@@ -197,11 +198,11 @@ func TestHubAcceptsGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	h, err := hub.New(hub.Config{Domain: "a.example", RatePerSecond: -1}, db, noRouter{}, noMailbox{})
+	h, err := hub.New(hub.Config{Domain: "a.example"}, db, noRouter{}, noMailbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	creator := hub.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
+	creator := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
 	for _, tc := range []struct {
 		name string
 		o    mlstest.Options
@@ -216,11 +217,11 @@ func TestHubAcceptsGroups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := &hub.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}
+			req := &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}
 			if tc.o.TreeApart {
 				req.RatchetTree = g.RatchetTree
 			}
-			var dec hub.CreateGroupRequest
+			var dec protocol.CreateGroupRequest
 			if err := roundTrip(req, &dec); err != nil {
 				t.Fatal(err)
 			}
@@ -237,8 +238,8 @@ func TestHubAcceptsGroups(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var sr hub.SendRequest
-				if err := roundTrip(&hub.SendRequest{Message: msg, PartitionKey: g.PartitionKey}, &sr); err != nil {
+				var sr protocol.SendRequest
+				if err := roundTrip(&protocol.SendRequest{Message: msg, PartitionKey: g.PartitionKey}, &sr); err != nil {
 					t.Fatal(err)
 				}
 				out, err := h.Send(ctx, creator, &sr)

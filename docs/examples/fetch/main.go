@@ -26,9 +26,9 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
 )
 
 const usage = `usage:
@@ -118,7 +118,7 @@ func get(ctx context.Context, c *client.Client, peer, peerURL, user, out string,
 		return err
 	}
 	fmt.Fprintf(stdout, "discovered %s at %s (bearer token of %d bytes)\n", d.UserID, d.Provider, len(d.BearerToken))
-	res, err := r.FetchKeyPackages(ctx, peer, nil, []directory.KeyPackageRequest{{
+	res, err := r.FetchKeyPackages(ctx, peer, nil, []protocol.KeyPackageRequest{{
 		UserID: d.UserID, BearerToken: d.BearerToken,
 		Version: mls.ProtocolVersionMLS10, CipherSuite: mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519,
 	}})

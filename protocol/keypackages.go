@@ -1,4 +1,4 @@
-package directory
+package protocol
 
 // The KeyPackage fetch protocol in TLS presentation language (RFC 9420 §2.1, with §2.1.2
 // variable-length integers for every <V> vector). KeyPackageRequest and
@@ -38,7 +38,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
 )
 
@@ -61,14 +60,67 @@ const (
 )
 
 var (
-	// ErrMalformed reports bytes that do not decode as the expected struct.
-	ErrMalformed = errors.New("directory: malformed message")
 	// ErrBundleTooLarge reports a bundle of more than MaxBundleRequests requests, or an
 	// upload of more than the configured number of KeyPackages.
-	ErrBundleTooLarge = errors.New("directory: too many items in one bundle")
-	// ErrFieldTooLarge reports a value over its limit when encoding.
-	ErrFieldTooLarge = errors.New("directory: field over its limit")
+	ErrBundleTooLarge = NewError(CodeTooLarge, "protocol: too many items in one bundle")
 )
+
+// The errors a FetchStatus stands for: a *FetchError matches the one of its status
+// with errors.Is (StatusMalformed matches ErrMalformed).
+var (
+	ErrUnknownUser  = errors.New("protocol: unknown user")
+	ErrBadToken     = errors.New("protocol: bearer token unknown, expired or not valid for this user; discover again")
+	ErrRevokedToken = errors.New("protocol: bearer token revoked; discover again")
+	ErrNoKeyPackage = errors.New("protocol: no KeyPackage for this version and cipher suite")
+	ErrRateLimited  = errors.New("protocol: rate limited")
+)
+
+// FetchError is a KeyPackageResult that is not StatusOK, as a Go error. It matches the
+// sentinel of its status with errors.Is (StatusUnknownUser matches ErrUnknownUser, ...).
+type FetchError struct {
+	Status  FetchStatus
+	Message string
+}
+
+func (e *FetchError) Error() string {
+	return fmt.Sprintf("protocol: fetch: %s: %s", e.Status, e.Message)
+}
+
+// Is matches the sentinel of e.Status.
+func (e *FetchError) Is(target error) bool {
+	s, ok := statusErrors[target]
+	return ok && s == e.Status
+}
+
+var statusErrors = map[error]FetchStatus{
+	ErrUnknownUser: StatusUnknownUser, ErrBadToken: StatusBadToken, ErrRevokedToken: StatusRevokedToken,
+	ErrNoKeyPackage: StatusNoKeyPackage, ErrMalformed: StatusMalformed, ErrRateLimited: StatusRateLimited,
+}
+
+// StatusOf maps an error to its FetchStatus: StatusOK for nil, the status of a
+// *FetchError or of a sentinel it wraps, StatusInternal for anything else.
+func StatusOf(err error) FetchStatus {
+	if err == nil {
+		return StatusOK
+	}
+	var fe *FetchError
+	if errors.As(err, &fe) {
+		return fe.Status
+	}
+	for target, s := range statusErrors {
+		if errors.Is(err, target) {
+			return s
+		}
+	}
+	return StatusInternal
+}
+
+// KeyPackageStock is what one client has stored for one cipher suite.
+type KeyPackageStock struct {
+	CipherSuite mls.CipherSuite
+	Available   int  // not last resort, not expired
+	LastResort  bool // an unexpired last resort is stored
+}
 
 // FetchStatus is a KeyPackageResult's status.
 type FetchStatus uint16
@@ -115,24 +167,25 @@ type KeyPackageRequest struct {
 	CipherSuite mls.CipherSuite
 }
 
-func (q *KeyPackageRequest) check() error {
+// Check reports a field over its limit.
+func (q *KeyPackageRequest) Check() error {
 	switch {
 	case len(q.UserID) > MaxUserIDLen:
-		return fmt.Errorf("%w: user_id of %d bytes, limit %d", ErrFieldTooLarge, len(q.UserID), MaxUserIDLen)
+		return fmt.Errorf("%w: user_id of %d bytes, limit %d", ErrTooLarge, len(q.UserID), MaxUserIDLen)
 	case len(q.BearerToken) > MaxBearerTokenLen:
-		return fmt.Errorf("%w: bearer_token of %d bytes, limit %d", ErrFieldTooLarge, len(q.BearerToken), MaxBearerTokenLen)
+		return fmt.Errorf("%w: bearer_token of %d bytes, limit %d", ErrTooLarge, len(q.BearerToken), MaxBearerTokenLen)
 	}
 	return nil
 }
 
-func (q *KeyPackageRequest) encode(w *wire.Writer) {
+func (q *KeyPackageRequest) encode(w *Writer) {
 	w.String(q.UserID)
 	w.String(q.BearerToken)
 	w.U16(uint16(q.Version))
 	w.U16(uint16(q.CipherSuite))
 }
 
-func (q *KeyPackageRequest) decode(r *wire.Reader) {
+func (q *KeyPackageRequest) decode(r *Reader) {
 	q.UserID = string(r.OpaqueMax("KeyPackageRequest.user_id", MaxUserIDLen))
 	q.BearerToken = string(r.OpaqueMax("KeyPackageRequest.bearer_token", MaxBearerTokenLen))
 	q.Version = mls.ProtocolVersion(r.U16("KeyPackageRequest.version"))
@@ -141,17 +194,17 @@ func (q *KeyPackageRequest) decode(r *wire.Reader) {
 
 // MarshalBinary encodes q.
 func (q KeyPackageRequest) MarshalBinary() ([]byte, error) {
-	if err := q.check(); err != nil {
+	if err := q.Check(); err != nil {
 		return nil, err
 	}
-	w := wire.NewWriter(make([]byte, 0, 8+len(q.UserID)+len(q.BearerToken)))
+	w := NewWriter(make([]byte, 0, 8+len(q.UserID)+len(q.BearerToken)))
 	q.encode(w)
 	return w.Bytes(), nil
 }
 
 // UnmarshalBinary decodes exactly one KeyPackageRequest from b.
 func (q *KeyPackageRequest) UnmarshalBinary(b []byte) error {
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	q.decode(r)
 	return done(r, "KeyPackageRequest")
 }
@@ -167,19 +220,20 @@ func (p *KeyPackageResponse) Decode() (*mls.KeyPackage, error) {
 	return mls.DecodeKeyPackage(p.KeyPackage)
 }
 
-func (p *KeyPackageResponse) check() error {
+// Check reports an empty or oversized KeyPackage.
+func (p *KeyPackageResponse) Check() error {
 	switch {
 	case len(p.KeyPackage) == 0:
 		return fmt.Errorf("%w: empty key_package", ErrMalformed)
 	case len(p.KeyPackage) > MaxKeyPackageSize:
-		return fmt.Errorf("%w: key_package of %d bytes, limit %d", ErrFieldTooLarge, len(p.KeyPackage), MaxKeyPackageSize)
+		return fmt.Errorf("%w: key_package of %d bytes, limit %d", ErrTooLarge, len(p.KeyPackage), MaxKeyPackageSize)
 	}
 	return nil
 }
 
 // MarshalBinary encodes p.
 func (p KeyPackageResponse) MarshalBinary() ([]byte, error) {
-	if err := p.check(); err != nil {
+	if err := p.Check(); err != nil {
 		return nil, err
 	}
 	return append([]byte(nil), p.KeyPackage...), nil
@@ -227,17 +281,17 @@ type KeyPackageRequestBundle struct {
 
 // MarshalBinary encodes b; it refuses an empty bundle or one over MaxBundleRequests.
 func (b KeyPackageRequestBundle) MarshalBinary() ([]byte, error) {
-	if err := checkBundleLen(len(b.Requests)); err != nil {
+	if err := CheckBundleLen(len(b.Requests)); err != nil {
 		return nil, err
 	}
-	body := wire.NewWriter(make([]byte, 0, 64*len(b.Requests)))
+	body := NewWriter(make([]byte, 0, 64*len(b.Requests)))
 	for i := range b.Requests {
-		if err := b.Requests[i].check(); err != nil {
+		if err := b.Requests[i].Check(); err != nil {
 			return nil, fmt.Errorf("request %d: %w", i, err)
 		}
 		b.Requests[i].encode(body)
 	}
-	w := wire.NewWriter(make([]byte, 0, len(body.Bytes())+4))
+	w := NewWriter(make([]byte, 0, len(body.Bytes())+4))
 	w.Opaque(body.Bytes())
 	return w.Bytes(), nil
 }
@@ -245,13 +299,13 @@ func (b KeyPackageRequestBundle) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes exactly one bundle from data. More than MaxBundleRequests
 // requests fail with ErrBundleTooLarge, an empty bundle with ErrMalformed.
 func (b *KeyPackageRequestBundle) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data)
+	r := NewReader(data)
 	body := r.Opaque("KeyPackageRequestBundle.requests")
 	if err := done(r, "KeyPackageRequestBundle"); err != nil {
 		return err
 	}
 	b.Requests = b.Requests[:0]
-	br := wire.NewReader(body)
+	br := NewReader(body)
 	for br.Len() > 0 && br.Err() == nil {
 		if len(b.Requests) == MaxBundleRequests {
 			return fmt.Errorf("%w: more than %d requests", ErrBundleTooLarge, MaxBundleRequests)
@@ -269,7 +323,7 @@ func (b *KeyPackageRequestBundle) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-func checkBundleLen(n int) error {
+func CheckBundleLen(n int) error {
 	switch {
 	case n == 0:
 		return fmt.Errorf("%w: empty bundle", ErrMalformed)
@@ -296,12 +350,13 @@ func (r *KeyPackageResult) Err() error {
 	return &FetchError{Status: r.Status, Message: r.Message}
 }
 
-func (r *KeyPackageResult) check() error {
+// Check reports a field over its limit.
+func (r *KeyPackageResult) Check() error {
 	if r.Status == StatusOK {
-		return r.Response.check()
+		return r.Response.Check()
 	}
 	if len(r.Message) > MaxResultMessageLen {
-		return fmt.Errorf("%w: message of %d bytes, limit %d", ErrFieldTooLarge, len(r.Message), MaxResultMessageLen)
+		return fmt.Errorf("%w: message of %d bytes, limit %d", ErrTooLarge, len(r.Message), MaxResultMessageLen)
 	}
 	return nil
 }
@@ -313,7 +368,7 @@ func (r *KeyPackageResult) appendTo(buf []byte) []byte {
 	if r.Status == StatusOK {
 		return append(buf, r.Response.KeyPackage...)
 	}
-	w := wire.NewWriter(buf)
+	w := NewWriter(buf)
 	w.String(r.Message)
 	return w.Bytes()
 }
@@ -326,12 +381,12 @@ type KeyPackageResponseBundle struct {
 
 // MarshalBinary encodes b.
 func (b KeyPackageResponseBundle) MarshalBinary() ([]byte, error) {
-	if err := checkBundleLen(len(b.Results)); err != nil {
+	if err := CheckBundleLen(len(b.Results)); err != nil {
 		return nil, err
 	}
 	size := 0
 	for i := range b.Results {
-		if err := b.Results[i].check(); err != nil {
+		if err := b.Results[i].Check(); err != nil {
 			return nil, fmt.Errorf("result %d: %w", i, err)
 		}
 		size += 4 + len(b.Results[i].Response.KeyPackage) + len(b.Results[i].Message)
@@ -340,7 +395,7 @@ func (b KeyPackageResponseBundle) MarshalBinary() ([]byte, error) {
 	for i := range b.Results {
 		body = b.Results[i].appendTo(body)
 	}
-	w := wire.NewWriter(make([]byte, 0, len(body)+4))
+	w := NewWriter(make([]byte, 0, len(body)+4))
 	w.Opaque(body)
 	return w.Bytes(), nil
 }
@@ -348,7 +403,7 @@ func (b KeyPackageResponseBundle) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes exactly one bundle from data. KeyPackages and messages alias
 // data.
 func (b *KeyPackageResponseBundle) UnmarshalBinary(data []byte) error {
-	r := wire.NewReader(data)
+	r := NewReader(data)
 	body := r.Opaque("KeyPackageResponseBundle.results")
 	if err := done(r, "KeyPackageResponseBundle"); err != nil {
 		return err
@@ -373,7 +428,7 @@ func (b *KeyPackageResponseBundle) UnmarshalBinary(data []byte) error {
 
 func decodeResult(b []byte) (KeyPackageResult, []byte, error) {
 	var res KeyPackageResult
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	res.Status = FetchStatus(r.U16("KeyPackageResult.status"))
 	if r.Err() != nil {
 		return res, nil, fmt.Errorf("%w: %w", ErrMalformed, r.Err())
@@ -402,13 +457,13 @@ type DiscoveryResponse struct {
 func (d DiscoveryResponse) MarshalBinary() ([]byte, error) {
 	switch {
 	case len(d.UserID) > MaxUserIDLen:
-		return nil, fmt.Errorf("%w: user_id of %d bytes", ErrFieldTooLarge, len(d.UserID))
+		return nil, fmt.Errorf("%w: user_id of %d bytes", ErrTooLarge, len(d.UserID))
 	case len(d.Provider) > MaxProviderLen:
-		return nil, fmt.Errorf("%w: provider of %d bytes", ErrFieldTooLarge, len(d.Provider))
+		return nil, fmt.Errorf("%w: provider of %d bytes", ErrTooLarge, len(d.Provider))
 	case len(d.BearerToken) > MaxBearerTokenLen:
-		return nil, fmt.Errorf("%w: bearer_token of %d bytes", ErrFieldTooLarge, len(d.BearerToken))
+		return nil, fmt.Errorf("%w: bearer_token of %d bytes", ErrTooLarge, len(d.BearerToken))
 	}
-	w := wire.NewWriter(make([]byte, 0, 8+len(d.UserID)+len(d.Provider)+len(d.BearerToken)))
+	w := NewWriter(make([]byte, 0, 8+len(d.UserID)+len(d.Provider)+len(d.BearerToken)))
 	w.String(d.UserID)
 	w.String(d.Provider)
 	w.String(d.BearerToken)
@@ -417,7 +472,7 @@ func (d DiscoveryResponse) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes exactly one DiscoveryResponse from b.
 func (d *DiscoveryResponse) UnmarshalBinary(b []byte) error {
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	d.UserID = string(r.OpaqueMax("DiscoveryResponse.user_id", MaxUserIDLen))
 	d.Provider = string(r.OpaqueMax("DiscoveryResponse.provider", MaxProviderLen))
 	d.BearerToken = string(r.OpaqueMax("DiscoveryResponse.bearer_token", MaxBearerTokenLen))
@@ -433,7 +488,7 @@ type KeyPackagesLow struct {
 
 // MarshalBinary encodes n.
 func (n KeyPackagesLow) MarshalBinary() ([]byte, error) {
-	w := wire.NewWriter(make([]byte, 0, 6))
+	w := NewWriter(make([]byte, 0, 6))
 	w.U16(uint16(n.CipherSuite))
 	w.U32(n.Remaining)
 	return w.Bytes(), nil
@@ -441,16 +496,16 @@ func (n KeyPackagesLow) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes n.
 func (n *KeyPackagesLow) UnmarshalBinary(b []byte) error {
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	n.CipherSuite = mls.CipherSuite(r.U16("KeyPackagesLow.cipher_suite"))
 	n.Remaining = r.U32("KeyPackagesLow.remaining")
 	return done(r, "KeyPackagesLow")
 }
 
-// done finishes a decode: the first error or trailing bytes, as ErrMalformed.
-func done(r *wire.Reader, name string) error {
+// done finishes a decode: the first error or trailing bytes, naming the struct.
+func done(r *Reader, name string) error {
 	if err := r.Done(); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

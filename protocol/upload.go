@@ -1,9 +1,8 @@
-package directory
+package protocol
 
 import (
 	"fmt"
 
-	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls"
 )
 
@@ -53,32 +52,32 @@ func (u *KeyPackageUploadResult) UnmarshalBinary(b []byte) error {
 
 func marshalOpaqueList(l [][]byte, maxItems, maxItem int, field string) ([]byte, error) {
 	if len(l) > maxItems {
-		return nil, fmt.Errorf("%w: %d %s, limit %d", ErrFieldTooLarge, len(l), field, maxItems)
+		return nil, fmt.Errorf("%w: %d %s, limit %d", ErrTooLarge, len(l), field, maxItems)
 	}
 	size := 0
 	for i, e := range l {
 		if len(e) > maxItem {
-			return nil, fmt.Errorf("%w: %s[%d] of %d bytes, limit %d", ErrFieldTooLarge, field, i, len(e), maxItem)
+			return nil, fmt.Errorf("%w: %s[%d] of %d bytes, limit %d", ErrTooLarge, field, i, len(e), maxItem)
 		}
 		size += 4 + len(e)
 	}
-	body := wire.NewWriter(make([]byte, 0, size))
+	body := NewWriter(make([]byte, 0, size))
 	for _, e := range l {
 		body.Opaque(e)
 	}
-	w := wire.NewWriter(make([]byte, 0, len(body.Bytes())+4))
+	w := NewWriter(make([]byte, 0, len(body.Bytes())+4))
 	w.Opaque(body.Bytes())
 	return w.Bytes(), nil
 }
 
 func unmarshalOpaqueList(b []byte, maxItems, maxItem int, field string) ([][]byte, error) {
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	body := r.Opaque(field)
 	if err := done(r, field); err != nil {
 		return nil, err
 	}
 	var l [][]byte
-	br := wire.NewReader(body)
+	br := NewReader(body)
 	for br.Len() > 0 && br.Err() == nil {
 		if len(l) == maxItems {
 			return nil, fmt.Errorf("%w: more than %d in %s", ErrBundleTooLarge, maxItems, field)
@@ -94,9 +93,9 @@ func unmarshalOpaqueList(b []byte, maxItems, maxItem int, field string) ([][]byt
 // MarshalBinary encodes s as a KeyPackageCount.
 func (s KeyPackageStock) MarshalBinary() ([]byte, error) {
 	if s.Available < 0 || int64(s.Available) > 1<<32-1 {
-		return nil, fmt.Errorf("%w: available %d", ErrFieldTooLarge, s.Available)
+		return nil, fmt.Errorf("%w: available %d", ErrTooLarge, s.Available)
 	}
-	w := wire.NewWriter(make([]byte, 0, 7))
+	w := NewWriter(make([]byte, 0, 7))
 	w.U16(uint16(s.CipherSuite))
 	w.U32(uint32(s.Available))
 	if s.LastResort {
@@ -109,7 +108,7 @@ func (s KeyPackageStock) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes a KeyPackageCount into s.
 func (s *KeyPackageStock) UnmarshalBinary(b []byte) error {
-	r := wire.NewReader(b)
+	r := NewReader(b)
 	suite := mls.CipherSuite(r.U16("KeyPackageCount.cipher_suite"))
 	avail := r.U32("KeyPackageCount.available")
 	lr := r.U8("KeyPackageCount.last_resort")

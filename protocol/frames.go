@@ -24,7 +24,7 @@
 //
 // A WebSocket message carries one or more frames back to back: every frame is
 // self-delimiting, and the server batches frames when a client is behind.
-package wire
+package protocol
 
 import (
 	"errors"

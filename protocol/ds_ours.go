@@ -1,4 +1,4 @@
-package hub
+package protocol
 
 import (
 	"errors"
@@ -7,8 +7,6 @@ import (
 
 	"github.com/mimids/mimids/mls"
 )
-
-var errNotGroupInfo = errors.New("not a GroupInfo")
 
 // CreateGroupRequest creates a group hosted by the creator's provider (ours):
 // the first GroupInfo (its group ID names the group), its ratchet tree
@@ -33,35 +31,52 @@ type CreateGroupRequest struct {
 
 // MarshalBinary encodes c.
 func (c *CreateGroupRequest) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, len(c.GroupInfo)+len(c.RatchetTree)+32)}
-	w.raw(c.GroupInfo)
-	w.optional(c.RatchetTree != nil)
-	w.raw(c.RatchetTree)
-	w.opaque("partition_key", c.PartitionKey)
-	w.optional(c.WelcomeData != nil)
+	w := NewWriter(make([]byte, 0, len(c.GroupInfo)+len(c.RatchetTree)+32))
+	w.Raw(c.GroupInfo)
+	w.Optional(c.RatchetTree != nil)
+	w.Raw(c.RatchetTree)
+	w.Opaque(c.PartitionKey)
+	w.Optional(c.WelcomeData != nil)
 	if c.WelcomeData != nil {
-		c.WelcomeData.encode(&w)
+		c.WelcomeData.encode(w)
 	}
-	return w.result()
+	return w.Result()
 }
 
 // UnmarshalBinary decodes c; the fields alias b.
 func (c *CreateGroupRequest) UnmarshalBinary(b []byte) error {
 	*c = CreateGroupRequest{}
-	r := reader{buf: b}
-	c.GroupInfo, c.groupInfo = r.mlsMessage("CreateGroupRequest.group_info")
+	r := NewReader(b)
+	c.GroupInfo, c.groupInfo = r.MLSMessage("CreateGroupRequest.group_info")
 	if r.err == nil && c.groupInfo.WireFormat != mls.WireFormatGroupInfo {
-		r.fail("CreateGroupRequest.group_info", errNotGroupInfo)
+		r.Fail("CreateGroupRequest.group_info", ErrNotGroupInfo)
 	}
-	if r.optional("CreateGroupRequest.ratchet_tree") {
-		c.RatchetTree, c.tree = r.ratchetTree("CreateGroupRequest.ratchet_tree")
+	if r.Optional("CreateGroupRequest.ratchet_tree") {
+		c.RatchetTree, c.tree = r.RatchetTree("CreateGroupRequest.ratchet_tree")
 	}
-	c.PartitionKey = r.partitionKey("CreateGroupRequest.partition_key")
-	if r.optional("CreateGroupRequest.welcome_data") {
+	c.PartitionKey = r.PartitionKey("CreateGroupRequest.partition_key")
+	if r.Optional("CreateGroupRequest.welcome_data") {
 		c.WelcomeData = new(WelcomeData)
-		c.WelcomeData.decode(&r)
+		c.WelcomeData.decode(r)
 	}
-	return r.finish("CreateGroupRequest")
+	return r.Done()
+}
+
+// ParsedGroupInfo returns the decoded group_info (see SendRequest.Parsed).
+func (c *CreateGroupRequest) ParsedGroupInfo() (*mls.MLSMessage, error) {
+	return parseOnce(&c.groupInfo, c.GroupInfo, "CreateGroupRequest.group_info")
+}
+
+// ParsedTree returns the decoded ratchet_tree, nil when there is none.
+func (c *CreateGroupRequest) ParsedTree() (mls.RatchetTree, error) {
+	if c.tree == nil && c.RatchetTree != nil {
+		t, err := mls.DecodeRatchetTree(c.RatchetTree)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CreateGroupRequest.ratchet_tree: %w", ErrMalformed, err)
+		}
+		c.tree = t
+	}
+	return c.tree, nil
 }
 
 // CreateGroupResponse answers a CreateGroupRequest (ours).
@@ -73,16 +88,16 @@ type CreateGroupResponse struct {
 
 // MarshalBinary encodes c.
 func (c *CreateGroupResponse) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.opaque("masked_partition_key", c.MaskedPartitionKey)
-	return w.result()
+	w := NewWriter(nil)
+	w.Opaque(c.MaskedPartitionKey)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes c.
 func (c *CreateGroupResponse) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	c.MaskedPartitionKey = r.opaque("CreateGroupResponse.masked_partition_key", maxMasked)
-	return r.finish("CreateGroupResponse")
+	r := NewReader(b)
+	c.MaskedPartitionKey = r.OpaqueMax("CreateGroupResponse.masked_partition_key", MaxMaskedLen)
+	return r.Done()
 }
 
 // ReportKind says what a Report is about.
@@ -127,32 +142,32 @@ type Report struct {
 
 // MarshalBinary encodes p.
 func (p *Report) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.u8(uint8(p.Kind))
-	w.opaque("group_id", p.GroupID)
-	w.opaque("subject", p.Subject)
-	w.opaque("reason", []byte(p.Reason))
-	return w.result()
+	w := NewWriter(nil)
+	w.U8(uint8(p.Kind))
+	w.Opaque(p.GroupID)
+	w.Opaque(p.Subject)
+	w.Opaque([]byte(p.Reason))
+	return w.Result()
 }
 
 // UnmarshalBinary decodes p and checks its kind and reason.
 func (p *Report) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	p.Kind = ReportKind(r.u8("Report.kind"))
-	p.GroupID = r.opaque("Report.group_id", maxGroupID)
-	p.Subject = r.opaque("Report.subject", maxReportText)
-	p.Reason = string(r.opaque("Report.reason", maxReportText))
-	if err := r.finish("Report"); err != nil {
+	r := NewReader(b)
+	p.Kind = ReportKind(r.U8("Report.kind"))
+	p.GroupID = r.OpaqueMax("Report.group_id", MaxGroupIDLen)
+	p.Subject = r.OpaqueMax("Report.subject", MaxReportTextLen)
+	p.Reason = string(r.OpaqueMax("Report.reason", MaxReportTextLen))
+	if err := r.Done(); err != nil {
 		return err
 	}
-	return p.validate()
+	return p.Validate()
 }
 
-func (p *Report) validate() error {
+func (p *Report) Validate() error {
 	switch {
 	case p.Kind < ReportMember || p.Kind > ReportFollower:
 		return fmt.Errorf("%w: Report.kind %d", ErrMalformed, p.Kind)
-	case len(p.GroupID) > maxGroupID || len(p.Subject) > maxReportText || len(p.Reason) > maxReportText:
+	case len(p.GroupID) > MaxGroupIDLen || len(p.Subject) > MaxReportTextLen || len(p.Reason) > MaxReportTextLen:
 		return fmt.Errorf("%w: Report field over its limit", ErrMalformed)
 	case !utf8.ValidString(p.Reason):
 		return fmt.Errorf("%w: Report.reason is not UTF-8", ErrMalformed)
@@ -174,18 +189,18 @@ type PartitionTerminated struct {
 
 // MarshalBinary encodes t.
 func (t *PartitionTerminated) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.opaque("masked_partition_key", t.MaskedPartitionKey)
-	w.u32(t.Counter)
-	return w.result()
+	w := NewWriter(nil)
+	w.Opaque(t.MaskedPartitionKey)
+	w.U32(t.Counter)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes t.
 func (t *PartitionTerminated) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	t.MaskedPartitionKey = r.opaque("PartitionTerminated.masked_partition_key", maxMasked)
-	t.Counter = r.u32("PartitionTerminated.counter")
-	return r.finish("PartitionTerminated")
+	r := NewReader(b)
+	t.MaskedPartitionKey = r.OpaqueMax("PartitionTerminated.masked_partition_key", MaxMaskedLen)
+	t.Counter = r.U32("PartitionTerminated.counter")
+	return r.Done()
 }
 
 // WelcomeDelivery is the payload of a mailbox entry of kind welcome (2): a
@@ -205,38 +220,37 @@ type WelcomeDelivery struct {
 
 // MarshalBinary encodes d.
 func (d *WelcomeDelivery) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, len(d.Welcome)+len(d.GroupID)+64)}
-	w.opaque("group_id", d.GroupID)
-	w.vector("key_package_refs", func(w *writer) {
+	w := NewWriter(make([]byte, 0, len(d.Welcome)+len(d.GroupID)+64))
+	w.Opaque(d.GroupID)
+	w.Vector(func(w *Writer) {
 		for _, ref := range d.KeyPackageRefs {
-			w.opaque("KeyPackageRef", ref)
+			w.Opaque(ref)
 		}
 	})
-	w.raw(d.Welcome)
-	return w.result()
+	w.Raw(d.Welcome)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes d.
 func (d *WelcomeDelivery) UnmarshalBinary(b []byte) error {
 	*d = WelcomeDelivery{}
-	r := reader{buf: b}
-	d.GroupID = r.opaque("WelcomeDelivery.group_id", maxGroupID)
-	d.KeyPackageRefs = decodeRefs(&r, "WelcomeDelivery.key_package_refs")
+	r := NewReader(b)
+	d.GroupID = r.OpaqueMax("WelcomeDelivery.group_id", MaxGroupIDLen)
+	d.KeyPackageRefs = decodeRefs(r, "WelcomeDelivery.key_package_refs")
 	var m *mls.MLSMessage
-	d.Welcome, m = r.mlsMessage("WelcomeDelivery.welcome")
+	d.Welcome, m = r.MLSMessage("WelcomeDelivery.welcome")
 	if r.err == nil && m.WireFormat != mls.WireFormatWelcome {
-		r.fail("WelcomeDelivery.welcome", fmt.Errorf("wire format %s", m.WireFormat))
+		r.Fail("WelcomeDelivery.welcome", fmt.Errorf("wire format %s", m.WireFormat))
 	}
-	return r.finish("WelcomeDelivery")
+	return r.Done()
 }
 
-func decodeRefs(r *reader, field string) [][]byte {
-	v := r.vector(field)
+func decodeRefs(r *Reader, field string) [][]byte {
+	v := r.Vector(field)
 	var refs [][]byte
-	for v.more() {
-		refs = append(refs, v.opaque("KeyPackageRef", maxRef))
+	for v.More() {
+		refs = append(refs, v.OpaqueMax("KeyPackageRef", MaxRefLen))
 	}
-	r.absorb(v)
 	return refs
 }
 
@@ -250,20 +264,20 @@ type WelcomeInitRequest struct {
 
 // MarshalBinary encodes q.
 func (q *WelcomeInitRequest) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.vector("key_package_refs", func(w *writer) {
+	w := NewWriter(nil)
+	w.Vector(func(w *Writer) {
 		for _, ref := range q.KeyPackageRefs {
-			w.opaque("KeyPackageRef", ref)
+			w.Opaque(ref)
 		}
 	})
-	return w.result()
+	return w.Result()
 }
 
 // UnmarshalBinary decodes q.
 func (q *WelcomeInitRequest) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	q.KeyPackageRefs = decodeRefs(&r, "WelcomeInitRequest.key_package_refs")
-	return r.finish("WelcomeInitRequest")
+	r := NewReader(b)
+	q.KeyPackageRefs = decodeRefs(r, "WelcomeInitRequest.key_package_refs")
+	return r.Done()
 }
 
 // ModerationExtensionType is the GroupContext extension (private range) that
@@ -282,31 +296,30 @@ type ModerationList struct {
 
 // MarshalBinary encodes l.
 func (l *ModerationList) MarshalBinary() ([]byte, error) {
-	w := writer{}
+	w := NewWriter(nil)
 	for _, list := range [][]string{l.Banned, l.Muted} {
-		w.vector("ModerationList", func(w *writer) {
+		w.Vector(func(w *Writer) {
 			for _, u := range list {
-				w.opaque("UserURI.uri", []byte(u))
+				w.Opaque([]byte(u))
 			}
 		})
 	}
-	return w.result()
+	return w.Result()
 }
 
 // UnmarshalBinary decodes l.
 func (l *ModerationList) UnmarshalBinary(b []byte) error {
 	*l = ModerationList{}
-	r := reader{buf: b}
+	r := NewReader(b)
 	for _, dst := range []*[]string{&l.Banned, &l.Muted} {
-		v := r.vector("ModerationList")
-		for v.more() {
-			u := v.opaque("UserURI.uri", maxUserURI)
+		v := r.Vector("ModerationList")
+		for v.More() {
+			u := v.OpaqueMax("UserURI.uri", MaxUserIDLen)
 			if v.err == nil && !utf8.Valid(u) {
-				v.fail("UserURI.uri", errors.New("not UTF-8"))
+				v.Fail("UserURI.uri", errors.New("not UTF-8"))
 			}
 			*dst = append(*dst, string(u))
 		}
-		r.absorb(v)
 	}
-	return r.finish("ModerationList")
+	return r.Done()
 }

@@ -1,4 +1,4 @@
-package hub
+package protocol
 
 import (
 	"github.com/mimids/mimids/mls"
@@ -18,18 +18,18 @@ type ReceiveRequest struct {
 
 // MarshalBinary encodes q.
 func (q *ReceiveRequest) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, 1+PartitionKeySize+4)}
-	w.opaque("partition_key", q.PartitionKey)
-	w.u32(q.Counter)
-	return w.result()
+	w := NewWriter(make([]byte, 0, 1+PartitionKeySize+4))
+	w.Opaque(q.PartitionKey)
+	w.U32(q.Counter)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes q.
 func (q *ReceiveRequest) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	q.PartitionKey = r.partitionKey("ReceiveRequest.partition_key")
-	q.Counter = r.u32("ReceiveRequest.counter")
-	return r.finish("ReceiveRequest")
+	r := NewReader(b)
+	q.PartitionKey = r.PartitionKey("ReceiveRequest.partition_key")
+	q.Counter = r.U32("ReceiveRequest.counter")
+	return r.Done()
 }
 
 // Message is the draft's Message. Only commits carry the masked key of the
@@ -58,33 +58,33 @@ type Message struct {
 func (m *Message) size() int {
 	n := len(m.Message)
 	if m.ContentType == mls.ContentTypeCommit {
-		n += varintSize(len(m.NextPartitionKey)) + len(m.NextPartitionKey) + 1 + len(m.GroupInfo)
+		n += VarintSize(len(m.NextPartitionKey)) + len(m.NextPartitionKey) + 1 + len(m.GroupInfo)
 	}
 	return n
 }
 
-func (m *Message) encode(w *writer) {
-	w.raw(m.Message)
+func (m *Message) encode(w *Writer) {
+	w.Raw(m.Message)
 	if m.ContentType == mls.ContentTypeCommit {
-		w.opaque("Message.next_partition_key", m.NextPartitionKey)
-		w.optional(m.GroupInfo != nil)
-		w.raw(m.GroupInfo)
+		w.Opaque(m.NextPartitionKey)
+		w.Optional(m.GroupInfo != nil)
+		w.Raw(m.GroupInfo)
 	}
 }
 
-func (m *Message) decode(r *reader) {
+func (m *Message) decode(r *Reader) {
 	var msg *mls.MLSMessage
-	m.Message, msg = r.mlsMessage("Message.message")
+	m.Message, msg = r.MLSMessage("Message.message")
 	m.ContentType = decodeContentType(r, msg, "Message.message")
 	if m.ContentType != mls.ContentTypeCommit {
 		return
 	}
-	m.NextPartitionKey = r.opaque("Message.next_partition_key", maxMasked)
-	if r.optional("Message.group_info") {
+	m.NextPartitionKey = r.OpaqueMax("Message.next_partition_key", MaxMaskedLen)
+	if r.Optional("Message.group_info") {
 		var gi *mls.MLSMessage
-		m.GroupInfo, gi = r.mlsMessage("Message.group_info")
+		m.GroupInfo, gi = r.MLSMessage("Message.group_info")
 		if r.err == nil && gi.WireFormat != mls.WireFormatGroupInfo {
-			r.fail("Message.group_info", errNotGroupInfo)
+			r.Fail("Message.group_info", ErrNotGroupInfo)
 		}
 	}
 }
@@ -96,22 +96,21 @@ type Epoch struct {
 	Messages []Message
 }
 
-func (e *Epoch) encode(w *writer) {
-	w.vector("Epoch.messages", func(w *writer) {
+func (e *Epoch) encode(w *Writer) {
+	w.Vector(func(w *Writer) {
 		for i := range e.Messages {
 			e.Messages[i].encode(w)
 		}
 	})
 }
 
-func (e *Epoch) decode(r *reader) {
-	v := r.vector("Epoch.messages")
-	for v.more() {
+func (e *Epoch) decode(r *Reader) {
+	v := r.Vector("Epoch.messages")
+	for v.More() {
 		var m Message
 		m.decode(v)
 		e.Messages = append(e.Messages, m)
 	}
-	r.absorb(v)
 }
 
 // HintedEpoch is the draft's HintedEpoch: the messages of another partition,
@@ -149,53 +148,42 @@ func (q *ReceiveResponse) MarshalBinary() ([]byte, error) {
 			n += q.Hints[i].Epoch.Messages[j].size()
 		}
 	}
-	w := writer{buf: make([]byte, 0, n)}
-	q.Epoch.encode(&w)
-	w.vector("ReceiveResponse.hints", func(w *writer) {
+	w := NewWriter(make([]byte, 0, n))
+	q.Epoch.encode(w)
+	w.Vector(func(w *Writer) {
 		for i := range q.Hints {
-			w.opaque("HintedEpoch.masked_partition_key", q.Hints[i].MaskedPartitionKey)
+			w.Opaque(q.Hints[i].MaskedPartitionKey)
 			q.Hints[i].Epoch.encode(w)
 		}
 	})
-	return w.result()
+	return w.Result()
 }
 
 // UnmarshalBinary decodes q; the fields alias b.
 func (q *ReceiveResponse) UnmarshalBinary(b []byte) error {
 	*q = ReceiveResponse{}
-	r := reader{buf: b}
-	q.Epoch.decode(&r)
-	v := r.vector("ReceiveResponse.hints")
-	for v.more() {
+	r := NewReader(b)
+	q.Epoch.decode(r)
+	v := r.Vector("ReceiveResponse.hints")
+	for v.More() {
 		var h HintedEpoch
-		h.MaskedPartitionKey = v.opaque("HintedEpoch.masked_partition_key", maxMasked)
+		h.MaskedPartitionKey = v.OpaqueMax("HintedEpoch.masked_partition_key", MaxMaskedLen)
 		h.Epoch.decode(v)
 		q.Hints = append(q.Hints, h)
 	}
-	r.absorb(v)
-	return r.finish("ReceiveResponse")
-}
-
-func varintSize(n int) int {
-	switch {
-	case n < 1<<6:
-		return 1
-	case n < 1<<14:
-		return 2
-	}
-	return 4
+	return r.Done()
 }
 
 // MarshalBinary encodes m alone (the body of a push frame on the client socket).
 func (m *Message) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, m.size()+8)}
-	m.encode(&w)
-	return w.result()
+	w := NewWriter(make([]byte, 0, m.size()+8))
+	m.encode(w)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes m alone.
 func (m *Message) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	m.decode(&r)
-	return r.finish("Message")
+	r := NewReader(b)
+	m.decode(r)
+	return r.Done()
 }

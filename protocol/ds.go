@@ -1,4 +1,4 @@
-package hub
+package protocol
 
 import (
 	"errors"
@@ -11,18 +11,23 @@ import (
 // with MLS-Exporter("mimi partition key", "", 16).
 const PartitionKeySize = 16
 
-// Field limits of the decoders. Messages, GroupInfos and trees are bounded
-// by Config instead (and by the socket's frame limit).
+// Field limits of the decoders of groups' structs (the KeyPackage structs' limits
+// and the user and provider limits they share are in keypackages.go). Messages,
+// GroupInfos and trees are bounded by the hub's configuration instead (and by the
+// socket's frame limit).
 const (
-	maxGroupID    = 1024 // opaque group_id<V>
-	maxProviderID = 255  // ServiceProviderId
-	maxMasked     = 64   // MaskedPartitionKey: the largest suite hash
-	maxRef        = 64   // KeyPackageRef: the largest suite hash
-	maxReportText = 4096 // Report subject and reason
-	maxUserURI    = 1024 // UserURI in a ModerationList
+	MaxGroupIDLen    = 1024 // opaque group_id<V>
+	MaxMaskedLen     = 64   // MaskedPartitionKey: the largest suite hash
+	MaxReportTextLen = 4096 // Report subject and reason
 )
 
-var errNotFramed = errors.New("not a PublicMessage or PrivateMessage")
+// Errors of the groups' structs, wrapped in ErrMalformed by the decoders.
+var (
+	// ErrNotFramed: a message that must be a PublicMessage or PrivateMessage is not.
+	ErrNotFramed = errors.New("protocol: not a PublicMessage or PrivateMessage")
+	// ErrNotGroupInfo: a message that must be a GroupInfo is not.
+	ErrNotGroupInfo = errors.New("protocol: not a GroupInfo")
+)
 
 // contentType returns the content type of a PublicMessage or PrivateMessage
 // (in the clear in both).
@@ -33,7 +38,7 @@ func contentType(m *mls.MLSMessage) (mls.ContentType, error) {
 	case m.WireFormat == mls.WireFormatPrivateMessage && m.PrivateMessage != nil:
 		return m.PrivateMessage.ContentType, nil
 	}
-	return 0, fmt.Errorf("%w (%s)", errNotFramed, m.WireFormat)
+	return 0, fmt.Errorf("%w (%s)", ErrNotFramed, m.WireFormat)
 }
 
 // WelcomeData is the draft's WelcomeData:
@@ -51,26 +56,25 @@ type WelcomeData struct {
 	welcome *mls.MLSMessage // set by the decoder
 }
 
-func (d *WelcomeData) encode(w *writer) {
-	w.raw(d.Welcome)
-	w.vector("service_providers", func(w *writer) {
+func (d *WelcomeData) encode(w *Writer) {
+	w.Raw(d.Welcome)
+	w.Vector(func(w *Writer) {
 		for _, p := range d.ServiceProviders {
-			w.opaque("ServiceProviderId", []byte(p))
+			w.Opaque([]byte(p))
 		}
 	})
 }
 
-func (d *WelcomeData) decode(r *reader) {
-	d.Welcome, d.welcome = r.mlsMessage("WelcomeData.welcome")
+func (d *WelcomeData) decode(r *Reader) {
+	d.Welcome, d.welcome = r.MLSMessage("WelcomeData.welcome")
 	if r.err == nil && d.welcome.WireFormat != mls.WireFormatWelcome {
-		r.fail("WelcomeData.welcome", fmt.Errorf("wire format %s", d.welcome.WireFormat))
+		r.Fail("WelcomeData.welcome", fmt.Errorf("wire format %s", d.welcome.WireFormat))
 		return
 	}
-	v := r.vector("WelcomeData.service_providers")
-	for v.more() {
-		d.ServiceProviders = append(d.ServiceProviders, string(v.opaque("ServiceProviderId", maxProviderID)))
+	v := r.Vector("WelcomeData.service_providers")
+	for v.More() {
+		d.ServiceProviders = append(d.ServiceProviders, string(v.OpaqueMax("ServiceProviderId", MaxProviderLen)))
 	}
-	r.absorb(v)
 }
 
 // CommitData is the draft's CommitData:
@@ -88,26 +92,26 @@ type CommitData struct {
 	groupInfo *mls.MLSMessage // set by the decoder
 }
 
-func (c *CommitData) encode(w *writer) {
-	w.opaque("next_partition_key", c.NextPartitionKey)
-	w.optional(c.GroupInfo != nil)
-	w.raw(c.GroupInfo)
-	w.optional(c.WelcomeData != nil)
+func (c *CommitData) encode(w *Writer) {
+	w.Opaque(c.NextPartitionKey)
+	w.Optional(c.GroupInfo != nil)
+	w.Raw(c.GroupInfo)
+	w.Optional(c.WelcomeData != nil)
 	if c.WelcomeData != nil {
 		c.WelcomeData.encode(w)
 	}
 }
 
-func (c *CommitData) decode(r *reader) {
-	c.NextPartitionKey = r.partitionKey("CommitData.next_partition_key")
-	if r.optional("CommitData.group_info") {
-		c.GroupInfo, c.groupInfo = r.mlsMessage("CommitData.group_info")
+func (c *CommitData) decode(r *Reader) {
+	c.NextPartitionKey = r.PartitionKey("CommitData.next_partition_key")
+	if r.Optional("CommitData.group_info") {
+		c.GroupInfo, c.groupInfo = r.MLSMessage("CommitData.group_info")
 		if r.err == nil && c.groupInfo.WireFormat != mls.WireFormatGroupInfo {
-			r.fail("CommitData.group_info", fmt.Errorf("wire format %s", c.groupInfo.WireFormat))
+			r.Fail("CommitData.group_info", fmt.Errorf("wire format %s", c.groupInfo.WireFormat))
 			return
 		}
 	}
-	if r.optional("CommitData.welcome_data") {
+	if r.Optional("CommitData.welcome_data") {
 		c.WelcomeData = new(WelcomeData)
 		c.WelcomeData.decode(r)
 	}
@@ -135,7 +139,7 @@ type SendRequest struct {
 
 // MarshalBinary encodes s. CommitData must be set exactly for commits.
 func (s *SendRequest) MarshalBinary() ([]byte, error) {
-	m, err := s.parsed()
+	m, err := s.Parsed()
 	if err != nil {
 		return nil, err
 	}
@@ -146,48 +150,70 @@ func (s *SendRequest) MarshalBinary() ([]byte, error) {
 	if (ct == mls.ContentTypeCommit) != (s.CommitData != nil) {
 		return nil, fmt.Errorf("%w: SendRequest: commit_data must be present exactly for commits", ErrMalformed)
 	}
-	w := writer{buf: make([]byte, 0, len(s.Message)+32)}
-	w.raw(s.Message)
-	w.opaque("partition_key", s.PartitionKey)
+	w := NewWriter(make([]byte, 0, len(s.Message)+32))
+	w.Raw(s.Message)
+	w.Opaque(s.PartitionKey)
 	if s.CommitData != nil {
-		s.CommitData.encode(&w)
+		s.CommitData.encode(w)
 	}
-	return w.result()
+	return w.Result()
 }
 
 // UnmarshalBinary decodes exactly one SendRequest from b; the fields alias b.
 func (s *SendRequest) UnmarshalBinary(b []byte) error {
 	*s = SendRequest{}
-	r := reader{buf: b}
-	s.Message, s.msg = r.mlsMessage("SendRequest.message")
-	ct := decodeContentType(&r, s.msg, "SendRequest.message")
-	s.PartitionKey = r.partitionKey("SendRequest.partition_key")
+	r := NewReader(b)
+	s.Message, s.msg = r.MLSMessage("SendRequest.message")
+	ct := decodeContentType(r, s.msg, "SendRequest.message")
+	s.PartitionKey = r.PartitionKey("SendRequest.partition_key")
 	if ct == mls.ContentTypeCommit {
 		s.CommitData = new(CommitData)
-		s.CommitData.decode(&r)
+		s.CommitData.decode(r)
 	}
-	return r.finish("SendRequest")
+	return r.Done()
 }
 
-// parsed returns the decoded message, decoding Message if needed.
-func (s *SendRequest) parsed() (*mls.MLSMessage, error) {
-	if s.msg == nil {
-		m, err := mls.DecodeMLSMessage(s.Message)
+// Parsed returns the decoded message: the decoder's, or Message decoded once when s
+// was built rather than decoded.
+func (s *SendRequest) Parsed() (*mls.MLSMessage, error) {
+	return parseOnce(&s.msg, s.Message, "SendRequest.message")
+}
+
+// Parsed returns the decoded message (see SendRequest.Parsed).
+func (j *ExternalJoinRequest) Parsed() (*mls.MLSMessage, error) {
+	return parseOnce(&j.msg, j.Message, "ExternalJoinRequest.message")
+}
+
+// ParsedGroupInfo returns the decoded group_info (see SendRequest.Parsed); it is not
+// checked to be a GroupInfo when c was built rather than decoded.
+func (c *CommitData) ParsedGroupInfo() (*mls.MLSMessage, error) {
+	return parseOnce(&c.groupInfo, c.GroupInfo, "CommitData.group_info")
+}
+
+// ParsedWelcome returns the decoded welcome (see SendRequest.Parsed).
+func (d *WelcomeData) ParsedWelcome() (*mls.MLSMessage, error) {
+	return parseOnce(&d.welcome, d.Welcome, "WelcomeData.welcome")
+}
+
+// parseOnce returns *cache, decoding b into it first if it is nil.
+func parseOnce(cache **mls.MLSMessage, b []byte, field string) (*mls.MLSMessage, error) {
+	if *cache == nil {
+		m, err := mls.DecodeMLSMessage(b)
 		if err != nil {
-			return nil, fmt.Errorf("%w: SendRequest.message: %w", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, field, err)
 		}
-		s.msg = m
+		*cache = m
 	}
-	return s.msg, nil
+	return *cache, nil
 }
 
-func decodeContentType(r *reader, m *mls.MLSMessage, field string) mls.ContentType {
+func decodeContentType(r *Reader, m *mls.MLSMessage, field string) mls.ContentType {
 	if r.err != nil {
 		return 0
 	}
 	ct, err := contentType(m)
 	if err != nil {
-		r.fail(field, err)
+		r.Fail(field, err)
 	}
 	return ct
 }
@@ -202,16 +228,16 @@ type SendResponse struct {
 
 // MarshalBinary encodes s.
 func (s SendResponse) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, 4)}
-	w.u32(s.Counter)
-	return w.result()
+	w := NewWriter(make([]byte, 0, 4))
+	w.U32(s.Counter)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes s.
 func (s *SendResponse) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	s.Counter = r.u32("SendResponse.counter")
-	return r.finish("SendResponse")
+	r := NewReader(b)
+	s.Counter = r.U32("SendResponse.counter")
+	return r.Done()
 }
 
 // ExternalJoinRequest is the draft's ExternalJoinRequest:
@@ -229,22 +255,22 @@ type ExternalJoinRequest struct {
 
 // MarshalBinary encodes j.
 func (j *ExternalJoinRequest) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, len(j.Message)+len(j.CommitData.GroupInfo)+32)}
-	w.raw(j.Message)
-	j.CommitData.encode(&w)
-	return w.result()
+	w := NewWriter(make([]byte, 0, len(j.Message)+len(j.CommitData.GroupInfo)+32))
+	w.Raw(j.Message)
+	j.CommitData.encode(w)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes exactly one ExternalJoinRequest from b.
 func (j *ExternalJoinRequest) UnmarshalBinary(b []byte) error {
 	*j = ExternalJoinRequest{}
-	r := reader{buf: b}
-	j.Message, j.msg = r.mlsMessage("ExternalJoinRequest.message")
+	r := NewReader(b)
+	j.Message, j.msg = r.MLSMessage("ExternalJoinRequest.message")
 	if r.err == nil && j.msg.WireFormat != mls.WireFormatPublicMessage {
-		r.fail("ExternalJoinRequest.message", fmt.Errorf("wire format %s, want mls_public_message", j.msg.WireFormat))
+		r.Fail("ExternalJoinRequest.message", fmt.Errorf("wire format %s, want mls_public_message", j.msg.WireFormat))
 	}
-	j.CommitData.decode(&r)
-	return r.finish("ExternalJoinRequest")
+	j.CommitData.decode(r)
+	return r.Done()
 }
 
 // ExternalJoinResponse answers an ExternalJoinRequest (ours): the partition
@@ -261,18 +287,18 @@ type ExternalJoinResponse struct {
 
 // MarshalBinary encodes e.
 func (e *ExternalJoinResponse) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.opaque("masked_partition_key", e.MaskedPartitionKey)
-	w.u32(e.Counter)
-	return w.result()
+	w := NewWriter(nil)
+	w.Opaque(e.MaskedPartitionKey)
+	w.U32(e.Counter)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes e.
 func (e *ExternalJoinResponse) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	e.MaskedPartitionKey = r.opaque("ExternalJoinResponse.masked_partition_key", maxMasked)
-	e.Counter = r.u32("ExternalJoinResponse.counter")
-	return r.finish("ExternalJoinResponse")
+	r := NewReader(b)
+	e.MaskedPartitionKey = r.OpaqueMax("ExternalJoinResponse.masked_partition_key", MaxMaskedLen)
+	e.Counter = r.U32("ExternalJoinResponse.counter")
+	return r.Done()
 }
 
 // GroupInfoRequest is the draft's GroupInfoRequest:
@@ -284,16 +310,16 @@ type GroupInfoRequest struct {
 
 // MarshalBinary encodes g.
 func (g *GroupInfoRequest) MarshalBinary() ([]byte, error) {
-	w := writer{}
-	w.opaque("group_id", g.GroupID)
-	return w.result()
+	w := NewWriter(nil)
+	w.Opaque(g.GroupID)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes g.
 func (g *GroupInfoRequest) UnmarshalBinary(b []byte) error {
-	r := reader{buf: b}
-	g.GroupID = r.opaque("GroupInfoRequest.group_id", maxGroupID)
-	return r.finish("GroupInfoRequest")
+	r := NewReader(b)
+	g.GroupID = r.OpaqueMax("GroupInfoRequest.group_id", MaxGroupIDLen)
+	return r.Done()
 }
 
 // GroupInfoResponse is the draft's GroupInfoResponse:
@@ -312,40 +338,24 @@ type GroupInfoResponse struct {
 
 // MarshalBinary encodes g.
 func (g *GroupInfoResponse) MarshalBinary() ([]byte, error) {
-	w := writer{buf: make([]byte, 0, len(g.GroupInfo)+len(g.RatchetTree)+1)}
-	w.raw(g.GroupInfo)
-	w.optional(g.RatchetTree != nil)
-	w.raw(g.RatchetTree)
-	return w.result()
+	w := NewWriter(make([]byte, 0, len(g.GroupInfo)+len(g.RatchetTree)+1))
+	w.Raw(g.GroupInfo)
+	w.Optional(g.RatchetTree != nil)
+	w.Raw(g.RatchetTree)
+	return w.Result()
 }
 
 // UnmarshalBinary decodes g.
 func (g *GroupInfoResponse) UnmarshalBinary(b []byte) error {
 	*g = GroupInfoResponse{}
-	r := reader{buf: b}
+	r := NewReader(b)
 	var m *mls.MLSMessage
-	g.GroupInfo, m = r.mlsMessage("GroupInfoResponse.group_info")
+	g.GroupInfo, m = r.MLSMessage("GroupInfoResponse.group_info")
 	if r.err == nil && m.WireFormat != mls.WireFormatGroupInfo {
-		r.fail("GroupInfoResponse.group_info", fmt.Errorf("wire format %s", m.WireFormat))
+		r.Fail("GroupInfoResponse.group_info", fmt.Errorf("wire format %s", m.WireFormat))
 	}
-	if r.optional("GroupInfoResponse.ratchet_tree") {
-		g.RatchetTree, _ = r.ratchetTree("GroupInfoResponse.ratchet_tree")
+	if r.Optional("GroupInfoResponse.ratchet_tree") {
+		g.RatchetTree, _ = r.RatchetTree("GroupInfoResponse.ratchet_tree")
 	}
-	return r.finish("GroupInfoResponse")
-}
-
-// ratchetTree reads a RatchetTree vector whole and decodes it.
-func (r *reader) ratchetTree(field string) ([]byte, mls.RatchetTree) {
-	start := r.off
-	r.take(field, r.varint(field))
-	if r.err != nil {
-		return nil, nil
-	}
-	raw := r.buf[start:r.off:r.off]
-	t, err := mls.DecodeRatchetTree(raw)
-	if err != nil {
-		r.fail(field, err)
-		return nil, nil
-	}
-	return raw, t
+	return r.Done()
 }

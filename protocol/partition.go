@@ -1,0 +1,31 @@
+package protocol
+
+// What a provider's roles (hub and follower) share about groups: who sends, and a
+// partition's log as pushed to subscribers.
+
+// Sender is who hands a request to a group's hub: one of this provider's clients
+// (Local, authenticated by its socket; ClientID names it in this provider's store),
+// or a follower acting for one of its own users (not Local: ClientID is 0, and
+// UserURI, where known, is vouched for by the follower's provider).
+type Sender struct {
+	ClientID int64
+	UserURI  string
+	Local    bool
+}
+
+// PartitionEntry is one message sequenced to a partition, as pushed to subscribers,
+// or the partition's terminated event.
+type PartitionEntry struct {
+	Counter    uint32
+	Terminated bool    // the partition was terminated after Counter messages
+	Message    Message // the draft's Message; zero for the terminated event
+}
+
+// PartitionSink receives a partition's entries in counter order, right after they
+// are committed. Notify and Refetch must not block.
+type PartitionSink interface {
+	Notify(e PartitionEntry)
+	// Refetch says entries may exist that were never offered (another process wrote
+	// them, or offers were dropped): read the log after the last counter seen.
+	Refetch()
+}

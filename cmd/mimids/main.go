@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/mimids/mimids/cmd/bench"
+	"github.com/mimids/mimids/cmd/mlstool"
 )
 
 type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
@@ -17,14 +20,14 @@ var commands = map[string]command{
 	"client":      clientCommand,
 	"notice":      noticeCommand,
 	"admin":       adminCommand,
-	"mls":         mlsCommand,
+	"mls":         mlstool.Command,
 	"keys":        keysCommand,
 	"group":       groupCommand,
 	"ban":         banCommand,
 	"report":      reportCommand,
 	"tokens":      tokensCommand,
-	"bench":       func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
-	"bench-group": func(a []string, _ io.Reader, o, e io.Writer) int { return benchGroupCommand(a, o, e) },
+	"bench":       func(a []string, _ io.Reader, o, e io.Writer) int { return bench.Command(a, o, e) },
+	"bench-group": func(a []string, _ io.Reader, o, e io.Writer) int { return bench.GroupCommand(a, o, e) },
 }
 
 const usage = `usage: mimids <command> [flags]

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -6,13 +6,13 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/gateway/wire"
 	"github.com/mimids/mimids/mls/mlstest"
 )
@@ -148,24 +148,17 @@ func TestPartitionTracker(t *testing.T) {
 	}
 }
 
-// writeBenchConfig writes a server config that disables the hub's per-user
-// rate limit, as the bench's documentation asks for measurements.
-func writeBenchConfig(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, []byte(`{"hub": {"rate_per_second": -1}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+// noRateLimit disables the hub's per-user rate limit, as the bench's
+// documentation asks for measurements.
+func noRateLimit(c *provider.Config) { c.Hub.RatePerSecond = -1 }
 
 // TestBenchGroupAgainstServer runs every phase briefly against a real
-// `mimids serve` process: every message must reach every subscriber, in
+// provider: every message must reach every subscriber, in
 // counter order, and nothing may fail.
 func TestBenchGroupAgainstServer(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t), "-config", writeBenchConfig(t))
+	p := providertest.Start(t, "a.example", nil, noRateLimit)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-senders", "4", "-groups", "20",
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-senders", "4", "-groups", "20",
 		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -211,9 +204,9 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 // its default per-user rate limit: the refusals are counted, not errors, and
 // the report says how to lift the limit.
 func TestBenchGroupRateLimited(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t))
+	p := providertest.Start(t, "a.example", nil, nil)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-phases", "sequence",
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-phases", "sequence",
 		"-senders", "1", "-duration", "1s", "-timeout", "1m"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())

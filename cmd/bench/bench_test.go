@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/cmd/provider/providertest"
 )
 
 func TestCheckLoopbackURL(t *testing.T) {
@@ -312,16 +314,16 @@ func TestFlagErrHelp(t *testing.T) {
 	}
 }
 
-// TestBenchAgainstServer runs a short bench against a real `mimids serve` process:
+// TestBenchAgainstServer runs a short bench against a real provider:
 // every delivery must arrive and be acknowledged, and the idle phase must see its
 // sockets counted.
 func TestBenchAgainstServer(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t))
-	if p.adminToken == "" {
-		t.Fatal("server printed no admin token")
+	p := providertest.Start(t, "a.example", nil, nil)
+	if p.AdminToken == "" {
+		t.Fatal("server made no admin token")
 	}
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken,
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken,
 		"-clients", "20", "-duration", "1s", "-idle", "30", "-timeout", "2m", "-json"}
 	if code := benchCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -385,11 +387,11 @@ func FuzzParseNoticeText(f *testing.F) {
 }
 
 // checkNoUsersLeft checks that a bench removed the users it created.
-func checkNoUsersLeft(t *testing.T, p *serverProc) {
+func checkNoUsersLeft(t *testing.T, p *providertest.Provider) {
 	t.Helper()
-	base, _ := checkLoopbackURL("http://" + p.addr)
+	base, _ := checkLoopbackURL(p.Base)
 	var users []map[string]any
-	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
+	err := newAdminAPI(base, p.AdminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
 	if err != nil || len(users) != 0 {
 		t.Errorf("users after the bench: %v, %v", users, err)
 	}

@@ -43,7 +43,7 @@ func TestParseGroupBenchFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("MIMIDS_ADMIN_TOKEN", "")
-			o, err := parseGroupBenchFlags(tc.args, io.Discard)
+			o, err := parseGroupBenchFlags(tc.args, io.Discard, io.Discard)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("parseGroupBenchFlags(%q) = %v", tc.args, err)
@@ -63,11 +63,11 @@ func TestParseGroupBenchFlags(t *testing.T) {
 			}
 		})
 	}
-	o, err := parseGroupBenchFlags([]string{"-admin-token", "t", "-phases", "latency, fanout,latency"}, io.Discard)
+	o, err := parseGroupBenchFlags([]string{"-admin-token", "t", "-phases", "latency, fanout,latency"}, io.Discard, io.Discard)
 	if err != nil || strings.Join(o.Phases, ",") != "latency,fanout" || o.has(phaseSequence) || !o.pushPhases() {
 		t.Errorf("phases %q, %v", o.Phases, err)
 	}
-	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
 	}
 }
@@ -154,9 +154,11 @@ func noRateLimit(c *provider.Config) { c.Hub.RatePerSecond = -1 }
 
 // TestBenchGroupAgainstServer runs every phase briefly against a real
 // provider: every message must reach every subscriber, in
-// counter order, and nothing may fail.
+// counter order, and nothing may fail; a user the bench did not create gets
+// nothing.
 func TestBenchGroupAgainstServer(t *testing.T) {
 	p := providertest.Start(t, "a.example", nil, noRateLimit)
+	alice := addBystander(t, p)
 	var stdout, stderr bytes.Buffer
 	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-senders", "4", "-groups", "20",
 		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
@@ -196,8 +198,13 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 	if l := res.Latency; l != nil && (l.Mode != "open_loop" || l.Sequenced+l.Skipped != 100) {
 		t.Errorf("latency phase: mode %s, %d sequenced and %d skipped at 50/s for 2s, want 100", l.Mode, l.Sequenced, l.Skipped)
 	}
-	// The bench removed its users.
-	checkNoUsersLeft(t, p)
+	want := "mimids bench-group: creating 24 users (4 users bench-" + res.Run + "-send-0000..0003 and 20 users bench-" +
+		res.Run + "-sub-0000..0019), one client each, and groups of them only"
+	if !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr does not start with %q:\n%s", want, stderr.String())
+	}
+	// The bench removed its users and wrote nothing to anyone else's mailbox.
+	checkBenchLeftNoTrace(t, p, alice)
 }
 
 // TestBenchGroupRateLimited runs the sequencing phase against a server with

@@ -2,192 +2,161 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"slices"
 	"time"
 
-	"github.com/mimids/mimids/cmd/provider"
-
-	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/protocol"
-	"github.com/mimids/mimids/sqlite"
 )
 
-// storeCommand parses the common flags, opens the store and runs fn with the
-// directory. Positional arguments left after the flags are passed to fn.
-func storeCommand(name string, args []string, stdout, stderr io.Writer, setup func(fs *flag.FlagSet),
-	fn func(ctx context.Context, cfg Config, db *sqlite.DB, d *directory.Directory, rest []string) error) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if setup != nil {
-		setup(fs)
+var userGroup = group{name: "user", summary: "Manages the users of this provider.", verbs: []verb{
+	{Help: usage.Help{Name: "user add", Args: "NAME", Summary: "Creates a user and prints its URI.",
+		Example: "user add -data ./data alice"},
+		min: 1, max: 1, domain: true, setup: noFlags(userAdd)},
+	{Help: usage.Help{Name: "user list", Summary: "Lists the users with the time each was created.",
+		Example: "user list -data ./data"},
+		domain: true, setup: noFlags(userList)},
+	{Help: usage.Help{Name: "user remove", Args: "NAME", Summary: "Removes a user with its clients, their tokens and mailboxes.",
+		Example: "user remove -data ./data alice"},
+		min: 1, max: 1, domain: true, setup: noFlags(userRemove)},
+}}
+
+func userAdd(ctx context.Context, e env, a []string) error {
+	u, err := e.dir.AddUser(ctx, a[0])
+	if err == nil {
+		fmt.Fprintln(e.out, e.dir.UserURI(u.Name))
 	}
-	cfg, err := loadConfig(fs, args)
+	return err
+}
+
+func userList(ctx context.Context, e env, _ []string) error {
+	us, err := e.db.ListUsers(ctx)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "mimids %s: %v\n", name, err)
-		}
-		return 2
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := provider.OpenStore(ctx, cfg)
+	for _, u := range us {
+		fmt.Fprintf(e.out, "%s\t%s\n", e.dir.UserURI(u.Name), u.CreatedAt.Format(time.RFC3339))
+	}
+	none(e.out, len(us), "users")
+	return nil
+}
+
+func userRemove(ctx context.Context, e env, a []string) error {
+	cs, err := e.dir.RemoveUser(ctx, a[0])
+	if err == nil {
+		fmt.Fprintf(e.out, "removed %s and %d clients\n", e.dir.UserURI(a[0]), len(cs))
+	}
+	return err
+}
+
+var clientGroup = group{name: "client", summary: "Manages the clients (devices) of users and their bearer tokens.", verbs: []verb{
+	{Help: usage.Help{Name: "client add", Args: "USER CLIENT", Summary: "Creates a client of USER and prints its bearer token (shown once).",
+		Example: "client add -data ./data -create-user alice phone"},
+		min: 2, max: 2, domain: true, setup: clientAdd},
+	{Help: usage.Help{Name: "client list", Args: "[USER]", Summary: "Lists the clients (of USER, or of everyone) and whether each is revoked.",
+		Example: "client list -data ./data alice"},
+		max: 1, domain: true, setup: noFlags(clientList)},
+	{Help: usage.Help{Name: "client revoke", Args: "USER CLIENT", Summary: "Revokes a client's token; a running server closes its sockets within a second.",
+		Example: "client revoke -data ./data alice phone"},
+		min: 2, max: 2, domain: true, setup: noFlags(clientRevoke)},
+}}
+
+func clientAdd(fs *flag.FlagSet) action {
+	create := fs.Bool("create-user", false, "create the user if it does not exist")
+	return func(ctx context.Context, e env, a []string) error {
+		c, token, err := e.dir.AddClient(ctx, a[0], a[1], *create)
+		if err == nil {
+			fmt.Fprintf(e.out, "client: %s\ntoken:  %s\n(the token is shown once; only its hash is stored)\n", e.dir.ClientURI(c), token)
+		}
+		return err
+	}
+}
+
+func clientList(ctx context.Context, e env, a []string) error {
+	user, what := "", "clients"
+	if len(a) > 0 {
+		user, what = a[0], "clients of "+a[0]
+	}
+	cs, err := e.db.ListClients(ctx, user)
 	if err != nil {
-		fmt.Fprintf(stderr, "mimids %s: %v\n", name, err)
-		return 1
+		return err
 	}
-	defer db.Close()
-	if err := fn(ctx, cfg, db, directory.New(db, cfg.Domain), fs.Args()); err != nil {
-		fmt.Fprintf(stderr, "mimids %s: %v\n", name, err)
-		return 1
-	}
-	return 0
-}
-
-var errUsage = errors.New("wrong arguments (see -h)")
-
-func sub(args []string) (string, []string) {
-	if len(args) == 0 {
-		return "", nil
-	}
-	return args[0], args[1:]
-}
-
-func userCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	verb, rest := sub(args)
-	switch verb {
-	case "add":
-		return storeCommand("user add", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, _ *sqlite.DB, d *directory.Directory, a []string) error {
-			if len(a) != 1 {
-				return fmt.Errorf("usage: mimids user add [flags] NAME: %w", errUsage)
-			}
-			u, err := d.AddUser(ctx, a[0])
-			if err == nil {
-				fmt.Fprintln(stdout, d.UserURI(u.Name))
-			}
-			return err
-		})
-	case "list":
-		return storeCommand("user list", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, db *sqlite.DB, d *directory.Directory, _ []string) error {
-			us, err := db.ListUsers(ctx)
-			for _, u := range us {
-				fmt.Fprintf(stdout, "%s\t%s\n", d.UserURI(u.Name), u.CreatedAt.Format(time.RFC3339))
-			}
-			return err
-		})
-	case "remove":
-		return storeCommand("user remove", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, _ *sqlite.DB, d *directory.Directory, a []string) error {
-			if len(a) != 1 {
-				return fmt.Errorf("usage: mimids user remove [flags] NAME: %w", errUsage)
-			}
-			cs, err := d.RemoveUser(ctx, a[0])
-			if err == nil {
-				fmt.Fprintf(stdout, "removed %s and %d clients\n", d.UserURI(a[0]), len(cs))
-			}
-			return err
-		})
-	}
-	fmt.Fprintln(stderr, "usage: mimids user add|list|remove [flags] [NAME]")
-	return 2
-}
-
-func clientCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	verb, rest := sub(args)
-	switch verb {
-	case "add":
-		var create *bool
-		return storeCommand("client add", rest, stdout, stderr, func(fs *flag.FlagSet) {
-			create = fs.Bool("create-user", false, "create the user if it does not exist")
-		}, func(ctx context.Context, _ Config, _ *sqlite.DB, d *directory.Directory, a []string) error {
-			if len(a) != 2 {
-				return fmt.Errorf("usage: mimids client add [flags] USER CLIENT: %w", errUsage)
-			}
-			c, token, err := d.AddClient(ctx, a[0], a[1], *create)
-			if err == nil {
-				fmt.Fprintf(stdout, "client: %s\ntoken:  %s\n(the token is shown once; only its hash is stored)\n", d.ClientURI(c), token)
-			}
-			return err
-		})
-	case "list":
-		return storeCommand("client list", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-			user := ""
-			if len(a) > 0 {
-				user = a[0]
-			}
-			cs, err := db.ListClients(ctx, user)
-			for _, c := range cs {
-				state := "active"
-				if c.Revoked() {
-					state = "revoked " + c.RevokedAt.Format(time.RFC3339)
-				}
-				fmt.Fprintf(stdout, "%s\t%s\n", d.ClientURI(c), state)
-			}
-			return err
-		})
-	case "revoke":
-		return storeCommand("client revoke", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, _ *sqlite.DB, d *directory.Directory, a []string) error {
-			if len(a) != 2 {
-				return fmt.Errorf("usage: mimids client revoke [flags] USER CLIENT: %w", errUsage)
-			}
-			c, err := d.RevokeClient(ctx, a[0], a[1])
-			if err == nil {
-				fmt.Fprintf(stdout, "revoked %s (a running server closes its sockets within a second)\n", d.ClientURI(c))
-			}
-			return err
-		})
-	}
-	fmt.Fprintln(stderr, "usage: mimids client add|list|revoke [flags] USER [CLIENT]")
-	return 2
-}
-
-func noticeCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	var client, user *string
-	var all *bool
-	return storeCommand("notice", args, stdout, stderr, func(fs *flag.FlagSet) {
-		client = fs.String("client", "", "client `URI` to notify")
-		user = fs.String("user", "", "user `URI` whose clients to notify")
-		all = fs.Bool("all", false, "notify every client")
-	}, func(ctx context.Context, _ Config, db *sqlite.DB, d *directory.Directory, a []string) error {
-		if len(a) != 1 {
-			return fmt.Errorf("usage: mimids notice [-client URI | -user URI | -all] TEXT: %w", errUsage)
+	for _, c := range cs {
+		state := "active"
+		if c.Revoked() {
+			state = "revoked " + c.RevokedAt.Format(time.RFC3339)
 		}
-		t, err := gateway.ResolveTarget(ctx, d, *client, *user, *all)
+		fmt.Fprintf(e.out, "%s\t%s\n", e.dir.ClientURI(c), state)
+	}
+	none(e.out, len(cs), what)
+	return nil
+}
+
+func clientRevoke(ctx context.Context, e env, a []string) error {
+	c, err := e.dir.RevokeClient(ctx, a[0], a[1])
+	if err == nil {
+		fmt.Fprintf(e.out, "revoked %s (a running server closes its sockets within a second)\n", e.dir.ClientURI(c))
+	}
+	return err
+}
+
+var noticeVerb = verb{Help: usage.Help{Name: "notice", Args: "TEXT",
+	Summary: "Sends an operator notice to one client, the clients of one user, or every client (one of -client, -user, -all).",
+	Example: `notice -data ./data -user mimi://localhost/u/alice "maintenance at 22:00 UTC"`},
+	min: 1, max: 1, domain: true, setup: notice}
+
+func notice(fs *flag.FlagSet) action {
+	client := fs.String("client", "", "client `URI` to notify")
+	user := fs.String("user", "", "user `URI` whose clients to notify")
+	all := fs.Bool("all", false, "notify every client")
+	return func(ctx context.Context, e env, a []string) error {
+		t, err := gateway.ResolveTarget(ctx, e.dir, *client, *user, *all)
 		if err != nil {
 			return err
 		}
 		payload, _ := protocol.Notice{Text: a[0]}.MarshalBinary()
-		n, err := mailbox.New(db, mailbox.Metrics{}).Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
+		n, err := mailbox.New(e.db, mailbox.Metrics{}).Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
 		if err != nil {
 			return err
 		}
 		// A running server learns of entries written by this process from the change log.
-		if err := db.RecordMailboxChange(ctx, t.ClientID, n, time.Now()); err != nil {
+		if err := e.db.RecordMailboxChange(ctx, t.ClientID, n, time.Now()); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "enqueued %d\n", n)
+		fmt.Fprintf(e.out, "enqueued %d\n", n)
 		return nil
-	})
+	}
 }
 
-func adminCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	verb, rest := sub(args)
-	if verb != "token" {
-		fmt.Fprintln(stderr, "usage: mimids admin token [flags] [NAME]")
-		return 2
+// adminTokenReserved are words that look like verbs of `mimids admin token`;
+// they are refused as token names so that a mistyped verb creates nothing.
+var adminTokenReserved = []string{"add", "create", "list", "remove", "revoke", "rotate", "show"}
+
+var adminGroup = group{name: "admin", summary: "Manages admin API credentials.", verbs: []verb{
+	{Help: usage.Help{Name: "admin token", Args: "[NAME]", Summary: "Creates another admin API bearer token named NAME (default admin) and prints it once.",
+		Example: "admin token -data ./data ops-laptop"},
+		max: 1, check: adminTokenName, setup: noFlags(adminToken)},
+}}
+
+func adminTokenName(a []string) error {
+	if len(a) > 0 && slices.Contains(adminTokenReserved, a[0]) {
+		return fmt.Errorf("%q is not a token name: this verb only creates tokens (there is no %q)", a[0], "admin token "+a[0])
 	}
-	return storeCommand("admin token", rest, stdout, stderr, nil, func(ctx context.Context, _ Config, _ *sqlite.DB, d *directory.Directory, a []string) error {
-		name := "admin"
-		if len(a) > 0 {
-			name = a[0]
-		}
-		token, err := d.NewAdminToken(ctx, name)
-		if err == nil {
-			fmt.Fprintf(stdout, "admin token: %s\n(shown once; only its hash is stored)\n", token)
-		}
-		return err
-	})
+	return nil
+}
+
+func adminToken(ctx context.Context, e env, a []string) error {
+	name := "admin"
+	if len(a) > 0 {
+		name = a[0]
+	}
+	token, err := e.dir.NewAdminToken(ctx, name)
+	if err == nil {
+		fmt.Fprintf(e.out, "admin token: %s\n(shown once; only its hash is stored)\n", token)
+	}
+	return err
 }

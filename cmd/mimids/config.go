@@ -18,40 +18,59 @@ type Config = provider.Config
 
 func defaultConfig() Config { return provider.DefaultConfig() }
 
-// loadConfig parses the common flags (-config, -domain, -listen, -data, -log-format,
-// -log-level) from args, reads the file if any, applies the flags and validates.
-func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
-	cfg := defaultConfig()
-	path := fs.String("config", "", "JSON configuration `file`")
-	domain := fs.String("domain", "", "provider domain (default localhost)")
-	listen := fs.String("listen", "", "listen address (default 127.0.0.1:8080)")
-	data := fs.String("data", "", "data directory (default ./data)")
-	logFormat := fs.String("log-format", "", "log format: text or json")
-	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
+// configFlags are the flags that override the configuration file. A verb
+// registers only those it uses; the others stay nil.
+type configFlags struct {
+	path, domain, listen, data, logFormat, logLevel *string
+}
+
+// serveConfigFlags registers every configuration flag (mimids serve).
+func serveConfigFlags(fs *flag.FlagSet) *configFlags {
+	f := storeConfigFlags(fs, true)
+	f.listen = fs.String("listen", "", "listen `address` (default 127.0.0.1:8080)")
+	f.logFormat = fs.String("log-format", "", "log `format`: text or json")
+	f.logLevel = fs.String("log-level", "", "log `level`: debug, info, warn, error")
+	return f
+}
+
+// storeConfigFlags registers the flags that find the store (-config, -data) and,
+// for verbs that print or parse user URIs, -domain.
+func storeConfigFlags(fs *flag.FlagSet, domain bool) *configFlags {
+	f := &configFlags{
+		path: fs.String("config", "", "JSON configuration `file`"),
+		data: fs.String("data", "", "data `directory` holding the store (default ./data)"),
 	}
-	if *path != "" {
-		b, err := os.ReadFile(*path)
+	if domain {
+		f.domain = fs.String("domain", "", "provider `domain`: users are mimi://DOMAIN/u/NAME (default localhost)")
+	}
+	return f
+}
+
+// load reads the file if any, applies the flags given and validates. The
+// flag set must have been parsed.
+func (f *configFlags) load() (Config, error) {
+	cfg := defaultConfig()
+	if *f.path != "" {
+		b, err := os.ReadFile(*f.path)
 		if err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", *path, err)
+			return cfg, fmt.Errorf("config %s: %w", *f.path, err)
 		}
 		if dec.More() {
-			return cfg, fmt.Errorf("config %s: trailing data after the JSON object", *path)
+			return cfg, fmt.Errorf("config %s: trailing data after the JSON object", *f.path)
 		}
 		cfg.Gateway = cfg.Gateway.WithDefaults()
 	}
 	for _, o := range []struct {
-		v   string
+		v   *string
 		dst *string
-	}{{*domain, &cfg.Domain}, {*listen, &cfg.Listen}, {*data, &cfg.DataDir}, {*logFormat, &cfg.Log.Format}, {*logLevel, &cfg.Log.Level}} {
-		if o.v != "" {
-			*o.dst = o.v
+	}{{f.domain, &cfg.Domain}, {f.listen, &cfg.Listen}, {f.data, &cfg.DataDir}, {f.logFormat, &cfg.Log.Format}, {f.logLevel, &cfg.Log.Level}} {
+		if o.v != nil && *o.v != "" {
+			*o.dst = *o.v
 		}
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)

@@ -1,65 +1,83 @@
 // Command mimids runs a MIMI Delivery Service provider (`mimids serve`) and administers
-// its store (`mimids user`, `mimids client`, `mimids notice`, `mimids admin`), inspects
-// MLS messages (`mimids mls`) and measures a running server (`mimids bench`, `mimids bench-group`).
+// its store (`mimids user`, `mimids client`, `mimids notice`, `mimids admin`, ...). The
+// MLS tools (`mimids mls`, package cmd/mlstool) and the load generators (`mimids bench`,
+// `mimids bench-group`, package cmd/bench) are dispatched from here.
 package main
 
 import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"github.com/mimids/mimids/cmd/bench"
+	"github.com/mimids/mimids/cmd/internal/usage"
+	"github.com/mimids/mimids/cmd/mlstool"
 )
 
 type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
-var commands = map[string]command{
-	"serve":       serveCommand,
-	"user":        userCommand,
-	"client":      clientCommand,
-	"notice":      noticeCommand,
-	"admin":       adminCommand,
-	"mls":         mlsCommand,
-	"keys":        keysCommand,
-	"group":       groupCommand,
-	"ban":         banCommand,
-	"report":      reportCommand,
-	"tokens":      tokensCommand,
-	"bench":       func(a []string, _ io.Reader, o, e io.Writer) int { return benchCommand(a, o, e) },
-	"bench-group": func(a []string, _ io.Reader, o, e io.Writer) int { return benchGroupCommand(a, o, e) },
+// commands are the first words of a command line, in the order help lists them.
+var commands = []struct {
+	name, summary string
+	run           command
+}{
+	{"serve", "run the provider (client socket, admin API, OHTTP gateway, dashboard)", serveCommand},
+	{"user", "add | list | remove users", userGroup.command},
+	{"client", "add | list | revoke clients (devices) and their tokens", clientGroup.command},
+	{"notice", "send an operator notice to a client, a user or everyone", noticeVerb.command},
+	{"admin", "token: create another admin API credential", adminGroup.command},
+	{"keys", "list | rotate the Oblivious HTTP gateway keys", keysGroup.command},
+	{"tokens", "list | revoke discovery bearer tokens", tokensGroup.command},
+	{"group", "list | partitions | terminate: hosted groups and their forks", groupGroup.command},
+	{"ban", "add | remove | list provider-wide bans", banGroup.command},
+	{"report", "list the reports filed by clients", reportGroup.command},
+	{"mls", "decode | keypackage | replay: inspect MLS messages offline", mlstool.Command},
+	{"bench", "load-test a running server's mailbox path over loopback", benchCommand},
+	{"bench-group", "load-test a running server's hub (groups) over loopback", benchGroupCommand},
+	{"version", "print the version, VCS revision and Go version", versionCommand},
 }
 
-const usage = `usage: mimids <command> [flags]
+func benchCommand(a []string, _ io.Reader, o, e io.Writer) int { return bench.Command(a, o, e) }
+func benchGroupCommand(a []string, _ io.Reader, o, e io.Writer) int {
+	return bench.GroupCommand(a, o, e)
+}
 
-commands:
-  serve     run the provider (client socket, admin API, dashboard)
-  user      add | list | remove users
-  client    add | list | revoke clients (devices) and their tokens
-  notice    send an operator notice to a client, a user or everyone
-  admin     token: create another admin credential
-  keys      list | rotate the Oblivious HTTP gateway keys
-  tokens    list | revoke discovery bearer tokens
-  group     list | partitions | terminate: hosted groups and their forks
-  ban       add | remove | list provider-wide bans
-  report    list reports filed by clients
-  mls       decode | keypackage | replay: inspect MLS messages
-  bench     load-test a running server's mailbox path over loopback
-  bench-group  load-test a running server's hub (groups) over loopback
-
-Run 'mimids <command> -h' for a command's flags.
-`
+func printUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("mimids runs a MIMI Delivery Service provider and administers its store.\n\n")
+	b.WriteString("usage: mimids <command> [verb] [flags] [arguments]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-12s %s\n", "help", "this list; 'mimids help COMMAND [VERB]' shows one command")
+	b.WriteString("\nRun 'mimids COMMAND -h' (or 'mimids help COMMAND') for its verbs, flags and an example.\n")
+	io.WriteString(w, b.String())
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
+	if len(args) == 0 {
+		printUsage(stderr)
 		return 2
 	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "mimids: unknown command %q\n\n%s", args[0], usage)
-		return 2
+	if usage.IsHelp(args[0]) {
+		if len(args) == 1 || usage.IsHelp(args[1]) {
+			printUsage(stdout)
+			return 0
+		}
+		// `mimids help user add` is `mimids user add -h`.
+		return run(append(append([]string{}, args[1:]...), "-h"), stdin, stdout, stderr)
 	}
-	return cmd(args[1:], stdin, stdout, stderr)
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdin, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "mimids: unknown command %q\n\n", args[0])
+	printUsage(stderr)
+	return 2
 }

@@ -4,49 +4,48 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"time"
 
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
-
-	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/sqlite"
 )
 
-func keysCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	verb, rest := sub(args)
-	var grace *time.Duration
-	setup := func(fs *flag.FlagSet) {
-		grace = fs.Duration("grace", 24*time.Hour, "how long a retired key keeps working")
-	}
-	switch verb {
-	case "list", "rotate":
-		return storeCommand("keys "+verb, rest, stdout, stderr, setup, func(ctx context.Context, _ Config, db *sqlite.DB, _ *directory.Directory, _ []string) error {
+var keysGroup = group{name: "keys", summary: "Manages the Oblivious HTTP gateway's keys (the first one is made on first use).", verbs: []verb{
+	{Help: usage.Help{Name: "keys list", Summary: "Lists the gateway keys: id, creation time, and whether current or retired.",
+		Example: "keys list -data ./data"},
+		setup: keys(false)},
+	{Help: usage.Help{Name: "keys rotate", Summary: "Makes a new current gateway key; the older ones keep working for -grace.",
+		Example: "keys rotate -data ./data -grace 48h"},
+		setup: keys(true)},
+}}
+
+func keys(rotate bool) func(fs *flag.FlagSet) action {
+	return func(fs *flag.FlagSet) action {
+		grace := fs.Duration("grace", 24*time.Hour, "how long a retired key keeps working")
+		return func(ctx context.Context, e env, _ []string) error {
 			now := time.Now()
-			ks, err := provider.LoadKeySet(ctx, db, *grace, now)
+			ks, err := provider.LoadKeySet(ctx, e.db, *grace, now)
 			if err != nil {
 				return err
 			}
-			if verb == "rotate" {
-				k, err := provider.RotateKey(ctx, db, ks, now)
+			if rotate {
+				k, err := provider.RotateKey(ctx, e.db, ks, now)
 				if err != nil {
 					return err
 				}
-				if err := db.RecordChange(ctx, provider.ChangeOHTTPKeys, 0, now); err != nil {
+				if err := e.db.RecordChange(ctx, provider.ChangeOHTTPKeys, 0, now); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "new current key %d; older keys stay valid for %s\n", k.ID(), *grace)
+				fmt.Fprintf(e.out, "new current key %d; older keys stay valid for %s\n", k.ID(), *grace)
 			}
 			for _, st := range ks.States() {
 				state := "current"
 				if !st.Retired.IsZero() {
 					state = "retired " + st.Retired.Format(time.RFC3339) + ", expires " + st.Expires.Format(time.RFC3339)
 				}
-				fmt.Fprintf(stdout, "key %d\tcreated %s\t%s\n", st.Key.ID(), st.Key.Created().Format(time.RFC3339), state)
+				fmt.Fprintf(e.out, "key %d\tcreated %s\t%s\n", st.Key.ID(), st.Key.Created().Format(time.RFC3339), state)
 			}
 			return nil
-		})
+		}
 	}
-	fmt.Fprintln(stderr, "usage: mimids keys list|rotate [-grace DURATION] [flags]")
-	return 2
 }

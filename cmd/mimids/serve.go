@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,20 +12,31 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
 
 	"github.com/mimids/mimids/ohttp"
 )
 
+var serveHelp = usage.Help{Name: "serve",
+	Summary: "Runs the provider: client socket, admin API, OHTTP gateway and dashboard, on one listener.",
+	Example: "serve -data ./data -listen 127.0.0.1:8080",
+	Details: "The flags override the same fields of the -config file (README, \"Configuration\", lists them all).",
+}
+
 func serveCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cf := serveConfigFlags(fs)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file` until exit (for measurements)")
-	cfg, err := loadConfig(fs, args)
+	if err := usage.Parse(fs, serveHelp, args, stdout, stderr); err != nil {
+		return usage.Code(err)
+	}
+	if err := usage.Args(fs, serveHelp, 0, 0, stderr); err != nil {
+		return usage.Code(err)
+	}
+	cfg, err := cf.load()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "mimids serve: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "mimids serve: %v\n", err)
 		return 2
 	}
 	if *cpuprofile != "" {
@@ -78,7 +88,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	}
 	addr := ln.Addr().String()
 	wsScheme := map[string]string{"http": "ws", "https": "wss"}[scheme]
-	fmt.Fprintf(stdout, "mimids %s serving %s\n", version, cfg.Domain)
+	fmt.Fprintf(stdout, "mimids %s serving %s\n", releaseVersion, cfg.Domain)
 	fmt.Fprintf(stdout, "  client socket: %s://%s/v1/socket\n", wsScheme, addr)
 	fmt.Fprintf(stdout, "  dashboard:     %s://%s/\n", scheme, addr)
 	fmt.Fprintf(stdout, "  admin API:     %s://%s/admin/v1/\n", scheme, addr)
@@ -92,5 +102,3 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log.Info("stopped", "err", err)
 	return err
 }
-
-const version = "0.1.0-dev"

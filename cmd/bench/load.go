@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -101,8 +101,9 @@ type postCounts struct {
 	posted, failed, skipped, incomplete, enqueued atomic.Int64
 }
 
-// throughput posts notices to everyone for o.Duration, each one enqueueing one
-// durable entry per client, then confirms the acks and reports.
+// throughput posts notices to the run's mail user for o.Duration, each one
+// enqueueing one durable entry per client of that user (and nobody else's), then
+// confirms the acks and reports.
 func (b *bench) throughput(ctx context.Context, conns []*benchConn) *throughputResult {
 	o := b.o
 	res := &throughputResult{Mode: "closed_loop", InFlight: o.InFlight, Clients: len(conns)}
@@ -131,7 +132,7 @@ func (b *bench) throughput(ctx context.Context, conns []*benchConn) *throughputR
 		res.Resyncs += st.Resyncs
 	}
 	if res.EnqueuedPerNotice != int64(len(conns)) && res.NoticesPosted > 0 {
-		b.log.Warn("bench: the server has clients besides this run's connected ones; their mailboxes grow",
+		b.log.Warn("bench: some of the run's clients are not connected; their mailboxes grow until the end",
 			"enqueued_per_notice", res.EnqueuedPerNotice, "connected", len(conns))
 	}
 	return res
@@ -206,7 +207,7 @@ var errIncomplete = errors.New("not delivered to every client in time")
 func (b *bench) sendNotice(ctx context.Context, id uint64, clients int) (int, error) {
 	st := b.tracker.add(id, clients)
 	sent := time.Now()
-	n, err := b.api.noticeAll(ctx, noticeText(b.run, id, sent))
+	n, err := b.api.noticeUser(ctx, b.mailUser, noticeText(b.run, id, sent))
 	b.post.Record(time.Since(sent))
 	if err != nil {
 		b.tracker.drop(id)
@@ -275,7 +276,7 @@ type idleResult struct {
 // idlePhase measures the server's resident memory per idle authenticated socket:
 // RSS after GC before and after opening o.Idle more sockets.
 func (b *bench) idlePhase(ctx context.Context) (*idleResult, error) {
-	creds, err := b.createClients(ctx, "idle-", b.o.Idle)
+	creds, err := b.createDevices(ctx, idleRole, b.o.Idle)
 	if err != nil {
 		return nil, err
 	}

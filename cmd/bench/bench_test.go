@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -8,10 +8,13 @@ import (
 	"flag"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mimids/mimids/cmd/provider/providertest"
 )
 
 func TestCheckLoopbackURL(t *testing.T) {
@@ -201,7 +204,7 @@ func TestParseBenchFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("MIMIDS_ADMIN_TOKEN", "")
-			o, err := parseBenchFlags(tc.args, io.Discard)
+			o, err := parseBenchFlags(tc.args, io.Discard, io.Discard)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("parseBenchFlags(%q) = %v", tc.args, err)
@@ -223,7 +226,7 @@ func TestParseBenchFlags(t *testing.T) {
 	}
 	t.Run("token from environment", func(t *testing.T) {
 		t.Setenv("MIMIDS_ADMIN_TOKEN", "mat_env")
-		o, err := parseBenchFlags(nil, io.Discard)
+		o, err := parseBenchFlags(nil, io.Discard, io.Discard)
 		if err != nil || o.AdminToken != "mat_env" {
 			t.Errorf("got %q, %v", o.AdminToken, err)
 		}
@@ -235,14 +238,19 @@ func TestBenchCommandExitCodes(t *testing.T) {
 }
 
 // checkBenchExitCodes checks a load generator's exit codes: 0 and a usage naming
-// usageWant for -h, 2 for a remote URL, 1 and a report when no server answers
+// usageWant on stdout for -h, 2 for a bad flag and for a remote URL, 1 and a report when no server answers
 // (noServer are the extra flags of that run).
 func checkBenchExitCodes(t *testing.T, cmd func([]string, io.Writer, io.Writer) int, usageWant string, noServer ...string) {
 	t.Helper()
 	t.Setenv("MIMIDS_ADMIN_TOKEN", "")
 	var stdout, stderr bytes.Buffer
-	if code := cmd([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), usageWant) {
-		t.Errorf("-h: exit %d, usage %q", code, stderr.String())
+	if code := cmd([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), usageWant) ||
+		!strings.Contains(stdout.String(), "example:") || stderr.Len() != 0 {
+		t.Errorf("-h: exit %d, usage %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := cmd([]string{"-nope"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "-nope") || stdout.Len() != 0 {
+		t.Errorf("bad flag: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 	stderr.Reset()
 	if code := cmd([]string{"-url", "http://example.org"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "loopback") {
@@ -307,21 +315,23 @@ func TestTracker(t *testing.T) {
 }
 
 func TestFlagErrHelp(t *testing.T) {
-	if _, err := parseBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseBenchFlags([]string{"-help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
 	}
 }
 
-// TestBenchAgainstServer runs a short bench against a real `mimids serve` process:
+// TestBenchAgainstServer runs a short bench against a real provider:
 // every delivery must arrive and be acknowledged, and the idle phase must see its
-// sockets counted.
+// sockets counted. The provider has a user of its own whose mailbox must stay
+// empty, and who is the only user left at the end.
 func TestBenchAgainstServer(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t))
-	if p.adminToken == "" {
-		t.Fatal("server printed no admin token")
+	p := providertest.Start(t, "a.example", nil, nil)
+	if p.AdminToken == "" {
+		t.Fatal("server made no admin token")
 	}
+	alice := addBystander(t, p)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken,
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken,
 		"-clients", "20", "-duration", "1s", "-idle", "30", "-timeout", "2m", "-json"}
 	if code := benchCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -348,8 +358,76 @@ func TestBenchAgainstServer(t *testing.T) {
 	if id := res.Idle; id == nil || id.Sockets != 30 || id.ConnectedAfter < id.ConnectedBefore+30 || id.RSSAfter <= 0 {
 		t.Errorf("idle result %+v", res.Idle)
 	}
-	// The bench removed its users: the server has none left.
-	checkNoUsersLeft(t, p)
+	// It said what it would create before creating it.
+	want := "mimids bench: creating 1 user bench-" + res.Run + "-mail with 20 clients and 1 user bench-" + res.Run +
+		"-idle with 30 idle clients on " + p.Base + "; notices go to them only; they are removed at the end"
+	if !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr does not start with %q:\n%s", want, stderr.String())
+	}
+	checkBenchLeftNoTrace(t, p, alice)
+}
+
+// TestBenchInterruptedRemovesUsers cancels a bench (as Ctrl-C does) while it
+// runs: it stops early, says so, and still removes every user it created.
+func TestBenchInterruptedRemovesUsers(t *testing.T) {
+	p := providertest.Start(t, "a.example", nil, nil)
+	alice := addBystander(t, p)
+	o, err := parseBenchFlags([]string{"-url", p.Base, "-admin-token", p.AdminToken,
+		"-clients", "200", "-duration", "30s", "-timeout", "1m"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // cancel once the bench has created some of its clients
+		defer cancel()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+			if cs, err := p.DB.ListClients(context.Background(), ""); err == nil && len(cs) > 20 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var logw bytes.Buffer
+	res, err := runBench(ctx, o, &logw)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("interrupted bench: %v, want context.Canceled", err)
+	}
+	if res == nil || !strings.Contains(logw.String(), "stopped early; removing") {
+		t.Errorf("result %v, log:\n%s", res, logw.String())
+	}
+	checkBenchLeftNoTrace(t, p, alice)
+}
+
+// TestBenchCleanupSweepsOnlyItsPrefix checks the cleanup's sweep: a user of the
+// run that the bench never recorded is removed; a user of another run, and one
+// that merely looks like a bench user, are not.
+func TestBenchCleanupSweepsOnlyItsPrefix(t *testing.T) {
+	p := providertest.Start(t, "a.example", nil, nil)
+	ctx := context.Background()
+	o, err := parseBenchFlags([]string{"-url", p.Base, "-admin-token", p.AdminToken}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logw bytes.Buffer
+	b := newBench(o, &logw)
+	if _, err := b.createDevices(ctx, mailRole, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{b.prefix() + "stray", "bench-" + randomRunID() + "-mail", "bench", "alice"} {
+		if _, err := p.Dir.AddUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.cleanup(ctx)
+	var left []string
+	us, err := p.DB.ListUsers(ctx)
+	for _, u := range us {
+		left = append(left, u.Name)
+	}
+	if err != nil || len(left) != 3 || slices.ContainsFunc(left, func(u string) bool { return strings.HasPrefix(u, b.prefix()) }) {
+		t.Errorf("users after the cleanup: %q, %v (log %q)", left, err, logw.String())
+	}
 }
 
 func FuzzMetricValue(f *testing.F) {
@@ -384,13 +462,28 @@ func FuzzParseNoticeText(f *testing.F) {
 	})
 }
 
-// checkNoUsersLeft checks that a bench removed the users it created.
-func checkNoUsersLeft(t *testing.T, p *serverProc) {
+// addBystander creates a user that is not the bench's, with one client, and
+// returns the client's id.
+func addBystander(t *testing.T, p *providertest.Provider) int64 {
 	t.Helper()
-	base, _ := checkLoopbackURL("http://" + p.addr)
-	var users []map[string]any
-	err := newAdminAPI(base, p.adminToken, 1).call(context.Background(), "GET", "/admin/v1/users", nil, &users, 200)
-	if err != nil || len(users) != 0 {
-		t.Errorf("users after the bench: %v, %v", users, err)
+	c, _, err := p.Dir.AddClient(context.Background(), "alice", "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
+}
+
+// checkBenchLeftNoTrace checks that a bench removed every user it created and
+// enqueued nothing for the bystander (addBystander), the only user left.
+func checkBenchLeftNoTrace(t *testing.T, p *providertest.Provider, bystander int64) {
+	t.Helper()
+	base, _ := checkLoopbackURL(p.Base)
+	users, err := newAdminAPI(base, p.AdminToken, 1).listUsers(context.Background())
+	if err != nil || len(users) != 1 || users[0] != "alice" {
+		t.Errorf("users after the bench: %q, %v; want only alice", users, err)
+	}
+	entries, err := p.DB.FetchMailbox(context.Background(), bystander, 0, 10)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("the bystander's mailbox holds %d entries (%v); the bench must not write to it", len(entries), err)
 	}
 }

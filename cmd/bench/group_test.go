@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -6,13 +6,13 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 )
@@ -43,7 +43,7 @@ func TestParseGroupBenchFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("MIMIDS_ADMIN_TOKEN", "")
-			o, err := parseGroupBenchFlags(tc.args, io.Discard)
+			o, err := parseGroupBenchFlags(tc.args, io.Discard, io.Discard)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("parseGroupBenchFlags(%q) = %v", tc.args, err)
@@ -63,11 +63,11 @@ func TestParseGroupBenchFlags(t *testing.T) {
 			}
 		})
 	}
-	o, err := parseGroupBenchFlags([]string{"-admin-token", "t", "-phases", "latency, fanout,latency"}, io.Discard)
+	o, err := parseGroupBenchFlags([]string{"-admin-token", "t", "-phases", "latency, fanout,latency"}, io.Discard, io.Discard)
 	if err != nil || strings.Join(o.Phases, ",") != "latency,fanout" || o.has(phaseSequence) || !o.pushPhases() {
 		t.Errorf("phases %q, %v", o.Phases, err)
 	}
-	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
 	}
 }
@@ -148,24 +148,19 @@ func TestPartitionTracker(t *testing.T) {
 	}
 }
 
-// writeBenchConfig writes a server config that disables the hub's per-user
-// rate limit, as the bench's documentation asks for measurements.
-func writeBenchConfig(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, []byte(`{"hub": {"rate_per_second": -1}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+// noRateLimit disables the hub's per-user rate limit, as the bench's
+// documentation asks for measurements.
+func noRateLimit(c *provider.Config) { c.Hub.RatePerSecond = -1 }
 
 // TestBenchGroupAgainstServer runs every phase briefly against a real
-// `mimids serve` process: every message must reach every subscriber, in
-// counter order, and nothing may fail.
+// provider: every message must reach every subscriber, in
+// counter order, and nothing may fail; a user the bench did not create gets
+// nothing.
 func TestBenchGroupAgainstServer(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t), "-config", writeBenchConfig(t))
+	p := providertest.Start(t, "a.example", nil, noRateLimit)
+	alice := addBystander(t, p)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-senders", "4", "-groups", "20",
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-senders", "4", "-groups", "20",
 		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
@@ -203,17 +198,22 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 	if l := res.Latency; l != nil && (l.Mode != "open_loop" || l.Sequenced+l.Skipped != 100) {
 		t.Errorf("latency phase: mode %s, %d sequenced and %d skipped at 50/s for 2s, want 100", l.Mode, l.Sequenced, l.Skipped)
 	}
-	// The bench removed its users.
-	checkNoUsersLeft(t, p)
+	want := "mimids bench-group: creating 24 users (4 users bench-" + res.Run + "-send-0000..0003 and 20 users bench-" +
+		res.Run + "-sub-0000..0019), one client each, and groups of them only"
+	if !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr does not start with %q:\n%s", want, stderr.String())
+	}
+	// The bench removed its users and wrote nothing to anyone else's mailbox.
+	checkBenchLeftNoTrace(t, p, alice)
 }
 
 // TestBenchGroupRateLimited runs the sequencing phase against a server with
 // its default per-user rate limit: the refusals are counted, not errors, and
 // the report says how to lift the limit.
 func TestBenchGroupRateLimited(t *testing.T) {
-	p := startServer(t, t.TempDir(), freeAddr(t))
+	p := providertest.Start(t, "a.example", nil, nil)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-url", "http://" + p.addr, "-admin-token", p.adminToken, "-phases", "sequence",
+	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-phases", "sequence",
 		"-senders", "1", "-duration", "1s", "-timeout", "1m"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())

@@ -1,4 +1,4 @@
-package main
+package mlstool
 
 import (
 	"bufio"
@@ -13,14 +13,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/mls"
 )
 
-const mlsReplayUsage = `usage: mimids mls replay [flags] [FILE ... | -]
-
-Follows a group's public state as a Delivery Service does: it starts from a
-GroupInfo, then applies PublicMessage proposals and commits, checking
-signatures, proposal lists, the tree and its parent hashes (RFC 9420 §12).
+var replayHelp = usage.Help{Name: "mls replay", Args: "[FILE ... | -]",
+	Summary: "Follows a group's public state from a GroupInfo through PublicMessage proposals and commits, as a Delivery Service does.",
+	Example: "mls replay -group-info @groupinfo.hex commits.hex",
+	Details: `It checks signatures, proposal lists, the tree and its parent hashes (RFC 9420 §12).
 
 Input: MLSMessages in hex, one per line, from the FILEs (read in order) or
 from stdin ("-" or no FILE). Blank lines and lines starting with # are
@@ -33,10 +33,8 @@ when it has no ratchet_tree extension, the current tree is used.
 Output: one JSON object per line: after the GroupInfo and after each message,
 the step number, what it was, the epoch, tree_hash and the members (leaf
 index and identity in hex, with identity_text when printable); commits add
-who was added and removed. A failure prints the error to stderr and exits 1.
-
-flags:
-`
+who was added and removed. A failure prints the error to stderr and exits 1.`,
+}
 
 // mlsReplayMember is one member in the output.
 type mlsReplayMember struct {
@@ -74,15 +72,13 @@ type mlsReplayer struct {
 // mlsReplay implements `mimids mls replay`.
 func mlsReplay(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mls replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, mlsReplayUsage); fs.PrintDefaults() }
 	giFlag := fs.String("group-info", "", "the starting GroupInfo (MLSMessage or bare), as `HEX` or @FILE (hex or binary)")
 	treeFlag := fs.String("tree", "", "the ratchet tree, as `HEX` or @FILE, when the GroupInfo has no ratchet_tree extension")
 	strictPath := fs.Bool("strict-gce-path", false, "reject GroupContextExtensions commits without an UpdatePath (RFC 9420 §12.4; ts-mls omits it)")
 	strictExt := fs.Bool("strict-extensions", false, "require every member to support every GroupContext extension (RFC 9420 §13.4)")
 	nowFlag := fs.String("now", "", "check the lifetimes of KeyPackages in Adds at this `time` (RFC 3339 or Unix seconds); unchecked by default")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if err := usage.Parse(fs, replayHelp, args, stdout, stderr); err != nil {
+		return usage.Code(err)
 	}
 	r := &mlsReplayer{out: json.NewEncoder(stdout)}
 	r.opts.StrictGroupContextExtensionsPath = *strictPath

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/cmd/internal/usage"
 )
 
 // benchOptions are the flags of `mimids bench`.
@@ -91,17 +92,18 @@ const (
 	fdReserve        = 256
 )
 
-func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
+var benchHelp = usage.Help{Name: "bench",
+	Summary: "Load-tests the mailbox path of a running server on this machine: durable notice deliveries per second, latency, memory per idle socket.",
+	Example: "bench -admin-token mat_... -clients 1000 -duration 10s -idle 10000",
+	Details: `It creates its own users through the admin API: bench-<run>-mail with -clients
+clients and, for -idle, bench-<run>-idle; they are removed at the end (also after
+a failure or Ctrl-C) unless -keep. It posts notices to bench-<run>-mail only, so
+no other user's mailbox grows.`,
+}
+
+func parseBenchFlags(args []string, stdout, stderr io.Writer) (benchOptions, error) {
 	var o benchOptions
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: mimids bench -admin-token TOKEN [flags]\n\n"+
-			"Load-tests a running mimids server on this machine: creates clients through the admin\n"+
-			"API, connects them, measures durable notice deliveries per second and end-to-end\n"+
-			"latency, and optionally the server's memory per idle socket.\n\n")
-		fs.PrintDefaults()
-	}
 	o.register(fs, "socket handshakes in parallel")
 	fs.IntVar(&o.Clients, "clients", 1000, "clients connected during the throughput phase")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the throughput phase (0 skips it)")
@@ -109,13 +111,17 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&o.InFlight, "inflight", 16, "notices in flight (closed loop: always; open loop: at most)")
 	fs.IntVar(&o.Idle, "idle", 0, "extra idle sockets for the memory phase (0 skips it)")
 	fs.DurationVar(&o.NoticeTimeout, "notice-timeout", 30*time.Second, "give up on a notice not delivered to every client after this")
-	if err := fs.Parse(args); err != nil {
+	if err := usage.Parse(fs, benchHelp, args, stdout, stderr); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err := usage.Args(fs, benchHelp, 0, 0, stderr); err != nil {
+		return o, err
 	}
-	return o, o.validate()
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "mimids bench: %v\n", err)
+		return o, err
+	}
+	return o, nil
 }
 
 // validate reports every bad flag at once.
@@ -150,16 +156,13 @@ func (o benchOptions) validate() error {
 
 // benchCommand runs `mimids bench`.
 func benchCommand(args []string, stdout, stderr io.Writer) int {
-	o, err := parseBenchFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	o, err := parseBenchFlags(args, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "mimids bench: %v\n", err)
-		return 2
+		return usage.Code(err) // parseBenchFlags printed the help or the problem
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // the first signal starts the cleanup; a second one ends the process
 	res, err := runBench(ctx, o, stderr)
 	return finishBench("bench", res, res != nil, o.JSON, err, stdout, stderr)
 }
@@ -174,7 +177,8 @@ func newBench(o benchOptions, logw io.Writer) *bench {
 	}
 	return &bench{
 		o: o, api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
-		log: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
+		log:  slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
+		note: logw, name: "bench", users: make(map[string]bool),
 	}
 }
 
@@ -222,6 +226,8 @@ type bench struct {
 	wsURL string       // Static.
 	run   string       // Static: names this run's users and notices.
 	log   *slog.Logger // Static.
+	note  io.Writer    // Static: where the run says what it creates and removes.
+	name  string       // Static: the verb ("bench", "bench-group"), for messages.
 
 	lat, post histogram    // Safe for concurrent use.
 	received  atomic.Int64 // deliveries of this run's notices
@@ -231,8 +237,10 @@ type bench struct {
 	mu       sync.Mutex // guards the fields below
 	errCount int
 	errs     []string
-	users    []string     // created users, removed at the end
-	clients  []*benchConn // every open client
+	users    map[string]bool // users this run asked for, removed at the end
+	clients  []*benchConn    // every open client
+
+	mailUser string // Owned by runBench: URI of the user whose clients get the notices.
 }
 
 func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult, error) {
@@ -256,12 +264,14 @@ func runBench(ctx context.Context, o benchOptions, logw io.Writer) (*benchResult
 		return res, fmt.Errorf("%d sockets need about %d file descriptors; the limit is %d (raise the hard limit)", o.Clients+o.Idle, need, limit)
 	}
 
+	b.announce(o)
 	start := time.Now()
-	creds, err := b.createClients(ctx, "", o.Clients)
+	creds, err := b.createDevices(ctx, mailRole, o.Clients)
 	res.CreateSeconds = seconds(time.Since(start))
 	if err != nil {
 		return res, err
 	}
+	b.mailUser = creds[0].UserID
 	b.log.Info("bench: clients created", "n", len(creds), "seconds", res.CreateSeconds)
 	start = time.Now()
 	conns := b.connect(ctx, creds, b.handler)
@@ -325,41 +335,6 @@ func forEach(ctx context.Context, n, k int, fn func(i int)) {
 	wg.Wait()
 }
 
-// createClients creates n users with one client each and returns the credentials of
-// those that were created. The first creation runs alone so that a wrong admin token
-// or URL fails fast.
-func (b *bench) createClients(ctx context.Context, kind string, n int) ([]createdClient, error) {
-	out := make([]createdClient, n)
-	ok := make([]bool, n)
-	create := func(i int) error {
-		user := fmt.Sprintf("bench-%s-%s%d", b.run, kind, i)
-		b.mu.Lock()
-		b.users = append(b.users, user)
-		b.mu.Unlock()
-		c, err := b.api.createClient(ctx, user, "c1")
-		if err != nil {
-			return err
-		}
-		out[i], ok[i] = c, true
-		return nil
-	}
-	if err := create(0); err != nil {
-		return nil, fmt.Errorf("create client: %w", err)
-	}
-	forEach(ctx, n-1, b.o.Concurrency, func(i int) {
-		if err := create(i + 1); err != nil {
-			b.fail("create client", err)
-		}
-	})
-	var creds []createdClient
-	for i := range out {
-		if ok[i] {
-			creds = append(creds, out[i])
-		}
-	}
-	return creds, ctx.Err()
-}
-
 // benchConn is one bench socket.
 type benchConn struct {
 	c        *client.Client
@@ -406,34 +381,6 @@ func (b *bench) connect(ctx context.Context, creds []createdClient, handler func
 	b.clients = append(b.clients, conns...)
 	b.mu.Unlock()
 	return conns
-}
-
-// cleanup closes every socket and, unless -keep, removes the bench users. It has
-// its own time bound so that it also runs after the run's context expired.
-func (b *bench) cleanup(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	b.mu.Lock()
-	clients, users := b.clients, b.users
-	b.clients, b.users = nil, nil
-	b.mu.Unlock()
-	forEach(ctx, len(clients), 256, func(i int) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		clients[i].c.Close(cctx)
-	})
-	if b.o.Keep {
-		return
-	}
-	var failed atomic.Int64
-	forEach(ctx, len(users), b.o.Concurrency, func(i int) {
-		if err := b.api.removeUser(ctx, users[i]); err != nil {
-			failed.Add(1)
-		}
-	})
-	if n := failed.Load(); n > 0 {
-		b.log.Warn("bench: some users could not be removed", "failed", n, "prefix", "bench-"+b.run+"-")
-	}
 }
 
 // print writes the human summary.

@@ -1,4 +1,4 @@
-package main
+package mlstool
 
 import (
 	"bytes"
@@ -15,30 +15,38 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/mls"
 )
 
-const mlsUsage = `usage: mimids mls <verb> [flags] [HEX | -f FILE | -]
+// mlsSummary is what `mimids mls -h` says above the verbs.
+const mlsSummary = `Inspects MLS (RFC 9420) messages offline. Input is a hex argument, a file
+(-f, hex or raw binary) or stdin ("-" or no argument; hex or raw binary). JSON
+field names are RFC 9420's, byte strings are lowercase hex. A failure prints
+the error to stderr and exits 1.`
 
-verbs:
-  decode      decode an MLSMessage (or, with -type, a bare RFC 9420 struct) to JSON
-  keypackage  validate a KeyPackage (bare or in an MLSMessage) and print its
-              ref, identity, cipher suite, lifetime and verdict as JSON
-  replay      follow a group from a GroupInfo through PublicMessage commits
+var mlsVerbs = []usage.Verb{
+	{Name: "decode", Summary: "decode an MLSMessage (or, with -type, a bare RFC 9420 struct) to JSON"},
+	{Name: "keypackage", Summary: "validate a KeyPackage and print its ref, identity, suite, lifetime and verdict"},
+	{Name: "replay", Summary: "follow a group from a GroupInfo through PublicMessage commits"},
+}
 
-Input is a hex argument, a file (-f, hex or raw binary) or stdin ("-" or no
-argument; hex or raw binary). JSON field names are RFC 9420's, byte strings
-are lowercase hex. A failure prints the error to stderr and exits 1.
-`
+var (
+	decodeHelp = usage.Help{Name: "mls decode", Args: "[HEX | -f FILE | -]",
+		Summary: "Decodes an MLSMessage (or, with -type, a bare RFC 9420 structure) and prints it as JSON.",
+		Example: "mls decode -type key_package -f keypackage.hex"}
+	keyPackageHelp = usage.Help{Name: "mls keypackage", Args: "[HEX | -f FILE | -]",
+		Summary: "Validates a KeyPackage (bare or in an MLSMessage) and prints its ref, identity, cipher suite, lifetime and verdict as JSON; exit 1 if invalid.",
+		Example: "mls keypackage -now 2026-01-01T00:00:00Z -f keypackage.hex"}
+)
 
 // mlsMaxInput bounds what the tool reads from a file or stdin.
 const mlsMaxInput = 64 << 20
 
 // mlsCommand implements `mimids mls`.
 func mlsCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, mlsUsage)
-		return 2
+	if code, ok := usage.Group("mls", mlsSummary, mlsVerbs, args, stdout, stderr); !ok {
+		return code
 	}
 	switch args[0] {
 	case "decode":
@@ -48,8 +56,7 @@ func mlsCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "replay":
 		return mlsReplay(args[1:], stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "mimids mls: unknown verb %q\n\n%s", args[0], mlsUsage)
-	return 2
+	return 2 // unreachable: usage.Group knows the verbs
 }
 
 // mlsDecodeTypes are the structures `mimids mls decode -type` accepts.
@@ -81,11 +88,10 @@ func mlsDecodeInto[T any, PT interface {
 
 func mlsDecodeCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mls decode", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	file := fs.String("f", "", "read the input from `FILE` (hex or raw binary)")
 	typ := fs.String("type", "message", "structure to decode: "+mlsTypeNames())
-	data, code := mlsParseInput(fs, args, file, stdin, stderr)
-	if code != 0 {
+	data, code, ok := mlsParseInput(fs, decodeHelp, args, file, stdin, stdout, stderr)
+	if !ok {
 		return code
 	}
 	dec, ok := mlsDecodeTypes[*typ]
@@ -133,11 +139,10 @@ type mlsLifetime struct {
 
 func mlsKeyPackageCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mls keypackage", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	file := fs.String("f", "", "read the KeyPackage from `FILE` (hex or raw binary)")
 	nowFlag := fs.String("now", "", "validate at this `time` (RFC 3339 or Unix seconds) instead of now")
-	data, code := mlsParseInput(fs, args, file, stdin, stderr)
-	if code != 0 {
+	data, code, ok := mlsParseInput(fs, keyPackageHelp, args, file, stdin, stdout, stderr)
+	if !ok {
 		return code
 	}
 	now := time.Now()
@@ -229,16 +234,17 @@ func mlsParseTime(s string) (time.Time, error) {
 }
 
 // mlsParseInput parses fs and returns the input bytes: the hex argument,
-// the -f file or stdin. It returns a non-zero exit code on failure.
-func mlsParseInput(fs *flag.FlagSet, args []string, file *string, stdin io.Reader, stderr io.Writer) ([]byte, int) {
-	if err := fs.Parse(args); err != nil {
-		return nil, 2 // the flag package has printed the problem or the help
+// the -f file or stdin. When there is nothing to do (the help was printed,
+// or the input is wrong) ok is false and code is the exit code.
+func mlsParseInput(fs *flag.FlagSet, h usage.Help, args []string, file *string, stdin io.Reader, stdout, stderr io.Writer) (data []byte, code int, ok bool) {
+	if err := usage.Parse(fs, h, args, stdout, stderr); err != nil {
+		return nil, usage.Code(err), false
 	}
 	name := "mimids " + fs.Name()
 	rest := fs.Args()
 	if len(rest) > 1 || (len(rest) == 1 && *file != "") {
 		fmt.Fprintf(stderr, "%s: give one input: a hex argument, -f FILE or - for stdin\n", name)
-		return nil, 2
+		return nil, 2, false
 	}
 	var raw []byte
 	var err error
@@ -251,21 +257,21 @@ func mlsParseInput(fs *flag.FlagSet, args []string, file *string, stdin io.Reade
 		b, herr := mlsHex([]byte(rest[0]))
 		if herr != nil {
 			fmt.Fprintf(stderr, "%s: argument is not hex: %v\n", name, herr)
-			return nil, 2
+			return nil, 2, false
 		}
-		return b, 0
+		return b, 0, true
 	}
 	if err == nil && len(raw) > mlsMaxInput {
 		err = fmt.Errorf("input larger than %d bytes", mlsMaxInput)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return nil, 1
+		return nil, 1, false
 	}
 	if b, err := mlsHex(raw); err == nil {
-		return b, 0
+		return b, 0, true
 	}
-	return raw, 0
+	return raw, 0, true
 }
 
 func mlsReadAll(f *os.File, err error) ([]byte, error) {

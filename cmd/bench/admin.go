@@ -1,9 +1,10 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,9 +69,9 @@ func (a *adminAPI) call(ctx context.Context, method, path string, in, out any, w
 			Detail string `json:"detail"`
 		}
 		if json.Unmarshal(b, &p) == nil && p.Title != "" {
-			return fmt.Errorf("%s %s: HTTP %d: %s: %s", method, path, resp.StatusCode, p.Title, p.Detail)
+			return &statusError{fmt.Sprintf("%s %s: HTTP %d: %s: %s", method, path, resp.StatusCode, p.Title, p.Detail), resp.StatusCode}
 		}
-		return fmt.Errorf("%s %s: HTTP %d: %.200s", method, path, resp.StatusCode, b)
+		return &statusError{fmt.Sprintf("%s %s: HTTP %d: %.200s", method, path, resp.StatusCode, b), resp.StatusCode}
 	}
 	if out == nil {
 		return nil
@@ -80,6 +81,14 @@ func (a *adminAPI) call(ctx context.Context, method, path string, in, out any, w
 	}
 	return nil
 }
+
+// statusError is an admin API answer with an unexpected HTTP status.
+type statusError struct {
+	msg    string
+	status int
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 // createdClient is the answer of POST /admin/v1/clients.
 type createdClient struct {
@@ -98,17 +107,38 @@ func (a *adminAPI) createClient(ctx context.Context, user, client string) (creat
 	return out, err
 }
 
+// removeUser removes a user; one that does not exist counts as removed.
 func (a *adminAPI) removeUser(ctx context.Context, user string) error {
-	return a.call(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(user), nil, nil, http.StatusOK)
+	err := a.call(ctx, http.MethodDelete, "/admin/v1/users/"+url.PathEscape(user), nil, nil, http.StatusOK)
+	var se *statusError
+	if errors.As(err, &se) && se.status == http.StatusNotFound {
+		return nil
+	}
+	return err
 }
 
-// noticeAll enqueues a notice for every client and returns how many entries the
-// server committed.
-func (a *adminAPI) noticeAll(ctx context.Context, text string) (int, error) {
+// listUsers returns the names of the server's users.
+func (a *adminAPI) listUsers(ctx context.Context) ([]string, error) {
+	var out []struct {
+		Name string `json:"name"`
+	}
+	if err := a.call(ctx, http.MethodGet, "/admin/v1/users", nil, &out, http.StatusOK); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(out))
+	for i, u := range out {
+		names[i] = u.Name
+	}
+	return names, nil
+}
+
+// noticeUser enqueues a notice for every client of one user (its URI) and
+// returns how many entries the server committed.
+func (a *adminAPI) noticeUser(ctx context.Context, userURI, text string) (int, error) {
 	var out struct {
 		Enqueued int `json:"enqueued"`
 	}
-	in := map[string]any{"to": map[string]any{"all": true}, "text": text}
+	in := map[string]any{"to": map[string]any{"user": userURI}, "text": text}
 	err := a.call(ctx, http.MethodPost, "/admin/v1/notices", in, &out, http.StatusAccepted)
 	return out.Enqueued, err
 }

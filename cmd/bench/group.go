@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/mls"
 )
 
@@ -56,20 +57,21 @@ const (
 	groupBenchServerInFlight = 16 // the server's default gateway.max_inflight_requests
 )
 
-func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, error) {
+var groupBenchHelp = usage.Help{Name: "bench-group",
+	Summary: "Load-tests the hub of a running server on this machine: messages sequenced per second, pushes per second, send-to-push latency.",
+	Example: "bench-group -admin-token mat_... -senders 16 -subscribers 1000 -duration 10s",
+	Details: `It creates its own users through the admin API (named bench-<run>-send-... and
+bench-<run>-sub-..., removed at the end unless -keep), creates real MLS groups
+of them through the client socket, and measures application messages sequenced
+per second (into one group, then across many), pushes delivered per second to
+the subscribers of one group, and send-to-push latency at a fixed rate. Start
+the server with {"hub": {"rate_per_second": -1}} in its -config file: the
+per-user rate limit (50 messages/s by default) otherwise caps the figures.`,
+}
+
+func parseGroupBenchFlags(args []string, stdout, stderr io.Writer) (groupBenchOptions, error) {
 	var o groupBenchOptions
 	fs := flag.NewFlagSet("bench-group", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: mimids bench-group -admin-token TOKEN [flags]\n\n"+
-			"Load-tests the hub of a running mimids server on this machine: creates clients through\n"+
-			"the admin API, creates real MLS groups through the client socket, and measures\n"+
-			"application messages sequenced per second (into one group, then across many), pushes\n"+
-			"delivered per second to the subscribers of one group, and send-to-push latency at a\n"+
-			"fixed rate. Start the server with {\"hub\": {\"rate_per_second\": -1}} in its -config\n"+
-			"file: the per-user rate limit (50 messages/s by default) otherwise caps the figures.\n\n")
-		fs.PrintDefaults()
-	}
 	phases := strings.Join(allGroupPhases, ",")
 	o.register(fs, "socket handshakes and subscriptions in parallel")
 	fs.StringVar(&phases, "phases", phases, "comma-separated `phases` to run: sequence, groups, fanout, latency")
@@ -86,18 +88,22 @@ func parseGroupBenchFlags(args []string, stderr io.Writer) (groupBenchOptions, e
 	fs.IntVar(&o.MaxMessages, "max-messages", 1_000_000, "stop a phase after this many messages")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "wait this long after a phase for pushes still on their way")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to `file` (to see what the load generator costs)")
-	if err := fs.Parse(args); err != nil {
+	if err := usage.Parse(fs, groupBenchHelp, args, stdout, stderr); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err := usage.Args(fs, groupBenchHelp, 0, 0, stderr); err != nil {
+		return o, err
 	}
 	for p := range strings.SplitSeq(phases, ",") {
 		if p = strings.TrimSpace(p); p != "" && !slices.Contains(o.Phases, p) {
 			o.Phases = append(o.Phases, p)
 		}
 	}
-	return o, o.validate()
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
+		return o, err
+	}
+	return o, nil
 }
 
 // validate reports every bad flag at once.
@@ -170,13 +176,9 @@ func (o groupBenchOptions) sockets() int {
 
 // benchGroupCommand runs `mimids bench-group`.
 func benchGroupCommand(args []string, stdout, stderr io.Writer) int {
-	o, err := parseGroupBenchFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	o, err := parseGroupBenchFlags(args, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "mimids bench-group: %v\n", err)
-		return 2
+		return usage.Code(err) // parseGroupBenchFlags printed the help or the problem
 	}
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -189,6 +191,7 @@ func benchGroupCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // the first signal starts the cleanup; a second one ends the process
 	res, err := runGroupBench(ctx, o, stderr)
 	return finishBench("bench-group", res, res != nil, o.JSON, err, stdout, stderr)
 }
@@ -232,6 +235,7 @@ func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*g
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	b := newBench(benchOptions{benchCommon: o.benchCommon}, logw)
+	b.name = "bench-group"
 	gb := &groupBench{bench: b, o: o, suite: mls.CipherSuite(o.Suite)}
 	copy(gb.runTag[:], b.run)
 	res := &groupBenchResult{URL: o.URL, Run: b.run, CipherSuite: o.Suite, CiphertextBytes: o.Size, Senders: o.Senders}
@@ -249,6 +253,7 @@ func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*g
 	if need := uint64(o.sockets() + fdReserve); limit > 0 && limit < need {
 		return res, fmt.Errorf("%d sockets need about %d file descriptors; the limit is %d (raise the hard limit)", o.sockets(), need, limit)
 	}
+	gb.announce()
 	senders, subs, err := gb.setup(ctx, res)
 	if err != nil {
 		return res, err
@@ -261,14 +266,14 @@ func runGroupBench(ctx context.Context, o groupBenchOptions, logw io.Writer) (*g
 func (gb *groupBench) setup(ctx context.Context, res *groupBenchResult) ([]*client.Client, []*subscriber, error) {
 	o := gb.o
 	start := time.Now()
-	senderCreds, err := gb.createClients(ctx, "send-", o.Senders)
+	senderCreds, err := gb.createClients(ctx, sendKind, o.Senders)
 	if err != nil {
 		return nil, nil, err
 	}
 	var subCreds []createdClient
 	if o.pushPhases() {
 		res.Subscribers = o.Subscribers
-		if subCreds, err = gb.createClients(ctx, "sub-", o.Subscribers); err != nil {
+		if subCreds, err = gb.createClients(ctx, subKind, o.Subscribers); err != nil {
 			return nil, nil, err
 		}
 	}

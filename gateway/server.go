@@ -22,6 +22,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/conn"
 	"github.com/mimids/mimids/gateway/wire"
 )
 
@@ -88,6 +89,7 @@ type Server struct {
 	metrics  *metrics
 	handlers map[wire.Method]Handler
 	fanout   *fanout
+	connCfg  *conn.Config // shared by every client socket
 
 	draining atomic.Bool
 	nextID   atomic.Uint64
@@ -112,6 +114,7 @@ func New(cfg Config, deps Deps) *Server {
 		handlers: make(map[wire.Method]Handler),
 		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
 	}
+	s.connCfg = s.connConfig()
 	s.Handle(wire.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
 	s.Handle(wire.MethodMailboxStatus, s.mailboxStatus)
 	if deps.Partitions != nil {

@@ -1,8 +1,9 @@
 // Package gateway is the client-facing edge of a provider: the echo application with
 // health, readiness and metrics routes, the admin HTTP API, and the client WebSocket
 // at /v1/socket (protocol in gateway/wire and docs/protocol.md). Each socket is one
-// session with a reader goroutine and a writer goroutine; mailbox entries reach it
-// from the durable per-client mailbox.
+// session on a gateway/conn connection (a reader goroutine, and a writer goroutine
+// while something is queued); mailbox entries reach it from the durable per-client
+// mailbox.
 package gateway
 
 import (

@@ -99,8 +99,8 @@ type Handler interface {
 // Whenever the writer has written what was queued it asks for more.
 type Refiller interface {
 	// RefillPending reports whether Refill has work. It is called on every pass of
-	// the writer and must be cheap; it must not call into the Conn while holding a
-	// lock that the Handler holds while calling TryEnqueue (it may take that lock).
+	// the writer and must be cheap. The Conn never holds its own lock while calling
+	// the Handler, so both may take the lock the Handler holds around TryEnqueue.
 	RefillPending() bool
 	// Refill queues more with TryEnqueue, on the writer goroutine. An error stops the
 	// writer; close the connection first with the code the peer should see.
@@ -130,9 +130,7 @@ type Conn struct {
 	// Static after construction.
 	ws   *websocket.Conn
 	cfg  *Config
-	h    Handler
-	fill Refiller      // h, if it is one
-	obs  WriteObserver // h, if it is one
+	h    Handler // and maybe a Refiller and a WriteObserver, asserted on use
 	ctx  context.Context
 	stop context.CancelFunc
 
@@ -164,8 +162,6 @@ func New(ws *websocket.Conn, cfg *Config, h Handler, log *slog.Logger) *Conn {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Conn{ws: ws, cfg: cfg, h: h, ctx: ctx, stop: stop, log: log}
-	c.fill, _ = h.(Refiller)
-	c.obs, _ = h.(WriteObserver)
 	if cfg.MaxMessageBytes > 0 {
 		ws.SetReadLimit(cfg.MaxMessageBytes)
 	}

@@ -81,17 +81,19 @@ func (c *Conn) pending() bool {
 	c.mu.Lock()
 	n := len(c.queue)
 	c.mu.Unlock()
-	return n > 0 || (c.fill != nil && c.fill.RefillPending())
+	fill, ok := c.h.(Refiller)
+	return n > 0 || (ok && fill.RefillPending())
 }
 
 // drain writes what is queued and refills until nothing is left.
 func (c *Conn) drain() error {
+	fill, canFill := c.h.(Refiller)
 	for c.ctx.Err() == nil {
 		c.mu.Lock()
 		batch := c.queue
 		c.queue, c.qbytes = nil, 0
 		c.mu.Unlock()
-		refill := c.fill != nil && c.fill.RefillPending()
+		refill := canFill && fill.RefillPending()
 		if len(batch) == 0 && !refill {
 			return nil
 		}
@@ -99,7 +101,7 @@ func (c *Conn) drain() error {
 			return err
 		}
 		if refill {
-			if err := c.fill.Refill(c.ctx); err != nil {
+			if err := fill.Refill(c.ctx); err != nil {
 				return fmt.Errorf("conn: refill: %w", err)
 			}
 		}
@@ -129,8 +131,9 @@ func (c *Conn) writeBatch(msgs [][]byte) error {
 
 // write sends msgs as one WebSocket message within the write timeout.
 func (c *Conn) write(msgs [][]byte) error {
-	if c.obs != nil {
-		c.obs.Writing(msgs)
+	obs, _ := c.h.(WriteObserver)
+	if obs != nil {
+		obs.Writing(msgs)
 	}
 	msg := msgs[0]
 	if len(msgs) > 1 {
@@ -153,8 +156,8 @@ func (c *Conn) write(msgs [][]byte) error {
 		}
 		return fmt.Errorf("conn: write: %w", err)
 	}
-	if c.obs != nil {
-		c.obs.Wrote(msgs)
+	if obs != nil {
+		obs.Wrote(msgs)
 	}
 	return nil
 }

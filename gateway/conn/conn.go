@@ -200,7 +200,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.state != stateNew {
 		c.mu.Unlock()
-		return errors.New("conn: Run called twice")
+		return errors.New("conn: Run after Run or End")
 	}
 	c.state = stateRunning
 	if c.cfg.PingInterval > 0 {
@@ -225,7 +225,14 @@ func (c *Conn) Run(ctx context.Context) error {
 // End accounts for a connection that will not be served (its handshake failed):
 // unless closed already it closes with the status err carries (1006 if none), and
 // it logs and counts the close reason. Call it instead of Run, never with it.
-func (c *Conn) End(err error) { c.end(err) }
+func (c *Conn) End(err error) {
+	c.mu.Lock()
+	if c.state == stateNew {
+		c.state = stateDone
+	}
+	c.mu.Unlock()
+	c.end(err)
+}
 
 func (c *Conn) end(err error) {
 	if !c.ended.CompareAndSwap(false, true) {
@@ -300,7 +307,7 @@ func (c *Conn) readLoop() error {
 		typ, msg, err := c.ws.Read(c.ctx)
 		if err != nil {
 			c.stop()
-			return err
+			return fmt.Errorf("conn: read: %w", err)
 		}
 		if err := c.h.Receive(c.ctx, typ, msg); err != nil {
 			return err

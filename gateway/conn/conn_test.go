@@ -245,6 +245,12 @@ func TestEndWithoutRun(t *testing.T) {
 			if s.c.writing.Load() {
 				t.Fatal("a writer started after End")
 			}
+			if err := s.c.Run(context.Background()); err == nil {
+				t.Fatal("Run after End served the connection")
+			}
+			if got := s.closes.list(); len(got) != 1 {
+				t.Fatalf("closes counted %v after Run", got)
+			}
 		})
 	}
 }

@@ -182,7 +182,7 @@ func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 	case sub.done:
 	case !event && counter < sub.next:
 		// Already queued by catch-up.
-	case sub.refetch || counter != sub.next || !ss.enqueueLocked(frame):
+	case sub.refetch || counter != sub.next || !ss.c.TryEnqueue(frame):
 		sub.refetch, ss.partRefetch = true, true
 	case event:
 		sub.done = true
@@ -190,7 +190,7 @@ func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 		sub.next = counter + 1
 	}
 	ss.mu.Unlock()
-	ss.signal()
+	ss.c.Wake()
 }
 
 func (ss *session) refetchPartition(sub *partSub) {
@@ -199,11 +199,11 @@ func (ss *session) refetchPartition(sub *partSub) {
 		sub.refetch, ss.partRefetch = true, true
 	}
 	ss.mu.Unlock()
-	ss.signal()
+	ss.c.Wake()
 }
 
 // catchUpPartitions reads one page for every subscription marked for catch-up.
-func (ss *session) catchUpPartitions() error {
+func (ss *session) catchUpPartitions(ctx context.Context) error {
 	type want struct {
 		sub  *partSub
 		next uint32
@@ -220,9 +220,9 @@ func (ss *session) catchUpPartitions() error {
 	ss.mu.Unlock()
 	limit := ss.srv.cfg.ReplayBatch
 	for _, w := range wants {
-		entries, err := ss.srv.deps.Partitions.Fetch(ss.ctx, w.sub.masked, int64(w.next)-1, limit)
+		entries, err := ss.srv.deps.Partitions.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
 		if err != nil {
-			if ss.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return nil
 			}
 			ss.log.Error("partition fetch", "err", err)
@@ -235,7 +235,7 @@ func (ss *session) catchUpPartitions() error {
 				continue
 			}
 			if e.Terminated {
-				if ss.enqueueLocked(encodePartitionEntry(w.sub.masked, e)) {
+				if ss.c.TryEnqueue(encodePartitionEntry(w.sub.masked, e)) {
 					w.sub.done = true
 				} else {
 					w.sub.refetch, ss.partRefetch = true, true
@@ -245,7 +245,7 @@ func (ss *session) catchUpPartitions() error {
 			if e.Counter != w.sub.next {
 				break // a gap cannot come from one ordered read; read again
 			}
-			if !ss.enqueueLocked(encodePartitionEntry(w.sub.masked, e)) {
+			if !ss.c.TryEnqueue(encodePartitionEntry(w.sub.masked, e)) {
 				w.sub.refetch, ss.partRefetch = true, true
 				break
 			}
@@ -277,7 +277,7 @@ func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
 		old.next, old.refetch, old.done = counter, true, false
 		ss.partRefetch = true
 		ss.mu.Unlock()
-		ss.signal()
+		ss.c.Wake()
 		return encodeMasked(masked), nil
 	}
 	if len(ss.subs) >= ss.srv.cfg.MaxSubscriptions {
@@ -292,7 +292,7 @@ func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
 	ss.partRefetch = true
 	ss.mu.Unlock()
 	ss.srv.fanout.join(ss, sub)
-	ss.signal()
+	ss.c.Wake()
 	return encodeMasked(masked), nil
 }
 

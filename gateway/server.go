@@ -1,8 +1,9 @@
 // Package gateway is the client-facing edge of a provider: the echo application with
 // health, readiness and metrics routes, the admin HTTP API, and the client WebSocket
 // at /v1/socket (protocol in gateway/wire and docs/protocol.md). Each socket is one
-// session with a reader goroutine and a writer goroutine; mailbox entries reach it
-// from the durable per-client mailbox.
+// session on a gateway/conn connection (a reader goroutine, and a writer goroutine
+// while something is queued); mailbox entries reach it from the durable per-client
+// mailbox.
 package gateway
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/conn"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -94,6 +96,7 @@ type Server struct {
 	metrics  *metrics
 	handlers map[protocol.Method]Handler
 	fanout   *fanout
+	connCfg  *conn.Config // shared by every client socket
 
 	draining atomic.Bool
 	nextID   atomic.Uint64
@@ -118,6 +121,7 @@ func New(cfg Config, deps Deps) *Server {
 		handlers: make(map[protocol.Method]Handler),
 		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
 	}
+	s.connCfg = s.connConfig()
 	s.Handle(protocol.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
 	s.Handle(protocol.MethodMailboxStatus, s.mailboxStatus)
 	if deps.Groups != nil {

@@ -15,48 +15,58 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/gateway/conn"
 	"github.com/mimids/mimids/protocol"
 )
 
-// session is one client socket. The reader goroutine (run) is the only caller of
-// conn.Read; after authentication it starts the writer goroutine, the only caller of
-// conn.Write.
+// session is one client socket: the client protocol (authentication, requests,
+// mailbox sequence numbers, partition subscriptions) on top of a conn.Conn, which
+// owns the reader, the send queue, the on-demand writer, pings and the close reason.
 type session struct {
 	// Static after construction.
-	srv  *Server
-	conn *websocket.Conn
-	id   uint64
-	log  *slog.Logger
-	ctx  context.Context
-	stop context.CancelFunc
+	srv *Server
+	c   *conn.Conn
+	id  uint64
+	log *slog.Logger // set before the connection runs; read-only after
 
-	caller  *Caller       // set by the reader before the writer starts; read-only after
+	caller  *Caller       // set by authenticate before the connection runs; read-only after
 	written atomic.Uint64 // highest mailbox seq written to the socket
-	closed  atomic.Int32  // close code once close was called
 
-	// The writer goroutine runs only while there is something to write: signal
-	// starts it when none is running, and it exits once the queue is empty, so an
-	// idle socket has just its reader goroutine.
-	writing   atomic.Bool
-	writers   sync.WaitGroup
-	pingTimer *time.Timer // set before the reader loop starts
-
-	mu      sync.Mutex
-	queue   [][]byte // encoded frames waiting for the writer; Guarded by mu.
-	qbytes  int      // Guarded by mu.
-	lastSeq uint64   // highest mailbox seq placed in queue; Guarded by mu.
-	refetch bool     // the store may hold entries after lastSeq; Guarded by mu.
+	mu      sync.Mutex // taken before the conn's own lock, never after
+	lastSeq uint64     // highest mailbox seq placed in the send queue; Guarded by mu.
+	refetch bool       // the store may hold entries after lastSeq; Guarded by mu.
 
 	subs        map[string]*partSub // partition subscriptions by masked key; Guarded by mu.
 	partRefetch bool                // some subscription needs catch-up; Guarded by mu.
-	ended       bool                // no writer may start any more; Guarded by mu.
+}
+
+// maxBatchBytes bounds one WebSocket message that carries several queued frames
+// (docs/protocol.md §1.2): a client that is behind costs one write per 64 KiB
+// instead of one per frame.
+const maxBatchBytes = 64 << 10
+
+// connConfig is what every client socket's connection shares.
+func (s *Server) connConfig() *conn.Config {
+	closeName := func(code websocket.StatusCode) string { return protocol.CloseReason(int(code)) }
+	return &conn.Config{
+		MaxMessageBytes:  int64(s.cfg.MaxFrameSize),
+		MaxQueueMessages: s.cfg.SendQueueMessages,
+		MaxQueueBytes:    s.cfg.SendQueueBytes,
+		MaxBatchBytes:    maxBatchBytes,
+		WriteTimeout:     s.cfg.WriteTimeout.D(),
+		PingInterval:     s.cfg.PingInterval.D(),
+		MaxInflight:      s.cfg.MaxInflightRequests,
+		SlowConsumer:     protocol.CloseSlowConsumer,
+		CloseName:        closeName,
+		Closed:           func(r conn.Reason) { s.metrics.closes.WithLabelValues(closeName(r.Code)).Inc() },
+	}
 }
 
 func (s *Server) socket(c echo.Context) error {
 	if s.draining.Load() {
 		return problem(503, "draining", "the server is shutting down")
 	}
-	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
 		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
@@ -64,74 +74,59 @@ func (s *Server) socket(c echo.Context) error {
 		return nil // Accept has written the HTTP error
 	}
 	s.metrics.accepted.Inc()
-	ctx, stop := context.WithCancel(context.Background())
-	ss := &session{srv: s, conn: conn, id: s.nextID.Add(1), ctx: ctx, stop: stop}
+	ss := &session{srv: s, id: s.nextID.Add(1)}
 	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
+	ss.c = conn.New(ws, s.connCfg, ss, ss.log)
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		conn.Close(protocol.CloseGoingAway, "server shutting down")
+		ws.Close(protocol.CloseGoingAway, "server shutting down")
 		return nil
 	}
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	if ss.conn.Subprotocol() != protocol.Subprotocol {
-		ss.close(protocol.CloseProtocolError, "subprotocol "+protocol.Subprotocol+" required")
-		ss.finish(nil)
+	if ws.Subprotocol() != protocol.Subprotocol {
+		ss.c.Close(protocol.CloseProtocolError, "subprotocol "+protocol.Subprotocol+" required")
+		ss.c.End(nil)
+		ss.finish()
 		return nil
 	}
-	ss.conn.SetReadLimit(int64(s.cfg.MaxFrameSize))
 	// Authentication (the deep part: store queries) runs on the HTTP server's
 	// goroutine, which then ends with its stack and the request it holds; the
-	// session's reader starts on a fresh, small stack. An idle socket costs one
+	// connection's reader starts on a fresh, small stack. An idle socket costs one
 	// goroutine and the connection's buffers.
 	if err := ss.authenticate(); err != nil {
-		ss.finish(err)
+		ss.c.End(err)
+		ss.finish()
 		return nil
 	}
-	go func() { ss.finish(ss.run()) }()
+	go func() {
+		ss.run()
+		ss.finish()
+	}()
 	return nil
 }
 
-// finish accounts for the session's end.
-func (ss *session) finish(err error) {
-	s := ss.srv
-	defer s.wg.Done()
-	defer s.unregister(ss)
-	code := int(ss.closed.Load())
-	if code == 0 {
-		code = int(websocket.CloseStatus(err))
-		if code == -1 {
-			code = 1006
-		}
-		ss.close(code, "")
-	}
-	s.metrics.closes.WithLabelValues(protocol.CloseReason(code)).Inc()
-	ss.log.Debug("socket closed", "reason", protocol.CloseReason(code), "err", err)
+// finish forgets the session once its connection has ended and been accounted for.
+func (ss *session) finish() {
+	defer ss.srv.wg.Done()
+	ss.srv.unregister(ss)
 }
 
-// close ends the session once with the close code. It never blocks the caller. The
-// close handshake makes the reader's Read fail, which ends the session; the session
-// context is not cancelled here because coder/websocket tears a connection down
-// without a close frame when a Read's context ends.
+// close ends the session once with the close code; it never blocks.
 func (ss *session) close(code int, reason string) {
-	if !ss.closed.CompareAndSwap(0, int32(code)) {
-		return
-	}
-	go ss.conn.Close(websocket.StatusCode(code), reason)
+	ss.c.Close(websocket.StatusCode(code), reason)
 }
 
 // fail sends a connection-level error frame if it can, then closes.
 func (ss *session) fail(code int, ecode protocol.Code, msg string) {
-	ctx, cancel := context.WithTimeout(ss.ctx, time.Second)
-	ss.conn.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Error{Code: ecode, Message: msg}))
-	cancel()
-	ss.close(code, msg)
+	ss.c.CloseWith(protocol.Encode(&protocol.Error{Code: ecode, Message: msg}), websocket.StatusCode(code), msg)
 }
 
-// run serves an authenticated session until it ends.
-func (ss *session) run() error {
+// run serves an authenticated session until it ends; the connection logs and
+// counts how it ended.
+func (ss *session) run() {
 	s := ss.srv
 	s.metrics.connected.Inc()
 	defer s.metrics.connected.Dec()
@@ -141,28 +136,21 @@ func (ss *session) run() error {
 	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
 	defer cancelSub()
 	defer ss.leaveAll()
-	ss.pingTimer = time.AfterFunc(s.cfg.PingInterval.D(), ss.ping)
-	ss.Refetch() // writes auth_ok, then catches up on the mailbox
-	err := ss.readLoop()
-	ss.pingTimer.Stop()
-	ss.stop()
-	ss.mu.Lock()
-	ss.ended = true
-	ss.mu.Unlock()
-	ss.writers.Wait()
-	return err
+	ss.Refetch() // once running, the writer writes auth_ok, then catches up on the mailbox
+	_ = ss.c.Run(context.Background())
 }
 
 func (ss *session) authenticate() error {
 	s := ss.srv
-	actx, cancel := context.WithTimeout(ss.ctx, s.cfg.AuthTimeout.D())
+	ctx := ss.c.Context()
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AuthTimeout.D())
 	defer cancel()
 	// A Read whose context ends kills the connection without a close frame, so the
 	// deadline is a timer that closes properly.
 	timer := time.AfterFunc(s.cfg.AuthTimeout.D(), func() {
 		ss.fail(protocol.CloseAuthTimeout, protocol.CodeUnauthorized, "no auth frame within "+s.cfg.AuthTimeout.D().String())
 	})
-	typ, b, err := ss.conn.Read(ss.ctx)
+	typ, b, err := ss.c.Read(ctx)
 	if !timer.Stop() {
 		return errors.New("auth timeout")
 	}
@@ -195,65 +183,46 @@ func (ss *session) authenticate() error {
 	}
 	ss.caller = &Caller{Client: client, ClientURI: s.deps.Directory.ClientURI(client), UserURI: s.deps.Directory.UserURI(client.UserName)}
 	ss.log = ss.log.With("client", ss.caller.ClientURI)
+	ss.c.SetLogger(ss.log)
 	st, err := s.deps.Mailbox.Status(actx, client.ID)
 	if err != nil {
 		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "mailbox unavailable")
 		return err
 	}
-	// Queued, not signalled: the writer starts once the session is registered, so a
-	// client that has auth_ok is reachable (revocation, deliveries).
-	ss.mu.Lock()
-	ss.enqueueLocked(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+	// Queued, not woken: the writer starts once the connection runs, after the
+	// session is registered, so a client that has auth_ok is reachable (revocation,
+	// deliveries). The queue is empty, so there is room.
+	ss.c.TryEnqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
 		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
-	ss.mu.Unlock()
 	return nil
 }
 
-func (ss *session) readLoop() error {
-	s := ss.srv
-	sem := make(chan struct{}, s.cfg.MaxInflightRequests)
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
-	for {
-		typ, b, err := ss.conn.Read(ss.ctx)
+// Receive implements conn.Handler: a message may carry several frames back to back.
+func (ss *session) Receive(_ context.Context, typ websocket.MessageType, b []byte) error {
+	if typ != websocket.MessageBinary {
+		ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, "frames must be binary messages")
+		return errors.New("text frame")
+	}
+	for first := true; first || len(b) > 0; first = false {
+		var f protocol.Frame
+		var err error
+		f, b, err = protocol.Next(b)
 		if err != nil {
-			ss.stop()
+			ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, err.Error())
 			return err
 		}
-		if typ != websocket.MessageBinary {
-			ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, "frames must be binary messages")
-			return errors.New("text frame")
-		}
-		// A message may carry several frames back to back.
-		for first := true; first || len(b) > 0; first = false {
-			var f protocol.Frame
-			f, b, err = protocol.Next(b)
-			if err != nil {
-				ss.fail(protocol.CloseProtocolError, protocol.CodeMalformed, err.Error())
-				return err
-			}
-			if err := ss.handleFrame(f, sem, &inflight); err != nil {
-				return err
-			}
+		if err := ss.handleFrame(f); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
-func (ss *session) handleFrame(f protocol.Frame, sem chan struct{}, inflight *sync.WaitGroup) error {
+func (ss *session) handleFrame(f protocol.Frame) error {
 	ss.srv.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
 	switch f := f.(type) {
 	case *protocol.Request:
-		select {
-		case sem <- struct{}{}:
-		case <-ss.ctx.Done():
-			return ss.ctx.Err()
-		}
-		inflight.Add(1)
-		go func() {
-			defer func() { <-sem; inflight.Done() }()
-			ss.handleRequest(f)
-		}()
-		return nil
+		return ss.c.Go(func(ctx context.Context) { ss.handleRequest(ctx, f) })
 	case *protocol.Ack:
 		return ss.ack(f.Seq)
 	default:
@@ -269,7 +238,7 @@ func (ss *session) ack(seq uint64) error {
 			Message: fmt.Sprintf("ack %d is past the last delivered seq %d", seq, w)}))
 		return nil
 	}
-	if err := ss.srv.deps.Mailbox.Ack(ss.ctx, ss.caller.Client.ID, seq); err != nil {
+	if err := ss.srv.deps.Mailbox.Ack(ss.c.Context(), ss.caller.Client.ID, seq); err != nil {
 		ss.log.Error("ack", "seq", seq, "err", err)
 		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "ack failed")
 		return err
@@ -278,7 +247,7 @@ func (ss *session) ack(seq uint64) error {
 	return nil
 }
 
-func (ss *session) handleRequest(req *protocol.Request) {
+func (ss *session) handleRequest(ctx context.Context, req *protocol.Request) {
 	s := ss.srv
 	start := time.Now()
 	h := s.handlers[req.Method]
@@ -295,7 +264,7 @@ func (ss *session) handleRequest(req *protocol.Request) {
 	if h == nil {
 		err = &protocol.Error{Code: protocol.CodeUnknownMethod, Message: req.Method.String()}
 	} else {
-		body, err = safeCall(ss.ctx, h, ss.caller, req.Body)
+		body, err = safeCall(ctx, h, ss.caller, req.Body)
 	}
 	code := "ok"
 	if err != nil {
@@ -323,68 +292,7 @@ func safeCall(ctx context.Context, h Handler, c *Caller, body []byte) (out []byt
 
 // enqueue queues a frame for the writer; it never blocks. A socket whose queue is
 // full is a slow consumer and is closed.
-func (ss *session) enqueue(b []byte) {
-	ss.mu.Lock()
-	ok := ss.enqueueLocked(b)
-	ss.mu.Unlock()
-	if !ok {
-		ss.close(protocol.CloseSlowConsumer, "send queue full")
-		return
-	}
-	ss.signal()
-}
-
-func (ss *session) enqueueLocked(b []byte) bool {
-	cfg := &ss.srv.cfg
-	if len(ss.queue) >= cfg.SendQueueMessages || ss.qbytes+len(b) > cfg.SendQueueBytes {
-		return false
-	}
-	ss.queue = append(ss.queue, b)
-	ss.qbytes += len(b)
-	return true
-}
-
-// signal makes sure a writer goroutine will look at the queue.
-func (ss *session) signal() {
-	if !ss.writing.CompareAndSwap(false, true) {
-		return
-	}
-	// Starting a writer is ordered with the session's end under mu, so that no
-	// writers.Add can race the final writers.Wait.
-	ss.mu.Lock()
-	if ss.ended {
-		ss.mu.Unlock()
-		ss.writing.Store(false)
-		return
-	}
-	ss.writers.Add(1)
-	ss.mu.Unlock()
-	go ss.writer()
-}
-
-// writer writes until the queue is empty and nothing waits to be fetched, then
-// exits. It is the only caller of conn.Write while it runs, and at most one runs.
-func (ss *session) writer() {
-	defer ss.writers.Done()
-	for {
-		if err := ss.drain(); err != nil {
-			ss.writing.Store(false)
-			if ss.closed.Load() == 0 {
-				ss.close(1006, "")
-			}
-			return
-		}
-		ss.writing.Store(false)
-		// Work queued after drain looked but before writing was cleared would be
-		// stranded: look again, and keep the writer role if there is some.
-		ss.mu.Lock()
-		more := len(ss.queue) > 0 || ss.refetch || ss.partRefetch
-		ss.mu.Unlock()
-		if !more || ss.ctx.Err() != nil || !ss.writing.CompareAndSwap(false, true) {
-			return
-		}
-	}
-}
+func (ss *session) enqueue(b []byte) { ss.c.Enqueue(b) }
 
 // Notify implements mailbox.Sink: an entry committed for this client.
 func (ss *session) Notify(e mailbox.Entry) {
@@ -395,14 +303,14 @@ func (ss *session) Notify(e mailbox.Entry) {
 	case ss.refetch || e.Seq != ss.lastSeq+1:
 		// A gap: entries before e were never offered; catch up from the store.
 		ss.refetch = true
-	case !ss.enqueueLocked(encodeDeliver(e)):
+	case !ss.c.TryEnqueue(encodeDeliver(e)):
 		// The queue is full; the entry is durable, so read it back later.
 		ss.refetch = true
 	default:
 		ss.lastSeq = e.Seq
 	}
 	ss.mu.Unlock()
-	ss.signal()
+	ss.c.Wake()
 }
 
 // Refetch implements mailbox.Sink.
@@ -410,122 +318,71 @@ func (ss *session) Refetch() {
 	ss.mu.Lock()
 	ss.refetch = true
 	ss.mu.Unlock()
-	ss.signal()
+	ss.c.Wake()
 }
 
 func encodeDeliver(e mailbox.Entry) []byte {
 	return protocol.Encode(&protocol.Deliver{Seq: e.Seq, Kind: protocol.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
 }
 
-// drain writes what is queued and catches up from the store until nothing is left.
-func (ss *session) drain() error {
-	var batch [][]byte
-	for ss.ctx.Err() == nil {
-		ss.mu.Lock()
-		batch, ss.queue = ss.queue, nil
-		ss.qbytes = 0
-		refetch, partRefetch := ss.refetch, ss.partRefetch
-		ss.mu.Unlock()
-		if len(batch) == 0 && !refetch && !partRefetch {
-			return nil
+// RefillPending implements conn.Refiller: the mailbox or a subscription needs catch-up.
+func (ss *session) RefillPending() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.refetch || ss.partRefetch
+}
+
+// Refill implements conn.Refiller: it reads one page from the store for the mailbox
+// and for every subscription that needs it into the send queue, on the writer.
+func (ss *session) Refill(ctx context.Context) error {
+	ss.mu.Lock()
+	refetch, partRefetch := ss.refetch, ss.partRefetch
+	ss.mu.Unlock()
+	if refetch {
+		if err := ss.catchUp(ctx); err != nil {
+			return err
 		}
-		if len(batch) > 0 {
-			if err := ss.writeBatch(batch); err != nil {
-				return err
-			}
-		}
-		if refetch {
-			if err := ss.catchUp(); err != nil {
-				return err
-			}
-		}
-		if partRefetch {
-			if err := ss.catchUpPartitions(); err != nil {
-				return err
-			}
-		}
+	}
+	if partRefetch {
+		return ss.catchUpPartitions(ctx)
 	}
 	return nil
 }
 
-// maxBatchBytes bounds one WebSocket message that carries several queued frames.
-const maxBatchBytes = 64 << 10
-
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatchBytes); return &b }}
-
-// writeBatch writes queued frames, packing consecutive small frames into one
-// WebSocket message (docs/protocol.md §1.2) so a client that is behind costs one
-// write per 64 KiB instead of one per frame.
-func (ss *session) writeBatch(frames [][]byte) error {
-	for i := 0; i < len(frames); {
-		j, size := i, 0
-		for j < len(frames) && (j == i || size+len(frames[j]) <= maxBatchBytes) {
-			size += len(frames[j])
-			j++
-		}
-		if j == i+1 {
-			if err := ss.write(frames[i : i+1]); err != nil {
-				return err
-			}
-		} else {
-			if err := ss.write(frames[i:j]); err != nil {
-				return err
-			}
-		}
-		i = j
-	}
-	return nil
-}
-
-// write sends frames as one WebSocket message.
-func (ss *session) write(frames [][]byte) error {
-	s := ss.srv
-	delivers := 0
+// Writing implements conn.WriteObserver. A delivered seq is recorded before the
+// write: the client may ack as soon as the bytes land.
+func (ss *session) Writing(frames [][]byte) {
 	for _, b := range frames {
 		if b[0] == byte(protocol.TypeDeliver) {
-			delivers++
-			// Recorded before the write: the client may ack as soon as the bytes land.
 			if seq := binary.BigEndian.Uint64(b[1:9]); seq > ss.written.Load() {
 				ss.written.Store(seq)
 			}
 		}
 	}
-	msg := frames[0]
-	if len(frames) > 1 {
-		bp := batchPool.Get().(*[]byte)
-		defer func() { *bp = (*bp)[:0]; batchPool.Put(bp) }()
-		for _, b := range frames {
-			*bp = append(*bp, b...)
+}
+
+// Wrote implements conn.WriteObserver.
+func (ss *session) Wrote(frames [][]byte) {
+	delivers := 0
+	for _, b := range frames {
+		if b[0] == byte(protocol.TypeDeliver) {
+			delivers++
 		}
-		msg = *bp
 	}
-	ctx, cancel := context.WithTimeout(ss.ctx, s.cfg.WriteTimeout.D())
-	err := ss.conn.Write(ctx, websocket.MessageBinary, msg)
-	cancel()
-	if err != nil {
-		// The write's own deadline, not the session ending: the client stopped reading.
-		// (coder/websocket drops the connection when a write times out, so the reader
-		// may already have ended the session.)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			ss.close(protocol.CloseSlowConsumer, "write timeout")
-		}
-		return fmt.Errorf("write: %w", err)
-	}
-	s.metrics.framesOut.Add(float64(len(frames)))
-	s.metrics.delivered.Add(float64(delivers))
-	return nil
+	ss.srv.metrics.framesOut.Add(float64(len(frames)))
+	ss.srv.metrics.delivered.Add(float64(delivers))
 }
 
 // catchUp reads one page of stored entries after lastSeq into the queue.
-func (ss *session) catchUp() error {
+func (ss *session) catchUp(ctx context.Context) error {
 	limit := ss.srv.cfg.ReplayBatch
 	ss.mu.Lock()
 	after := ss.lastSeq
 	ss.refetch = false
 	ss.mu.Unlock()
-	entries, err := ss.srv.deps.Mailbox.Fetch(ss.ctx, ss.caller.Client.ID, after, limit)
+	entries, err := ss.srv.deps.Mailbox.Fetch(ctx, ss.caller.Client.ID, after, limit)
 	if err != nil {
-		if ss.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return nil
 		}
 		ss.log.Error("mailbox fetch", "err", err)
@@ -537,7 +394,7 @@ func (ss *session) catchUp() error {
 		if e.Seq <= ss.lastSeq {
 			continue
 		}
-		if !ss.enqueueLocked(encodeDeliver(e)) {
+		if !ss.c.TryEnqueue(encodeDeliver(e)) {
 			ss.refetch = true
 			break
 		}
@@ -548,21 +405,4 @@ func (ss *session) catchUp() error {
 	}
 	ss.mu.Unlock()
 	return nil
-}
-
-// ping runs on its own timer goroutine: WebSocket pings need the reader to see the
-// pong, and must not hold up the writer.
-func (ss *session) ping() {
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout.D())
-	defer cancel()
-	if err := ss.conn.Ping(ctx); err != nil {
-		if ss.ctx.Err() == nil {
-			ss.log.Debug("ping failed", "err", err)
-			ss.close(protocol.CloseSlowConsumer, "ping timeout")
-		}
-		return
-	}
-	if ss.ctx.Err() == nil {
-		ss.pingTimer.Reset(ss.srv.cfg.PingInterval.D())
-	}
 }

@@ -18,28 +18,27 @@ import (
 // follows.
 var ErrUnknownGroup = protocol.NewError(protocol.CodeNotFound, "follower: unknown group")
 
+// Forwarded are the group methods a client may use for a group hosted elsewhere
+// (creating a group always makes its creator's provider the hub).
+var Forwarded = []protocol.Method{protocol.MethodSend, protocol.MethodReceive, protocol.MethodGroupInfo, protocol.MethodExternalJoin}
+
 // Follower is the follower role of a provider.
 type Follower struct{}
 
 // New returns the follower.
 func New() *Follower { return &Follower{} }
 
-// Send forwards a message to the group's hub.
-func (f *Follower) Send(context.Context, protocol.Sender, *protocol.SendRequest) (protocol.SendResponse, error) {
-	return protocol.SendResponse{}, ErrUnknownGroup
+// Methods is the follower's table of group methods (Forwarded).
+func (f *Follower) Methods() protocol.GroupMethods {
+	m := make(protocol.GroupMethods, len(Forwarded))
+	for _, id := range Forwarded {
+		m[id] = f.forward
+	}
+	return m
 }
 
-// Receive reads a followed partition.
-func (f *Follower) Receive(context.Context, *protocol.ReceiveRequest) (*protocol.ReceiveResponse, error) {
+// forward hands a request to the hub of its group; with no federation link, no
+// group is followed.
+func (f *Follower) forward(context.Context, protocol.Sender, []byte) ([]byte, error) {
 	return nil, ErrUnknownGroup
-}
-
-// GroupInfo asks the group's hub for its newest GroupInfo.
-func (f *Follower) GroupInfo(context.Context, *protocol.GroupInfoRequest) (*protocol.GroupInfoResponse, error) {
-	return nil, ErrUnknownGroup
-}
-
-// ExternalJoin forwards an external commit to the group's hub.
-func (f *Follower) ExternalJoin(context.Context, protocol.Sender, *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
-	return protocol.ExternalJoinResponse{}, ErrUnknownGroup
 }

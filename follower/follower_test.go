@@ -9,21 +9,25 @@ import (
 	"github.com/mimids/mimids/protocol"
 )
 
-// Without federation the follower follows no group: every method answers not_found.
+// Without federation the follower follows no group: every forwarded method answers
+// not_found, and create_group is not one of them.
 func TestFollowsNothingYet(t *testing.T) {
 	ctx := context.Background()
-	f := follower.New()
+	m := follower.New().Methods()
+	if len(m) != len(follower.Forwarded) {
+		t.Fatalf("%d methods, want %d", len(m), len(follower.Forwarded))
+	}
+	if _, ok := m[protocol.MethodCreateGroup]; ok {
+		t.Fatal("the follower serves create_group")
+	}
 	s := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
-	_, e1 := f.Send(ctx, s, &protocol.SendRequest{})
-	_, e2 := f.Receive(ctx, &protocol.ReceiveRequest{})
-	_, e3 := f.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: []byte("g")})
-	_, e4 := f.ExternalJoin(ctx, s, &protocol.ExternalJoinRequest{})
-	for i, err := range []error{e1, e2, e3, e4} {
+	for id, h := range m {
+		_, err := h(ctx, s, []byte{1, 2, 3})
 		if !errors.Is(err, follower.ErrUnknownGroup) {
-			t.Errorf("method %d: %v", i, err)
+			t.Errorf("%s: %v", id, err)
 		}
 		if code, ok := protocol.CodeOf(err); !ok || code != protocol.CodeNotFound {
-			t.Errorf("method %d: code %v %v, want not_found", i, code, ok)
+			t.Errorf("%s: code %v %v, want not_found", id, code, ok)
 		}
 	}
 }

@@ -10,74 +10,60 @@ import (
 
 var errNoGroup = protocol.NewError(protocol.CodeNotFound, "test: unknown group")
 
-// fakeHost answers every method with err and counts the calls.
-type fakeHost struct {
-	err   error
-	calls int
+// table answers every method of ids with (answer, err) and counts the calls.
+func table(calls *int, answer string, err error, ids ...protocol.Method) protocol.GroupMethods {
+	m := protocol.GroupMethods{}
+	for _, id := range ids {
+		m[id] = func(context.Context, protocol.Sender, []byte) ([]byte, error) {
+			*calls++
+			return []byte(answer), err
+		}
+	}
+	return m
 }
 
-func (f *fakeHost) Send(context.Context, protocol.Sender, *protocol.SendRequest) (protocol.SendResponse, error) {
-	f.calls++
-	return protocol.SendResponse{Counter: 7}, f.err
-}
-func (f *fakeHost) Receive(context.Context, *protocol.ReceiveRequest) (*protocol.ReceiveResponse, error) {
-	f.calls++
-	return &protocol.ReceiveResponse{}, f.err
-}
-func (f *fakeHost) GroupInfo(context.Context, *protocol.GroupInfoRequest) (*protocol.GroupInfoResponse, error) {
-	f.calls++
-	return &protocol.GroupInfoResponse{}, f.err
-}
-func (f *fakeHost) ExternalJoin(context.Context, protocol.Sender, *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
-	f.calls++
-	return protocol.ExternalJoinResponse{}, f.err
-}
-func (f *fakeHost) CreateGroup(context.Context, protocol.Sender, *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
-	f.calls++
-	return protocol.CreateGroupResponse{}, f.err
-}
+var forwarded = []protocol.Method{protocol.MethodSend, protocol.MethodReceive, protocol.MethodGroupInfo, protocol.MethodExternalJoin}
 
-func callAll(r *Router) []error {
+func TestRouter(t *testing.T) {
 	ctx := context.Background()
-	_, e1 := r.Send(ctx, protocol.Sender{}, &protocol.SendRequest{})
-	_, e2 := r.Receive(ctx, &protocol.ReceiveRequest{})
-	_, e3 := r.GroupInfo(ctx, &protocol.GroupInfoRequest{})
-	_, e4 := r.ExternalJoin(ctx, protocol.Sender{}, &protocol.ExternalJoinRequest{})
-	return []error{e1, e2, e3, e4}
-}
-
-func TestRouterHostedHereStaysAtTheHub(t *testing.T) {
+	notHosted := func(err error) bool { return errors.Is(err, errNoGroup) }
 	refused := protocol.NewError(protocol.CodePolicy, "test: banned")
-	for _, hubErr := range []error{nil, refused} {
-		h, f := &fakeHost{err: hubErr}, &fakeHost{}
-		r := &Router{Hub: h, Follower: f, NotHosted: func(err error) bool { return errors.Is(err, errNoGroup) }}
-		for i, err := range callAll(r) {
-			if !errors.Is(err, hubErr) && err != hubErr {
-				t.Errorf("hub err %v, method %d: %v", hubErr, i, err)
+	all := append([]protocol.Method{protocol.MethodCreateGroup}, forwarded...)
+	for _, tc := range []struct {
+		name        string
+		hubErr      error
+		wantAnswer  string
+		wantErr     error
+		hubCalls    int
+		followCalls int
+	}{
+		{"hosted here", nil, "hub", nil, 5, 0},
+		{"hosted here, refused", refused, "hub", refused, 5, 0},
+		{"hosted elsewhere", errNoGroup, "follower", nil, 5, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hc, fc int
+			r := &Router{Hub: table(&hc, "hub", tc.hubErr, all...), Follower: table(&fc, "follower", nil, forwarded...), NotHosted: notHosted}
+			for _, m := range all {
+				out, err := r.Handler(m)(ctx, protocol.Sender{}, nil)
+				if m == protocol.MethodCreateGroup {
+					continue // the hub's answer whatever it is
+				}
+				if !errors.Is(err, tc.wantErr) || (err == nil && string(out) != tc.wantAnswer) {
+					t.Errorf("%s: %q, %v", m, out, err)
+				}
 			}
-		}
-		if h.calls != 4 || f.calls != 0 {
-			t.Errorf("hub err %v: hub %d calls, follower %d", hubErr, h.calls, f.calls)
-		}
-	}
-}
-
-func TestRouterElsewhereGoesToTheFollower(t *testing.T) {
-	h, f := &fakeHost{err: errNoGroup}, &fakeHost{err: errors.New("follower answered")}
-	r := &Router{Hub: h, Follower: f, NotHosted: func(err error) bool { return errors.Is(err, errNoGroup) }}
-	for i, err := range callAll(r) {
-		if err == nil || err.Error() != "follower answered" {
-			t.Errorf("method %d: %v, want the follower's answer", i, err)
-		}
-	}
-	if h.calls != 4 || f.calls != 4 {
-		t.Errorf("hub %d calls, follower %d", h.calls, f.calls)
+			if hc != tc.hubCalls || fc != tc.followCalls {
+				t.Errorf("hub %d calls, follower %d; want %d, %d", hc, fc, tc.hubCalls, tc.followCalls)
+			}
+		})
 	}
 	// Without a follower the hub's not_found is the answer.
-	r.Follower = nil
-	for i, err := range callAll(r) {
-		if code, _ := protocol.CodeOf(err); code != protocol.CodeNotFound {
-			t.Errorf("no follower, method %d: %v", i, err)
+	var hc int
+	r := &Router{Hub: table(&hc, "hub", errNoGroup, all...), NotHosted: notHosted}
+	for _, m := range forwarded {
+		if _, err := r.Handler(m)(ctx, protocol.Sender{}, nil); !errors.Is(err, errNoGroup) {
+			t.Errorf("no follower, %s: %v", m, err)
 		}
 	}
 }

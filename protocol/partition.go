@@ -1,5 +1,7 @@
 package protocol
 
+import "context"
+
 // What a provider's roles (hub and follower) share about groups: who sends, and a
 // partition's log as pushed to subscribers.
 
@@ -29,3 +31,13 @@ type PartitionSink interface {
 	// them, or offers were dropped): read the log after the last counter seen.
 	Refetch()
 }
+
+// GroupHandler serves one group method for a role of the provider (hub or follower):
+// the request body in, the answer body out. Errors carry their wire code.
+type GroupHandler func(ctx context.Context, s Sender, body []byte) ([]byte, error)
+
+// GroupMethods is the table of group methods a role serves. The gateway routes each
+// socket request of these methods by the table, so a new group method is the
+// protocol's struct and method number, the hub's implementation with its line in
+// the hub's table, and the client's call.
+type GroupMethods map[Method]GroupHandler

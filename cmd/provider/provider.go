@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
-		Groups:     &gateway.Router{Hub: p.Hub, Follower: follower.New(), NotHosted: hub.NotHosted},
+		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: follower.New().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)

@@ -39,12 +39,9 @@ import (
 // claims, last-resort rule and bearer tokens as a remote one. The own gateway's keys
 // come from the own provider (GET <Base>/.well-known/ohttp-gateway).
 
-// Paths of the relay and of the gateway's inner routes.
+// Limits and defaults of Remote (the paths are protocol.RelayPathPrefix and the
+// protocol.Inner* routes).
 const (
-	RelayPathPrefix    = "/v1/ohttp-relay/"
-	InnerKeyPackages   = "/v1/keypackages"
-	InnerDiscover      = "/v1/discover"
-	innerContentType   = "application/octet-stream"
 	maxGatewayKeys     = 64 << 10 // an application/ohttp-keys body
 	maxErrorBody       = 4 << 10  // kept from an answer in clear
 	DefaultKeysMaxAge  = time.Hour
@@ -156,7 +153,7 @@ type RemoteConfig struct {
 type Remote struct {
 	cfg      RemoteConfig // Static after construction.
 	base     string       // Static: the own provider's HTTP origin.
-	relayURL string       // Static: base + RelayPathPrefix.
+	relayURL string       // Static: base + protocol.RelayPathPrefix.
 
 	mu    sync.Mutex
 	peers map[string]*peerKeys // Guarded by mu.
@@ -205,7 +202,7 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Remote{cfg: cfg, base: base, relayURL: base + RelayPathPrefix, peers: make(map[string]*peerKeys)}, nil
+	return &Remote{cfg: cfg, base: base, relayURL: base + protocol.RelayPathPrefix, peers: make(map[string]*peerKeys)}, nil
 }
 
 // Remote returns a Remote that uses this client's URL, token and HTTP client, and the
@@ -371,7 +368,7 @@ func (r *Remote) Discover(ctx context.Context, peerDomain string, keyConfigs []b
 	}
 	w := protocol.NewWriter(make([]byte, 0, len(userURI)+4))
 	w.String(userURI)
-	body, err := r.exchange(ctx, peerDomain, keyConfigs, InnerDiscover, w.Bytes())
+	body, err := r.exchange(ctx, peerDomain, keyConfigs, protocol.InnerDiscoverPath, w.Bytes())
 	var ge *GatewayError
 	if errors.As(err, &ge) && ge.Status == http.StatusNotFound {
 		return d, fmt.Errorf("client: discover %s: %w: %w", userURI, ErrPeerUnknownUser, err)
@@ -398,7 +395,7 @@ func (r *Remote) FetchKeyPackages(ctx context.Context, peerDomain string, keyCon
 	if err != nil {
 		return nil, fmt.Errorf("client: fetch key packages: %w", err)
 	}
-	out, err := r.exchange(ctx, peerDomain, keyConfigs, InnerKeyPackages, body)
+	out, err := r.exchange(ctx, peerDomain, keyConfigs, protocol.InnerKeyPackagesPath, body)
 	if err != nil {
 		return nil, fmt.Errorf("client: fetch key packages: %w", err)
 	}
@@ -460,7 +457,7 @@ func (r *Remote) roundTrip(ctx context.Context, oc *ohttp.Client, domain, path s
 	date := r.cfg.Now().Add(r.skew).UTC().Format(http.TimeFormat)
 	r.mu.Unlock()
 	inner := &bhttp.Request{Method: http.MethodPost, Scheme: "https", Authority: domain, Path: path,
-		Header:  bhttp.Fields{{Name: "content-type", Value: innerContentType}, {Name: "date", Value: date}},
+		Header:  bhttp.Fields{{Name: "content-type", Value: protocol.InnerContentType}, {Name: "date", Value: date}},
 		Content: content}
 	enc, cc, err := oc.Encapsulate(inner)
 	if err != nil {

@@ -80,7 +80,8 @@ type Store interface {
 	CountAdminTokens(ctx context.Context) (int, error)
 	// Changes returns the changes recorded after id, oldest first.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
-	RecordChange(ctx context.Context, kind string, clientID int64, at time.Time) error
+	// RecordChange appends c to the change log (c.ID is assigned).
+	RecordChange(ctx context.Context, c Change, at time.Time) error
 }
 
 // Directory is the user and client registry of one provider.
@@ -98,9 +99,6 @@ func New(store Store, domain string) *Directory {
 
 // Domain is the provider's domain.
 func (d *Directory) Domain() string { return d.domain }
-
-// Store returns the underlying store.
-func (d *Directory) Store() Store { return d.store }
 
 // ValidName reports whether s can name a user or client (protocol.ValidName).
 func ValidName(s string) error { return protocol.ValidName(s) }
@@ -129,7 +127,7 @@ func (d *Directory) RemoveUser(ctx context.Context, name string) ([]Client, erro
 		return nil, err
 	}
 	for _, c := range cs {
-		if err := d.store.RecordChange(ctx, ChangeRevoked, c.ID, d.now()); err != nil {
+		if err := d.store.RecordChange(ctx, Change{Kind: ChangeRevoked, ClientID: c.ID}, d.now()); err != nil {
 			return cs, err
 		}
 	}
@@ -151,6 +149,31 @@ func (d *Directory) AddClient(ctx context.Context, user, client string, createUs
 		return Client{}, "", err
 	}
 	return c, token, nil
+}
+
+// User returns a user by name.
+func (d *Directory) User(ctx context.Context, name string) (User, error) {
+	return d.store.User(ctx, name)
+}
+
+// ListUsers lists every user, by name.
+func (d *Directory) ListUsers(ctx context.Context) ([]User, error) { return d.store.ListUsers(ctx) }
+
+// ListClients lists a user's clients.
+func (d *Directory) ListClients(ctx context.Context, user string) ([]Client, error) {
+	return d.store.ListClients(ctx, user)
+}
+
+// Changes returns the changes other processes recorded after id, oldest first.
+func (d *Directory) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
+	return d.store.Changes(ctx, after, limit)
+}
+
+// RecordChange tells a running server (through the change log) what this process
+// changed in the store: a ChangeMailbox with the entries it committed, a ChangeRevoked,
+// or a change of another part (its own kind string).
+func (d *Directory) RecordChange(ctx context.Context, c Change) error {
+	return d.store.RecordChange(ctx, c, d.now())
 }
 
 // RevokeClient revokes a client's token; Changes reports it to a running server.

@@ -125,7 +125,7 @@ func (s *Server) clientJSON(cl directory.Client) clientJSON {
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	us, err := s.deps.Directory.Store().ListUsers(c.Request().Context())
+	us, err := s.deps.Directory.ListUsers(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func (s *Server) removeUser(c echo.Context) error {
 }
 
 func (s *Server) listClients(c echo.Context) error {
-	cs, err := s.deps.Directory.Store().ListClients(c.Request().Context(), c.Param("user"))
+	cs, err := s.deps.Directory.ListClients(c.Request().Context(), c.Param("user"))
 	if err != nil {
 		return domainProblem(err)
 	}

@@ -38,7 +38,10 @@ type Directory interface {
 	RemoveUser(ctx context.Context, name string) ([]directory.Client, error)
 	AddClient(ctx context.Context, user, client string, createUser bool) (directory.Client, string, error)
 	RevokeClient(ctx context.Context, user, client string) (directory.Client, error)
-	Store() directory.Store
+	User(ctx context.Context, name string) (directory.User, error)
+	ListUsers(ctx context.Context) ([]directory.User, error)
+	ListClients(ctx context.Context, user string) ([]directory.Client, error)
+	Changes(ctx context.Context, after int64, limit int) ([]directory.Change, error)
 }
 
 // Mailbox is what the gateway needs from the durable mailbox.
@@ -89,14 +92,15 @@ type Deps struct {
 // Server is the client gateway.
 type Server struct {
 	// Static after construction.
-	cfg      Config
-	deps     Deps
-	log      *slog.Logger
-	echo     *echo.Echo
-	metrics  *metrics
-	handlers map[protocol.Method]Handler
-	fanout   *fanout
-	connCfg  *conn.Config // shared by every client socket
+	relayTransport *http.Transport // the relay's connections to peers; set by MountOHTTP
+	cfg            Config
+	deps           Deps
+	log            *slog.Logger
+	echo           *echo.Echo
+	metrics        *metrics
+	handlers       map[protocol.Method]Handler
+	fanout         *fanout
+	connCfg        *conn.Config // shared by every client socket
 
 	draining atomic.Bool
 	nextID   atomic.Uint64
@@ -201,6 +205,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-sctx.Done():
 		s.log.Warn("shutdown: sockets still open after timeout")
 	}
+	if s.relayTransport != nil {
+		s.relayTransport.CloseIdleConnections()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -276,7 +283,7 @@ func (s *Server) Connected() int {
 func (s *Server) lastChange(ctx context.Context) (int64, bool) {
 	var last int64
 	for i := 0; i < 1000; i++ {
-		cs, err := s.deps.Directory.Store().Changes(ctx, last, 1000)
+		cs, err := s.deps.Directory.Changes(ctx, last, 1000)
 		if err != nil {
 			return last, false
 		}
@@ -292,7 +299,6 @@ func (s *Server) lastChange(ctx context.Context) (int64, bool) {
 // after change last (once known, when the store answers): revoked clients lose their
 // sockets, mailboxes written elsewhere are refetched; then OnChange sees the change.
 func (s *Server) watchChanges(ctx context.Context, last int64, known bool) {
-	store := s.deps.Directory.Store()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -305,7 +311,7 @@ func (s *Server) watchChanges(ctx context.Context, last int64, known bool) {
 			last, known = s.lastChange(ctx)
 			continue
 		}
-		cs, err := store.Changes(ctx, last, 1000)
+		cs, err := s.deps.Directory.Changes(ctx, last, 1000)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("watch changes", "err", err)

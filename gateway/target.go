@@ -35,15 +35,14 @@ func ResolveTarget(ctx context.Context, d Directory, clientURI, userURI string, 
 	if (clientURI != "") != (client != "") {
 		return mailbox.Target{}, fmt.Errorf("%w: %q", protocol.ErrBadURI, uri)
 	}
-	store := d.Store()
 	if client == "" {
-		u, err := store.User(ctx, user)
+		u, err := d.User(ctx, user)
 		if err != nil {
 			return mailbox.Target{}, err
 		}
 		return mailbox.Target{UserID: u.ID}, nil
 	}
-	cs, err := store.ListClients(ctx, user)
+	cs, err := d.ListClients(ctx, user)
 	if err != nil {
 		return mailbox.Target{}, err
 	}

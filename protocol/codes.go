@@ -232,3 +232,17 @@ func (s *MailboxStatus) UnmarshalBinary(b []byte) error {
 	}
 	return nil
 }
+
+// HTTP paths of the Oblivious HTTP flows (docs/protocol.md §3): the relay a provider
+// runs for its own clients, and the inner routes its gateway serves.
+const (
+	// RelayPathPrefix is followed by the target provider's domain:
+	// POST /v1/ohttp-relay/<domain>.
+	RelayPathPrefix = "/v1/ohttp-relay/"
+	// InnerKeyPackagesPath takes a KeyPackageRequestBundle.
+	InnerKeyPackagesPath = "/v1/keypackages"
+	// InnerDiscoverPath takes struct { opaque user_id<V>; }.
+	InnerDiscoverPath = "/v1/discover"
+	// InnerContentType is the content type of inner bodies.
+	InnerContentType = "application/octet-stream"
+)

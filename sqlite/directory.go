@@ -239,18 +239,8 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.
 	return out, rows.Err()
 }
 
-func (db *DB) RecordChange(ctx context.Context, kind string, clientID int64, at time.Time) error {
-	return db.recordChange(ctx, directory.Change{Kind: kind, ClientID: clientID}, at)
-}
-
-// RecordMailboxChange records a directory.ChangeMailbox for the entries this process
-// committed to clientID's mailbox (0: to several clients): a running server pokes the
-// mailboxes and counts the entries.
-func (db *DB) RecordMailboxChange(ctx context.Context, clientID int64, entries int, at time.Time) error {
-	return db.recordChange(ctx, directory.Change{Kind: directory.ChangeMailbox, ClientID: clientID, Entries: entries}, at)
-}
-
-func (db *DB) recordChange(ctx context.Context, c directory.Change, at time.Time) error {
+// RecordChange appends c (its ID is assigned) to the change log.
+func (db *DB) RecordChange(ctx context.Context, c directory.Change, at time.Time) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
 		var cid any
 		if c.ClientID != 0 {

@@ -3,27 +3,22 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"time"
+
+	"github.com/mimids/mimids/directory"
 )
 
-// OHTTPKey is a stored gateway key.
-type OHTTPKey struct {
-	ID        uint8
-	Key       []byte // ohttp.Key.MarshalBinary
-	CreatedAt time.Time
-	RetiredAt time.Time // zero while active
-}
+var _ directory.GatewayKeyStore = (*DB)(nil)
 
-// OHTTPKeys returns every stored gateway key.
-func (db *DB) OHTTPKeys(ctx context.Context) ([]OHTTPKey, error) {
+// GatewayKeys returns every stored gateway key, oldest first.
+func (db *DB) GatewayKeys(ctx context.Context) ([]directory.StoredGatewayKey, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT key_id, key, created_at, COALESCE(retired_at, 0) FROM ohttp_keys ORDER BY created_at`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []OHTTPKey
+	var out []directory.StoredGatewayKey
 	for rows.Next() {
-		var k OHTTPKey
+		var k directory.StoredGatewayKey
 		var created, retired int64
 		if err := rows.Scan(&k.ID, &k.Key, &created, &retired); err != nil {
 			return nil, err
@@ -37,9 +32,9 @@ func (db *DB) OHTTPKeys(ctx context.Context) ([]OHTTPKey, error) {
 	return out, rows.Err()
 }
 
-// RotateOHTTPKey stores a new key, marks every other active key retired at the new
+// RotateGatewayKey stores a new key, marks every other active key retired at the new
 // key's creation time and deletes the keys listed in drop, in one transaction.
-func (db *DB) RotateOHTTPKey(ctx context.Context, k OHTTPKey, drop []uint8) error {
+func (db *DB) RotateGatewayKey(ctx context.Context, k directory.StoredGatewayKey, drop []uint8) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
 		for _, id := range drop {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM ohttp_keys WHERE key_id = ?`, id); err != nil {

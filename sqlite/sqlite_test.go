@@ -134,3 +134,7 @@ func BenchmarkEnqueueAll1000(b *testing.B) {
 var testTime = time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
 
 var mailboxTargetAll = mailbox.Target{All: true}
+
+func TestGatewayKeyConformance(t *testing.T) {
+	storetest.RunGatewayKeys(t, func(t *testing.T) directory.GatewayKeyStore { return openTest(t) })
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/cmd/internal/usage"
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/protocol"
@@ -34,7 +35,7 @@ func userAdd(ctx context.Context, e env, a []string) error {
 }
 
 func userList(ctx context.Context, e env, _ []string) error {
-	us, err := e.db.ListUsers(ctx)
+	us, err := e.dir.ListUsers(ctx)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func clientList(ctx context.Context, e env, a []string) error {
 	if len(a) > 0 {
 		user, what = a[0], "clients of "+a[0]
 	}
-	cs, err := e.db.ListClients(ctx, user)
+	cs, err := e.dir.ListClients(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func notice(fs *flag.FlagSet) action {
 			return err
 		}
 		// A running server learns of entries written by this process from the change log.
-		if err := e.db.RecordMailboxChange(ctx, t.ClientID, n, time.Now()); err != nil {
+		if err := e.dir.RecordChange(ctx, directory.Change{Kind: directory.ChangeMailbox, ClientID: t.ClientID, Entries: n}); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.out, "enqueued %d\n", n)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/directory"
 )
 
 func hexArg(s string) ([]byte, error) {
@@ -99,7 +100,7 @@ func groupTerminate(ctx context.Context, e env, a []string) error {
 		return err
 	}
 	fmt.Fprintf(e.out, "terminated partition %x\n", masked)
-	return e.db.RecordChange(ctx, provider.ChangePartitions, 0, time.Now())
+	return e.dir.RecordChange(ctx, directory.Change{Kind: provider.ChangePartitions})
 }
 
 var banGroup = group{name: "ban", summary: "Manages provider-wide bans: the hosted groups refuse everything from a banned local user and Adds of banned users.", verbs: []verb{

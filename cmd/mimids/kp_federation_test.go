@@ -79,7 +79,7 @@ func relayDo(t *testing.T, a *providertest.Provider, token, peer string, keys []
 	if err != nil {
 		t.Fatal(err)
 	}
-	hr, _ := http.NewRequest("POST", a.Base+provider.RelayPathPrefix+peer, bytes.NewReader(enc))
+	hr, _ := http.NewRequest("POST", a.Base+protocol.RelayPathPrefix+peer, bytes.NewReader(enc))
 	hr.Header.Set("Content-Type", "message/ohttp-req")
 	hr.Header.Set("Authorization", "Bearer "+token)
 	hr.Header.Set("Cookie", "session=alice-secret")
@@ -147,7 +147,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 
 	w := protocol.NewWriter(nil)
 	w.String("mimi://b.example/u/bob")
-	inner := relayDo(t, a, aliceToken, "b.example", keys, provider.InnerDiscoverPath, w.Bytes())
+	inner := relayDo(t, a, aliceToken, "b.example", keys, protocol.InnerDiscoverPath, w.Bytes())
 	var disc protocol.DiscoveryResponse
 	if inner.Status != 200 || disc.UnmarshalBinary(inner.Content) != nil || disc.BearerToken == "" || disc.Provider != "b.example" {
 		t.Fatalf("discover: %d %+v", inner.Status, disc)
@@ -162,7 +162,7 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 	reqs = append(reqs, protocol.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
 		Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
 	body, _ := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
-	inner = relayDo(t, a, aliceToken, "b.example", keys, provider.InnerKeyPackagesPath, body)
+	inner = relayDo(t, a, aliceToken, "b.example", keys, protocol.InnerKeyPackagesPath, body)
 	var bundle protocol.KeyPackageResponseBundle
 	if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != 6 {
 		t.Fatalf("fetch: %d %+v", inner.Status, bundle)

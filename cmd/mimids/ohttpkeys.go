@@ -8,6 +8,7 @@ import (
 
 	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/directory"
 )
 
 var keysGroup = group{name: "keys", summary: "Manages the Oblivious HTTP gateway's keys (the first one is made on first use).", verbs: []verb{
@@ -24,16 +25,17 @@ func keys(rotate bool) func(fs *flag.FlagSet) action {
 		grace := fs.Duration("grace", 24*time.Hour, "how long a retired key keeps working")
 		return func(ctx context.Context, e env, _ []string) error {
 			now := time.Now()
-			ks, err := provider.LoadKeySet(ctx, e.db, *grace, now)
+			gk := directory.NewGatewayKeys(e.db, *grace)
+			ks, err := gk.Load(ctx, now)
 			if err != nil {
 				return err
 			}
 			if rotate {
-				k, err := provider.RotateKey(ctx, e.db, ks, now)
+				k, err := gk.Rotate(ctx, ks, now)
 				if err != nil {
 					return err
 				}
-				if err := e.db.RecordChange(ctx, provider.ChangeOHTTPKeys, 0, now); err != nil {
+				if err := e.dir.RecordChange(ctx, directory.Change{Kind: provider.ChangeOHTTPKeys}); err != nil {
 					return err
 				}
 				fmt.Fprintf(e.out, "new current key %d; older keys stay valid for %s\n", k.ID(), *grace)

@@ -11,6 +11,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/protocol"
 )
 
 // TestOHTTPMetrics: every request to the Oblivious HTTP gateway and relay is counted
@@ -43,7 +44,7 @@ func TestOHTTPMetrics(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	relay := provider.RelayPathPrefix
+	relay := protocol.RelayPathPrefix
 	for _, r := range []struct {
 		method, path, contentType, bearer string
 		status                            int

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
-	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mimids/mimids/directory"
@@ -35,10 +32,11 @@ type Provider struct {
 	Policy  *directory.Policy
 	Hub     *hub.Hub
 	Keys    *ohttp.KeySet
-	Gateway *gateway.Server
+	// GatewayKeys loads and rotates Keys in the store.
+	GatewayKeys *directory.GatewayKeys
+	Gateway     *gateway.Server
 
-	relayTransport *http.Transport // the relay's connections to peers
-	enqueued       func(n int)     // counts mailbox entries in mimids_mailbox_enqueued_total
+	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
 
 // OpenStore opens the provider's SQLite store.
@@ -80,7 +78,8 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	if err != nil {
 		return nil, err
 	}
-	p.Keys, err = LoadKeySet(ctx, db, cfg.OHTTP.KeyGrace.D(), time.Now())
+	p.GatewayKeys = directory.NewGatewayKeys(db, cfg.OHTTP.KeyGrace.D())
+	p.Keys, err = p.GatewayKeys.Load(ctx, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -91,31 +90,15 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
-	if err := p.mountOHTTP(reg, now); err != nil {
+	peers := make(map[string]string, len(cfg.Peers))
+	for _, peer := range cfg.Peers {
+		peers[peer.Domain] = peer.URL
+	}
+	if err := p.Gateway.MountOHTTP(gateway.OHTTP{Keys: p.Keys, KeyPackages: p.KPs, Discovery: p.Disc, Peers: peers, Now: now,
+		RelayLimiter: directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil)}); err != nil {
 		return nil, err
 	}
 	return p, nil
-}
-
-// mountOHTTP serves the Oblivious HTTP gateway and the relay, both metered. The relay
-// always serves our own domain, through the gateway in process.
-func (p *Provider) mountOHTTP(reg prometheus.Registerer, now func() time.Time) error {
-	gm, rm := newOHTTPMetrics(reg)
-	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: p.Keys, Routes: ohttpRoutes(p.KPs, p.Disc, now),
-		Authorities: []string{p.Config.Domain}, Observe: gm.observe})
-	if err != nil {
-		return err
-	}
-	gw := gm.time(og, func(r *http.Request) string { return methodLabel(r.Method) })
-	e := p.Gateway.Echo()
-	e.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(gw))
-	p.relayTransport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
-	relay, err := newRelay(p.Config, p.Dir, p.relayTransport, gw, rm.observe)
-	if err != nil {
-		return err
-	}
-	e.POST(RelayPathPrefix+":peer", echo.WrapHandler(rm.time(relay, relayTarget(p.Config))))
-	return nil
 }
 
 // onChange applies store changes made by the admin CLI from another process. Mailbox
@@ -138,7 +121,7 @@ func (p *Provider) onChange(c directory.Change) {
 
 // reloadKeys brings the in-memory key set up to date with the store.
 func (p *Provider) reloadKeys(ctx context.Context) error {
-	fresh, err := LoadKeySet(ctx, p.DB, p.Config.OHTTP.KeyGrace.D(), time.Now())
+	fresh, err := p.GatewayKeys.Load(ctx, time.Now())
 	if err != nil {
 		return err
 	}
@@ -181,9 +164,6 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	err := g.Wait()
-	if p.relayTransport != nil {
-		p.relayTransport.CloseIdleConnections()
-	}
 	return err
 }
 

@@ -1,5 +1,5 @@
 // Package client is the Go client of the mimids client socket (GET /v1/socket,
-// subprotocol mimids.v1; the frames are defined in gateway/wire and described in
+// subprotocol mimids.v1; the frames are defined in package protocol and described in
 // docs/protocol.md). It owns one device's connection: it authenticates with the
 // device token in the first frame, pipelines requests (answers may come in any order),
 // hands mailbox deliveries to a Handler in seq order exactly once per Client,

@@ -2,8 +2,9 @@
 // URIs, device tokens (random, stored only as hashes, revocable) and admin
 // credentials; their KeyPackages (upload with RFC 9420 validation, atomic claims,
 // last resorts, low-stock notices, the served KeyPackageRef -> client mapping for
-// Welcome routing); and discovery with its bearer tokens. The draft's
-// KeyPackageRequest/KeyPackageResponse codec lives in kpwire.go.
+// Welcome routing); discovery with its bearer tokens; the Oblivious HTTP gateway's
+// keys; and the provider-wide policy (bans, own users' rate limits, reports) that
+// both the hub and the follower enforce. The wire structs are in package protocol.
 package directory
 
 import (

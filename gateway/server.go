@@ -1,6 +1,8 @@
 // Package gateway is the client-facing edge of a provider: the echo application with
-// health, readiness and metrics routes, the admin HTTP API, and the client WebSocket
-// at /v1/socket (protocol in gateway/wire and docs/protocol.md). Each socket is one
+// health, readiness and metrics routes, the admin HTTP API, the Oblivious HTTP gateway
+// and relay, and the client WebSocket at /v1/socket (frames in package protocol,
+// prose in docs/protocol.md), whose group methods a Router sends to the hub (groups
+// hosted here) or the follower (groups hosted elsewhere). Each socket is one
 // session on a gateway/conn connection (a reader goroutine, and a writer goroutine
 // while something is queued); mailbox entries reach it from the durable per-client
 // mailbox.

@@ -56,6 +56,7 @@ func (s *Server) connConfig() *conn.Config {
 		WriteTimeout:     s.cfg.WriteTimeout.D(),
 		PingInterval:     s.cfg.PingInterval.D(),
 		MaxInflight:      s.cfg.MaxInflightRequests,
+		Pool:             conn.NewPool(),
 		SlowConsumer:     protocol.CloseSlowConsumer,
 		CloseName:        closeName,
 		Closed:           func(r conn.Reason) { s.metrics.closes.WithLabelValues(closeName(r.Code)).Inc() },

@@ -6,36 +6,14 @@
 // enforces negative policy in the indicated fork, routes Welcomes, serves
 // GroupInfo for external joins, and terminates forks on an admin's order.
 // Storage is the Store interface (sqlite implements it; hubtest is the
-// conformance suite); the socket layers call the Hub's methods.
+// conformance suite); the gateway serves clients from the hub's method table
+// (Methods) and pushes partition logs to subscribers (Log). The provider's
+// own bans and rate limits come in as Config.Policy.
 //
 // # Wire formats
 //
-// The draft's structs (SendRequest, CommitData, WelcomeData, ReceiveRequest,
-// Message, Epoch, HintedEpoch, ReceiveResponse, ExternalJoinRequest,
-// GroupInfoRequest, GroupInfoResponse, WelcomeInitRequest) and ours
-// (CreateGroupRequest/Response, SendResponse, ExternalJoinResponse, Report,
-// PartitionTerminated, WelcomeDelivery, ModerationList) are encoded in the
-// TLS presentation language of RFC 9420 §2.1, with §2.1.2 variable-length
-// integers, minimal encodings only and no trailing bytes; each type's
-// comment gives its struct. Decisions where the draft is loose:
-//
-//   - An MLSMessage field is the encoded MLSMessage itself, without a length
-//     prefix (it is self-delimiting); optional<MLSMessage> is a presence
-//     octet then the message. RatchetTree is RFC 9420's
-//     `optional<Node> ratchet_tree<V>`, the body of the ratchet_tree
-//     extension.
-//   - `opaque PartitionKey<16>` is a variable-length vector whose length
-//     must be exactly 16: one length octet 0x10, then the 16 bytes. Any
-//     other length is malformed.
-//   - The draft's `select (...content_type) { case application: case
-//     proposal: case commit: CommitData commit_data; }` is read as: only
-//     commits carry CommitData. Likewise only commits carry
-//     next_partition_key and group_info in a Message. The content type is
-//     in the clear in both PublicMessage and PrivateMessage.
-//   - MaskedPartitionKey is Hash(partition_key) with the group cipher
-//     suite's hash. The hub stores and logs only masked keys. A receiver
-//     names a partition by its key; the hub tries each supported hash
-//     (SHA-256, -384, -512), which cannot collide across lengths.
+// The structs the hub reads and answers are in package protocol, with the
+// decisions taken where the draft is loose.
 //
 // # Sequencing
 //

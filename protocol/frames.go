@@ -1,10 +1,8 @@
-// Package wire is the client socket protocol of mimids: the frames a client and its
-// provider exchange over the WebSocket at /v1/socket (subprotocol "mimids.v1"), their
-// TLS presentation language encoding (RFC 9420 §2.1, with §2.1.2 variable-length
-// integers), error codes and close codes. It is a pure codec: no I/O, no logging.
-// docs/protocol.md is the prose form of this file.
+// The client socket: the frames a client and its provider exchange over the
+// WebSocket at /v1/socket (subprotocol "mimids.v1"). docs/protocol.md §1 is the prose
+// form of this file.
 //
-// Every WebSocket message is one binary frame:
+// Every frame is:
 //
 //	struct {
 //	    FrameType frame_type;          // uint8
@@ -24,6 +22,7 @@
 //
 // A WebSocket message carries one or more frames back to back: every frame is
 // self-delimiting, and the server batches frames when a client is behind.
+
 package protocol
 
 import (

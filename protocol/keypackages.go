@@ -31,7 +31,7 @@ package protocol
 //	struct { CipherSuite cipher_suite; uint32 remaining; } KeyPackagesLow;  // mailbox kind 4
 //
 // A KeyPackage has no length prefix of its own; a decoder finds its end by decoding it.
-// The upload bodies of the client socket are in kpwire_upload.go.
+// The upload bodies of the client socket are in upload.go.
 
 import (
 	"encoding/binary"

@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/mimids/mimids/protocol"
@@ -44,5 +45,25 @@ func TestParseURI(t *testing.T) {
 		if _, _, _, err := protocol.ParseURI(bad); !errors.Is(err, protocol.ErrBadURI) {
 			t.Errorf("ParseURI(%q): %v, want ErrBadURI", bad, err)
 		}
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for _, ok := range []string{"a", "alice", "0day", "a.b_c-d", strings.Repeat("x", 64)} {
+		if err := protocol.ValidName(ok); err != nil {
+			t.Errorf("ValidName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".a", "_a", "-a", "Alice", "a b", "a/b", "é", strings.Repeat("x", 65)} {
+		if err := protocol.ValidName(bad); !errors.Is(err, protocol.ErrInvalidName) {
+			t.Errorf("ValidName(%q): %v, want ErrInvalidName", bad, err)
+		}
+	}
+}
+
+func BenchmarkUserOf(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		protocol.UserOf("mimi://a.example/u/alice")
 	}
 }

@@ -43,6 +43,9 @@ type Config struct {
 	PingInterval time.Duration
 	// MaxInflight bounds the functions started with Go that run at once; 0 means 1.
 	MaxInflight int
+	// Pool, if set, runs the functions started with Go on its workers instead of a
+	// new goroutine each.
+	Pool *Pool
 	// SlowConsumer is the close code for a peer that does not read fast enough.
 	SlowConsumer websocket.StatusCode
 	// CloseName names a close code in the log; nil uses the code's String.
@@ -295,10 +298,15 @@ func (c *Conn) Go(f func(ctx context.Context)) error {
 		return c.ctx.Err()
 	}
 	c.inflight.Add(1)
-	go func() {
+	run := func() {
 		defer func() { <-c.sem; c.inflight.Done() }()
 		f(c.ctx)
-	}()
+	}
+	if c.cfg.Pool != nil {
+		c.cfg.Pool.run(run)
+	} else {
+		go run()
+	}
 	return nil
 }
 

@@ -40,3 +40,35 @@ func TestMethodTable(t *testing.T) {
 		t.Fatalf("receive from the hosted partition: %v", err)
 	}
 }
+
+// A subscriber that catches up a terminated partition in several reads (each read
+// stops at its byte budget) gets every message, and the terminated event only after
+// the last one.
+func TestLogTerminatedAfterTheLastMessage(t *testing.T) {
+	ctx := context.Background()
+	g := loadFixture(t, "create-2.json")
+	e := newEnv(t, "a.example", func(c *hub.Config) { c.ReceiveMaxBytes = 1 }) // one message per read
+	e.create(g)
+	for i := 0; i < 2; i++ { // the initial partition: an application message, then the commit
+		if _, err := e.sendStep(&g.Steps[i], sendOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.h.Terminate(ctx, g.GroupID, g.Initial.MaskedKey); err != nil {
+		t.Fatal(err)
+	}
+	var got []protocol.PartitionEntry
+	after := int64(-1)
+	for i := 0; i < 10 && (len(got) == 0 || !got[len(got)-1].Terminated); i++ {
+		es, err := e.h.Log().Fetch(ctx, g.Initial.MaskedKey, after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, es...)
+		after += int64(len(es))
+	}
+	if len(got) != 3 || got[0].Counter != 0 || got[1].Counter != 1 || got[0].Terminated || got[1].Terminated ||
+		!got[2].Terminated || got[2].Counter != 2 {
+		t.Fatalf("entries %+v: want counters 0, 1, then terminated at 2", got)
+	}
+}

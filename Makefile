@@ -11,7 +11,7 @@ PKGS      ?= ./...
 all: build
 
 build:
-	$(GO) build -o bin/mimids ./cmd/mimids
+	$(GO) build -buildvcs=auto -o bin/mimids ./cmd/mimids
 
 # Build and start a provider on 127.0.0.1 with an embedded SQLite file under $(DATA).
 # CONFIG=file.json starts it from that configuration instead; DATA or ADDR given

@@ -76,8 +76,21 @@ type Store interface {
 	// ClientByTokenHash finds an active or revoked client by its token hash.
 	ClientByTokenHash(ctx context.Context, hash []byte) (Client, error)
 	ClientByID(ctx context.Context, id int64) (Client, error)
-	CreateAdminToken(ctx context.Context, name string, hash []byte, at time.Time) error
-	AdminTokenValid(ctx context.Context, hash []byte) (bool, error)
+	// CreateAdminToken stores an admin credential (t.ID is assigned; t.Name,
+	// t.CreatedAt and t.ExpiresAt are stored as given).
+	CreateAdminToken(ctx context.Context, t AdminToken, hash []byte) (AdminToken, error)
+	// AdminTokenByHash finds an admin token, revoked and expired ones included
+	// (ErrNotFound when none has that hash).
+	AdminTokenByHash(ctx context.Context, hash []byte) (AdminToken, error)
+	// ListAdminTokens lists every admin token, revoked and expired ones included, by id.
+	ListAdminTokens(ctx context.Context) ([]AdminToken, error)
+	// RevokeAdminToken marks token id revoked at at (ErrNotFound when there is none);
+	// revoking again keeps the first time.
+	RevokeAdminToken(ctx context.Context, id int64, at time.Time) (AdminToken, error)
+	// TouchAdminToken records that token id authenticated a request at at.
+	TouchAdminToken(ctx context.Context, id int64, at time.Time) error
+	// CountAdminTokens counts every admin token ever created, revoked and expired
+	// ones included.
 	CountAdminTokens(ctx context.Context) (int, error)
 	// Changes returns the changes recorded after id, oldest first.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
@@ -192,33 +205,6 @@ func (d *Directory) Authenticate(ctx context.Context, token []byte) (Client, err
 		return Client{}, ErrBadToken
 	}
 	return c, err
-}
-
-// EnsureAdmin creates a first admin credential if none exists and returns it; it
-// returns "" when one already exists.
-func (d *Directory) EnsureAdmin(ctx context.Context) (string, error) {
-	n, err := d.store.CountAdminTokens(ctx)
-	if err != nil || n > 0 {
-		return "", err
-	}
-	return d.NewAdminToken(ctx, "first-admin")
-}
-
-// NewAdminToken creates an admin credential and returns it; only its hash is kept.
-func (d *Directory) NewAdminToken(ctx context.Context, name string) (string, error) {
-	token := NewToken("mat_")
-	if err := d.store.CreateAdminToken(ctx, name, HashToken(token), d.now()); err != nil {
-		return "", err
-	}
-	return token, nil
-}
-
-// AdminAuthenticate reports whether token is a valid admin credential.
-func (d *Directory) AdminAuthenticate(ctx context.Context, token string) (bool, error) {
-	if len(token) == 0 || len(token) > 256 {
-		return false, nil
-	}
-	return d.store.AdminTokenValid(ctx, HashToken(token))
 }
 
 // NewToken returns prefix followed by 32 random bytes in unpadded base64url.

@@ -203,25 +203,6 @@ func (db *DB) ClientByID(ctx context.Context, id int64) (directory.Client, error
 	return c, err
 }
 
-func (db *DB) CreateAdminToken(ctx context.Context, name string, hash []byte, at time.Time) error {
-	return db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at) VALUES (?, ?, ?)`, name, hash, at.UnixMilli())
-		return err
-	})
-}
-
-func (db *DB) AdminTokenValid(ctx context.Context, hash []byte) (bool, error) {
-	var n int
-	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM admin_tokens WHERE token_hash = ? AND revoked_at IS NULL`, hash).Scan(&n)
-	return n > 0, err
-}
-
-func (db *DB) CountAdminTokens(ctx context.Context) (int, error) {
-	var n int
-	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM admin_tokens WHERE revoked_at IS NULL`).Scan(&n)
-	return n, err
-}
-
 func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]directory.Change, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT id, kind, COALESCE(client_id, 0), entries FROM change_log WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {

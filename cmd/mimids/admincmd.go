@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mimids/mimids/cmd/internal/usage"
@@ -133,31 +136,145 @@ func notice(fs *flag.FlagSet) action {
 	}
 }
 
-// adminTokenReserved are words that look like verbs of `mimids admin token`;
-// they are refused as token names so that a mistyped verb creates nothing.
-var adminTokenReserved = []string{"add", "create", "list", "remove", "revoke", "rotate", "show"}
+// adminTokenReserved are words that look like verbs of `mimids admin token`; they are
+// refused as token names, so that a mistyped verb creates nothing.
+var adminTokenReserved = []string{"add", "create", "new", "list", "ls", "show", "get", "remove", "rm",
+	"delete", "del", "revoke", "disable", "expire", "rotate", "renew", "set", "update"}
 
-var adminGroup = group{name: "admin", summary: "Manages admin API credentials.", verbs: []verb{
-	{Help: usage.Help{Name: "admin token", Args: "[NAME]", Summary: "Creates another admin API bearer token named NAME (default admin) and prints it once.",
-		Example: "admin token -data ./data ops-laptop"},
-		max: 1, check: adminTokenName, setup: noFlags(adminToken)},
-}}
+var adminTokenGroup = group{name: "admin token",
+	summary: "Manages the admin API bearer tokens. `mimids admin token [NAME]`, without a verb, is `admin token add [NAME]`.",
+	verbs: []verb{
+		{Help: usage.Help{Name: "admin token add", Args: "[NAME]",
+			Summary: "Creates an admin API bearer token named NAME (default admin) and prints it once.",
+			Example: "admin token add -data ./data -expires 30d ops-laptop",
+			Details: "NAME is 1-64 of a-z 0-9 . _ -, not all digits and not a verb of 'mimids admin token'.\n" +
+				"Without -expires the token never expires; it is refused from the moment it expires."},
+			max: 1, check: adminTokenName, setup: adminTokenAdd},
+		{Help: usage.Help{Name: "admin token list", Summary: "Lists the admin tokens: id, name, creation, expiry, last use and state (never the token).",
+			Example: "admin token list -data ./data"},
+			setup: noFlags(adminTokenList)},
+		{Help: usage.Help{Name: "admin token revoke", Args: "ID|NAME|TOKEN",
+			Summary: "Revokes an admin token; a running server refuses it from its next request.",
+			Example: "admin token revoke -data ./data ops-laptop",
+			Details: "A name must belong to one active token (else revoke by the id 'admin token list' shows);\n" +
+				"an argument starting with mat_ is the token itself."},
+			min: 1, max: 1, setup: noFlags(adminTokenRevoke)},
+	}}
+
+// adminTokenLegacy is `mimids admin token [flags] [NAME]`, the form before the verbs
+// existed: it is `admin token add`.
+var adminTokenLegacy = verb{Help: usage.Help{Name: "admin token", Args: "[NAME]",
+	Summary: "Creates an admin API bearer token named NAME (default admin); the same as 'admin token add'."},
+	max: 1, check: adminTokenName, setup: adminTokenAdd}
+
+// adminCommand is `mimids admin`: its one word is token.
+func adminCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	code, ok := usage.Group("admin", "Manages admin API credentials.",
+		[]usage.Verb{{Name: "token", Summary: "add | list | revoke admin API bearer tokens"}}, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	return adminTokenCommand(args[1:], stdin, stdout, stderr)
+}
+
+// adminTokenCommand is `mimids admin token`: a verb, a help word or a reserved word go
+// to the group (which refuses the reserved ones as unknown verbs); anything else (no
+// word, flags, a name) is the legacy form that creates a token.
+func adminTokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (!usage.IsHelp(args[0]) && !slices.Contains(adminTokenReserved, args[0])) {
+		return adminTokenLegacy.run(args, stdout, stderr)
+	}
+	return adminTokenGroup.command(args, stdin, stdout, stderr)
+}
 
 func adminTokenName(a []string) error {
-	if len(a) > 0 && slices.Contains(adminTokenReserved, a[0]) {
-		return fmt.Errorf("%q is not a token name: this verb only creates tokens (there is no %q)", a[0], "admin token "+a[0])
+	if len(a) == 0 {
+		return nil
+	}
+	if slices.Contains(adminTokenReserved, a[0]) {
+		return fmt.Errorf("%q is not a token name (for the verb, put it first: mimids admin token %s [flags] ...)", a[0], a[0])
+	}
+	return directory.ValidAdminTokenName(a[0])
+}
+
+// expiresFlag is a lifetime: a Go duration (90m, 720h) or a number of days (30d).
+type expiresFlag struct{ d time.Duration }
+
+func (f *expiresFlag) String() string {
+	if f == nil || f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *expiresFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n uint64
+		n, err = strconv.ParseUint(days, 10, 16)
+		d = time.Duration(n) * 24 * time.Hour
+	}
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a positive duration such as 12h or 30d")
+	}
+	f.d = d
+	return nil
+}
+
+func adminTokenAdd(fs *flag.FlagSet) action {
+	var expires expiresFlag
+	fs.Var(&expires, "expires", "lifetime of the token, e.g. 12h or 30d (default: never expires)")
+	return func(ctx context.Context, e env, a []string) error {
+		name := "admin"
+		if len(a) > 0 {
+			name = a[0]
+		}
+		token, t, err := e.dir.NewAdminToken(ctx, name, expires.d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "admin token: %s\n(shown once; only its hash is stored)\n", token)
+		fmt.Fprintf(e.out, "id: %d, name: %s, expires: %s\n", t.ID, t.Name, orNever(t.ExpiresAt))
+		return nil
+	}
+}
+
+func adminTokenList(ctx context.Context, e env, _ []string) error {
+	ts, err := e.dir.ListAdminTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ts) > 0 {
+		fmt.Fprintln(e.out, "id\tname\tcreated\texpires\tlast used\tstate")
+	}
+	now := time.Now()
+	for _, t := range ts {
+		fmt.Fprintf(e.out, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339),
+			orNever(t.ExpiresAt), orNever(t.LastUsedAt), t.State(now))
+	}
+	none(e.out, len(ts), "admin tokens")
+	return nil
+}
+
+func adminTokenRevoke(ctx context.Context, e env, a []string) error {
+	t, err := e.dir.RevokeAdminToken(ctx, a[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "revoked admin token %d (%s) at %s; a running server refuses it from its next request\n",
+		t.ID, t.Name, t.RevokedAt.Format(time.RFC3339))
+	// A hint only: a failure to list does not undo the revocation.
+	ts, err := e.dir.ListAdminTokens(ctx)
+	if err == nil && !slices.ContainsFunc(ts, func(t directory.AdminToken) bool { return t.Active(time.Now()) }) {
+		fmt.Fprintln(e.out, "no active admin token is left: 'mimids admin token add' makes one")
 	}
 	return nil
 }
 
-func adminToken(ctx context.Context, e env, a []string) error {
-	name := "admin"
-	if len(a) > 0 {
-		name = a[0]
+// orNever is a time in RFC 3339, or "never" for the zero time.
+func orNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
 	}
-	token, err := e.dir.NewAdminToken(ctx, name)
-	if err == nil {
-		fmt.Fprintf(e.out, "admin token: %s\n(shown once; only its hash is stored)\n", token)
-	}
-	return err
+	return t.Format(time.RFC3339)
 }

@@ -20,7 +20,7 @@ func mimids(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 // storeGroups are the commands made of store verbs.
-var storeGroups = []group{userGroup, clientGroup, adminGroup, keysGroup, tokensGroup, groupGroup, banGroup, reportGroup}
+var storeGroups = []group{userGroup, clientGroup, adminTokenGroup, keysGroup, tokensGroup, groupGroup, banGroup, reportGroup}
 
 // leafVerbs are the command lines of every verb that takes flags, for the help tests.
 func leafVerbs() [][]string {
@@ -43,9 +43,9 @@ func TestHelpAnswers(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q, stdout %q", args, code, errs, out)
 		}
 	}
-	groups := [][]string{{"mls"}}
+	groups := [][]string{{"mls"}, {"admin"}}
 	for _, g := range storeGroups {
-		groups = append(groups, []string{g.name})
+		groups = append(groups, strings.Fields(g.name))
 	}
 	for _, cmd := range append(groups, leafVerbs()...) {
 		name := strings.Join(cmd, " ")
@@ -58,7 +58,7 @@ func TestHelpAnswers(t *testing.T) {
 			if code2 != 0 || errs2 != "" || out2 != out {
 				t.Errorf("help %s: exit %d, stderr %q, and a different text:\n%s", name, code2, errs2, out2)
 			}
-			if len(cmd) == 1 && slices.ContainsFunc(groups, func(g []string) bool { return g[0] == cmd[0] }) {
+			if slices.ContainsFunc(groups, func(g []string) bool { return slices.Equal(g, cmd) }) {
 				if !strings.Contains(out, "verbs:") {
 					t.Errorf("group help lists no verbs:\n%s", out)
 				}
@@ -82,29 +82,31 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 	store := []string{"config", "data"}
 	withDomain := []string{"config", "data", "domain"}
 	want := map[string][]string{
-		"serve":            {"config", "cpuprofile", "data", "domain", "listen", "log-format", "log-level"},
-		"user add":         withDomain,
-		"user list":        withDomain,
-		"user remove":      withDomain,
-		"client add":       {"config", "create-user", "data", "domain"},
-		"client list":      withDomain,
-		"client revoke":    withDomain,
-		"notice":           {"all", "client", "config", "data", "domain", "user"},
-		"admin token":      store,
-		"keys list":        {"config", "data", "grace"},
-		"keys rotate":      {"config", "data", "grace"},
-		"tokens list":      store,
-		"tokens revoke":    store,
-		"group list":       store,
-		"group partitions": store,
-		"group terminate":  store,
-		"ban add":          {"config", "data", "reason"},
-		"ban remove":       store,
-		"ban list":         store,
-		"report list":      store,
-		"version":          nil,
-		"mls decode":       {"f", "type"},
-		"mls keypackage":   {"f", "now"},
+		"serve":              {"config", "cpuprofile", "data", "domain", "listen", "log-format", "log-level"},
+		"user add":           withDomain,
+		"user list":          withDomain,
+		"user remove":        withDomain,
+		"client add":         {"config", "create-user", "data", "domain"},
+		"client list":        withDomain,
+		"client revoke":      withDomain,
+		"notice":             {"all", "client", "config", "data", "domain", "user"},
+		"admin token add":    {"config", "data", "expires"},
+		"admin token list":   store,
+		"admin token revoke": store,
+		"keys list":          {"config", "data", "grace"},
+		"keys rotate":        {"config", "data", "grace"},
+		"tokens list":        store,
+		"tokens revoke":      store,
+		"group list":         store,
+		"group partitions":   store,
+		"group terminate":    store,
+		"ban add":            {"config", "data", "reason"},
+		"ban remove":         store,
+		"ban list":           store,
+		"report list":        store,
+		"version":            nil,
+		"mls decode":         {"f", "type"},
+		"mls keypackage":     {"f", "now"},
 	}
 	for name, flags := range want {
 		t.Run(name, func(t *testing.T) {
@@ -140,9 +142,20 @@ func TestUnknownWordsRefused(t *testing.T) {
 		{[]string{"user", "frob"}, `mimids user: unknown verb "frob"`},
 		{[]string{"help", "user", "frob"}, `mimids user: unknown verb "frob"`},
 		{[]string{"admin", "token", "-data", dir, "revoke", "x"}, `unexpected arguments ["x"] after [NAME]`},
-		{[]string{"admin", "token", "-data", dir, "revoke"}, `"revoke" is not a token name`},
+		{[]string{"admin", "token", "-data", dir, "revoke"}, `"revoke" is not a token name (for the verb, put it first`},
 		{[]string{"admin", "token", "-data", dir, "list"}, `"list" is not a token name`},
+		{[]string{"admin", "token", "add", "-data", dir, "list"}, `"list" is not a token name`},
+		{[]string{"admin", "token", "add", "-data", dir, "42"}, `"42" is all digits`},
+		{[]string{"admin", "token", "add", "-data", dir, "mat_x"}, `starts with "mat_"`},
+		{[]string{"admin", "token", "-data", dir, "Ops"}, `invalid admin token name`},
+		{[]string{"admin", "token", "add", "-data", dir, "-expires", "soon", "ops"}, `invalid value "soon" for flag -expires`},
+		{[]string{"admin", "token", "add", "-data", dir, "-expires", "-1h", "ops"}, `want a positive duration`},
+		{[]string{"admin", "token", "delete", "ops"}, `mimids admin token: unknown verb "delete"`},
+		{[]string{"admin", "token", "rm"}, `mimids admin token: unknown verb "rm"`},
+		{[]string{"admin", "token", "revoke", "-data", dir}, "missing arguments: want ID|NAME|TOKEN"},
+		{[]string{"admin", "token", "list", "-data", dir, "x"}, `unexpected arguments ["x"] (it takes none)`},
 		{[]string{"admin", "tokens"}, `mimids admin: unknown verb "tokens"`},
+		{[]string{"admin"}, "usage: mimids admin token"},
 		{[]string{"user", "add", "-data", dir}, "missing arguments: want NAME"},
 		{[]string{"user", "add", "-data", dir, "a", "b"}, `unexpected arguments ["b"] after NAME`},
 		{[]string{"user", "list", "-data", dir, "x"}, `unexpected arguments ["x"] (it takes none)`},

@@ -26,7 +26,7 @@ var commands = []struct {
 	{"user", "add | list | remove users", userGroup.command},
 	{"client", "add | list | revoke clients (devices) and their tokens", clientGroup.command},
 	{"notice", "send an operator notice to a client, a user or everyone", noticeVerb.command},
-	{"admin", "token: create another admin API credential", adminGroup.command},
+	{"admin", "token add | list | revoke: admin API credentials", adminCommand},
 	{"keys", "list | rotate the Oblivious HTTP gateway keys", keysGroup.command},
 	{"tokens", "list | revoke discovery bearer tokens", tokensGroup.command},
 	{"group", "list | partitions | terminate: hosted groups and their forks", groupGroup.command},

@@ -74,7 +74,7 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if !valid {
-			return problem(http.StatusUnauthorized, "unauthorized", "unknown or revoked admin token")
+			return problem(http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired admin token")
 		}
 		return next(c)
 	}

@@ -54,13 +54,15 @@ func (p *Problem) marshal() []byte {
 	return b
 }
 
-// WriteProblem answers with p as application/problem+json.
+// WriteProblem answers with p as application/problem+json, not to be sniffed as
+// anything else.
 func WriteProblem(w http.ResponseWriter, p *Problem) {
 	b := p.marshal()
 	h := w.Header()
 	h.Set("Content-Type", MediaTypeProblem)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(b)
 }

@@ -3,6 +3,7 @@ package ohttp
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -110,14 +111,16 @@ func (c RelayConfig) Validate() error {
 //
 // The forwarded request carries only the body, its Content-Type and
 // Content-Length: no client address, Forwarded, X-Forwarded-For or Via,
-// no authentication, no cookies and no User-Agent. Only the status,
-// Content-Type, Content-Length and Retry-After of the gateway's answer
-// reach the client. The relay sees the key id and suite in the clear
+// no authentication, no cookies and no User-Agent. Only the status, body
+// and Retry-After of the gateway's answer reach the client, under a
+// Content-Type the relay sets (see answer): a gateway answer of any other
+// kind is refused as 502. The relay sees the key id and suite in the clear
 // header and nothing else.
 //
 // Order of checks: method (405), Authorize (401), Limiter (429), peer
 // (404), content type (415), body size (413) and emptiness (400). Gateway
-// failures are answered 502, and timeouts 504, as problem JSON.
+// failures and unusable answers are answered 502, and timeouts 504, as
+// problem JSON. Every answer carries X-Content-Type-Options: nosniff.
 type Relay struct {
 	// Static after construction.
 	cfg    RelayConfig
@@ -263,9 +266,6 @@ func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, 
 	}
 	defer resp.Body.Close()
 	rb, err := readLimited(resp.Body, resp.ContentLength, rl.cfg.MaxResponseBytes)
-	if err == nil && resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		err = fmt.Errorf("ohttp: gateway answered %d", resp.StatusCode)
-	}
 	if err != nil {
 		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError, err)
 		return
@@ -273,23 +273,56 @@ func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, 
 	rl.answer(w, resp.StatusCode, resp.Header, rb)
 }
 
-// answer copies a gateway's answer to the client: its status, body, and
-// only its Content-Type and Retry-After.
+// answer copies a gateway's answer to the client: its status, its body, and of its
+// header only Retry-After. The Content-Type is set by the relay, never copied: an
+// answer a client of the relay can use is a 200 message/ohttp-res, or a 4xx or 5xx
+// application/problem+json whose body is JSON (a refusal in clear, RFC 9458 Section
+// 5.3); every other answer (another type, another status, a problem that is not JSON)
+// becomes a 502 problem, so a hostile or broken peer cannot have the relay serve HTML
+// or script from the provider's origin. Every answer carries
+// X-Content-Type-Options: nosniff.
 func (rl *Relay) answer(w http.ResponseWriter, status int, from http.Header, body []byte) {
-	h := w.Header()
-	if ct := from.Get("Content-Type"); ct != "" {
-		h.Set("Content-Type", ct)
+	ct, err := answerType(status, from, body)
+	if err != nil {
+		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway,
+			Detail: "the gateway's answer is neither a 200 " + MediaTypeResponse + " nor a 4xx or 5xx " + MediaTypeProblem}, OutcomeUpstreamError, err)
+		return
 	}
-	if ra := from.Get("Retry-After"); ra != "" {
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	if ra := from.Get("Retry-After"); validRetryAfter(ra) {
 		h.Set("Retry-After", ra)
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	if rl.cfg.Observe != nil {
 		rl.cfg.Observe(OutcomeOK, nil)
 	}
+}
+
+// validRetryAfter reports whether v is a Retry-After value (RFC 9110 Section 10.2.3:
+// delay-seconds or an HTTP-date); a peer's other text is not passed on.
+func validRetryAfter(v string) bool {
+	if _, err := strconv.ParseUint(v, 10, 31); err == nil {
+		return true
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
+}
+
+// answerType is the Content-Type under which the relay passes a gateway's answer on,
+// or why it does not.
+func answerType(status int, from http.Header, body []byte) (string, error) {
+	switch {
+	case status == http.StatusOK && hasMediaType(from, MediaTypeResponse):
+		return MediaTypeResponse, nil
+	case status >= 400 && status < 600 && hasMediaType(from, MediaTypeProblem) && json.Valid(body):
+		return MediaTypeProblem, nil
+	}
+	return "", fmt.Errorf("ohttp: gateway answered %d with Content-Type %q (%d bytes)", status, from.Get("Content-Type"), len(body))
 }
 
 // serveLocal hands body to an in-process gateway as a fresh request that
@@ -316,11 +349,6 @@ func (rl *Relay) serveLocal(ctx context.Context, w http.ResponseWriter, gw http.
 		return
 	case out.status == 0:
 		out.status = http.StatusOK
-	}
-	if out.status >= 300 && out.status < 400 {
-		rl.fail(w, &Problem{Title: "bad gateway", Status: http.StatusBadGateway}, OutcomeUpstreamError,
-			fmt.Errorf("ohttp: gateway answered %d", out.status))
-		return
 	}
 	rl.answer(w, out.status, out.header, out.body.Bytes())
 }

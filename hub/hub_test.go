@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,7 +148,10 @@ func TestWelcomeRouting(t *testing.T) {
 
 func TestWelcomeRedelivery(t *testing.T) {
 	g := loadFixture(t, "create-2.json")
-	e := newEnv(t, "b.example", nil) // bob's provider hosts this time
+	var logs bytes.Buffer // written by the hub under test only, from this goroutine's calls
+	e := newEnv(t, "b.example", func(c *hub.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}) // bob's provider hosts this time
 	e.create(g)
 	ctx := context.Background()
 	st := &g.Steps[1] // alice adds bob, Welcome for b.example
@@ -158,6 +163,10 @@ func TestWelcomeRedelivery(t *testing.T) {
 	}
 	if got := e.mbox.deliveries(42); len(got) != 0 {
 		t.Fatal("delivered through a failing mailbox")
+	}
+	// One line per request, with the count and the first error.
+	if got := logs.String(); strings.Count(got, "\n") != 1 || !strings.Contains(got, "clients=1 of=1") || !strings.Contains(got, "mailbox down") {
+		t.Fatalf("log of a failed delivery: %q", got)
 	}
 	e.mbox.fail = false
 	e.restart()

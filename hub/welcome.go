@@ -65,6 +65,13 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 	var out []PendingWelcome
 	local := map[int64]int{}   // client -> index in out
 	remote := map[string]int{} // provider -> index in out
+	var unserved [][]byte      // local refs no client was served: logged once, with the count
+	defer func() {
+		if len(unserved) > 0 {
+			h.log.Warn("hub: Welcome names KeyPackages this provider never served", "group_id", fmt.Sprintf("%x", groupID),
+				"refs", len(unserved), "of", len(refs), "first_ref", fmt.Sprintf("%x", unserved[0]))
+		}
+	}()
 	for i, ref := range refs {
 		p := wd.ServiceProviders[i]
 		if p != h.cfg.Domain {
@@ -82,7 +89,7 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 			return nil, fmt.Errorf("hub: route Welcome: %w", err)
 		}
 		if !ok {
-			h.log.Warn("hub: Welcome names a KeyPackage this provider never served", "group_id", fmt.Sprintf("%x", groupID), "ref", fmt.Sprintf("%x", ref))
+			unserved = append(unserved, ref)
 			continue
 		}
 		j, seen := local[client]
@@ -98,8 +105,17 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 
 // deliverLocal puts the stored Welcomes of local clients into their
 // mailboxes and deletes them from the store. A failure leaves the Welcome
-// stored for RedeliverWelcomes.
+// stored for RedeliverWelcomes; failures are logged once per call, with the
+// count and the first error.
 func (h *Hub) deliverLocal(ctx context.Context, ws []PendingWelcome, ids []int64) {
+	failed, local := 0, 0
+	var first error
+	defer func() {
+		if failed > 0 {
+			h.log.Warn("hub: Welcome delivery failed; will retry", "group_id", fmt.Sprintf("%x", ws[0].GroupID),
+				"clients", failed, "of", local, "err", first)
+		}
+	}()
 	for i := range ws {
 		if i >= len(ids) {
 			return
@@ -109,8 +125,11 @@ func (h *Hub) deliverLocal(ctx context.Context, ws []PendingWelcome, ids []int64
 			continue
 		}
 		ws[i].ID = ids[i]
+		local++
 		if err := h.deliverOne(ctx, ws[i]); err != nil {
-			h.log.Warn("hub: Welcome delivery failed; will retry", "client", ws[i].ClientID, "err", err)
+			if failed++; first == nil {
+				first = fmt.Errorf("client %d: %w", ws[i].ClientID, err)
+			}
 		}
 	}
 }

@@ -5,7 +5,6 @@ package providertest
 import (
 	"bufio"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,7 +26,15 @@ type Provider struct {
 
 // Start runs a provider for domain until the test ends. edit may change the
 // configuration (peers, limits) before it starts; ln may be nil for a fresh port.
+// Its log is discarded.
 func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config)) *Provider {
+	t.Helper()
+	return StartWithLog(t, domain, ln, edit, slog.New(slog.DiscardHandler))
+}
+
+// StartWithLog is Start with the provider logging to log (tests that count or read
+// its lines).
+func StartWithLog(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), log *slog.Logger) *Provider {
 	t.Helper()
 	if ln == nil {
 		var err error
@@ -51,7 +58,7 @@ func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := provider.New(ctx, cfg, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := provider.New(ctx, cfg, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ func problemErrorHandler(err error, c echo.Context) {
 		p = &Problem{Title: "internal error", Status: http.StatusInternalServerError}
 	}
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	c.Response().Header().Set("X-Content-Type-Options", "nosniff")
 	c.JSON(p.Status, p)
 }
 

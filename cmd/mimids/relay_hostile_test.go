@@ -46,18 +46,19 @@ func TestRelayRefusesHostilePeerAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		peer, auth string
-		status     int
-		ct         string
+		method, peer, auth string
+		status             int
+		ct                 string
 	}{
-		{"html.example", token, 502, "application/problem+json"},
-		{"errpage.example", token, 502, "application/problem+json"},
-		{"disguised.example", token, 200, "message/ohttp-res"},
-		{"html.example", "mdt_wrong", 401, "application/problem+json"}, // the relay's own refusal
-		{"nowhere.example", token, 404, "application/problem+json"},    // likewise
+		{"POST", "html.example", token, 502, "application/problem+json"},
+		{"POST", "errpage.example", token, 502, "application/problem+json"},
+		{"POST", "disguised.example", token, 200, "message/ohttp-res"},
+		{"POST", "html.example", "mdt_wrong", 401, "application/problem+json"}, // the relay's own refusal
+		{"POST", "nowhere.example", token, 404, "application/problem+json"},    // likewise
+		{"GET", "html.example", token, 405, "application/problem+json"},        // the router's
 	} {
-		t.Run(tc.peer+"/"+http.StatusText(tc.status), func(t *testing.T) {
-			req, _ := http.NewRequestWithContext(ctx, "POST", a.Base+protocol.RelayPathPrefix+tc.peer, bytes.NewReader([]byte("opaque request")))
+		t.Run(tc.method+" "+tc.peer+"/"+http.StatusText(tc.status), func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(ctx, tc.method, a.Base+protocol.RelayPathPrefix+tc.peer, bytes.NewReader([]byte("opaque request")))
 			req.Header.Set("Content-Type", "message/ohttp-req")
 			req.Header.Set("Authorization", "Bearer "+tc.auth)
 			resp, err := http.DefaultClient.Do(req)

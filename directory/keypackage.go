@@ -105,6 +105,7 @@ type PurgeStats struct {
 // atomic.
 type KeyPackageStore interface {
 	DiscoveryStore
+	KeyPackageRefStore
 	// AddKeyPackages stores kps for the client, all or none. It refuses (with an
 	// *UploadError naming the first offender) a ref that is stored or was served
 	// (ErrDuplicateKeyPackage) and an upload that would leave the client with more than

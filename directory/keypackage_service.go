@@ -23,6 +23,11 @@ type KeyPackageConfig struct {
 	// LowThreshold: a claim that leaves a client with fewer usable KeyPackages of a
 	// suite than this queues one key_packages_low notice (default 5).
 	LowThreshold int
+	// UploadRate and UploadBurst are the token bucket of each client's uploads;
+	// UploadRate of zero or less disables the limit (the provider's configuration
+	// defaults to DefaultUploadRate and DefaultUploadBurst).
+	UploadRate  float64
+	UploadBurst int
 	// Clock is the time source for upload validation; nil: time.Now. For tests.
 	Clock func() time.Time
 	// Metrics are hooks the service calls (not parsed from configuration).
@@ -38,6 +43,9 @@ type KeyPackageMetrics struct {
 	Fetched func(s protocol.FetchStatus, lastResort bool)
 	// LowStockNotices counts key_packages_low notices queued.
 	LowStockNotices func()
+	// Verified counts uploaded KeyPackages whose signatures were verified (the costly
+	// part of an upload; refusals found before it verify nothing).
+	Verified func(n int)
 }
 
 func (c *KeyPackageConfig) defaults() {
@@ -71,6 +79,9 @@ func (c KeyPackageConfig) Validate() error {
 	if c.LowThreshold < 1 || c.LowThreshold > c.MaxPerClient {
 		errs = append(errs, fmt.Errorf("directory: keypackages: low threshold %d not in 1..max per client", c.LowThreshold))
 	}
+	if c.UploadRate > 0 && c.UploadBurst < 1 {
+		errs = append(errs, fmt.Errorf("directory: keypackages: upload burst %d < 1 with an upload rate", c.UploadBurst))
+	}
 	return errors.Join(errs...)
 }
 
@@ -83,12 +94,13 @@ type Notifier interface {
 // fetches from other providers.
 type KeyPackages struct {
 	// Static after construction.
-	dir    *Directory
-	store  KeyPackageStore
-	disc   *Discovery
-	notify Notifier
-	cfg    KeyPackageConfig
-	log    *slog.Logger
+	dir     *Directory
+	store   KeyPackageStore
+	disc    *Discovery
+	notify  Notifier
+	cfg     KeyPackageConfig
+	log     *slog.Logger
+	uploads *TokenBuckets // per client
 }
 
 // NewKeyPackages returns the KeyPackage service of dir's provider. Bearer tokens are
@@ -104,7 +116,8 @@ func NewKeyPackages(dir *Directory, store KeyPackageStore, disc *Discovery, noti
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &KeyPackages{dir: dir, store: store, disc: disc, notify: notify, cfg: cfg, log: log}, nil
+	return &KeyPackages{dir: dir, store: store, disc: disc, notify: notify, cfg: cfg, log: log,
+		uploads: NewTokenBuckets(cfg.UploadRate, cfg.UploadBurst, maxRateKeys, nil)}, nil
 }
 
 // Upload validates and stores KeyPackages of an authenticated client, all or none. Each
@@ -113,7 +126,9 @@ func NewKeyPackages(dir *Directory, store KeyPackageStore, disc *Discovery, noti
 // carry a BasicCredential whose identity is the client's user URI (ErrIdentityMismatch),
 // and be new (ErrDuplicateKeyPackage); these come as an *UploadError naming the
 // KeyPackage. A KeyPackage with the last_resort extension replaces the client's last
-// resort of its suite. It returns the KeyPackageRefs in upload order.
+// resort of its suite. It returns the KeyPackageRefs in upload order. Each client's
+// uploads are rate limited (ErrUploadRateLimited), and every check that needs no
+// signature runs before the signatures are verified (precheck).
 func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]byte, error) {
 	switch {
 	case c.Revoked():
@@ -123,25 +138,23 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 	case len(kps) > k.cfg.MaxPerUpload:
 		return nil, fmt.Errorf("%w: %d KeyPackages, limit %d per upload", protocol.ErrBundleTooLarge, len(kps), k.cfg.MaxPerUpload)
 	}
+	if err := k.allowUpload(c); err != nil {
+		return nil, err
+	}
 	now := k.cfg.Clock()
 	identity := k.dir.UserURI(c.UserName)
-	stored := make([]StoredKeyPackage, len(kps))
-	seen := make(map[string]struct{}, len(kps))
-	lastResort := make(map[mls.CipherSuite]struct{})
-	for i, b := range kps {
-		s, err := checkKeyPackage(b, identity, now)
+	items, err := k.precheck(ctx, c, kps, now)
+	if err != nil {
+		return nil, err
+	}
+	stored := make([]StoredKeyPackage, len(items))
+	for i := range items {
+		s, err := verifyUpload(items[i], identity, now)
+		if k.cfg.Metrics.Verified != nil {
+			k.cfg.Metrics.Verified(1)
+		}
 		if err != nil {
 			return nil, &UploadError{Index: i, Err: err}
-		}
-		if _, dup := seen[string(s.Ref)]; dup {
-			return nil, &UploadError{Index: i, Err: fmt.Errorf("%w: twice in this upload", ErrDuplicateKeyPackage)}
-		}
-		seen[string(s.Ref)] = struct{}{}
-		if s.LastResort {
-			if _, dup := lastResort[s.CipherSuite]; dup {
-				return nil, &UploadError{Index: i, Err: ErrLastResortConflict}
-			}
-			lastResort[s.CipherSuite] = struct{}{}
 		}
 		s.ClientID = c.ID
 		stored[i] = s
@@ -159,15 +172,10 @@ func (k *KeyPackages) Upload(ctx context.Context, c Client, kps [][]byte) ([][]b
 	return refs, nil
 }
 
-// checkKeyPackage decodes and validates one uploaded KeyPackage.
-func checkKeyPackage(b []byte, identity string, now time.Time) (StoredKeyPackage, error) {
-	if len(b) > protocol.MaxKeyPackageSize+4 {
-		return StoredKeyPackage{}, fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidKeyPackage, len(b), protocol.MaxKeyPackageSize)
-	}
-	kp, err := mls.DecodeKeyPackageMessage(b)
-	if err != nil {
-		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
-	}
+// verifyUpload validates one decoded KeyPackage (RFC 9420 §10.1, signatures included)
+// and its credential.
+func verifyUpload(it uploadItem, identity string, now time.Time) (StoredKeyPackage, error) {
+	kp := it.kp
 	info, err := mls.ValidateKeyPackage(kp, now)
 	if err != nil {
 		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
@@ -178,17 +186,13 @@ func checkKeyPackage(b []byte, identity string, now time.Time) (StoredKeyPackage
 	if string(info.Identity) != identity {
 		return StoredKeyPackage{}, fmt.Errorf("%w: identity %q, want %q", ErrIdentityMismatch, truncate(info.Identity, 80), identity)
 	}
-	data, err := kp.Marshal()
-	if err != nil {
-		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
-	}
 	return StoredKeyPackage{
 		Ref:         info.Ref,
 		Version:     kp.Version,
 		CipherSuite: kp.CipherSuite,
 		NotAfter:    info.NotAfter(),
 		LastResort:  kp.Extensions.Has(ExtensionTypeLastResort),
-		Data:        data,
+		Data:        it.data,
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +58,11 @@ type PolicyConfig struct {
 	// RatePerSecond of zero or less disables the limit.
 	RatePerSecond float64
 	RateBurst     int
+	// ReportRate and ReportBurst are the token bucket of each reporting client's
+	// reports; ReportRate of zero or less disables the limit (the provider's
+	// configuration defaults to DefaultReportRate and DefaultReportBurst).
+	ReportRate  float64
+	ReportBurst int
 	// BanCacheTTL is how long bans are cached before they are read again, so that
 	// bans the admin CLI writes from another process apply (default 5 s).
 	BanCacheTTL time.Duration
@@ -67,13 +73,25 @@ type PolicyConfig struct {
 // ErrRateLimitConfig reports a rate limit without a burst.
 var ErrRateLimitConfig = errors.New("directory: policy: rate burst < 1 with a rate limit")
 
+// ErrReportRateLimited refuses a report over the reporting client's rate limit; it was
+// not stored.
+var ErrReportRateLimited = protocol.NewError(protocol.CodeRateLimited, "directory: too many reports")
+
+// Defaults of the per-client report limit that the provider's configuration uses: a
+// person reports a few times a minute at most, and every report is a stored row.
+const (
+	DefaultReportRate  = 0.2
+	DefaultReportBurst = 20
+)
+
 // Policy holds the provider-wide bans, the own users' rate limits and the reports.
 // It is safe for concurrent use.
 type Policy struct {
 	// Static after construction.
-	store  PolicyStore
-	cfg    PolicyConfig
-	limits *TokenBuckets
+	store   PolicyStore
+	cfg     PolicyConfig
+	limits  *TokenBuckets
+	reports *TokenBuckets // per reporting client
 
 	mu     sync.Mutex
 	banned map[string]bool // Guarded by mu: the cached bans, nil when stale.
@@ -91,6 +109,9 @@ func NewPolicy(store PolicyStore, cfg PolicyConfig) (*Policy, error) {
 	if cfg.RatePerSecond > 0 && cfg.RateBurst < 1 {
 		return nil, ErrRateLimitConfig
 	}
+	if cfg.ReportRate > 0 && cfg.ReportBurst < 1 {
+		return nil, ErrRateLimitConfig
+	}
 	if cfg.BanCacheTTL <= 0 {
 		cfg.BanCacheTTL = 5 * time.Second
 	}
@@ -101,7 +122,8 @@ func NewPolicy(store PolicyStore, cfg PolicyConfig) (*Policy, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Policy{store: store, cfg: cfg,
-		limits: NewTokenBuckets(cfg.RatePerSecond, cfg.RateBurst, maxRateKeys, cfg.Now)}, nil
+		limits:  NewTokenBuckets(cfg.RatePerSecond, cfg.RateBurst, maxRateKeys, cfg.Now),
+		reports: NewTokenBuckets(cfg.ReportRate, cfg.ReportBurst, maxRateKeys, cfg.Now)}, nil
 }
 
 // Banned reports whether the provider banned the user URI (a client URI names its
@@ -154,13 +176,18 @@ func (p *Policy) invalidate() {
 	p.mu.Unlock()
 }
 
-// FileReport stores a local client's report for the admins.
+// FileReport stores a local client's report for the admins. Each reporting client has
+// a token bucket of reports (ErrReportRateLimited beyond it), taken before anything
+// else is done.
 func (p *Policy) FileReport(ctx context.Context, reporter Reporter, r protocol.Report) (int64, error) {
-	if err := r.Validate(); err != nil {
-		return 0, err
-	}
 	if reporter.ClientID == 0 && reporter.UserURI == "" {
 		return 0, fmt.Errorf("%w: reports come from this provider's clients", protocol.ErrMalformed)
+	}
+	if !p.reports.Allow(reporterKey(reporter)) {
+		return 0, fmt.Errorf("%w: client %d over %g reports/s (burst %d)", ErrReportRateLimited, reporter.ClientID, p.cfg.ReportRate, p.cfg.ReportBurst)
+	}
+	if err := r.Validate(); err != nil {
+		return 0, err
 	}
 	id, err := p.store.AddReport(ctx, StoredReport{At: p.cfg.Now(), ReporterClient: reporter.ClientID,
 		ReporterUser: reporter.UserURI, Report: r})
@@ -174,4 +201,12 @@ func (p *Policy) FileReport(ctx context.Context, reporter Reporter, r protocol.R
 // ListReports lists up to limit reports, newest first.
 func (p *Policy) ListReports(ctx context.Context, limit int) ([]StoredReport, error) {
 	return p.store.Reports(ctx, limit)
+}
+
+// reporterKey names the bucket of a reporter: its client, else its user.
+func reporterKey(r Reporter) string {
+	if r.ClientID != 0 {
+		return "c" + strconv.FormatInt(r.ClientID, 10)
+	}
+	return "u" + r.UserURI
 }

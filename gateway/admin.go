@@ -60,6 +60,9 @@ func domainProblem(err error) error {
 	case errors.Is(err, directory.ErrInvalidName), errors.Is(err, protocol.ErrBadURI),
 		errors.Is(err, mailbox.ErrTarget), errors.Is(err, mailbox.ErrTooLarge):
 		return problem(http.StatusBadRequest, "invalid request", err.Error())
+	case errors.Is(err, mailbox.ErrFull):
+		// Nothing was written: retry once the client has acknowledged entries.
+		return problem(http.StatusInsufficientStorage, "mailbox full", err.Error())
 	}
 	return err
 }

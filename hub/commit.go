@@ -24,6 +24,9 @@ func (h *Hub) sendCommit(ctx context.Context, ps *partState, op *sendOp) (Append
 		return AppendResult{}, err
 	}
 	plan, err := h.planCommit(ctx, ps, op)
+	if err == nil {
+		err = h.checkRoom(ctx, plan.welcomes)
+	}
 	if err != nil {
 		ps.mu.Unlock()
 		return AppendResult{}, err

@@ -52,6 +52,9 @@ func (h *Hub) createGroup(ctx context.Context, sender protocol.Sender, req *prot
 		}
 	}
 	welcomes, err := h.planWelcomes(ctx, gc.GroupID, suite, req.WelcomeData, nil)
+	if err == nil {
+		err = h.checkRoom(ctx, welcomes)
+	}
 	if err != nil {
 		return protocol.CreateGroupResponse{}, err
 	}

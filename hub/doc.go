@@ -89,7 +89,10 @@
 // WelcomeInitRequest (PendingWelcomes, WelcomeDelivered). Every Welcome is
 // stored in the sequencing transaction; local ones are moved to mailboxes
 // right after it and, if that fails or the process dies, by Run /
-// RedeliverWelcomes (at least once).
+// RedeliverWelcomes (at least once). A Mailbox that is also a MailboxRoom
+// is asked first whether each local delivery fits its recipient's quota: if
+// one does not, the request is refused with that error (mailbox_full) and
+// nothing is stored or sequenced.
 //
 // # External joins and GroupInfo requests
 //

@@ -166,7 +166,9 @@ func (h *Hub) RedeliverWelcomes(ctx context.Context) error {
 		if w.ClientID == 0 || w.CreatedAt.After(cutoff) {
 			continue
 		}
-		if err := h.deliverOne(ctx, w); err != nil {
+		if err := h.deliverOne(ctx, w); mailboxFull(err) {
+			continue
+		} else if err != nil {
 			return fmt.Errorf("hub: redeliver Welcome %d: %w", w.ID, err)
 		}
 	}

@@ -92,6 +92,9 @@ const (
 
 	// KeyPackage codes.
 	CodeKeyPackageRejected Code = 40 // a KeyPackage failed validation (see the message)
+
+	// Mailbox codes.
+	CodeMailboxFull Code = 48 // a recipient's mailbox is at its quota; nothing was done
 )
 
 var codeNames = map[Code]string{
@@ -101,6 +104,7 @@ var codeNames = map[Code]string{
 	CodeInvalid: "invalid", CodeProtocol: "protocol",
 	CodeTreeRequired: "tree_required", CodeTerminated: "terminated", CodeWrongPartition: "wrong_partition",
 	CodePolicy: "policy", CodeInvalidMLS: "invalid_mls", CodeKeyPackageRejected: "key_package_rejected",
+	CodeMailboxFull: "mailbox_full",
 }
 
 func (c Code) String() string {

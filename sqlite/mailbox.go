@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/mimids/mimids/directory/mailbox"
@@ -10,25 +12,26 @@ import (
 
 var _ mailbox.Store = (*DB)(nil)
 
-func (db *DB) EnqueueMailbox(ctx context.Context, t mailbox.Target, kind uint16, payload []byte, at time.Time, published func([]mailbox.Entry)) ([]mailbox.Entry, error) {
-	var entries []mailbox.Entry
+func (db *DB) EnqueueMailbox(ctx context.Context, t mailbox.Target, kind uint16, payload []byte, at time.Time, q mailbox.Quota, published func([]mailbox.Entry)) (mailbox.Enqueued, error) {
+	var res mailbox.Enqueued
 	at = at.UTC().Truncate(time.Millisecond)
 	if payload == nil {
 		payload = []byte{}
 	}
+	target, targetArgs := mailboxTarget(t)
+	size := int64(len(payload))
+	// room: one more entry of size bytes fits the quota.
+	const room = ` AND mailbox_entries + 1 <= ? AND mailbox_bytes + ? <= ?`
+	roomArgs := []any{q.MaxEntries, size, q.MaxBytes}
 	fn := func(tx *sql.Tx) error {
-		entries = entries[:0]
-		var rows *sql.Rows
-		var err error
-		const bump = `UPDATE clients SET mailbox_seq = mailbox_seq + 1 WHERE revoked_at IS NULL AND `
-		switch {
-		case t.ClientID != 0:
-			rows, err = tx.QueryContext(ctx, bump+`id = ? RETURNING id, mailbox_seq`, t.ClientID)
-		case t.UserID != 0:
-			rows, err = tx.QueryContext(ctx, bump+`user_id = ? RETURNING id, mailbox_seq`, t.UserID)
-		default:
-			rows, err = tx.QueryContext(ctx, bump+`1 RETURNING id, mailbox_seq`)
+		res = mailbox.Enqueued{Entries: res.Entries[:0]}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM clients WHERE revoked_at IS NULL AND `+target+
+			` AND NOT (1`+room+`)`, append(slices.Clone(targetArgs), roomArgs...)...).Scan(&res.Full); err != nil {
+			return err
 		}
+		args := append(append([]any{size}, targetArgs...), roomArgs...)
+		rows, err := tx.QueryContext(ctx, `UPDATE clients SET mailbox_seq = mailbox_seq + 1, mailbox_entries = mailbox_entries + 1,
+			mailbox_bytes = mailbox_bytes + ? WHERE revoked_at IS NULL AND `+target+room+` RETURNING id, mailbox_seq`, args...)
 		if err != nil {
 			return err
 		}
@@ -38,25 +41,41 @@ func (db *DB) EnqueueMailbox(ctx context.Context, t mailbox.Target, kind uint16,
 				rows.Close()
 				return err
 			}
-			entries = append(entries, e)
+			res.Entries = append(res.Entries, e)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(entries) == 0 {
+		if len(res.Entries) == 0 {
 			return nil
 		}
-		return insertEntries(ctx, tx, entries, kind, at.UnixMilli(), payload)
+		return insertEntries(ctx, tx, res.Entries, kind, at.UnixMilli(), payload)
 	}
 	var after func()
 	if published != nil {
-		after = func() { published(entries) }
+		after = func() {
+			if len(res.Entries) > 0 {
+				published(res.Entries)
+			}
+		}
 	}
 	if err := db.WriteThen(ctx, fn, after); err != nil {
-		return nil, err
+		return mailbox.Enqueued{}, err
 	}
-	return entries, nil
+	return res, nil
+}
+
+// mailboxTarget is the condition on clients that selects t's recipients.
+func mailboxTarget(t mailbox.Target) (string, []any) {
+	switch {
+	case t.ClientID != 0:
+		return `id = ?`, []any{t.ClientID}
+	case t.UserID != 0:
+		return `user_id = ?`, []any{t.UserID}
+	default:
+		return `1`, nil
+	}
 }
 
 func (db *DB) FetchMailbox(ctx context.Context, clientID int64, after uint64, limit int) ([]mailbox.Entry, error) {
@@ -81,13 +100,24 @@ func (db *DB) FetchMailbox(ctx context.Context, clientID int64, after uint64, li
 
 func (db *DB) AckMailbox(ctx context.Context, acks map[int64]uint64) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `DELETE FROM mailbox WHERE client_id = ? AND seq <= ?`)
+		// Free the room of the entries first, while they are still there to count.
+		free, err := tx.PrepareContext(ctx, `UPDATE clients SET (mailbox_entries, mailbox_bytes) =
+			(SELECT clients.mailbox_entries - count(*), clients.mailbox_bytes - COALESCE(sum(length(payload)), 0)
+			 FROM mailbox WHERE client_id = ?1 AND seq <= ?2) WHERE id = ?1`)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
+		defer free.Close()
+		del, err := tx.PrepareContext(ctx, `DELETE FROM mailbox WHERE client_id = ? AND seq <= ?`)
+		if err != nil {
+			return err
+		}
+		defer del.Close()
 		for id, upTo := range acks {
-			if _, err := stmt.ExecContext(ctx, id, upTo); err != nil {
+			if _, err := free.ExecContext(ctx, id, upTo); err != nil {
+				return err
+			}
+			if _, err := del.ExecContext(ctx, id, upTo); err != nil {
 				return err
 			}
 		}
@@ -100,6 +130,15 @@ func (db *DB) MailboxStatus(ctx context.Context, clientID int64) (mailbox.Status
 	err := db.r.QueryRowContext(ctx, `SELECT count(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM mailbox WHERE client_id = ?`,
 		clientID).Scan(&s.Pending, &s.FirstSeq, &s.LastSeq)
 	return s, err
+}
+
+func (db *DB) MailboxUsage(ctx context.Context, clientID int64) (mailbox.Usage, error) {
+	var u mailbox.Usage
+	err := db.r.QueryRowContext(ctx, `SELECT mailbox_entries, mailbox_bytes FROM clients WHERE id = ?`, clientID).Scan(&u.Entries, &u.Bytes)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mailbox.Usage{}, nil
+	}
+	return u, err
 }
 
 // insertRows is how many entries one INSERT statement carries (5 parameters each,

@@ -124,7 +124,7 @@ func BenchmarkEnqueueAll1000(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := db.EnqueueMailbox(ctx, mailboxTargetAll, 1, []byte("hello"), testTime, nil); err != nil {
+		if _, err := db.EnqueueMailbox(ctx, mailboxTargetAll, 1, []byte("hello"), testTime, mailbox.Quota{MaxEntries: 1 << 40, MaxBytes: 1 << 50}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -61,7 +61,7 @@ var clientGroup = group{name: "client", summary: "Manages the clients (devices) 
 	{Help: usage.Help{Name: "client add", Args: "USER CLIENT", Summary: "Creates a client of USER and prints its bearer token (shown once).",
 		Example: "client add -data ./data -create-user alice phone"},
 		min: 2, max: 2, domain: true, setup: clientAdd},
-	{Help: usage.Help{Name: "client list", Args: "[USER]", Summary: "Lists the clients (of USER, or of everyone) and whether each is revoked.",
+	{Help: usage.Help{Name: "client list", Args: "[USER]", Summary: "Lists the clients (of USER, or of everyone), whether each is revoked, and what its mailbox holds against its quota.",
 		Example: "client list -data ./data alice"},
 		max: 1, domain: true, setup: noFlags(clientList)},
 	{Help: usage.Help{Name: "client revoke", Args: "USER CLIENT", Summary: "Revokes a client's token; a running server closes its sockets within a second.",
@@ -89,12 +89,18 @@ func clientList(ctx context.Context, e env, a []string) error {
 	if err != nil {
 		return err
 	}
+	mb := e.mailbox()
 	for _, c := range cs {
 		state := "active"
 		if c.Revoked() {
 			state = "revoked " + c.RevokedAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(e.out, "%s\t%s\n", e.dir.ClientURI(c), state)
+		u, err := mb.Usage(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "%s\t%s\tmailbox %d/%d entries, %d/%d bytes\n", e.dir.ClientURI(c), state,
+			u.Entries, u.Quota.MaxEntries, u.Bytes, u.Quota.MaxBytes)
 	}
 	none(e.out, len(cs), what)
 	return nil
@@ -123,7 +129,7 @@ func notice(fs *flag.FlagSet) action {
 			return err
 		}
 		payload, _ := protocol.Notice{Text: a[0]}.MarshalBinary()
-		n, err := mailbox.New(e.db, mailbox.Metrics{}).Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
+		n, err := e.mailbox().Enqueue(ctx, t, uint16(protocol.KindNotice), payload)
 		if err != nil {
 			return err
 		}
@@ -277,4 +283,9 @@ func orNever(t time.Time) string {
 		return "never"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// mailbox is the store's mailbox under the configured quota.
+func (e env) mailbox() *mailbox.Mailbox {
+	return mailbox.NewWithQuota(e.db, mailbox.Metrics{}, e.cfg.Mailbox.Quota())
 }

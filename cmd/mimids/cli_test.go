@@ -236,7 +236,7 @@ func TestListsSayWhenEmpty(t *testing.T) {
 		want string
 	}{
 		{[]string{"user", "list"}, "mimi://localhost/u/alice\t"},
-		{[]string{"client", "list"}, "mimi://localhost/d/bob/phone\tactive\n"},
+		{[]string{"client", "list"}, "mimi://localhost/d/bob/phone\tactive\tmailbox 0/10000 entries, 0/67108864 bytes\n"},
 		{[]string{"client", "list", "alice"}, "no clients of alice\n"},
 		{[]string{"ban", "list"}, "mimi://b.example/u/mallory\t"},
 	} {

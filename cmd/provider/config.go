@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
 )
 
@@ -45,6 +47,7 @@ type Config struct {
 	OHTTP       OHTTPConfig       `json:"ohttp"`
 	KeyPackages KeyPackagesConfig `json:"key_packages"`
 	Hub         HubConfig         `json:"hub"`
+	Mailbox     MailboxConfig     `json:"mailbox"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -75,6 +78,8 @@ type KeyPackagesConfig struct {
 	MaxPerClient  int              `json:"max_per_client"`
 	LowThreshold  int              `json:"low_threshold"`
 	PurgeInterval gateway.Duration `json:"purge_interval"`
+	UploadRate    float64          `json:"upload_rate"` // uploads per second per client; negative disables
+	UploadBurst   int              `json:"upload_burst"`
 }
 
 // HubConfig tunes the hub.
@@ -83,6 +88,20 @@ type HubConfig struct {
 	RateBurst      int     `json:"rate_burst"`
 	MaxMessageSize int     `json:"max_message_size"`
 	StateCacheSize int     `json:"state_cache_size"`
+	ReportRate     float64 `json:"report_rate"` // reports per second per client; negative disables
+	ReportBurst    int     `json:"report_burst"`
+}
+
+// MailboxConfig bounds each client's mailbox: entries not yet acknowledged and the sum
+// of their payload bytes.
+type MailboxConfig struct {
+	MaxEntries int64 `json:"max_entries"`
+	MaxBytes   int64 `json:"max_bytes"`
+}
+
+// Quota is the mailbox quota the configuration sets.
+func (m MailboxConfig) Quota() mailbox.Quota {
+	return mailbox.Quota{MaxEntries: m.MaxEntries, MaxBytes: m.MaxBytes}
 }
 
 // LogConfig selects the log format and level.
@@ -99,8 +118,11 @@ func DefaultConfig() Config {
 	c.Gateway = c.Gateway.WithDefaults()
 	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour)}
 	c.OHTTP = OHTTPConfig{KeyGrace: gateway.Duration(24 * time.Hour), RelayRate: 20, RelayBurst: 40}
-	c.KeyPackages = KeyPackagesConfig{MaxPerUpload: 100, MaxPerClient: 1000, LowThreshold: 5, PurgeInterval: gateway.Duration(10 * time.Minute)}
-	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024}
+	c.KeyPackages = KeyPackagesConfig{MaxPerUpload: 100, MaxPerClient: 1000, LowThreshold: 5, PurgeInterval: gateway.Duration(10 * time.Minute),
+		UploadRate: directory.DefaultUploadRate, UploadBurst: directory.DefaultUploadBurst}
+	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024,
+		ReportRate: directory.DefaultReportRate, ReportBurst: directory.DefaultReportBurst}
+	c.Mailbox = MailboxConfig{MaxEntries: mailbox.DefaultQuota.MaxEntries, MaxBytes: mailbox.DefaultQuota.MaxBytes}
 	return c
 }
 
@@ -169,6 +191,15 @@ func (c Config) Validate() error {
 	}
 	if c.Hub.RateBurst < 1 && c.Hub.RatePerSecond >= 0 || c.Hub.MaxMessageSize < 1024 || c.Hub.StateCacheSize < 1 {
 		bad("hub: rate_burst >= 1 (unless rate_per_second < 0), max_message_size >= 1024, state_cache_size >= 1")
+	}
+	if c.Hub.ReportRate == 0 || c.Hub.ReportRate > 0 && c.Hub.ReportBurst < 1 {
+		bad("hub: report_rate must be positive with report_burst >= 1, or negative to disable the limit")
+	}
+	if c.KeyPackages.UploadRate == 0 || c.KeyPackages.UploadRate > 0 && c.KeyPackages.UploadBurst < 1 {
+		bad("key_packages: upload_rate must be positive with upload_burst >= 1, or negative to disable the limit")
+	}
+	if err := c.Mailbox.Quota().Validate(); err != nil {
+		bad("mailbox: %v (max_entries, max_bytes)", err)
 	}
 	return errors.Join(errs...)
 }

@@ -24,12 +24,16 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.KeyPackages.MaxPerUpload = 0
 	c.Hub.MaxMessageSize = 10
 	c.TLS.CertFile = "cert.pem"
+	c.Hub.ReportRate = 0
+	c.KeyPackages.UploadRate = 0
+	c.Mailbox.MaxBytes = 1000
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
-		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls"} {
+		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls",
+		"report_rate", "upload_rate", "mailbox: "} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s:\n%v", want, err)
 		}

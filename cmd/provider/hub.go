@@ -31,6 +31,12 @@ func (m HubMailbox) Deliver(ctx context.Context, clientID int64, kind uint16, pa
 	return err
 }
 
+// Room implements hub.MailboxRoom: the hub refuses a Welcome the client's mailbox
+// cannot take before it stores or sequences anything.
+func (m HubMailbox) Room(ctx context.Context, clientID int64, kind uint16, size int) error {
+	return m.mb.Room(ctx, clientID, kind, size)
+}
+
 // ChangePartitions tells a running server that the admin CLI changed partitions
 // (termination): subscribers refetch.
 const ChangePartitions = "partitions"

@@ -3,8 +3,10 @@ package provider
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/protocol"
 )
 
 // mailboxMetrics counts committed mailbox entries: this process's own through the
@@ -12,8 +14,21 @@ import (
 func mailboxMetrics(reg prometheus.Registerer) mailbox.Metrics {
 	enq := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_total",
 		Help: "Mailbox entries committed, for every producer."})
-	reg.MustRegister(enq)
-	return mailbox.Metrics{Enqueued: func(n int) { enq.Add(float64(n)) }}
+	full := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_mailbox_full_total",
+		Help: "Mailbox entries refused because the recipient's mailbox was at its quota, by kind."}, []string{"kind"})
+	reg.MustRegister(enq, full)
+	return mailbox.Metrics{Enqueued: func(n int) { enq.Add(float64(n)) },
+		Full: func(kind uint16, n int) { full.WithLabelValues(protocol.Kind(kind).String()).Add(float64(n)) }}
+}
+
+// keyPackageMetrics counts uploaded KeyPackages, stored and signature-checked.
+func keyPackageMetrics(reg prometheus.Registerer) directory.KeyPackageMetrics {
+	up := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_key_packages_uploaded_total",
+		Help: "KeyPackages stored by uploads."})
+	ver := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_key_packages_verified_total",
+		Help: "Uploaded KeyPackages whose signatures were verified (refusals found earlier verify none)."})
+	reg.MustRegister(up, ver)
+	return directory.KeyPackageMetrics{Uploaded: func(n int) { up.Add(float64(n)) }, Verified: func(n int) { ver.Add(float64(n)) }}
 }
 
 // registerHubMetrics exposes the hub's counters.

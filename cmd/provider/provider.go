@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	reg := gateway.NewRegistry()
 	mm := mailboxMetrics(reg)
 	p.enqueued = mm.Enqueued
-	p.Mailbox = mailbox.New(db, mm)
+	p.Mailbox = mailbox.NewWithQuota(db, mm, cfg.Mailbox.Quota())
 	var err error
 	now := cfg.Clock
 	if now == nil {
@@ -63,12 +63,13 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	}
 	p.KPs, err = directory.NewKeyPackages(p.Dir, db, p.Disc, p.Mailbox, directory.KeyPackageConfig{
 		MaxPerUpload: cfg.KeyPackages.MaxPerUpload, MaxPerClient: cfg.KeyPackages.MaxPerClient,
-		LowThreshold: cfg.KeyPackages.LowThreshold, Clock: now}, log)
+		LowThreshold: cfg.KeyPackages.LowThreshold, UploadRate: cfg.KeyPackages.UploadRate,
+		UploadBurst: cfg.KeyPackages.UploadBurst, Clock: now, Metrics: keyPackageMetrics(reg)}, log)
 	if err != nil {
 		return nil, err
 	}
 	p.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{RatePerSecond: cfg.Hub.RatePerSecond,
-		RateBurst: cfg.Hub.RateBurst, Logger: log})
+		RateBurst: cfg.Hub.RateBurst, ReportRate: cfg.Hub.ReportRate, ReportBurst: cfg.Hub.ReportBurst, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +186,7 @@ func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (OfflineServices
 	if err != nil {
 		return o, err
 	}
-	mb := mailbox.New(db, mailbox.Metrics{})
+	mb := mailbox.NewWithQuota(db, mailbox.Metrics{}, cfg.Mailbox.Quota())
 	kps, err := directory.NewKeyPackages(d, db, o.Discovery, mb, directory.KeyPackageConfig{}, log)
 	if err != nil {
 		return o, err

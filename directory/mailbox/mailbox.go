@@ -2,6 +2,10 @@
 // (operator notices, Welcomes, stock warnings) is committed here before the producer is
 // answered, pushed to the client's live sockets, and removed only when the client
 // acknowledges it. After a reconnect a socket replays what is left, in order.
+//
+// Each client's mailbox is bounded by a Quota in entries and payload bytes, enforced by
+// the store in the transaction that commits an entry: a producer whose entry does not
+// fit gets ErrFull (wire code mailbox_full) and nothing is written for that client.
 package mailbox
 
 import (
@@ -10,6 +14,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/mimids/mimids/protocol"
 )
 
 // Entry is one mailbox entry. Seq increases by one per client for each entry.
@@ -55,23 +61,75 @@ type Status struct {
 
 var (
 	ErrTarget   = errors.New("mailbox: target must name exactly one of client, user or all")
-	ErrTooLarge = errors.New("mailbox: payload too large")
+	ErrTooLarge = protocol.NewError(protocol.CodeTooLarge, "mailbox: payload too large")
+	// ErrFull means the recipient's mailbox holds as many entries or payload bytes as
+	// its Quota allows; nothing was written for it. The producer may retry once the
+	// client has acknowledged entries.
+	ErrFull = protocol.NewError(protocol.CodeMailboxFull, "mailbox: mailbox full")
 )
 
 // MaxPayload bounds one entry's payload.
 const MaxPayload = 1 << 20
 
+// Quota bounds one client's mailbox: the entries stored and not yet acknowledged, and
+// the sum of their payload lengths.
+type Quota struct {
+	MaxEntries int64
+	MaxBytes   int64
+}
+
+// DefaultQuota is the quota of a Mailbox made by New: 10,000 entries, 64 MiB.
+var DefaultQuota = Quota{MaxEntries: 10_000, MaxBytes: 64 << 20}
+
+// Validate reports a quota that bounds nothing or cannot hold one entry of MaxPayload.
+func (q Quota) Validate() error {
+	var errs []error
+	if q.MaxEntries < 1 {
+		errs = append(errs, fmt.Errorf("mailbox: quota of %d entries, want >= 1", q.MaxEntries))
+	}
+	if q.MaxBytes < MaxPayload {
+		errs = append(errs, fmt.Errorf("mailbox: quota of %d bytes, want >= %d (one entry of the largest payload)", q.MaxBytes, MaxPayload))
+	}
+	return errors.Join(errs...)
+}
+
+// fits reports whether one more entry of n payload bytes fits u under q.
+func (q Quota) fits(u Usage, n int) bool {
+	return u.Entries+1 <= q.MaxEntries && u.Bytes+int64(n) <= q.MaxBytes
+}
+
+// Usage is what a client's mailbox holds: entries not yet acknowledged and the sum of
+// their payload lengths, with the quota they count against (zero from a Store).
+type Usage struct {
+	Entries int64
+	Bytes   int64
+	Quota   Quota
+}
+
+// Enqueued is what one EnqueueMailbox committed.
+type Enqueued struct {
+	// Entries are the committed entries, one per recipient that had room.
+	Entries []Entry
+	// Full counts the recipients refused because the entry did not fit their quota.
+	Full int
+}
+
 // Store is what the mailbox needs from storage.
 type Store interface {
-	// EnqueueMailbox commits one entry per recipient and then, before any later write
-	// commits, calls published with the entries.
-	EnqueueMailbox(ctx context.Context, t Target, kind uint16, payload []byte, at time.Time, published func([]Entry)) ([]Entry, error)
+	// EnqueueMailbox commits one entry to every active recipient of t whose mailbox
+	// has room for it under q (one more entry, len(payload) more bytes), counts the
+	// recipients without room, and then, before any later write commits, calls
+	// published with the entries. Checking and writing are one transaction.
+	EnqueueMailbox(ctx context.Context, t Target, kind uint16, payload []byte, at time.Time, q Quota, published func([]Entry)) (Enqueued, error)
 	// FetchMailbox returns up to limit entries with seq > after, in seq order.
 	FetchMailbox(ctx context.Context, clientID int64, after uint64, limit int) ([]Entry, error)
 	// AckMailbox removes, for each client in acks, its entries with seq <= the
-	// client's value, in one transaction.
+	// client's value, in one transaction, and frees their room.
 	AckMailbox(ctx context.Context, acks map[int64]uint64) error
 	MailboxStatus(ctx context.Context, clientID int64) (Status, error)
+	// MailboxUsage returns what the client's mailbox holds (Quota left zero); zero
+	// for an unknown client.
+	MailboxUsage(ctx context.Context, clientID int64) (Usage, error)
 }
 
 // Sink receives a client's entries as they are committed. Notify and Refetch must not
@@ -87,6 +145,9 @@ type Sink interface {
 type Metrics struct {
 	Enqueued func(n int)
 	Acked    func()
+	// Full counts n recipients refused an entry of kind because their mailbox was
+	// full (by Enqueue, or by Room before a producer commits anything).
+	Full func(kind uint16, n int)
 }
 
 // Mailbox routes committed entries to live sinks.
@@ -94,6 +155,7 @@ type Mailbox struct {
 	// Static after construction.
 	store   Store
 	metrics Metrics
+	quota   Quota
 	now     func() time.Time
 
 	mu    sync.RWMutex
@@ -111,13 +173,28 @@ type ackBatch struct {
 	err  error // set before done is closed
 }
 
-// New returns a Mailbox over store.
-func New(store Store, m Metrics) *Mailbox {
-	return &Mailbox{store: store, metrics: m, now: time.Now, sinks: make(map[int64]map[Sink]struct{})}
+// New returns a Mailbox over store with DefaultQuota.
+func New(store Store, m Metrics) *Mailbox { return NewWithQuota(store, m, DefaultQuota) }
+
+// NewWithQuota returns a Mailbox over store whose clients' mailboxes are bounded by q;
+// a field of q that is zero or less takes DefaultQuota's value.
+func NewWithQuota(store Store, m Metrics, q Quota) *Mailbox {
+	if q.MaxEntries <= 0 {
+		q.MaxEntries = DefaultQuota.MaxEntries
+	}
+	if q.MaxBytes <= 0 {
+		q.MaxBytes = DefaultQuota.MaxBytes
+	}
+	return &Mailbox{store: store, metrics: m, quota: q, now: time.Now, sinks: make(map[int64]map[Sink]struct{})}
 }
 
-// Enqueue commits an entry for every recipient of t and pushes it to their live sinks.
-// It returns how many entries were committed.
+// Quota returns the quota of every client's mailbox.
+func (m *Mailbox) Quota() Quota { return m.quota }
+
+// Enqueue commits an entry for every recipient of t that has room for it and pushes
+// it to their live sinks. It returns how many entries were committed. A recipient
+// whose mailbox is full is skipped; when t names one client, or every recipient was
+// skipped, Enqueue fails with ErrFull and nothing was written.
 func (m *Mailbox) Enqueue(ctx context.Context, t Target, kind uint16, payload []byte) (int, error) {
 	if err := t.validate(); err != nil {
 		return 0, err
@@ -125,14 +202,64 @@ func (m *Mailbox) Enqueue(ctx context.Context, t Target, kind uint16, payload []
 	if len(payload) > MaxPayload {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), MaxPayload)
 	}
-	entries, err := m.store.EnqueueMailbox(ctx, t, kind, payload, m.now(), m.publish)
+	res, err := m.store.EnqueueMailbox(ctx, t, kind, payload, m.now(), m.quota, m.publish)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: enqueue: %w", err)
 	}
+	n := len(res.Entries)
 	if m.metrics.Enqueued != nil {
-		m.metrics.Enqueued(len(entries))
+		m.metrics.Enqueued(n)
 	}
-	return len(entries), nil
+	if res.Full > 0 {
+		if m.metrics.Full != nil {
+			m.metrics.Full(kind, res.Full)
+		}
+		if n == 0 {
+			return 0, m.fullError(t, res.Full)
+		}
+	}
+	return n, nil
+}
+
+func (m *Mailbox) fullError(t Target, full int) error {
+	q := m.quota
+	if t.ClientID != 0 {
+		return fmt.Errorf("%w: client %d is at its quota of %d entries or %d bytes", ErrFull, t.ClientID, q.MaxEntries, q.MaxBytes)
+	}
+	return fmt.Errorf("%w: all %d recipients are at their quota of %d entries or %d bytes", ErrFull, full, q.MaxEntries, q.MaxBytes)
+}
+
+// Room reports whether one entry of size payload bytes would fit the client's mailbox
+// now: ErrFull if not, ErrTooLarge over MaxPayload. Producers that must not commit
+// anything they cannot deliver (the hub, before it sequences a Welcome) ask first;
+// Enqueue checks again atomically.
+func (m *Mailbox) Room(ctx context.Context, clientID int64, kind uint16, size int) error {
+	if size > MaxPayload {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxPayload)
+	}
+	u, err := m.store.MailboxUsage(ctx, clientID)
+	if err != nil {
+		return fmt.Errorf("mailbox: room: %w", err)
+	}
+	if m.quota.fits(u, size) {
+		return nil
+	}
+	if m.metrics.Full != nil {
+		m.metrics.Full(kind, 1)
+	}
+	return fmt.Errorf("%w: client %d holds %d entries and %d bytes, quota %d entries and %d bytes",
+		ErrFull, clientID, u.Entries, u.Bytes, m.quota.MaxEntries, m.quota.MaxBytes)
+}
+
+// Usage returns what the client's mailbox holds and its quota, for dashboards and the
+// admin CLI.
+func (m *Mailbox) Usage(ctx context.Context, clientID int64) (Usage, error) {
+	u, err := m.store.MailboxUsage(ctx, clientID)
+	if err != nil {
+		return Usage{}, fmt.Errorf("mailbox: usage: %w", err)
+	}
+	u.Quota = m.quota
+	return u, nil
 }
 
 func (m *Mailbox) publish(entries []Entry) {

@@ -20,8 +20,10 @@ type Store interface {
 
 // Run runs the suite; newStore returns an empty store that lives for the test.
 func Run(t *testing.T, newStore func(t *testing.T) Store) {
+	t.Run("quota", func(t *testing.T) { runQuota(t, newStore) })
 	ctx := context.Background()
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	big := mailbox.Quota{MaxEntries: 1 << 40, MaxBytes: 1 << 50} // bounds nothing here
 
 	setup := func(t *testing.T) (Store, []directory.Client) {
 		s := newStore(t)
@@ -40,15 +42,15 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		s, cs := setup(t)
 		var published []mailbox.Entry
 		pub := func(es []mailbox.Entry) { published = append(published, es...) }
-		es, err := s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, []byte("one"), at, pub)
+		es, err := entries(s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, []byte("one"), at, big, pub))
 		if err != nil || len(es) != 1 || es[0].Seq != 1 || es[0].ClientID != cs[0].ID {
 			t.Fatalf("to client: %+v, %v", es, err)
 		}
-		es, err = s.EnqueueMailbox(ctx, mailbox.Target{UserID: cs[0].UserID}, 1, []byte("two"), at, pub)
+		es, err = entries(s.EnqueueMailbox(ctx, mailbox.Target{UserID: cs[0].UserID}, 1, []byte("two"), at, big, pub))
 		if err != nil || len(es) != 2 {
 			t.Fatalf("to user: %+v, %v", es, err)
 		}
-		es, err = s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 2, []byte("three"), at, pub)
+		es, err = entries(s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 2, []byte("three"), at, big, pub))
 		if err != nil || len(es) != 3 {
 			t.Fatalf("to all: %+v, %v", es, err)
 		}
@@ -75,7 +77,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("ack keeps sequence", func(t *testing.T) {
 		s, cs := setup(t)
 		for i := 0; i < 3; i++ {
-			s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, []byte{byte(i)}, at, nil)
+			s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, []byte{byte(i)}, at, big, nil)
 		}
 		if err := s.AckMailbox(ctx, map[int64]uint64{cs[0].ID: 2}); err != nil {
 			t.Fatal(err)
@@ -85,7 +87,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 			t.Fatalf("status = %+v, %v", st, err)
 		}
 		s.AckMailbox(ctx, map[int64]uint64{cs[0].ID: 3, cs[2].ID: 0})
-		es, _ := s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, nil, at, nil)
+		es, _ := entries(s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[0].ID}, 1, nil, at, big, nil))
 		if len(es) != 1 || es[0].Seq != 4 {
 			t.Fatalf("seq after emptying the mailbox = %+v, want 4", es)
 		}
@@ -97,13 +99,13 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("revoked clients get nothing", func(t *testing.T) {
 		s, cs := setup(t)
 		s.RevokeClient(ctx, "alice", "laptop", at)
-		es, err := s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 1, nil, at, nil)
+		es, err := entries(s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 1, nil, at, big, nil))
 		if err != nil || len(es) != 2 {
 			t.Fatalf("to all after revoke: %+v, %v", es, err)
 		}
-		es, _ = s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[1].ID}, 1, nil, at, nil)
-		if len(es) != 0 {
-			t.Fatalf("to revoked client: %+v", es)
+		res, err := s.EnqueueMailbox(ctx, mailbox.Target{ClientID: cs[1].ID}, 1, nil, at, big, nil)
+		if err != nil || len(res.Entries) != 0 || res.Full != 0 {
+			t.Fatalf("to revoked client: %+v, %v (a revoked client is no recipient, not a full one)", res, err)
 		}
 	})
 
@@ -114,7 +116,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 1, bytes.Repeat([]byte{1}, 10), at, nil); err != nil {
+				if _, err := s.EnqueueMailbox(ctx, mailbox.Target{All: true}, 1, bytes.Repeat([]byte{1}, 10), at, big, nil); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -133,3 +135,6 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		}
 	})
 }
+
+// entries drops the Full count of an EnqueueMailbox result.
+func entries(r mailbox.Enqueued, err error) ([]mailbox.Entry, error) { return r.Entries, err }

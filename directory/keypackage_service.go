@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,7 +183,9 @@ func checkKeyPackage(b []byte, identity string, now time.Time) (StoredKeyPackage
 	if err != nil {
 		return StoredKeyPackage{}, fmt.Errorf("%w: %w", ErrInvalidKeyPackage, err)
 	}
+	leafKey := sha256.Sum256(kp.LeafNode.SignatureKey)
 	return StoredKeyPackage{
+		LeafKeyHash: leafKey[:],
 		Ref:         info.Ref,
 		Version:     kp.Version,
 		CipherSuite: kp.CipherSuite,
@@ -222,10 +225,12 @@ func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]protocol.KeyPackag
 	return s, nil
 }
 
-// ClientForRef returns the client whose KeyPackage with this KeyPackageRef this provider
-// served (ErrNotFound if none): where a Welcome naming the ref goes.
-func (k *KeyPackages) ClientForRef(ctx context.Context, ref []byte) (Client, error) {
-	return k.store.ClientForRef(ctx, ref)
+// ServedKeyPackage returns what this provider recorded when it served the KeyPackage
+// with this KeyPackageRef (ErrNotFound if it never did): the client, where a Welcome
+// naming the ref goes, and the hash of its leaf's signature key, by which the hub finds
+// the leaf in a new group's tree.
+func (k *KeyPackages) ServedKeyPackage(ctx context.Context, ref []byte) (ServedKeyPackage, error) {
+	return k.store.ServedKeyPackage(ctx, ref)
 }
 
 // Purge deletes what expired at now: KeyPackages (and those of revoked clients), served

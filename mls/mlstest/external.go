@@ -202,3 +202,37 @@ func appendOpaque(b, v []byte) []byte {
 	}
 	return append(b, v...)
 }
+
+// GroupFromInfo is a group as a non-member sees it from a GroupInfo (an
+// encoded MLSMessage) and, when the GroupInfo has no ratchet_tree, the tree
+// served beside it: enough to make an ExternalJoin. It holds no member's
+// keys. The GroupInfo must verify (mls.NewPublicGroup).
+func GroupFromInfo(groupInfo, ratchetTree []byte) (*Group, error) {
+	m, err := mls.DecodeMLSMessage(groupInfo)
+	if err != nil {
+		return nil, fmt.Errorf("mlstest: GroupInfo: %w", err)
+	}
+	if m.GroupInfo == nil {
+		return nil, fmt.Errorf("%w: a %s, not a GroupInfo", ErrOptions, m.WireFormat)
+	}
+	var rt mls.RatchetTree
+	if ratchetTree != nil {
+		if rt, err = mls.DecodeRatchetTree(ratchetTree); err != nil {
+			return nil, fmt.Errorf("mlstest: ratchet tree: %w", err)
+		}
+	}
+	pg, err := mls.NewPublicGroup(m.GroupInfo, rt, mls.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("mlstest: GroupInfo does not verify: %w", err)
+	}
+	g := &Group{Suite: pg.Suite(), GroupID: pg.GroupID(), Epoch: pg.Epoch(), Tree: pg.RatchetTree(),
+		GroupContext: pg.GroupContext(), GroupInfo: m.GroupInfo, GroupInfoMessage: groupInfo}
+	if g.RatchetTree, err = g.Tree.Marshal(); err != nil {
+		return nil, fmt.Errorf("mlstest: tree: %w", err)
+	}
+	for _, mb := range pg.Members() {
+		g.Members = append(g.Members, &Member{Identity: string(mb.Identity), LeafIndex: mb.LeafIndex,
+			Leaf: pg.Tree().Leaf(mb.LeafIndex), SignaturePub: mb.SignatureKey})
+	}
+	return g, nil
+}

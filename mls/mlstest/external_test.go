@@ -26,6 +26,10 @@ func TestExternalJoinVerifies(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// A non-member joins from what group_info serves.
+				if g, err = mlstest.GroupFromInfo(g.GroupInfoMessage, nil); err != nil || len(g.Members) != n {
+					t.Fatalf("GroupFromInfo: %v", err)
+				}
 				for i := range 3 {
 					id := fmt.Sprintf("mimi://a.example/d/joiner%d/c1", i)
 					j, err := g.ExternalJoin(id)
@@ -131,5 +135,29 @@ func TestHubAcceptsExternalJoins(t *testing.T) {
 			t.Fatalf("group_info after join %d: %v", i, err)
 		}
 		g = j.Next
+	}
+}
+
+// TestGroupFromInfoTreeApart needs the tree served beside a GroupInfo
+// without ratchet_tree.
+func TestGroupFromInfoTreeApart(t *testing.T) {
+	g, err := mlstest.NewGroup(mlstest.Options{Members: 3, TreeApart: true, ExternalPub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mlstest.GroupFromInfo(g.GroupInfoMessage, nil); err == nil {
+		t.Fatal("a GroupInfo without its tree was accepted")
+	}
+	seen, err := mlstest.GroupFromInfo(g.GroupInfoMessage, g.RatchetTree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := seen.ExternalJoin("mimi://a.example/d/dan/c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJoin(t, g, j, "mimi://a.example/d/dan/c1")
+	if _, err := mlstest.GroupFromInfo(j.Message, nil); err == nil {
+		t.Fatal("a commit was taken for a GroupInfo")
 	}
 }

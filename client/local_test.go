@@ -95,7 +95,13 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 		t.Errorf("own provider handled %d requests, want 3", n)
 	}
 
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice", "mimi://a.example/u/bob"}})
+	// The group has bob's leaf from that KeyPackage (the hub checks the Welcome's ref
+	// against the tree).
+	served, err := mls.DecodeKeyPackage(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}, Leaves: []*mls.LeafNode{&served.LeafNode}})
 	if err != nil {
 		t.Fatal(err)
 	}

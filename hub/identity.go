@@ -21,6 +21,9 @@ func checkOwnLeaf(s protocol.Sender, ln *mls.LeafNode, what string) error {
 	if !s.Local {
 		return nil
 	}
+	if ln == nil {
+		return fmt.Errorf("%w: %s is blank", ErrIdentityMismatch, what)
+	}
 	c := &ln.Credential
 	if c.CredentialType != mls.CredentialTypeBasic {
 		return fmt.Errorf("%w: %s has a %s credential, want basic", ErrIdentityMismatch, what, c.CredentialType)

@@ -111,6 +111,17 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same Welcome for a group without bob's leaf is refused: its ref was served,
+	// but not for a member of that tree.
+	without, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice", "mimi://a.example/u/bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lp.alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: without.GroupInfoMessage, PartitionKey: without.PartitionKey,
+		WelcomeData: &protocol.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}})
+	if ErrorCode(err) != protocol.CodeInvalidMLS {
+		t.Fatalf("Welcome for a group without the served leaf: %v, want invalid_mls", err)
+	}
 	if _, err := lp.alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
 		WelcomeData: &protocol.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}}); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -185,11 +186,20 @@ func TestGroupMethodsCreate2(t *testing.T) {
 	maskedOf := map[string][]byte{string(g.Initial.PartitionKey): g.Initial.MaskedKey}
 	for i := range g.Steps {
 		st := &g.Steps[i]
-		c := alice
+		send := alice.Send
 		if st.Sender.Identity == "mimi://b.example/u/bob" {
-			c = bob
+			send = bob.Send
+			if st.Kind != "application" {
+				// bob is a user of b.example: the hub takes the leaves his
+				// handshakes carry from his provider (as its follower will), not
+				// from a socket of a.example.
+				send = func(ctx context.Context, req *protocol.SendRequest) (uint32, error) {
+					resp, err := p.Hub.Send(ctx, protocol.Sender{UserURI: st.Sender.Identity}, req)
+					return resp.Counter, err
+				}
+			}
 		}
-		n, err := c.Send(ctx, sendRequest(st))
+		n, err := send(ctx, sendRequest(st))
 		if err != nil {
 			t.Fatalf("step %d (%s): %v", i, st.Kind, err)
 		}
@@ -206,7 +216,7 @@ func TestGroupMethodsCreate2(t *testing.T) {
 			}
 		}
 		// A retry is answered with the same counter.
-		if again, err := c.Send(ctx, sendRequest(st)); err != nil || again != n {
+		if again, err := send(ctx, sendRequest(st)); err != nil || again != n {
 			t.Fatalf("step %d retried: %d, %v; want %d", i, again, err, n)
 		}
 	}
@@ -277,45 +287,61 @@ func TestGroupMethodsCreate2(t *testing.T) {
 }
 
 func TestExternalJoin(t *testing.T) {
-	g := loadGroup(t, "external-join.json")
 	p := startProvider(t, "a.example", nil)
 	ctx := ctxT(t)
 	alice, _ := dialAs(t, p.Socket, p.Dir, "alice", Config{})
 	dave, _ := dialAs(t, p.Socket, p.Dir, "dave", Config{})
-	if _, err := alice.CreateGroup(ctx, g.createRequest()); err != nil {
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{alice.Session().ClientID}, ExternalPub: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if _, err := alice.Send(ctx, sendRequest(&g.Steps[i])); err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
+	if _, err := alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
 	}
+	app, err := g.RandomApplication(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, &protocol.SendRequest{Message: app, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
+	}
+	// dave knows the group ID: he joins from the GroupInfo the hub serves.
 	gi, err := dave.GroupInfo(ctx, g.GroupID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(gi.GroupInfo, g.Steps[0].After.GroupInfoWithTree) && !bytes.Equal(gi.GroupInfo, g.Steps[0].After.GroupInfo) {
-		t.Errorf("group info is not the epoch-1 one")
+	if !bytes.Equal(gi.GroupInfo, g.GroupInfoMessage) {
+		t.Errorf("group info is not the group's")
 	}
-	st := &g.Steps[2]
-	if st.Kind != "external_commit" {
-		t.Fatalf("fixture step 2 is %s", st.Kind)
-	}
-	resp, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)})
+	seen, err := mlstest.GroupFromInfo(gi.GroupInfo, gi.RatchetTree)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(resp.MaskedPartitionKey, g.Steps[0].After.MaskedKey) || resp.Counter != 1 {
-		t.Fatalf("external join = %x/%d, want %x/1", resp.MaskedPartitionKey, resp.Counter, g.Steps[0].After.MaskedKey)
+	j, err := seen.ExternalJoin(dave.Session().ClientID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The same join again is a retry; a garbage one is refused.
-	if again, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: st.Message, CommitData: *commitData(st)}); err != nil || again.Counter != 1 {
+	req := &protocol.ExternalJoinRequest{Message: j.Message,
+		CommitData: protocol.CommitData{NextPartitionKey: j.Next.PartitionKey, GroupInfo: j.Next.GroupInfoMessage}}
+	resp, err := dave.ExternalJoin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(resp.MaskedPartitionKey, g.MaskedPartitionKey()) || resp.Counter != 1 {
+		t.Fatalf("external join = %x/%d, want %x/1", resp.MaskedPartitionKey, resp.Counter, g.MaskedPartitionKey())
+	}
+	// The same join again is a retry; a mismatched one is refused.
+	if again, err := dave.ExternalJoin(ctx, req); err != nil || again.Counter != 1 {
 		t.Fatalf("retried join: %+v, %v", again, err)
 	}
-	bad := *commitData(st)
-	bad.GroupInfo = g.Initial.GroupInfo
-	if _, err := dave.ExternalJoin(ctx, &protocol.ExternalJoinRequest{Message: g.Steps[4].Message, CommitData: bad}); ErrorCode(err) == 0 {
-		t.Fatalf("mismatched join accepted: %v", err)
+	next, err := j.Next.ExternalJoin(dave.Session().ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &protocol.ExternalJoinRequest{Message: next.Message,
+		CommitData: protocol.CommitData{NextPartitionKey: next.Next.PartitionKey, GroupInfo: g.GroupInfoMessage}}
+	if _, err := dave.ExternalJoin(ctx, bad); ErrorCode(err) != protocol.CodeInvalidMLS {
+		t.Fatalf("mismatched join: %v, want invalid_mls", err)
 	}
 }
 

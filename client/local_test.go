@@ -95,7 +95,13 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 		t.Errorf("own provider handled %d requests, want 3", n)
 	}
 
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice", "mimi://a.example/u/bob"}})
+	// The group has bob's leaf from that KeyPackage (the hub checks the Welcome's ref
+	// against the tree).
+	served, err := mls.DecodeKeyPackage(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}, Leaves: []*mls.LeafNode{&served.LeafNode}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +110,17 @@ func TestRemoteLocalAddToGroup(t *testing.T) {
 	wb, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatWelcome, Welcome: welcome}).Marshal()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The same Welcome for a group without bob's leaf is refused: its ref was served,
+	// but not for a member of that tree.
+	without, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice", "mimi://a.example/u/bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lp.alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: without.GroupInfoMessage, PartitionKey: without.PartitionKey,
+		WelcomeData: &protocol.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}})
+	if ErrorCode(err) != protocol.CodeInvalidMLS {
+		t.Fatalf("Welcome for a group without the served leaf: %v, want invalid_mls", err)
 	}
 	if _, err := lp.alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
 		WelcomeData: &protocol.WelcomeData{Welcome: wb, ServiceProviders: []string{"a.example"}}}); err != nil {

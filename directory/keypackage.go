@@ -69,6 +69,16 @@ type StoredKeyPackage struct {
 	NotAfter    time.Time // lifetime end, whole seconds
 	LastResort  bool
 	Data        []byte // the encoded (bare) KeyPackage, served as it is
+	// LeafKeyHash is the SHA-256 of the leaf node's signature key, kept in the served
+	// record so the hub can find the KeyPackage's leaf in a group's tree (nil for
+	// KeyPackages stored before it was recorded).
+	LeafKeyHash []byte
+}
+
+// ServedKeyPackage is what the store keeps about a KeyPackage it served.
+type ServedKeyPackage struct {
+	Client      Client // whose KeyPackage it is
+	LeafKeyHash []byte // StoredKeyPackage.LeafKeyHash; nil if not recorded
 }
 
 // ClaimRequest asks the store for one KeyPackage of a user.
@@ -127,9 +137,9 @@ type KeyPackageStore interface {
 	ClaimKeyPackages(ctx context.Context, reqs []ClaimRequest, lowThreshold int, now time.Time) ([]Claim, error)
 	// ClearLowStock clears a low-stock mark (used when the notice could not be queued).
 	ClearLowStock(ctx context.Context, clientID int64, suite mls.CipherSuite) error
-	// ClientForRef returns the client whose KeyPackage with this ref was served
-	// (ErrNotFound if none).
-	ClientForRef(ctx context.Context, ref []byte) (Client, error)
+	// ServedKeyPackage returns the record of the served KeyPackage with this ref: its
+	// client and leaf key hash (ErrNotFound if none was served).
+	ServedKeyPackage(ctx context.Context, ref []byte) (ServedKeyPackage, error)
 	// PurgeKeyPackages deletes expired KeyPackages and those of revoked clients, served
 	// records whose KeyPackage expired, and expired discovery tokens.
 	PurgeKeyPackages(ctx context.Context, now time.Time) (PurgeStats, error)

@@ -2,6 +2,7 @@ package directory_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -186,4 +187,16 @@ func refOf(t testing.TB, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// leafKeyHash is the SHA-256 of a KeyPackage's leaf signature key, as the served record
+// keeps it.
+func leafKeyHash(t testing.TB, b []byte) []byte {
+	t.Helper()
+	kp, err := mls.DecodeKeyPackageMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(kp.LeafNode.SignatureKey)
+	return sum[:]
 }

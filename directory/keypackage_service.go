@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,7 +187,9 @@ func verifyUpload(it uploadItem, identity string, now time.Time) (StoredKeyPacka
 	if string(info.Identity) != identity {
 		return StoredKeyPackage{}, fmt.Errorf("%w: identity %q, want %q", ErrIdentityMismatch, truncate(info.Identity, 80), identity)
 	}
+	leafKey := sha256.Sum256(kp.LeafNode.SignatureKey)
 	return StoredKeyPackage{
+		LeafKeyHash: leafKey[:],
 		Ref:         info.Ref,
 		Version:     kp.Version,
 		CipherSuite: kp.CipherSuite,
@@ -226,10 +229,12 @@ func (k *KeyPackages) Stock(ctx context.Context, c Client) ([]protocol.KeyPackag
 	return s, nil
 }
 
-// ClientForRef returns the client whose KeyPackage with this KeyPackageRef this provider
-// served (ErrNotFound if none): where a Welcome naming the ref goes.
-func (k *KeyPackages) ClientForRef(ctx context.Context, ref []byte) (Client, error) {
-	return k.store.ClientForRef(ctx, ref)
+// ServedKeyPackage returns what this provider recorded when it served the KeyPackage
+// with this KeyPackageRef (ErrNotFound if it never did): the client, where a Welcome
+// naming the ref goes, and the hash of its leaf's signature key, by which the hub finds
+// the leaf in a new group's tree.
+func (k *KeyPackages) ServedKeyPackage(ctx context.Context, ref []byte) (ServedKeyPackage, error) {
+	return k.store.ServedKeyPackage(ctx, ref)
 }
 
 // Purge deletes what expired at now: KeyPackages (and those of revoked clients), served

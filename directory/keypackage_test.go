@@ -91,9 +91,9 @@ func checkFetchAll(t *testing.T, e *env, user string, kps []fixtureKP, c directo
 			t.Fatalf("%s: fetch = %s %q, want one of the regular KeyPackages", user, r.Status, r.Message)
 		}
 		delete(want, string(r.Response.KeyPackage))
-		got, err := e.kps.ClientForRef(context.Background(), refOf(t, r.Response.KeyPackage))
-		if err != nil || got.ID != c.ID {
-			t.Fatalf("ClientForRef = %+v, %v", got, err)
+		got, err := e.kps.ServedKeyPackage(context.Background(), refOf(t, r.Response.KeyPackage))
+		if err != nil || got.Client.ID != c.ID || !bytes.Equal(got.LeafKeyHash, leafKeyHash(t, r.Response.KeyPackage)) {
+			t.Fatalf("ServedKeyPackage = %+v, %v", got, err)
 		}
 	}
 	for range 2 {
@@ -401,8 +401,8 @@ func TestConcurrentFetches(t *testing.T) {
 		if ref != lrRef && n != 1 {
 			t.Fatalf("KeyPackage %x served %d times", ref, n)
 		}
-		if c, err := e.kps.ClientForRef(ctx, []byte(ref)); err != nil || c.ID != bob.ID {
-			t.Fatalf("ClientForRef = %+v, %v", c, err)
+		if s, err := e.kps.ServedKeyPackage(ctx, []byte(ref)); err != nil || s.Client.ID != bob.ID {
+			t.Fatalf("ServedKeyPackage = %+v, %v", s, err)
 		}
 	}
 	entries, _ := e.mb.Fetch(ctx, bob.ID, 0, 100)
@@ -506,7 +506,7 @@ func TestPurgeExpired(t *testing.T) {
 	if err != nil || st.KeyPackages != 1 || st.Served != 1 {
 		t.Fatalf("Purge = %+v, %v", st, err)
 	}
-	if _, err := e.kps.ClientForRef(ctx, ref); !errors.Is(err, directory.ErrNotFound) {
+	if _, err := e.kps.ServedKeyPackage(ctx, ref); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("served record survived the purge: %v", err)
 	}
 	// The expired one is never served even before a purge: only the long one is left.

@@ -56,7 +56,7 @@ func (s *Server) registerGroups(r *Router, reports Reports) {
 	for m := range methods {
 		h := r.Handler(m)
 		s.Handle(m, func(ctx context.Context, c *Caller, body []byte) ([]byte, error) {
-			return h(ctx, protocol.Sender{ClientID: c.Client.ID, UserURI: c.UserURI, Local: true}, body)
+			return h(ctx, protocol.Sender{ClientID: c.Client.ID, ClientURI: c.ClientURI, UserURI: c.UserURI, Local: true}, body)
 		})
 	}
 	if reports != nil {

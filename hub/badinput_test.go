@@ -37,7 +37,6 @@ func TestBadInput(t *testing.T) {
 	e.create(fork)
 	e.create(grow)
 	e.create(priv)
-	alice := e.senderOf("mimi://a.example/u/alice")
 	send := func(st *tsStep, mod func(*protocol.SendRequest)) error {
 		req := &protocol.SendRequest{Message: st.Message, PartitionKey: st.PartitionKey}
 		if st.After != nil {
@@ -46,7 +45,7 @@ func TestBadInput(t *testing.T) {
 		if mod != nil {
 			mod(req)
 		}
-		_, err := e.h.Send(ctx, alice, req)
+		_, err := e.h.Send(ctx, e.senderOf(st.Sender.Identity), req)
 		return err
 	}
 	app0, add, app1, proposal, commit1 := &g.Steps[0], &g.Steps[1], &g.Steps[2], &g.Steps[4], &g.Steps[5]

@@ -63,6 +63,9 @@ func (h *Hub) planCommit(ctx context.Context, ps *partState, op *sendOp) (*commi
 	if string(nextMasked) == ps.masked {
 		return nil, fmt.Errorf("%w: next_partition_key is the commit's own partition key", ErrPartitionExists)
 	}
+	if err := checkExternalJoin(ps, op); err != nil {
+		return nil, err
+	}
 	var next *mls.PublicGroup
 	var res *mls.CommitResult
 	if op.public && ps.view != nil {
@@ -81,7 +84,7 @@ func (h *Hub) planCommit(ctx context.Context, ps *partState, op *sendOp) (*commi
 			if err := h.checkCommitPolicy(ctx, ps, next, res); err != nil {
 				return nil, err
 			}
-		case errors.Is(err, mls.ErrUnknownProposalRef) && ps.privateProposals:
+		case errors.Is(err, mls.ErrUnknownProposalRef) && ps.privateProposals && !op.external:
 			// It may cover a PrivateMessage proposal the hub cannot read:
 			// sequence it unchecked.
 			next, res = nil, nil
@@ -93,7 +96,7 @@ func (h *Hub) planCommit(ctx context.Context, ps *partState, op *sendOp) (*commi
 	if err != nil {
 		return nil, err
 	}
-	welcomes, err := h.planWelcomes(ctx, op.groupID, ps.suite, op.commit.WelcomeData, res)
+	welcomes, err := h.planWelcomes(ctx, op.groupID, ps.suite, op.commit.WelcomeData, res, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +105,24 @@ func (h *Hub) planCommit(ctx context.Context, ps *partState, op *sendOp) (*commi
 			GroupInfo: cloneBytes(op.commit.GroupInfo), RatchetTree: tree},
 		view: view, welcomes: welcomes,
 	}, nil
+}
+
+// checkExternalJoin applies the rules that keep one external joiner from
+// taking the group's GroupInfo away (ps.mu held): an external commit is
+// sequenced only where the hub verifies it (it has the partition's public
+// state), and it must publish the GroupInfo of the epoch it opens (which
+// checkCommitGroupInfo then matches against the computed state and requires
+// to carry external_pub).
+func checkExternalJoin(ps *partState, op *sendOp) error {
+	switch {
+	case !op.external:
+		return nil
+	case ps.view == nil:
+		return fmt.Errorf("%w: the hub has no public state of partition %x to verify an external join against", ErrNoGroupInfo, []byte(ps.masked))
+	case op.commit.GroupInfo == nil:
+		return fmt.Errorf("%w: an external join must publish the GroupInfo of the epoch it opens", ErrInvalidGroupInfo)
+	}
+	return nil
 }
 
 // checkCommitPolicy refuses a commit that adds a user banned by the
@@ -149,6 +170,10 @@ func (h *Hub) checkCommitGroupInfo(ps *partState, op *sendOp, next *mls.PublicGr
 	if !bytes.Equal(gc.GroupID, op.groupID) || gc.CipherSuite != ps.suite.ID() || gc.Epoch != op.epoch+1 {
 		return nil, nil, fmt.Errorf("%w: group %x suite %s epoch %d, want group %x suite %s epoch %d",
 			ErrInvalidGroupInfo, gc.GroupID, gc.CipherSuite, gc.Epoch, op.groupID, ps.suite.ID(), op.epoch+1)
+	}
+	// Presence only: ts-mls 1.6.4 writes the key without its length prefix.
+	if op.external && !gi.Extensions.Has(mls.ExtensionTypeExternalPub) {
+		return nil, nil, fmt.Errorf("%w: an external join's GroupInfo must carry external_pub, so the group stays joinable", ErrInvalidGroupInfo)
 	}
 	hasTree := gi.Extensions.Has(mls.ExtensionTypeRatchetTree)
 	if next != nil {

@@ -12,8 +12,10 @@ import (
 // CreateGroup creates a group hosted here: the request's GroupInfo (with
 // its tree) must verify on its own (supported suite, tree hash, tree
 // validity, signature), no member may be banned by the provider, and the
-// group ID must be new. The creator must be one of this provider's clients.
-// A retry of a request that created the group succeeds again.
+// group ID must be new. The creator must be one of this provider's clients,
+// and the GroupInfo signer's leaf (the creator's own) must name it. Each
+// Welcome ref of this provider must be a KeyPackage it served whose leaf is
+// in the tree. A retry of a request that created the group succeeds again.
 func (h *Hub) CreateGroup(ctx context.Context, sender protocol.Sender, req *protocol.CreateGroupRequest) (protocol.CreateGroupResponse, error) {
 	resp, err := h.createGroup(ctx, sender, req)
 	if err != nil {
@@ -51,7 +53,10 @@ func (h *Hub) createGroup(ctx context.Context, sender protocol.Sender, req *prot
 			return protocol.CreateGroupResponse{}, err
 		}
 	}
-	welcomes, err := h.planWelcomes(ctx, gc.GroupID, suite, req.WelcomeData, nil)
+	if err := checkOwnLeaf(sender, view.Tree().Leaf(gi.Signer), "the creator's leaf (the GroupInfo signer)"); err != nil {
+		return protocol.CreateGroupResponse{}, err
+	}
+	welcomes, err := h.planWelcomes(ctx, gc.GroupID, suite, req.WelcomeData, nil, view.Tree())
 	if err == nil {
 		err = h.checkRoom(ctx, welcomes)
 	}

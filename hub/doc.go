@@ -81,11 +81,13 @@
 // must be the group's. When the hub verified the commit, the Welcome's
 // KeyPackageRefs must equal the refs of the commit's Adds as sets; a
 // Welcome on a commit without Adds is refused, a commit with Adds and no
-// Welcome is not. A CreateGroupRequest's Welcome has no commit to match and
-// is checked for the one-to-one rule only. Entries whose provider is Config.Domain go to the client
-// the WelcomeRouter says the KeyPackage was served to, as a WelcomeDelivery
-// in its mailbox (kind 2); refs of our domain we never served are dropped
-// and logged. The others are stored per provider for the federation's
+// Welcome is not. A CreateGroupRequest's Welcome has no commit to match:
+// each of its refs of our domain must be a KeyPackage the WelcomeRouter says
+// this provider served, whose leaf (by the recorded hash of its signature
+// key) is in the new tree (ErrWelcomeMismatch). Entries whose provider is
+// Config.Domain go to the client the KeyPackage was served to, as a
+// WelcomeDelivery in its mailbox (kind 2); in a commit's Welcome, refs of
+// our domain we never served are dropped and logged. The others are stored per provider for the federation's
 // WelcomeInitRequest (PendingWelcomes, WelcomeDelivered). Every Welcome is
 // stored in the sequencing transaction; local ones are moved to mailboxes
 // right after it and, if that fails or the process dies, by Run /
@@ -93,6 +95,16 @@
 // is asked first whether each local delivery fits its recipient's quota: if
 // one does not, the request is refused with that error (mailbox_full) and
 // nothing is stored or sequenced.
+//
+// # Identities
+//
+// A local sender (protocol.Sender.Local: authenticated by its socket) must
+// name itself in every leaf it introduces for itself: a BasicCredential
+// whose identity is its ClientURI or UserURI (ErrIdentityMismatch
+// otherwise). Checked: the GroupInfo signer's leaf at CreateGroup, and in
+// PublicMessages a commit's UpdatePath leaf (member or external joiner), an
+// Update proposal's leaf and a new_member_proposal Add. Remote senders are
+// vouched for by their provider.
 //
 // # External joins and GroupInfo requests
 //
@@ -102,6 +114,12 @@
 // ExternalJoinRequest must carry a PublicMessage commit from a
 // new_member_commit sender; it is sequenced to the newest partition and
 // checked like any public commit; ExternalJoinResponse names that partition.
+// So that one joiner cannot take the group's GroupInfo away, an external
+// commit (through ExternalJoin or Send) is refused where the hub has no
+// public state to verify it against (ErrNoGroupInfo) and must publish the
+// new epoch's GroupInfo, matching the computed state and carrying
+// external_pub (ErrInvalidGroupInfo): a refused join leaves the group as it
+// was, a sequenced one leaves it joinable.
 //
 // # Fork termination
 //

@@ -43,11 +43,14 @@ var (
 	// not match the commit that opens its epoch.
 	ErrInvalidGroupInfo = protocol.NewError(protocol.CodeInvalidMLS, "hub: invalid GroupInfo")
 	// ErrNoGroupInfo means a GroupInfoRequest for a group whose newest
-	// partition has no GroupInfo.
+	// partition has no GroupInfo, or an external join to a newest partition
+	// whose public state the hub does not have (it could not verify it).
 	ErrNoGroupInfo = protocol.NewError(protocol.CodeNotFound, "hub: no GroupInfo published")
 	// ErrWelcomeMismatch means WelcomeData whose providers do not match the
-	// Welcome's secrets one to one, or a Welcome whose new members are not
-	// the public commit's Adds.
+	// Welcome's secrets one to one, a Welcome whose new members are not the
+	// public commit's Adds, or, at create_group, a Welcome naming a
+	// KeyPackage of this provider that it never served or whose leaf is not
+	// in the new group's tree.
 	ErrWelcomeMismatch = protocol.NewError(protocol.CodeInvalidMLS, "hub: Welcome does not match its commit")
 	// ErrInvalidMessage means an MLS message that is unambiguously invalid in
 	// the indicated partition; it wraps the mls error naming the check.
@@ -58,6 +61,11 @@ var (
 	// ErrBanned means a message from, or an Add of, a user banned in the
 	// partition's moderation list or by the provider's admin.
 	ErrBanned = protocol.NewError(protocol.CodePolicy, "hub: user is banned")
+	// ErrIdentityMismatch means a leaf a local client introduces for itself
+	// (its own leaf at create_group, an external join's leaf, an UpdatePath
+	// or Update leaf) whose credential is not a BasicCredential naming that
+	// client (its client URI or user URI).
+	ErrIdentityMismatch = protocol.NewError(protocol.CodePolicy, "hub: credential does not name the sender")
 	// ErrMuted means an application message from a muted user.
 	ErrMuted = protocol.NewError(protocol.CodePolicy, "hub: user is muted")
 	// ErrRateLimited means a local user over the per-user rate limit; the

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"os"
@@ -127,23 +128,37 @@ func (g *tsGroup) branchSteps(t testing.TB, name string) []tsStep {
 	return nil
 }
 
-// fakeRouter knows which local client each KeyPackageRef was served to.
+// fakeRouter knows which local client each KeyPackageRef was served to,
+// and for some the hash of the leaf's signature key.
 type fakeRouter struct {
 	mu   sync.Mutex
 	refs map[string]int64
+	keys map[string][]byte // leaf key hash by ref; absent: not recorded
 }
 
-func (r *fakeRouter) ClientForRef(_ context.Context, ref []byte) (int64, bool, error) {
+func (r *fakeRouter) ServedRef(_ context.Context, ref []byte) (hub.ServedRef, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id, ok := r.refs[string(ref)]
-	return id, ok, nil
+	return hub.ServedRef{ClientID: id, LeafKeyHash: r.keys[string(ref)]}, ok, nil
 }
 
 func (r *fakeRouter) add(ref []byte, client int64) {
 	r.mu.Lock()
 	r.refs[string(ref)] = client
 	r.mu.Unlock()
+}
+
+// addServed records a served KeyPackage with its leaf's signature key.
+func (r *fakeRouter) addServed(ref []byte, client int64, signatureKey []byte) {
+	sum := sha256.Sum256(signatureKey)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refs[string(ref)] = client
+	if r.keys == nil {
+		r.keys = map[string][]byte{}
+	}
+	r.keys[string(ref)] = sum[:]
 }
 
 // fakeMailbox records deliveries; fail makes them fail.
@@ -247,9 +262,11 @@ func providerOf(uri string) string {
 	return p
 }
 
-// senderOf is the Sender the socket would give for a fixture identity.
+// senderOf is the Sender the socket would give for a fixture identity (a
+// user URI, as in the KeyPackages the fixture's members joined with).
 func (e *env) senderOf(identity string) protocol.Sender {
-	return protocol.Sender{ClientID: int64(len(identity)), UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
+	return protocol.Sender{ClientID: int64(len(identity)), ClientURI: strings.Replace(identity, "/u/", "/d/", 1) + "/phone",
+		UserURI: identity, Local: providerOf(identity) == e.cfg.Domain}
 }
 
 // create creates the fixture's group from its initial state.

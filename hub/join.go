@@ -11,7 +11,10 @@ import (
 
 // ExternalJoin sequences an external commit to the group's newest partition
 // (the most recently opened one that is not terminated), verified like any
-// public commit when the hub has that partition's public state.
+// public commit; the hub must have that partition's public state. The
+// joiner's leaf must name a local sender, and the commit must publish the
+// new epoch's GroupInfo (with external_pub), so that a refused or bogus
+// join leaves the group as it was and a sequenced one leaves it joinable.
 func (h *Hub) ExternalJoin(ctx context.Context, sender protocol.Sender, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
 	resp, err := h.externalJoin(ctx, sender, req)
 	if err != nil {
@@ -37,6 +40,9 @@ func (h *Hub) externalJoin(ctx context.Context, sender protocol.Sender, req *pro
 		return protocol.ExternalJoinResponse{}, err
 	}
 	if _, err := h.groupSuite(ctx, op.groupID); err != nil {
+		return protocol.ExternalJoinResponse{}, err
+	}
+	if err := checkIntroduced(sender, m); err != nil {
 		return protocol.ExternalJoinResponse{}, err
 	}
 	op.hash = requestHash("external join", op.groupID, op)

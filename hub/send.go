@@ -17,10 +17,13 @@ type sendOp struct {
 	msg     *mls.MLSMessage
 	ct      mls.ContentType
 	public  bool
-	groupID []byte
-	epoch   uint64
-	commit  *protocol.CommitData
-	hash    []byte // request hash (idempotence key)
+	// external: a PublicMessage commit from a new_member_commit sender
+	// (through external_join, or send).
+	external bool
+	groupID  []byte
+	epoch    uint64
+	commit   *protocol.CommitData
+	hash     []byte // request hash (idempotence key)
 }
 
 // Send sequences a SendRequest from sender to the partition it names and
@@ -52,6 +55,9 @@ func (h *Hub) send(ctx context.Context, sender protocol.Sender, req *protocol.Se
 	}
 	suite, err := h.groupSuite(ctx, op.groupID)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkIntroduced(sender, m); err != nil {
 		return 0, err
 	}
 	masked := suite.Hash(req.PartitionKey)
@@ -114,6 +120,7 @@ func newSendOp(sender protocol.Sender, message []byte, m *mls.MLSMessage, cd *pr
 	case m.WireFormat == mls.WireFormatPublicMessage && m.PublicMessage != nil:
 		c := &m.PublicMessage.Content
 		op.public, op.ct, op.groupID, op.epoch = true, c.ContentType, c.GroupID, c.Epoch
+		op.external = c.ContentType == mls.ContentTypeCommit && c.Sender.SenderType == mls.SenderTypeNewMemberCommit
 	case m.WireFormat == mls.WireFormatPrivateMessage && m.PrivateMessage != nil:
 		p := m.PrivateMessage
 		op.ct, op.groupID, op.epoch = p.ContentType, p.GroupID, p.Epoch

@@ -127,7 +127,18 @@ type Store interface {
 // WelcomeRouter says which of this provider's clients a KeyPackageRef
 // belongs to: the KeyPackage store records it when it serves a KeyPackage.
 type WelcomeRouter interface {
-	ClientForRef(ctx context.Context, ref []byte) (clientID int64, ok bool, err error)
+	// ServedRef returns what was recorded when this provider served the
+	// KeyPackage with this ref; ok is false if it never served it.
+	ServedRef(ctx context.Context, ref []byte) (s ServedRef, ok bool, err error)
+}
+
+// ServedRef is what the KeyPackage store recorded about a KeyPackage it
+// served.
+type ServedRef struct {
+	ClientID int64 // the client whose KeyPackage it is
+	// LeafKeyHash is the SHA-256 of the KeyPackage leaf's signature key; nil
+	// when the store did not record it (served before it recorded them).
+	LeafKeyHash []byte
 }
 
 // Mailbox commits an entry to one client's durable mailbox (and pushes it

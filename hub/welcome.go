@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"time"
@@ -14,8 +15,10 @@ import (
 // one per local client (refs whose provider is this one and that the
 // KeyPackage store says it served to that client) and one per other
 // provider. res, when the hub verified the commit, must add exactly the
-// Welcome's KeyPackageRefs.
-func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite, wd *protocol.WelcomeData, res *mls.CommitResult) ([]PendingWelcome, error) {
+// Welcome's KeyPackageRefs. created, at create_group, is the new group's
+// tree: each ref of this provider must then be one it served, whose leaf is
+// in that tree.
+func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite, wd *protocol.WelcomeData, res *mls.CommitResult, created *mls.Tree) ([]PendingWelcome, error) {
 	if wd == nil {
 		return nil, nil
 	}
@@ -55,11 +58,13 @@ func (h *Hub) planWelcomes(ctx context.Context, groupID []byte, suite *mls.Suite
 			return nil, fmt.Errorf("%w: the Welcome names %d new members, the commit adds %d", ErrWelcomeMismatch, len(refs), n)
 		}
 	}
-	return h.routeWelcome(ctx, groupID, wd, refs)
+	return h.routeWelcome(ctx, groupID, wd, refs, created)
 }
 
-// routeWelcome groups the Welcome's refs by destination.
-func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.WelcomeData, refs [][]byte) ([]PendingWelcome, error) {
+// routeWelcome groups the Welcome's refs by destination. With created (at
+// create_group), a ref of this provider it never served, or whose leaf is
+// not in created, is refused; otherwise such refs are dropped and logged.
+func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.WelcomeData, refs [][]byte, created *mls.Tree) ([]PendingWelcome, error) {
 	welcome := cloneBytes(wd.Welcome)
 	gid := cloneBytes(groupID)
 	var out []PendingWelcome
@@ -72,6 +77,7 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 				"refs", len(unserved), "of", len(refs), "first_ref", fmt.Sprintf("%x", unserved[0]))
 		}
 	}()
+	var leaves map[string]bool // created's leaf key hashes, when needed
 	for i, ref := range refs {
 		p := wd.ServiceProviders[i]
 		if p != h.cfg.Domain {
@@ -84,14 +90,26 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 			out[j].KeyPackageRefs = append(out[j].KeyPackageRefs, cloneBytes(ref))
 			continue
 		}
-		client, ok, err := h.router.ClientForRef(ctx, ref)
+		served, ok, err := h.router.ServedRef(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("hub: route Welcome: %w", err)
+		}
+		if !ok && created != nil {
+			return nil, fmt.Errorf("%w: secret %d names KeyPackage %x, which this provider never served", ErrWelcomeMismatch, i, ref)
 		}
 		if !ok {
 			unserved = append(unserved, ref)
 			continue
 		}
+		if created != nil && served.LeafKeyHash != nil {
+			if leaves == nil {
+				leaves = leafKeyHashes(created)
+			}
+			if !leaves[string(served.LeafKeyHash)] {
+				return nil, fmt.Errorf("%w: secret %d names KeyPackage %x, whose leaf is not in the group's tree", ErrWelcomeMismatch, i, ref)
+			}
+		}
+		client := served.ClientID
 		j, seen := local[client]
 		if !seen {
 			j = len(out)
@@ -101,6 +119,18 @@ func (h *Hub) routeWelcome(ctx context.Context, groupID []byte, wd *protocol.Wel
 		out[j].KeyPackageRefs = append(out[j].KeyPackageRefs, cloneBytes(ref))
 	}
 	return out, nil
+}
+
+// leafKeyHashes returns the SHA-256 of every leaf's signature key in t.
+func leafKeyHashes(t *mls.Tree) map[string]bool {
+	out := make(map[string]bool, t.LeafCount())
+	for i := range t.LeafCount() {
+		if ln := t.Leaf(i); ln != nil {
+			sum := sha256.Sum256(ln.SignatureKey)
+			out[string(sum[:])] = true
+		}
+	}
+	return out
 }
 
 // deliverLocal puts the stored Welcomes of local clients into their

@@ -6,13 +6,16 @@ import "context"
 // partition's log as pushed to subscribers.
 
 // Sender is who hands a request to a group's hub: one of this provider's clients
-// (Local, authenticated by its socket; ClientID names it in this provider's store),
-// or a follower acting for one of its own users (not Local: ClientID is 0, and
-// UserURI, where known, is vouched for by the follower's provider).
+// (Local, authenticated by its socket; ClientID names it in this provider's store,
+// ClientURI and UserURI are its MIMI URIs), or a follower acting for one of its own
+// users (not Local: ClientID is 0, ClientURI is empty, and UserURI, where known, is
+// vouched for by the follower's provider). The hub requires the credentials a Local
+// sender introduces for itself to name ClientURI or UserURI.
 type Sender struct {
-	ClientID int64
-	UserURI  string
-	Local    bool
+	ClientID  int64
+	ClientURI string // mimi://<domain>/d/<user>/<client>
+	UserURI   string // mimi://<domain>/u/<user>
+	Local     bool
 }
 
 // PartitionEntry is one message sequenced to a partition, as pushed to subscribers,

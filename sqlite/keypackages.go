@@ -39,8 +39,8 @@ func (db *DB) claimStatements(ctx context.Context) (*claimStatements, error) {
 			ORDER BY s.available DESC, c.id LIMIT 1`},
 		{&st.take, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
 			WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 ORDER BY not_after, id LIMIT 1)
-			RETURNING ref, not_after, data`},
-		{&st.served, `INSERT INTO served_key_packages (ref, client_id, served_at, not_after) VALUES (?, ?, ?, ?)
+			RETURNING ref, not_after, data, leaf_key_hash`},
+		{&st.served, `INSERT INTO served_key_packages (ref, client_id, served_at, not_after, leaf_key_hash) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (ref) DO UPDATE SET served_at = excluded.served_at, serves = serves + 1`},
 	} {
 		var err error
@@ -101,9 +101,9 @@ func (db *DB) AddKeyPackages(ctx context.Context, clientID int64, kps []director
 			} else {
 				suites[kp.CipherSuite] = kp.Version
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO key_packages (ref, client_id, version, cipher_suite, last_resort, not_after, uploaded_at, data)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, kp.Ref, clientID, kp.Version, kp.CipherSuite, kp.LastResort,
-				kp.NotAfter.Unix(), now.UnixMilli(), kp.Data)
+			_, err := tx.ExecContext(ctx, `INSERT INTO key_packages (ref, client_id, version, cipher_suite, last_resort, not_after, uploaded_at, data, leaf_key_hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, kp.Ref, clientID, kp.Version, kp.CipherSuite, kp.LastResort,
+				kp.NotAfter.Unix(), now.UnixMilli(), kp.Data, kp.LeafKeyHash)
 			if isUnique(err) {
 				return &directory.UploadError{Index: i, Err: directory.ErrDuplicateKeyPackage}
 			}
@@ -227,7 +227,7 @@ func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowTh
 			return directory.Claim{}, err
 		}
 	}
-	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, kp.NotAfter.Unix()); err != nil {
+	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, kp.NotAfter.Unix(), kp.LeafKeyHash); err != nil {
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp, Remaining: stock - 1}
@@ -242,7 +242,7 @@ func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowTh
 func (ct *claimTx) takeSoonest(ctx context.Context, clientID int64, r directory.ClaimRequest, nowS int64) (directory.StoredKeyPackage, bool, error) {
 	kp := directory.StoredKeyPackage{ClientID: clientID, Version: r.Version, CipherSuite: r.CipherSuite}
 	var notAfter int64
-	err := ct.take.QueryRowContext(ctx, clientID, r.CipherSuite, r.Version).Scan(&kp.Ref, &notAfter, &kp.Data)
+	err := ct.take.QueryRowContext(ctx, clientID, r.CipherSuite, r.Version).Scan(&kp.Ref, &notAfter, &kp.Data, &kp.LeafKeyHash)
 	if err != nil {
 		return kp, false, fmt.Errorf("claim: %w", err)
 	}
@@ -256,9 +256,9 @@ func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest
 	nowS, nowMS := now.Unix(), now.UnixMilli()
 	kp := directory.StoredKeyPackage{Version: r.Version, CipherSuite: r.CipherSuite, LastResort: true}
 	var id, notAfter int64
-	err := tx.QueryRowContext(ctx, `SELECT k.id, k.client_id, k.ref, k.not_after, k.data FROM key_packages k JOIN clients c ON c.id = k.client_id
+	err := tx.QueryRowContext(ctx, `SELECT k.id, k.client_id, k.ref, k.not_after, k.data, k.leaf_key_hash FROM key_packages k JOIN clients c ON c.id = k.client_id
 		WHERE c.user_id = ? AND c.revoked_at IS NULL AND k.cipher_suite = ? AND k.version = ? AND k.last_resort = 1 AND k.not_after >= ?
-		ORDER BY k.serves, k.id LIMIT 1`, r.UserID, r.CipherSuite, r.Version, nowS).Scan(&id, &kp.ClientID, &kp.Ref, &notAfter, &kp.Data)
+		ORDER BY k.serves, k.id LIMIT 1`, r.UserID, r.CipherSuite, r.Version, nowS).Scan(&id, &kp.ClientID, &kp.Ref, &notAfter, &kp.Data, &kp.LeafKeyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return directory.Claim{Err: directory.ErrNoKeyPackage}, nil
 	}
@@ -269,7 +269,7 @@ func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest
 	if _, err := tx.ExecContext(ctx, `UPDATE key_packages SET serves = serves + 1 WHERE id = ?`, id); err != nil {
 		return directory.Claim{}, err
 	}
-	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, notAfter); err != nil {
+	if _, err := ct.served.ExecContext(ctx, kp.Ref, kp.ClientID, nowMS, notAfter, kp.LeafKeyHash); err != nil {
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp}
@@ -299,14 +299,25 @@ func (db *DB) ClearLowStock(ctx context.Context, clientID int64, suite mls.Ciphe
 	})
 }
 
-func (db *DB) ClientForRef(ctx context.Context, ref []byte) (directory.Client, error) {
-	c, err := scanClient(db.r.QueryRowContext(ctx, `SELECT `+clientCols+` FROM served_key_packages s
-		JOIN clients c ON c.id = s.client_id JOIN users u ON u.id = c.user_id WHERE s.ref = ?`, ref))
+func (db *DB) ServedKeyPackage(ctx context.Context, ref []byte) (directory.ServedKeyPackage, error) {
+	var s directory.ServedKeyPackage
+	row := db.r.QueryRowContext(ctx, `SELECT `+clientCols+`, s.leaf_key_hash FROM served_key_packages s
+		JOIN clients c ON c.id = s.client_id JOIN users u ON u.id = c.user_id WHERE s.ref = ?`, ref)
+	c, err := scanClient(scanAlso{row, &s.LeafKeyHash})
 	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("%w: KeyPackageRef %x", directory.ErrNotFound, ref)
+		return s, fmt.Errorf("%w: KeyPackageRef %x", directory.ErrNotFound, ref)
 	}
-	return c, err
+	s.Client = c
+	return s, err
 }
+
+// scanAlso scans the columns scanClient reads, then one more.
+type scanAlso struct {
+	s     scanner
+	extra any
+}
+
+func (a scanAlso) Scan(dst ...any) error { return a.s.Scan(append(dst, a.extra)...) }
 
 func (db *DB) PurgeKeyPackages(ctx context.Context, now time.Time) (directory.PurgeStats, error) {
 	var st directory.PurgeStats

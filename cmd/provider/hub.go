@@ -6,20 +6,21 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/hub"
 )
 
 // HubRouter answers the hub's Welcome routing question from the KeyPackage store.
 type HubRouter struct{ kp *directory.KeyPackages }
 
-func (r HubRouter) ClientForRef(ctx context.Context, ref []byte) (int64, bool, error) {
-	c, err := r.kp.ClientForRef(ctx, ref)
+func (r HubRouter) ServedRef(ctx context.Context, ref []byte) (hub.ServedRef, bool, error) {
+	s, err := r.kp.ServedKeyPackage(ctx, ref)
 	if errors.Is(err, directory.ErrNotFound) {
-		return 0, false, nil
+		return hub.ServedRef{}, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return hub.ServedRef{}, false, err
 	}
-	return c.ID, true, nil
+	return hub.ServedRef{ClientID: s.Client.ID, LeafKeyHash: s.LeafKeyHash}, true, nil
 }
 
 // HubMailbox delivers Welcomes to local clients' durable mailboxes.

@@ -36,8 +36,10 @@ type kpMaker struct {
 func (m *kpMaker) kp(clientID int64, suite mls.CipherSuite, lastResort bool, notAfter time.Time) directory.StoredKeyPackage {
 	m.n++
 	ref := sha256.Sum256(fmt.Appendf(nil, "kp %d", m.n))
+	leaf := sha256.Sum256(fmt.Appendf(nil, "leaf key %d", m.n))
 	return directory.StoredKeyPackage{Ref: ref[:], ClientID: clientID, Version: mls10, CipherSuite: suite,
-		NotAfter: notAfter.Truncate(time.Second), LastResort: lastResort, Data: fmt.Appendf(nil, "key package %d", m.n)}
+		NotAfter: notAfter.Truncate(time.Second), LastResort: lastResort, Data: fmt.Appendf(nil, "key package %d", m.n),
+		LeafKeyHash: leaf[:]}
 }
 
 func (m *kpMaker) batch(clientID int64, suite mls.CipherSuite, n int) []directory.StoredKeyPackage {
@@ -212,11 +214,11 @@ func testLastResort(t *testing.T, s KeyPackageBackend, at time.Time) {
 			t.Fatalf("claim %d = %+v, want the new last resort", i, c)
 		}
 	}
-	if got, err := s.ClientForRef(ctx, lr.Ref); err != nil || got.ID != u.ID {
-		t.Fatalf("ClientForRef(last resort) = %+v, %v", got, err)
+	if got, err := s.ServedKeyPackage(ctx, lr.Ref); err != nil || got.Client.ID != u.ID || !bytes.Equal(got.LeafKeyHash, lr.LeafKeyHash) {
+		t.Fatalf("ServedKeyPackage(last resort) = %+v, %v", got, err)
 	}
-	if _, err := s.ClientForRef(ctx, old.Ref); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("ClientForRef(replaced, never served) = %v", err)
+	if _, err := s.ServedKeyPackage(ctx, old.Ref); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("ServedKeyPackage(replaced, never served) = %v", err)
 	}
 	// With a second client's last resort, the least served goes first.
 	lr2 := m.kp(v.ID, suite1, true, far)
@@ -263,8 +265,9 @@ func testClaimOrder(t *testing.T, s KeyPackageBackend, at time.Time) {
 			!bytes.Equal(c.KeyPackage.Data, w.Data) || !c.KeyPackage.NotAfter.Equal(w.NotAfter) || c.KeyPackage.LastResort {
 			t.Fatalf("claim %d = %+v, %v; want ref %x of client %d, remaining %d", i, c.KeyPackage, c.Err, w.Ref, w.ClientID, remaining[i])
 		}
-		if got, err := s.ClientForRef(ctx, w.Ref); err != nil || got.ID != w.ClientID || got.UserName != "alice" {
-			t.Fatalf("ClientForRef = %+v, %v", got, err)
+		if got, err := s.ServedKeyPackage(ctx, w.Ref); err != nil || got.Client.ID != w.ClientID || got.Client.UserName != "alice" ||
+			!bytes.Equal(got.LeafKeyHash, w.LeafKeyHash) {
+			t.Fatalf("ServedKeyPackage = %+v, %v; want client %d and leaf key hash %x", got, err, w.ClientID, w.LeafKeyHash)
 		}
 	}
 	if c := claim(t, s, a.UserID, suite1, 1, now); !errors.Is(c.Err, directory.ErrNoKeyPackage) {
@@ -275,8 +278,8 @@ func testClaimOrder(t *testing.T, s KeyPackageBackend, at time.Time) {
 	if err != nil || len(cs) != 3 || !bytes.Equal(cs[0].KeyPackage.Ref, v2.Ref) || cs[1].Err != nil || !errors.Is(cs[2].Err, directory.ErrNoKeyPackage) {
 		t.Fatalf("bundle claim = %+v, %v", cs, err)
 	}
-	if _, err := s.ClientForRef(ctx, []byte("no such ref")); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("ClientForRef(unknown) = %v", err)
+	if _, err := s.ServedKeyPackage(ctx, []byte("no such ref")); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("ServedKeyPackage(unknown) = %v", err)
 	}
 }
 
@@ -396,7 +399,7 @@ func testPurge(t *testing.T, s KeyPackageBackend, at time.Time) {
 	if stock, _ := s.KeyPackageStock(ctx, c.ID, at); len(stock) != 1 || stock[0].Available != 1 {
 		t.Fatalf("after purge: %+v", stock)
 	}
-	if _, err := s.ClientForRef(ctx, short.Ref); !errors.Is(err, directory.ErrNotFound) {
+	if _, err := s.ServedKeyPackage(ctx, short.Ref); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("served record of an expired KeyPackage survived: %v", err)
 	}
 	if _, err := s.DiscoveryTokenByHash(ctx, []byte("expiring token hash")); !errors.Is(err, directory.ErrNotFound) {
@@ -421,7 +424,7 @@ func testCascade(t *testing.T, s KeyPackageBackend, at time.Time) {
 	if _, err := s.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ClientForRef(ctx, cl.KeyPackage.Ref); !errors.Is(err, directory.ErrNotFound) {
+	if _, err := s.ServedKeyPackage(ctx, cl.KeyPackage.Ref); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("served record of a deleted user: %v", err)
 	}
 	if _, err := s.DiscoveryTokenByHash(ctx, []byte("h")); !errors.Is(err, directory.ErrNotFound) {
@@ -574,7 +577,7 @@ func testExpiredNotServed(t *testing.T, s KeyPackageBackend, at time.Time) {
 		t.Fatalf("claim after the usable stock ran out = %+v", c)
 	}
 	for _, kp := range stale {
-		if _, err := s.ClientForRef(ctx, kp.Ref); !errors.Is(err, directory.ErrNotFound) {
+		if _, err := s.ServedKeyPackage(ctx, kp.Ref); !errors.Is(err, directory.ErrNotFound) {
 			t.Fatalf("an expired KeyPackage was recorded as served: %v", err)
 		}
 	}

@@ -57,6 +57,11 @@ type Options struct {
 	Identities []string
 	// Members is the group size when Identities is empty (default 1).
 	Members int
+	// Leaves are further members, after those of Identities or Members, whose
+	// leaf nodes are used as given: typically the leaf_node of KeyPackages the
+	// creator adds (a key_package leaf fits any index). They have no private
+	// keys here (Member.SignaturePriv is nil), so none signs the GroupInfo.
+	Leaves []*mls.LeafNode
 	// Signer is the leaf index of the member that signs the GroupInfo
 	// (default 0, the creator).
 	Signer uint32
@@ -120,7 +125,7 @@ func NewGroup(o Options) (*Group, error) {
 	for _, e := range o.Extensions {
 		extTypes = append(extTypes, e.ExtensionType)
 	}
-	rt := make(mls.RatchetTree, 2*len(o.Identities)-1)
+	rt := make(mls.RatchetTree, 2*(len(o.Identities)+len(o.Leaves))-1)
 	for i, id := range o.Identities {
 		m, err := newMember(s, id, uint32(i), extTypes)
 		if err != nil {
@@ -128,6 +133,12 @@ func NewGroup(o Options) (*Group, error) {
 		}
 		g.Members = append(g.Members, m)
 		rt[2*i] = &mls.Node{NodeType: mls.NodeTypeLeaf, Leaf: m.Leaf}
+	}
+	for j, ln := range o.Leaves {
+		i := len(o.Identities) + j
+		m := &Member{Identity: string(ln.Credential.Identity), LeafIndex: uint32(i), Leaf: ln, SignaturePub: ln.SignatureKey}
+		g.Members = append(g.Members, m)
+		rt[2*i] = &mls.Node{NodeType: mls.NodeTypeLeaf, Leaf: ln}
 	}
 	tree, err := mls.NewTree(o.CipherSuite, rt)
 	if err != nil {
@@ -143,7 +154,8 @@ func NewGroup(o Options) (*Group, error) {
 	if o.Epoch > 0 {
 		g.GroupContext.ConfirmedTranscriptHash = random(s.HashSize())
 	}
-	if err := g.signGroupInfo(o); err != nil {
+	tag := random(s.HashSize())
+	if err := g.signGroupInfo(o.Signer, g.Members[o.Signer].SignaturePriv, o.TreeApart, o.ExternalPub, tag); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -169,8 +181,13 @@ func (o Options) withDefaults() (Options, error) {
 			o.Identities = append(o.Identities, fmt.Sprintf("mimi://example.org/d/member%d/c1", i))
 		}
 	}
-	if len(o.Identities) > MaxMembers {
-		return o, fmt.Errorf("%w: %d identities, want at most %d", ErrOptions, len(o.Identities), MaxMembers)
+	if len(o.Identities)+len(o.Leaves) > MaxMembers {
+		return o, fmt.Errorf("%w: %d members, want at most %d", ErrOptions, len(o.Identities)+len(o.Leaves), MaxMembers)
+	}
+	for i, ln := range o.Leaves {
+		if ln == nil {
+			return o, fmt.Errorf("%w: leaf %d is nil", ErrOptions, i)
+		}
 	}
 	if int(o.Signer) >= len(o.Identities) {
 		return o, fmt.Errorf("%w: signer %d of %d members", ErrOptions, o.Signer, len(o.Identities))
@@ -178,19 +195,20 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// signGroupInfo makes g's GroupInfo and its MLSMessage encoding.
-func (g *Group) signGroupInfo(o Options) error {
-	gi := &mls.GroupInfo{GroupContext: g.GroupContext, ConfirmationTag: random(g.Suite.HashSize()), Signer: o.Signer}
-	if !o.TreeApart {
+// signGroupInfo makes g's GroupInfo and its MLSMessage encoding, signed by
+// leaf signer with priv.
+func (g *Group) signGroupInfo(signer uint32, priv []byte, treeApart, externalPub bool, tag []byte) error {
+	gi := &mls.GroupInfo{GroupContext: g.GroupContext, ConfirmationTag: tag, Signer: signer}
+	if !treeApart {
 		gi.Extensions = append(gi.Extensions, mls.Extension{ExtensionType: mls.ExtensionTypeRatchetTree, ExtensionData: g.RatchetTree})
 	}
-	if o.ExternalPub {
-		priv, pub, err := hpkeKeyPair(g.Suite.ID())
+	if externalPub {
+		xpriv, xpub, err := hpkeKeyPair(g.Suite.ID())
 		if err != nil {
 			return err
 		}
-		g.ExternalPub, g.ExternalPriv = pub, priv
-		body, err := (&mls.ExternalPub{ExternalPub: pub}).Marshal()
+		g.ExternalPub, g.ExternalPriv = xpub, xpriv
+		body, err := (&mls.ExternalPub{ExternalPub: xpub}).Marshal()
 		if err != nil {
 			return fmt.Errorf("mlstest: external_pub: %w", err)
 		}
@@ -200,7 +218,7 @@ func (g *Group) signGroupInfo(o Options) error {
 	if err != nil {
 		return fmt.Errorf("mlstest: GroupInfoTBS: %w", err)
 	}
-	if gi.Signature, err = g.Suite.SignWithLabel(g.Members[o.Signer].SignaturePriv, mls.GroupInfoTBSLabel, tbs); err != nil {
+	if gi.Signature, err = g.Suite.SignWithLabel(priv, mls.GroupInfoTBSLabel, tbs); err != nil {
 		return fmt.Errorf("mlstest: sign GroupInfo: %w", err)
 	}
 	g.GroupInfo = gi

@@ -183,7 +183,9 @@ func TestApplication(t *testing.T) {
 
 type noRouter struct{}
 
-func (noRouter) ClientForRef(context.Context, []byte) (int64, bool, error) { return 0, false, nil }
+func (noRouter) ServedRef(context.Context, []byte) (hub.ServedRef, bool, error) {
+	return hub.ServedRef{}, false, nil
+}
 
 type noMailbox struct{}
 
@@ -202,7 +204,8 @@ func TestHubAcceptsGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creator := protocol.Sender{ClientID: 1, UserURI: "mimi://a.example/u/alice", Local: true}
+	// The default identities are client URIs; the creator is member 0.
+	creator := protocol.Sender{ClientID: 1, ClientURI: "mimi://example.org/d/member0/c1", UserURI: "mimi://example.org/u/member0", Local: true}
 	for _, tc := range []struct {
 		name string
 		o    mlstest.Options

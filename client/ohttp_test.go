@@ -221,7 +221,7 @@ func TestRemoteConcurrentFetches(t *testing.T) {
 	bob := f.uploadBob(t)
 	token := f.discoverBob(t)
 	f.remote.ForgetGatewayKeys("b.example") // every goroutine starts without keys
-	const n = 10 // key_packages.token_claim_burst: one token claims bob's at most 10 at once
+	const n = 10                            // key_packages.token_claim_burst: one token claims bob's at most 10 at once
 	var wg sync.WaitGroup
 	got := make([][]byte, n)
 	errs := make([]error, n)

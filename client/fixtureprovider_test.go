@@ -23,13 +23,17 @@ type fixtureProvider struct {
 }
 
 // startFixtureProvider serves a provider whose KeyPackage service validates and
-// claims at now; lowStock is its low-stock threshold (0: the default).
-func startFixtureProvider(t testing.TB, domain string, now time.Time, lowStock int) *fixtureProvider {
+// claims at now; lowStock is its low-stock threshold (0: the default); edits change
+// its configuration further.
+func startFixtureProvider(t testing.TB, domain string, now time.Time, lowStock int, edits ...func(*provider.Config)) *fixtureProvider {
 	t.Helper()
 	p := providertest.Start(t, domain, nil, func(c *provider.Config) {
 		c.Clock = func() time.Time { return now }
 		if lowStock > 0 {
 			c.KeyPackages.LowThreshold = lowStock
+		}
+		for _, edit := range edits {
+			edit(c)
 		}
 	})
 	base, rec := tap(t, p.Base)

@@ -73,3 +73,19 @@ func (d *Delivery) KeyPackagesLow() (protocol.KeyPackagesLow, error) {
 	}
 	return n, nil
 }
+
+// KeyPackagesExhausted decodes the payload of a protocol.KindKeyPackagesExhausted
+// entry: this client's last resort was served for want of one-time KeyPackages
+// (ExhaustedLastResortServed), or its user's KeyPackages are being claimed faster than
+// the provider allows (ExhaustedClaimsLimited: a drain attempt). Upload more with
+// UploadKeyPackages.
+func (d *Delivery) KeyPackagesExhausted() (protocol.KeyPackagesExhausted, error) {
+	var n protocol.KeyPackagesExhausted
+	if d.Kind != protocol.KindKeyPackagesExhausted {
+		return n, fmt.Errorf("%w: delivery %d is %s, not key_packages_exhausted", ErrProtocol, d.Seq, d.Kind)
+	}
+	if err := n.UnmarshalBinary(d.Payload); err != nil {
+		return n, fmt.Errorf("%w: delivery %d: %w", ErrProtocol, d.Seq, err)
+	}
+	return n, nil
+}

@@ -295,6 +295,19 @@ func TestUploadKeyPackagesAndCount(t *testing.T) {
 	}
 }
 
+func TestDeliveryKeyPackagesExhausted(t *testing.T) {
+	n, _ := protocol.KeyPackagesExhausted{CipherSuite: 1, Reason: protocol.ExhaustedLastResortServed}.MarshalBinary()
+	if got, err := (&Delivery{Kind: protocol.KindKeyPackagesExhausted, Payload: n}).KeyPackagesExhausted(); err != nil ||
+		got.Reason != protocol.ExhaustedLastResortServed || got.CipherSuite != 1 {
+		t.Fatalf("KeyPackagesExhausted = %+v, %v", got, err)
+	}
+	for _, d := range []Delivery{{Kind: protocol.KindKeyPackagesLow, Payload: n}, {Kind: protocol.KindKeyPackagesExhausted, Payload: n[:2]}} {
+		if _, err := d.KeyPackagesExhausted(); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%+v: %v, want ErrProtocol", d, err)
+		}
+	}
+}
+
 func TestDeliveryKeyPackagesLow(t *testing.T) {
 	low, _ := protocol.KeyPackagesLow{CipherSuite: 2, Remaining: 3}.MarshalBinary()
 	for _, tc := range []struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
+	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/protocol"
 )
@@ -42,7 +43,14 @@ type federation struct {
 func newFederation(t testing.TB, relayRate float64, bench bool) *federation {
 	t.Helper()
 	f := &federation{fx: loadKeyPackages(t), lows: make(chan protocol.KeyPackagesLow, 16)}
-	f.b = startFixtureProvider(t, "b.example", f.fx.Now(), 3)
+	var edits []func(*provider.Config)
+	if bench { // measure the path, not the abuse limits
+		edits = append(edits, func(c *provider.Config) {
+			c.Discovery.RatePerSource, c.OHTTP.ReplayPerSource = 0, c.OHTTP.ReplayCapacity
+			c.KeyPackages.TokenClaimsPerHour, c.KeyPackages.UserClaimsPerHour = 0, 0
+		})
+	}
+	f.b = startFixtureProvider(t, "b.example", f.fx.Now(), 3, edits...)
 	if relayRate == 0 {
 		relayRate = 1000
 	}
@@ -129,26 +137,32 @@ func TestRemoteEndToEnd(t *testing.T) {
 	}
 	reqs := []protocol.KeyPackageRequest{
 		req(d.UserID, d.BearerToken),
-		req("mimi://b.example/u/nobody", d.BearerToken),
+		req("mimi://b.example/u/nobody", d.BearerToken), // bob's token says nothing of other users
 		req(d.UserID, "not-a-token"),
-		req(d.UserID, d.BearerToken),
-		req(d.UserID, d.BearerToken),
 		{UserID: d.UserID, BearerToken: d.BearerToken, Version: mls.ProtocolVersionMLS10, CipherSuite: 2},
 	}
 	res, err := f.remote.FetchKeyPackages(ctx, "b.example", nil, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantStatus := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusUnknownUser, protocol.StatusBadToken,
-		protocol.StatusOK, protocol.StatusOK, protocol.StatusNoKeyPackage}
+	wantStatus := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusBadToken, protocol.StatusBadToken, protocol.StatusNoKeyPackage}
 	for i, r := range res {
 		if r.Status != wantStatus[i] {
 			t.Errorf("result %d: %s (%s), want %s", i, r.Status, r.Message, wantStatus[i])
 		}
 	}
-	if !res[2].Status.DiscoverAgain() || !errors.Is(res[1].Err(), directory.ErrUnknownUser) {
+	if !res[2].Status.DiscoverAgain() || !errors.Is(res[1].Err(), directory.ErrTokenInvalid) {
 		t.Errorf("result errors: %v, %v", res[1].Err(), res[2].Err())
 	}
+	// bob has one client, so a bundle names him once: two more fetches.
+	for range 2 {
+		more, err := f.remote.FetchKeyPackages(ctx, "b.example", nil, reqs[:1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, more[0])
+	}
+	res[3], res[4] = res[4], res[5]
 	// Bob's two ordinary KeyPackages, then his last resort, as bare KeyPackages.
 	got := [][]byte{res[0].Response.KeyPackage, res[3].Response.KeyPackage, res[4].Response.KeyPackage}
 	for i, want := range []kpFixture{bob[0], bob[1], bob[2]} {
@@ -162,8 +176,8 @@ func TestRemoteEndToEnd(t *testing.T) {
 
 	// What a.example's relay handled never shows the target, the token or the
 	// KeyPackages: only the peer's domain in the path.
-	if f.relay.count() != 2 {
-		t.Errorf("relay handled %d requests, want 2", f.relay.count())
+	if f.relay.count() != 4 {
+		t.Errorf("relay handled %d requests, want 4", f.relay.count())
 	}
 	secrets := [][]byte{[]byte("mimi://b.example/u/bob"), []byte("/u/bob"), []byte(d.BearerToken)}
 	for _, k := range bob {
@@ -207,7 +221,7 @@ func TestRemoteConcurrentFetches(t *testing.T) {
 	bob := f.uploadBob(t)
 	token := f.discoverBob(t)
 	f.remote.ForgetGatewayKeys("b.example") // every goroutine starts without keys
-	const n = 12
+	const n = 10                            // key_packages.token_claim_burst: one token claims bob's at most 10 at once
 	var wg sync.WaitGroup
 	got := make([][]byte, n)
 	errs := make([]error, n)
@@ -470,12 +484,23 @@ func TestRelayErrorIs(t *testing.T) {
 
 // BenchmarkRemoteFetch measures KeyPackage fetches end to end: client -> relay ->
 // gateway -> store -> back, over loopback HTTP, one or ten requests per transaction.
-// Bob's last resort answers every request, so the stock never runs out.
+// Bob's last resorts answer every request, so the stock never runs out; a bundle names
+// bob once per client, so for ten requests he has ten clients.
 func BenchmarkRemoteFetch(b *testing.B) {
 	for _, n := range []int{1, 10} {
 		b.Run(fmt.Sprintf("bundle=%d", n), func(b *testing.B) {
 			f := newFederation(b, 1e9, true)
 			f.uploadBob(b)
+			for range n - 1 {
+				c, _ := dialAs(b, f.b.socket, f.b.dir, "bob", Config{})
+				kp, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{Identity: "mimi://b.example/u/bob", LastResort: true, Now: f.fx.Now()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.UploadKeyPackages(context.Background(), [][]byte{kp}); err != nil {
+					b.Fatal(err)
+				}
+			}
 			token := f.discoverBob(b)
 			reqs := make([]protocol.KeyPackageRequest, n)
 			for i := range reqs {

@@ -19,16 +19,21 @@ const ExtensionTypeLastResort mls.ExtensionType = 0x000A
 // statuses (protocol.StatusOf maps each to its FetchStatus).
 var (
 	ErrUnknownUser = protocol.ErrUnknownUser
-	// ErrTokenInvalid: the bearer token is unknown, expired, or was issued for another
-	// user. The requester must discover the user again.
+	// ErrTokenInvalid: the bearer token is unknown, forged, expired, or was issued for
+	// another user (whether that user exists or not). The requester must discover the
+	// user again.
 	ErrTokenInvalid = protocol.ErrBadToken
 	// ErrTokenRevoked: the bearer token was revoked. The requester must discover the user
 	// again.
 	ErrTokenRevoked = protocol.ErrRevokedToken
 	// ErrNoKeyPackage: the user has no usable KeyPackage for the version and cipher suite.
 	ErrNoKeyPackage = protocol.ErrNoKeyPackage
-	// ErrRateLimited is for callers that rate-limit fetches (StatusRateLimited).
+	// ErrRateLimited: too many requests (a bearer token's claims of one user, or one
+	// source's discoveries); retry later (StatusRateLimited).
 	ErrRateLimited = protocol.ErrRateLimited
+	// ErrBundleRepeats: a bundle names one user, version and suite more often than the
+	// user has clients. It is refused whole (wraps ErrMalformed).
+	ErrBundleRepeats = fmt.Errorf("%w: a bundle names one user more often than the user has clients", protocol.ErrMalformed)
 	// ErrMalformed: a request that does not decode or breaks a limit of the protocol.
 	ErrMalformed = protocol.ErrMalformed
 
@@ -86,9 +91,9 @@ type ClaimRequest struct {
 	UserID      int64
 	Version     mls.ProtocolVersion
 	CipherSuite mls.CipherSuite
-	// TokenID is the discovery token the request presented; the claim counts a use of
-	// it and fails with ErrTokenRevoked if it was revoked meanwhile. 0: none.
-	TokenID int64
+	// LastResortOnly serves a last resort even if one-time KeyPackages are left: the
+	// user's one-time KeyPackages are being claimed faster than the provider allows.
+	LastResortOnly bool
 }
 
 // Claim is the store's answer to one ClaimRequest.
@@ -100,7 +105,11 @@ type Claim struct {
 	// Low is set on the first claim that left the client with fewer than the threshold
 	// since its stock last reached it: the client is to be notified, once.
 	Low bool
-	// Err is ErrNoKeyPackage or ErrTokenRevoked; the other fields are then zero.
+	// Exhausted is set on the first claim that served the client's last resort because
+	// it had no one-time KeyPackage of the suite left, since it last had one served:
+	// the client is to be told, once.
+	Exhausted bool
+	// Err is ErrNoKeyPackage; the other fields are then zero.
 	Err error
 }
 
@@ -108,7 +117,7 @@ type Claim struct {
 type PurgeStats struct {
 	KeyPackages int // expired, or of revoked clients
 	Served      int // served-ref records whose KeyPackage expired
-	Tokens      int // expired discovery tokens
+	Tokens      int // revocation-list entries whose token has expired
 }
 
 // KeyPackageStore is what the KeyPackage service needs from storage. Every method is
@@ -130,17 +139,23 @@ type KeyPackageStore interface {
 	// non-last-resort KeyPackage of an active client of the user for the version and
 	// suite, from the client with the most such KeyPackages (a backend may count expired
 	// ones it has not deleted yet), soonest expiring first, and deletes it; if there is
-	// none, an unexpired last resort (the one served least often), which stays. Expired
-	// KeyPackages are never served. It records ref -> client for every KeyPackage served. A claim
-	// that leaves the serving client below lowThreshold sets the client's low-stock mark
-	// for the suite and reports Low if the mark was not set.
+	// none (or the request is LastResortOnly), an unexpired last resort (the one served
+	// least often), which stays. Requests of one call for the same user, version and
+	// suite are served by distinct clients: a client that served one is skipped for the
+	// others (which get ErrNoKeyPackage once every client has served). Expired
+	// KeyPackages are never served. It records ref -> client for every KeyPackage served.
+	// A claim that leaves the serving client below lowThreshold sets the client's
+	// low-stock mark for the suite and reports Low if the mark was not set. A last
+	// resort served for want of one-time KeyPackages sets the client's exhausted mark
+	// and reports Exhausted if it was not set; a one-time KeyPackage served clears it.
 	ClaimKeyPackages(ctx context.Context, reqs []ClaimRequest, lowThreshold int, now time.Time) ([]Claim, error)
-	// ClearLowStock clears a low-stock mark (used when the notice could not be queued).
+	// ClearLowStock clears the low-stock and exhausted marks of a client's suite (used
+	// when a notice could not be queued).
 	ClearLowStock(ctx context.Context, clientID int64, suite mls.CipherSuite) error
 	// ServedKeyPackage returns the record of the served KeyPackage with this ref: its
 	// client and leaf key hash (ErrNotFound if none was served).
 	ServedKeyPackage(ctx context.Context, ref []byte) (ServedKeyPackage, error)
 	// PurgeKeyPackages deletes expired KeyPackages and those of revoked clients, served
-	// records whose KeyPackage expired, and expired discovery tokens.
+	// records whose KeyPackage expired, and revocation-list entries past their Until.
 	PurgeKeyPackages(ctx context.Context, now time.Time) (PurgeStats, error)
 }

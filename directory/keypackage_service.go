@@ -29,6 +29,8 @@ type KeyPackageConfig struct {
 	// defaults to DefaultUploadRate and DefaultUploadBurst).
 	UploadRate  float64
 	UploadBurst int
+	// Claims bound how fast one user's KeyPackages are claimed (keypackage_limits.go).
+	Claims ClaimLimits
 	// Clock is the time source for upload validation; nil: time.Now. For tests.
 	Clock func() time.Time
 	// Metrics are hooks the service calls (not parsed from configuration).
@@ -47,6 +49,8 @@ type KeyPackageMetrics struct {
 	// Verified counts uploaded KeyPackages whose signatures were verified (the costly
 	// part of an upload; refusals found before it verify nothing).
 	Verified func(n int)
+	// ExhaustedNotices counts key_packages_exhausted notices queued, by reason.
+	ExhaustedNotices func(protocol.ExhaustedReason)
 }
 
 func (c *KeyPackageConfig) defaults() {
@@ -83,6 +87,7 @@ func (c KeyPackageConfig) Validate() error {
 	if c.UploadRate > 0 && c.UploadBurst < 1 {
 		errs = append(errs, fmt.Errorf("directory: keypackages: upload burst %d < 1 with an upload rate", c.UploadBurst))
 	}
+	errs = append(errs, c.Claims.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -102,6 +107,7 @@ type KeyPackages struct {
 	cfg     KeyPackageConfig
 	log     *slog.Logger
 	uploads *TokenBuckets // per client
+	limits  *claimLimiter
 }
 
 // NewKeyPackages returns the KeyPackage service of dir's provider. Bearer tokens are
@@ -118,7 +124,8 @@ func NewKeyPackages(dir *Directory, store KeyPackageStore, disc *Discovery, noti
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &KeyPackages{dir: dir, store: store, disc: disc, notify: notify, cfg: cfg, log: log,
-		uploads: NewTokenBuckets(cfg.UploadRate, cfg.UploadBurst, maxRateKeys, nil)}, nil
+		uploads: NewTokenBuckets(cfg.UploadRate, cfg.UploadBurst, maxRateKeys, nil),
+		limits:  newClaimLimiter(cfg.Claims, cfg.Clock)}, nil
 }
 
 // Upload validates and stores KeyPackages of an authenticated client, all or none. Each
@@ -238,8 +245,8 @@ func (k *KeyPackages) ServedKeyPackage(ctx context.Context, ref []byte) (ServedK
 }
 
 // Purge deletes what expired at now: KeyPackages (and those of revoked clients), served
-// records of expired KeyPackages, and expired discovery tokens. The server runs it
-// periodically.
+// records of expired KeyPackages, and revocation-list entries of expired tokens. The
+// server runs it periodically.
 func (k *KeyPackages) Purge(ctx context.Context, now time.Time) (PurgeStats, error) {
 	st, err := k.store.PurgeKeyPackages(ctx, now)
 	if err != nil {
@@ -249,8 +256,9 @@ func (k *KeyPackages) Purge(ctx context.Context, now time.Time) (PurgeStats, err
 }
 
 // ServeBundle decodes a KeyPackageRequestBundle, answers it with Fetch and encodes the
-// KeyPackageResponseBundle. It fails only for a bundle that does not decode
-// (ErrMalformed, ErrBundleTooLarge) or a result that cannot be encoded.
+// KeyPackageResponseBundle. It fails only for a bundle that does not decode or that
+// Fetch refuses (ErrMalformed, ErrBundleTooLarge, ErrBundleRepeats), or a result that
+// cannot be encoded.
 func (k *KeyPackages) ServeBundle(ctx context.Context, body []byte, now time.Time) ([]byte, error) {
 	var b protocol.KeyPackageRequestBundle
 	if err := b.UnmarshalBinary(body); err != nil {
@@ -274,26 +282,30 @@ func (k *KeyPackages) FetchOne(ctx context.Context, q protocol.KeyPackageRequest
 }
 
 // Fetch answers each request of a bundle on its own: a KeyPackage, or a status saying
-// why not (unknown user, bad or revoked token, no KeyPackage for the version and suite).
-// All claims of the bundle run in one store transaction. Only a bundle of the wrong size
-// is an error.
+// why not (unknown user, bad or revoked token, no KeyPackage for the version and suite,
+// rate limited). All claims of the bundle run in one store transaction. Only a bundle of
+// the wrong size, or one that names a user more often than the user has clients
+// (ErrBundleRepeats: nothing is claimed), is an error.
 func (k *KeyPackages) Fetch(ctx context.Context, b protocol.KeyPackageRequestBundle, now time.Time) (protocol.KeyPackageResponseBundle, error) {
 	if err := protocol.CheckBundleLen(len(b.Requests)); err != nil {
 		return protocol.KeyPackageResponseBundle{}, err
 	}
 	results := make([]protocol.KeyPackageResult, len(b.Requests))
-	claims := make([]ClaimRequest, 0, len(b.Requests))
-	index := make([]int, 0, len(b.Requests))
+	pend := make([]pendingClaim, 0, len(b.Requests))
 	p := preparer{k: k, now: now}
 	for i := range b.Requests {
-		cr, err := p.prepare(ctx, &b.Requests[i])
+		pc, err := p.prepare(ctx, &b.Requests[i])
 		if err != nil {
 			results[i] = k.failed(err)
 			continue
 		}
-		claims = append(claims, cr)
-		index = append(index, i)
+		pc.index = i
+		pend = append(pend, pc)
 	}
+	if err := k.checkRepeats(ctx, pend); err != nil {
+		return protocol.KeyPackageResponseBundle{}, err
+	}
+	claims, index := k.limit(ctx, pend, results)
 	lastResort := make([]bool, len(results))
 	if len(claims) > 0 {
 		k.claim(ctx, claims, index, results, lastResort, now)
@@ -322,13 +334,16 @@ func (k *KeyPackages) claim(ctx context.Context, claims []ClaimRequest, index []
 	for j, c := range got {
 		i := index[j]
 		if c.Err != nil {
-			results[i] = k.failed(c.Err)
+			results[i] = k.failed(limitedResult(claims[j], c.Err))
 			continue
 		}
 		results[i] = protocol.KeyPackageResult{Status: protocol.StatusOK, Response: protocol.KeyPackageResponse{KeyPackage: c.KeyPackage.Data}}
 		lastResort[i] = c.KeyPackage.LastResort
 		if c.Low {
 			k.notifyLow(ctx, c)
+		}
+		if c.Exhausted {
+			k.lastResortServed(ctx, c)
 		}
 	}
 }
@@ -351,23 +366,24 @@ type userLookup struct {
 	err error
 }
 
-func (p *preparer) prepare(ctx context.Context, q *protocol.KeyPackageRequest) (ClaimRequest, error) {
+func (p *preparer) prepare(ctx context.Context, q *protocol.KeyPackageRequest) (pendingClaim, error) {
 	if err := q.Check(); err != nil {
-		return ClaimRequest{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return pendingClaim{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if p.tokens == nil {
 		p.tokens = make(map[string]tokenLookup, 1)
 		p.users = make(map[string]userLookup, 1)
 	}
 	// The token is checked before the user: without a valid token a requester learns
-	// nothing about which users exist.
+	// nothing about which users exist; with a per-requester token, nothing about users
+	// other than its own (every other name is bad_token).
 	tl, ok := p.tokens[q.BearerToken]
 	if !ok {
 		tl.t, tl.err = p.k.disc.token(ctx, q.BearerToken, p.now)
 		p.tokens[q.BearerToken] = tl
 	}
 	if tl.err != nil {
-		return ClaimRequest{}, tl.err
+		return pendingClaim{}, tl.err
 	}
 	ul, ok := p.users[q.UserID]
 	if !ok {
@@ -375,12 +391,13 @@ func (p *preparer) prepare(ctx context.Context, q *protocol.KeyPackageRequest) (
 		p.users[q.UserID] = ul
 	}
 	if ul.err != nil {
-		return ClaimRequest{}, ul.err
+		return pendingClaim{}, tl.t.unknownUser(ul.err)
 	}
 	if err := tl.t.validFor(ul.u.ID); err != nil {
-		return ClaimRequest{}, err
+		return pendingClaim{}, err
 	}
-	return ClaimRequest{UserID: ul.u.ID, Version: q.Version, CipherSuite: q.CipherSuite, TokenID: tl.t.ID}, nil
+	return pendingClaim{req: ClaimRequest{UserID: ul.u.ID, Version: q.Version, CipherSuite: q.CipherSuite},
+		token: tl.t, user: ul.u}, nil
 }
 
 const internalMessage = "internal error; retry later"

@@ -264,18 +264,20 @@ func isUploadErr(err error, index int, want error) bool {
 }
 
 // TestBundleIndependence answers one bundle whose requests fail in every way; each gets
-// its own status and the good ones their KeyPackage.
+// its own status and the good ones their KeyPackage. bob and carol have two clients
+// each, so that the bundle may name each twice.
 func TestBundleIndependence(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	ctx := context.Background()
 	e := newEnv(t, "b.example", now, envOpts{})
-	bob, carol := e.client(t, "bob", "dev"), e.client(t, "carol", "dev")
+	bob, bobTab, carol := e.client(t, "bob", "dev"), e.client(t, "bob", "tab"), e.client(t, "carol", "dev")
+	e.client(t, "carol", "tab") // no KeyPackages
 	g := newSigner(t, suite1)
 	e.upload(t, bob, g.keyPackages(t, "mimi://b.example/u/bob", now, 3)...)
+	e.upload(t, bobTab, g.keyPackages(t, "mimi://b.example/u/bob", now, 1)...)
 	e.upload(t, carol, g.keyPackages(t, "mimi://b.example/u/carol", now, 1)...)
 	bobTok, carolTok, revoked := e.token(t, "bob"), e.token(t, "carol"), e.token(t, "bob")
-	toks, _ := e.disc.ListTokens(ctx, 0, 10)
-	if _, err := e.disc.RevokeToken(ctx, toks[2].ID); err != nil {
+	if _, err := e.disc.RevokeTokenString(ctx, revoked); err != nil {
 		t.Fatal(err)
 	}
 	q := func(user, tok string, v mls.ProtocolVersion, s mls.CipherSuite) protocol.KeyPackageRequest {
@@ -284,7 +286,7 @@ func TestBundleIndependence(t *testing.T) {
 	bobURI := "mimi://b.example/u/bob"
 	reqs := []protocol.KeyPackageRequest{
 		q(bobURI, bobTok, mls10, suite1),
-		q("mimi://b.example/u/nobody", bobTok, mls10, suite1),
+		q("mimi://b.example/u/nobody", bobTok, mls10, suite1), // bob's token, for a name nobody has
 		q(bobURI, "mbt_made_up", mls10, suite1),
 		q(bobURI, revoked, mls10, suite1),
 		q(bobURI, carolTok, mls10, suite1), // carol's token for bob
@@ -296,9 +298,9 @@ func TestBundleIndependence(t *testing.T) {
 		q("mimi://b.example/u/carol", carolTok, mls10, suite1),
 		q("mimi://b.example/u/carol", carolTok, mls10, suite1),
 	}
-	want := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusUnknownUser, protocol.StatusBadToken,
+	want := []protocol.FetchStatus{protocol.StatusOK, protocol.StatusBadToken, protocol.StatusBadToken,
 		protocol.StatusRevokedToken, protocol.StatusBadToken, protocol.StatusNoKeyPackage, protocol.StatusNoKeyPackage,
-		protocol.StatusBadToken, protocol.StatusUnknownUser, protocol.StatusOK, protocol.StatusOK, protocol.StatusNoKeyPackage}
+		protocol.StatusBadToken, protocol.StatusBadToken, protocol.StatusOK, protocol.StatusOK, protocol.StatusNoKeyPackage}
 	body, err := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -340,10 +342,9 @@ func TestBundleIndependence(t *testing.T) {
 	if r, err := e.kps.FetchOne(ctx, q(bobURI, bobTok, mls10, suite1), now); err != nil || len(r.KeyPackage) == 0 {
 		t.Fatalf("FetchOne = %v", err)
 	}
-	// Uses were counted on bob's token: requests 0, 5, 6, 9 and FetchOne reached the store.
-	toks, _ = e.disc.ListTokens(ctx, 0, 10)
-	if toks[0].Uses != 5 || !toks[0].LastUsed.Equal(now) {
-		t.Fatalf("bob's token: %+v", toks[0])
+	// Requests 0 and 9 were served by bob's two clients, one each.
+	if st, _ := e.kps.Count(ctx, bobTab, suite1); st.Available != 0 {
+		t.Fatalf("bob's second client: %+v", st)
 	}
 }
 
@@ -405,9 +406,15 @@ func TestConcurrentFetches(t *testing.T) {
 			t.Fatalf("ServedKeyPackage = %+v, %v", s, err)
 		}
 	}
+	// One key_packages_low notice, and one key_packages_exhausted when the last resort
+	// was first served.
 	entries, _ := e.mb.Fetch(ctx, bob.ID, 0, 100)
-	if len(entries) != 1 {
-		t.Fatalf("%d low-stock notices, want 1", len(entries))
+	kinds := map[uint16]int{}
+	for _, en := range entries {
+		kinds[en.Kind]++
+	}
+	if len(entries) != 2 || kinds[uint16(protocol.KindKeyPackagesLow)] != 1 || kinds[uint16(protocol.KindKeyPackagesExhausted)] != 1 {
+		t.Fatalf("notices by kind: %v, want one of each", kinds)
 	}
 	if uploaded.Load() != 11 || fetchedOK.Load() != 50 || fetchedLR.Load() != 40 || notices.Load() != 1 {
 		t.Fatalf("metrics: uploaded %d, fetched %d, last resort %d, notices %d", uploaded.Load(), fetchedOK.Load(), fetchedLR.Load(), notices.Load())

@@ -11,7 +11,8 @@ import (
 // indistinguishable from a new one and is dropped when room is needed (at most once a
 // second). When every bucket is in use, new keys are refused until one refills. A rate
 // of zero or less allows everything. It is safe for concurrent use, and it is the one
-// limiter of the provider: own users' sends, the relay's clients.
+// limiter of the provider: own users' sends, the relay's clients, discovery sources, and
+// KeyPackage claims per bearer token and per user.
 type TokenBuckets struct {
 	rate    float64          // Static after construction: tokens per second.
 	burst   float64          // Static after construction.

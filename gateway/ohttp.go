@@ -40,7 +40,10 @@ type OHTTP struct {
 	Peers map[string]string
 	// RelayLimiter rate-limits each client's relay requests (directory.TokenBuckets).
 	RelayLimiter ohttp.Limiter
-	Now          func() time.Time // default time.Now
+	// ReplayCapacity and ReplayPerSource bound the gateway's replay cache, in all and
+	// per source (0: the ohttp defaults).
+	ReplayCapacity, ReplayPerSource int
+	Now                             func() time.Time // default time.Now
 }
 
 // MountOHTTP serves the Oblivious HTTP gateway and the relay. The relay always
@@ -51,7 +54,8 @@ func (s *Server) MountOHTTP(o OHTTP) error {
 	}
 	gm, rm := newOHTTPMetrics(s.deps.Registry)
 	og, err := ohttp.NewGateway(ohttp.GatewayConfig{Keys: o.Keys, Routes: ohttpRoutes(o.KeyPackages, o.Discovery, o.Now),
-		Authorities: []string{s.deps.Directory.Domain()}, Observe: gm.observe})
+		Authorities: []string{s.deps.Directory.Domain()}, Observe: gm.observe,
+		ReplayCapacity: o.ReplayCapacity, ReplayPerSource: o.ReplayPerSource})
 	if err != nil {
 		return err
 	}
@@ -87,11 +91,16 @@ func ohttpRoutes(kps OHTTPKeyPackages, disc Discovery, now func() time.Time) map
 			if err := r.Done(); err != nil {
 				return bhttp.NewResponse(http.StatusBadRequest, "text/plain", []byte(err.Error()))
 			}
-			// Behind Oblivious HTTP the requester is unknown: every answer is its own.
-			resp, err := disc.Discover(ctx, string(user), "ohttp")
+			// Behind Oblivious HTTP the requester is unknown; the source (the client of our
+			// relay, or the address of a peer's relay) is rate-limited.
+			resp, err := disc.Discover(ctx, string(user), ohttp.Source(ctx))
 			switch {
 			case errors.Is(err, directory.ErrUnknownUser), errors.Is(err, directory.ErrNotFound):
 				return bhttp.NewResponse(http.StatusNotFound, "", nil)
+			case errors.Is(err, directory.ErrRateLimited):
+				r := bhttp.NewResponse(http.StatusTooManyRequests, "", nil)
+				r.Header = append(r.Header, bhttp.Field{Name: "retry-after", Value: "1"})
+				return r
 			case err != nil:
 				return bhttp.NewResponse(http.StatusInternalServerError, "", nil)
 			}

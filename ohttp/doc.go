@@ -58,5 +58,9 @@
 // GatewayConfig.MaxClockSkew (default 1 minute) of the gateway's clock;
 // since the window is at least twice the skew, a request replayed after its
 // enc was forgotten carries a Date that is refused. A full cache refuses
-// new requests (503) instead of forgetting early.
+// new requests (503) instead of forgetting early. Each source of requests
+// (WithSource, else the client's address) holds at most
+// GatewayConfig.ReplayPerSource entries (default a sixteenth of the
+// capacity), so that one source flooding the gateway is refused (503) before
+// it fills the cache for the others.
 package ohttp

@@ -1,6 +1,9 @@
 package ohttp
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of the codecs and of encapsulation. Returned errors wrap one of them
 // (use errors.Is); the gateway maps them to HTTP status codes and problem
@@ -39,4 +42,8 @@ var (
 	// entries, all within the window; the request is refused rather than
 	// weakening replay protection.
 	ErrReplayCacheFull = errors.New("ohttp: replay cache full")
+	// ErrReplaySourceFull reports that the source of the request holds its share
+	// of the replay cache, all within the window; requests of other sources are
+	// still accepted. It matches ErrReplayCacheFull with errors.Is.
+	ErrReplaySourceFull = fmt.Errorf("%w for this source", ErrReplayCacheFull)
 )

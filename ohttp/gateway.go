@@ -34,23 +34,24 @@ type Outcome string
 // Outcomes of Gateway and Relay requests.
 const (
 	OutcomeOK            Outcome = "ok"
-	OutcomeBadMethod     Outcome = "bad_method"     // outer method not allowed
-	OutcomeBadMediaType  Outcome = "bad_media_type" // outer content type
-	OutcomeTooLarge      Outcome = "too_large"      // outer body over the limit
-	OutcomeMalformed     Outcome = "malformed"      // truncated encapsulation
-	OutcomeUnknownKey    Outcome = "unknown_key"    // key id or suite not held
-	OutcomeDecrypt       Outcome = "decrypt"        // does not decrypt
-	OutcomeReplay        Outcome = "replay"         // enc seen within the window
-	OutcomeOverloaded    Outcome = "overloaded"     // replay cache full
-	OutcomeNoKeys        Outcome = "no_keys"        // GET with no active key
-	OutcomeBadRequest    Outcome = "bad_request"    // inner request invalid (encapsulated 4xx)
-	OutcomeNotFound      Outcome = "not_found"      // no route (encapsulated 404)
-	OutcomeHandlerError  Outcome = "handler_error"  // handler failed (encapsulated 500)
-	OutcomeUnauthorized  Outcome = "unauthorized"   // relay: authorizer refused
-	OutcomeRateLimited   Outcome = "rate_limited"   // relay: limiter refused
-	OutcomeUnknownPeer   Outcome = "unknown_peer"   // relay: peer not allow-listed
-	OutcomeUpstreamError Outcome = "upstream_error" // relay: gateway unreachable or bad answer
-	OutcomeTimeout       Outcome = "timeout"        // relay: gateway did not answer in time
+	OutcomeBadMethod     Outcome = "bad_method"        // outer method not allowed
+	OutcomeBadMediaType  Outcome = "bad_media_type"    // outer content type
+	OutcomeTooLarge      Outcome = "too_large"         // outer body over the limit
+	OutcomeMalformed     Outcome = "malformed"         // truncated encapsulation
+	OutcomeUnknownKey    Outcome = "unknown_key"       // key id or suite not held
+	OutcomeDecrypt       Outcome = "decrypt"           // does not decrypt
+	OutcomeReplay        Outcome = "replay"            // enc seen within the window
+	OutcomeOverloaded    Outcome = "overloaded"        // replay cache full
+	OutcomeSourceFull    Outcome = "source_overloaded" // the source's share of the replay cache full
+	OutcomeNoKeys        Outcome = "no_keys"           // GET with no active key
+	OutcomeBadRequest    Outcome = "bad_request"       // inner request invalid (encapsulated 4xx)
+	OutcomeNotFound      Outcome = "not_found"         // no route (encapsulated 404)
+	OutcomeHandlerError  Outcome = "handler_error"     // handler failed (encapsulated 500)
+	OutcomeUnauthorized  Outcome = "unauthorized"      // relay: authorizer refused
+	OutcomeRateLimited   Outcome = "rate_limited"      // relay: limiter refused
+	OutcomeUnknownPeer   Outcome = "unknown_peer"      // relay: peer not allow-listed
+	OutcomeUpstreamError Outcome = "upstream_error"    // relay: gateway unreachable or bad answer
+	OutcomeTimeout       Outcome = "timeout"           // relay: gateway did not answer in time
 )
 
 // Gateway defaults.
@@ -87,6 +88,11 @@ type GatewayConfig struct {
 	// ReplayCapacity bounds the remembered encs (default 262144): the
 	// gateway accepts at most ReplayCapacity requests per ReplayWindow.
 	ReplayCapacity int
+	// ReplayPerSource bounds the remembered encs of one source
+	// (RequestSource; default ReplayCapacity/16): one source is refused
+	// (503) past ReplayPerSource requests per ReplayWindow while the others
+	// are served.
+	ReplayPerSource int
 	// MaxClockSkew is how far the inner request's Date field may be from
 	// the gateway's clock (default 1 minute).
 	MaxClockSkew time.Duration
@@ -111,6 +117,9 @@ func (c *GatewayConfig) setDefaults() {
 	if c.ReplayCapacity == 0 {
 		c.ReplayCapacity = DefaultReplayCapacity
 	}
+	if c.ReplayPerSource == 0 {
+		c.ReplayPerSource = max(c.ReplayCapacity/16, 1)
+	}
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = DefaultMaxClockSkew
 	}
@@ -133,8 +142,8 @@ func (c GatewayConfig) Validate() error {
 	if c.ReplayWindow < 2*c.MaxClockSkew {
 		add("ReplayWindow %v is shorter than twice MaxClockSkew %v: old replays would pass", c.ReplayWindow, c.MaxClockSkew)
 	}
-	if c.MaxClockSkew < 0 || c.ReplayCapacity < 0 || c.KeysMaxAge < 0 {
-		add("negative MaxClockSkew, ReplayCapacity or KeysMaxAge")
+	if c.MaxClockSkew < 0 || c.ReplayCapacity < 0 || c.ReplayPerSource < 0 || c.KeysMaxAge < 0 {
+		add("negative MaxClockSkew, ReplayCapacity, ReplayPerSource or KeysMaxAge")
 	}
 	if c.Keys != nil && c.KeysMaxAge > c.Keys.Grace() {
 		add("KeysMaxAge %v exceeds the key grace period %v: clients would use expired keys", c.KeysMaxAge, c.Keys.Grace())
@@ -161,7 +170,10 @@ func (c GatewayConfig) Validate() error {
 // encapsulated response, as RFC 9458 Section 5.2 requires.
 //
 // Replay: the enc of each decrypted request is recorded in the ReplayCache
-// for ReplayWindow; a second request with the same enc is refused. The
+// for ReplayWindow, under its source (RequestSource: the client a relay in
+// process named with WithSource, else the client's address), each source
+// holding at most ReplayPerSource entries; a second request with the same
+// enc, from any source, is refused. Handlers see the source (Source). The
 // inner request's Date must lie within MaxClockSkew of the gateway's clock,
 // so a request replayed after its enc left the window (ReplayWindow >=
 // 2*MaxClockSkew) is refused for its Date (RFC 9458 Section 6.5.1).
@@ -181,7 +193,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	cfg.setDefaults()
 	g := &Gateway{cfg: cfg, replay: cfg.Replay}
 	if g.replay == nil {
-		g.replay = NewMemoryReplayCache(cfg.ReplayWindow, cfg.ReplayCapacity)
+		g.replay = NewMemoryReplayCache(cfg.ReplayWindow, cfg.ReplayCapacity, cfg.ReplayPerSource)
 	}
 	if len(cfg.Authorities) > 0 {
 		g.authorities = make(map[string]bool, len(cfg.Authorities))
@@ -248,7 +260,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		g.observe(o, err)
 		return
 	}
-	out, outcome, err := g.handle(r.Context(), body)
+	out, outcome, err := g.handle(r.Context(), body, RequestSource(r))
 	g.observe(outcome, err)
 	if out == nil {
 		p := problemFor(err)
@@ -287,9 +299,10 @@ func problemFor(err error) *Problem {
 // Handle processes one Encapsulated Request without HTTP framing: it
 // returns the Encapsulated Response, or an error (wrapping one of the
 // package's sentinels) when the request cannot be decapsulated or is a
-// replay. Errors in the inner request are answered inside the response.
+// replay. Errors in the inner request are answered inside the response. The
+// request's source is the one WithSource gave ctx ("" if none).
 func (g *Gateway) Handle(ctx context.Context, encRequest []byte) ([]byte, error) {
-	out, outcome, err := g.handle(ctx, encRequest)
+	out, outcome, err := g.handle(ctx, encRequest, Source(ctx))
 	g.observe(outcome, err)
 	if out == nil {
 		return nil, err
@@ -297,7 +310,7 @@ func (g *Gateway) Handle(ctx context.Context, encRequest []byte) ([]byte, error)
 	return out, nil
 }
 
-func (g *Gateway) handle(ctx context.Context, body []byte) ([]byte, Outcome, error) {
+func (g *Gateway) handle(ctx context.Context, body []byte, source string) ([]byte, Outcome, error) {
 	er, err := ParseEncapsulatedRequest(body)
 	if err != nil {
 		if errors.Is(err, ErrUnsupportedSuite) {
@@ -316,13 +329,16 @@ func (g *Gateway) handle(ctx context.Context, body []byte) ([]byte, Outcome, err
 	case err != nil:
 		return nil, OutcomeUnknownKey, err
 	}
-	if err := g.replay.Add(er.Enc); err != nil {
-		if errors.Is(err, ErrReplay) {
+	if err := g.replay.Add(source, er.Enc); err != nil {
+		switch {
+		case errors.Is(err, ErrReplay):
 			return nil, OutcomeReplay, err
+		case errors.Is(err, ErrReplaySourceFull):
+			return nil, OutcomeSourceFull, err
 		}
 		return nil, OutcomeOverloaded, err
 	}
-	resp, outcome, err := g.serveInner(ctx, pt)
+	resp, outcome, err := g.serveInner(WithSource(ctx, source), pt)
 	b, encErr := resp.MarshalBinary()
 	if encErr != nil {
 		resp, outcome, err = problemResponse(http.StatusInternalServerError, "", "invalid response", ""), OutcomeHandlerError, encErr

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -346,31 +347,101 @@ func TestGatewayConfigValidate(t *testing.T) {
 
 func TestMemoryReplayCache(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := NewMemoryReplayCache(time.Minute, 100)
+		c := NewMemoryReplayCache(time.Minute, 100, 0)
 		enc := func(i int) []byte { return []byte{byte(i), byte(i >> 8), 1, 2, 3} }
 		for i := range 100 {
-			if err := c.Add(enc(i)); err != nil {
+			if err := c.Add("a", enc(i)); err != nil {
 				t.Fatalf("add %d: %v", i, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err := c.Add(enc(100)); !errors.Is(err, ErrReplayCacheFull) {
+		if err := c.Add("a", enc(100)); !errors.Is(err, ErrReplayCacheFull) {
 			t.Fatalf("full: %v", err)
 		}
-		if err := c.Add(enc(5)); !errors.Is(err, ErrReplay) {
+		if err := c.Add("a", enc(5)); !errors.Is(err, ErrReplay) {
 			t.Fatalf("replay: %v", err)
 		}
 		// 50 s later the first entries (added at 0..10 s) have expired.
 		time.Sleep(50 * time.Second)
-		if err := c.Add(enc(0)); err != nil {
+		if err := c.Add("a", enc(0)); err != nil {
 			t.Fatalf("after the window: %v", err)
 		}
-		if err := c.Add(enc(99)); !errors.Is(err, ErrReplay) {
+		if err := c.Add("a", enc(99)); !errors.Is(err, ErrReplay) {
 			t.Fatalf("recent replay: %v", err)
 		}
 		time.Sleep(time.Minute)
-		if err := c.Add(enc(99)); err != nil || c.Len() != 1 {
-			t.Fatalf("after everything expired: %v, len %d", err, c.Len())
+		if err := c.Add("a", enc(99)); err != nil || c.Len() != 1 || c.Sources() != 1 {
+			t.Fatalf("after everything expired: %v, len %d, sources %d", err, c.Len(), c.Sources())
 		}
 	})
+}
+
+// TestReplayCachePerSource: a source that fills its share is refused while the others
+// are served; a replay is refused whichever source sends it; a source's share frees
+// up as its entries expire.
+func TestReplayCachePerSource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewMemoryReplayCache(time.Minute, 100, 10)
+		enc := func(src byte, i int) []byte { return []byte{src, byte(i), byte(i >> 8)} }
+		for i := range 10 {
+			if err := c.Add("flood", enc('f', i)); err != nil {
+				t.Fatalf("add %d: %v", i, err)
+			}
+		}
+		for i := range 1000 {
+			if err := c.Add("flood", enc('f', 10+i)); !errors.Is(err, ErrReplaySourceFull) || !errors.Is(err, ErrReplayCacheFull) {
+				t.Fatalf("flood %d: %v, want ErrReplaySourceFull", i, err)
+			}
+		}
+		for i := range 10 {
+			if err := c.Add("honest", enc('h', i)); err != nil {
+				t.Fatalf("another source, request %d: %v", i, err)
+			}
+		}
+		if err := c.Add("honest", enc('f', 3)); !errors.Is(err, ErrReplay) {
+			t.Fatalf("another source replaying the flood's request: %v", err)
+		}
+		if c.Len() != 20 || c.Sources() != 2 {
+			t.Fatalf("len %d, sources %d; want 20, 2 (refused requests take no room)", c.Len(), c.Sources())
+		}
+		time.Sleep(time.Minute)
+		if err := c.Add("flood", enc('f', 2000)); err != nil || c.Len() != 1 {
+			t.Fatalf("after the window: %v, len %d", err, c.Len())
+		}
+	})
+}
+
+// TestReplayCacheBounded: many sources fill the cache, which stays at its capacity.
+func TestReplayCacheBounded(t *testing.T) {
+	c := NewMemoryReplayCache(time.Minute, 64, 4)
+	added := 0
+	for s := range 100 {
+		for i := range 8 {
+			if c.Add(fmt.Sprintf("s%d", s), []byte{byte(s), byte(i)}) == nil {
+				added++
+			}
+		}
+	}
+	if added != 64 || c.Len() != 64 || c.Sources() != 16 {
+		t.Fatalf("added %d, len %d, sources %d; want 64, 64, 16", added, c.Len(), c.Sources())
+	}
+}
+
+func TestRequestSource(t *testing.T) {
+	for _, tc := range []struct{ remote, want string }{
+		{"192.0.2.7:4711", "addr:192.0.2.7"},
+		{"[2001:db8:1:2:3:4:5:6]:443", "addr:2001:db8:1:2::/64"},
+		{"[::ffff:192.0.2.7]:1", "addr:192.0.2.7"},
+		{"pipe", "addr:pipe"},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.RemoteAddr = tc.remote
+		if got := RequestSource(r); got != tc.want {
+			t.Errorf("RequestSource(%q) = %q, want %q", tc.remote, got, tc.want)
+		}
+	}
+	r := httptest.NewRequest("POST", "/", nil).WithContext(WithSource(context.Background(), "client:1"))
+	if got := RequestSource(r); got != "client:1" {
+		t.Errorf("with a named source: %q", got)
+	}
 }

@@ -3,6 +3,8 @@ package ohttp
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +31,10 @@ type RelayConfig struct {
 	// the provider's own) to its gateway handler. A request for such a
 	// domain is handed to the handler as a new request that carries only
 	// the body and its Content-Type, under the same Timeout and
-	// MaxResponseBytes, instead of being sent over HTTP. Peers and Local
-	// together must name at least one domain, each at most once.
+	// MaxResponseBytes, instead of being sent over HTTP; its context names
+	// the client (WithSource: "client:" and a hash of LimitKey), which the
+	// gateway uses as the request's source. Peers and Local together must
+	// name at least one domain, each at most once.
 	Local map[string]http.Handler
 	// PeerFunc names the target peer of a request. Nil means: the path
 	// wildcard "peer" when the handler was routed by an http.ServeMux
@@ -237,7 +241,7 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if local != nil {
-		rl.serveLocal(r.Context(), w, local, peer, body)
+		rl.serveLocal(WithSource(r.Context(), rl.localSource(r)), w, local, peer, body)
 		return
 	}
 	rl.forward(r.Context(), w, gw, body)
@@ -323,6 +327,15 @@ func answerType(status int, from http.Header, body []byte) (string, error) {
 		return MediaTypeProblem, nil
 	}
 	return "", fmt.Errorf("ohttp: gateway answered %d with Content-Type %q (%d bytes)", status, from.Get("Content-Type"), len(body))
+}
+
+// localSource names the client of a request for an in-process gateway: the
+// gateway bounds each source's share of its replay cache, and its handlers
+// rate-limit by it. It is derived from LimitKey (the client the relay
+// rate-limits), hashed so that no credential reaches the gateway.
+func (rl *Relay) localSource(r *http.Request) string {
+	sum := sha256.Sum256([]byte(rl.cfg.LimitKey(r)))
+	return "client:" + hex.EncodeToString(sum[:8])
 }
 
 // serveLocal hands body to an in-process gateway as a fresh request that

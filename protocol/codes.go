@@ -166,6 +166,10 @@ const (
 	KindGroupMessage Kind = 3
 	// KindKeyPackagesLow warns that the client's KeyPackage stock is low.
 	KindKeyPackagesLow Kind = 4
+	// KindKeyPackagesExhausted tells that the client's last resort was served for want
+	// of one-time KeyPackages, or that the user's KeyPackages are being claimed faster
+	// than the provider allows (payload: KeyPackagesExhausted).
+	KindKeyPackagesExhausted Kind = 5
 )
 
 func (k Kind) String() string {
@@ -178,6 +182,8 @@ func (k Kind) String() string {
 		return "group_message"
 	case KindKeyPackagesLow:
 		return "key_packages_low"
+	case KindKeyPackagesExhausted:
+		return "key_packages_exhausted"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }

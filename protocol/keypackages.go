@@ -30,6 +30,9 @@ package protocol
 //
 //	struct { CipherSuite cipher_suite; uint32 remaining; } KeyPackagesLow;  // mailbox kind 4
 //
+//	enum { last_resort_served(1), claims_limited(2), (255) } ExhaustedReason;
+//	struct { CipherSuite cipher_suite; ExhaustedReason reason; } KeyPackagesExhausted;  // mailbox kind 5
+//
 // A KeyPackage has no length prefix of its own; a decoder finds its end by decoding it.
 // The upload bodies of the client socket are in upload.go.
 
@@ -500,6 +503,51 @@ func (n *KeyPackagesLow) UnmarshalBinary(b []byte) error {
 	n.CipherSuite = mls.CipherSuite(r.U16("KeyPackagesLow.cipher_suite"))
 	n.Remaining = r.U32("KeyPackagesLow.remaining")
 	return done(r, "KeyPackagesLow")
+}
+
+// ExhaustedReason says why a key_packages_exhausted notice was sent.
+type ExhaustedReason uint8
+
+const (
+	// ExhaustedLastResortServed: the client had no one-time KeyPackage of the suite left
+	// and its last resort was served. Upload more.
+	ExhaustedLastResortServed ExhaustedReason = 1
+	// ExhaustedClaimsLimited: the user's one-time KeyPackages were claimed faster than
+	// the provider allows (a drain attempt, or a very busy requester); requests are
+	// served the last resort for now. Sent to every client of the user.
+	ExhaustedClaimsLimited ExhaustedReason = 2
+)
+
+func (r ExhaustedReason) String() string {
+	switch r {
+	case ExhaustedLastResortServed:
+		return "last_resort_served"
+	case ExhaustedClaimsLimited:
+		return "claims_limited"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// KeyPackagesExhausted is the payload of a key_packages_exhausted mailbox entry.
+type KeyPackagesExhausted struct {
+	CipherSuite mls.CipherSuite
+	Reason      ExhaustedReason
+}
+
+// MarshalBinary encodes n.
+func (n KeyPackagesExhausted) MarshalBinary() ([]byte, error) {
+	w := NewWriter(make([]byte, 0, 3))
+	w.U16(uint16(n.CipherSuite))
+	w.U8(uint8(n.Reason))
+	return w.Bytes(), nil
+}
+
+// UnmarshalBinary decodes n.
+func (n *KeyPackagesExhausted) UnmarshalBinary(b []byte) error {
+	r := NewReader(b)
+	n.CipherSuite = mls.CipherSuite(r.U16("KeyPackagesExhausted.cipher_suite"))
+	n.Reason = ExhaustedReason(r.U8("KeyPackagesExhausted.reason"))
+	return done(r, "KeyPackagesExhausted")
 }
 
 // done finishes a decode: the first error or trailing bytes, naming the struct.

@@ -96,6 +96,13 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatalf("KeyPackagesLow = %x", b)
 		}
 	})
+	t.Run("exhausted notice", func(t *testing.T) {
+		b := roundTrip[protocol.KeyPackagesExhausted](t, protocol.KeyPackagesExhausted{CipherSuite: suite2, Reason: protocol.ExhaustedClaimsLimited})
+		if !bytes.Equal(b, []byte{0, 2, 2}) || protocol.ExhaustedClaimsLimited.String() != "claims_limited" ||
+			protocol.KindKeyPackagesExhausted.String() != "key_packages_exhausted" {
+			t.Fatalf("KeyPackagesExhausted = %x", b)
+		}
+	})
 	t.Run("upload", func(t *testing.T) {
 		roundTrip[protocol.KeyPackageUpload](t, protocol.KeyPackageUpload{KeyPackages: [][]byte{f.KeyPackages[0].KeyPackage, kp}})
 		roundTrip[protocol.KeyPackageUploadResult](t, protocol.KeyPackageUploadResult{Refs: [][]byte{f.KeyPackages[0].KeyPackageRef}})
@@ -158,6 +165,7 @@ func TestCodecRefusals(t *testing.T) {
 		{"empty response bundle", new(protocol.KeyPackageResponseBundle), []byte{0}, protocol.ErrMalformed},
 		{"discovery truncated", new(protocol.DiscoveryResponse), []byte{3, 'a', 'b'}, protocol.ErrMalformed},
 		{"low notice short", new(protocol.KeyPackagesLow), []byte{0, 1, 0, 0, 0}, protocol.ErrMalformed},
+		{"exhausted notice long", new(protocol.KeyPackagesExhausted), []byte{0, 1, 1, 0}, protocol.ErrMalformed},
 		{"count bad bool", new(protocol.KeyPackageStock), []byte{0, 1, 0, 0, 0, 1, 2}, protocol.ErrMalformed},
 		{"upload truncated", new(protocol.KeyPackageUpload), []byte{2, 5, 1}, protocol.ErrMalformed},
 	}
@@ -270,6 +278,11 @@ func FuzzDiscoveryResponse(f *testing.F) {
 func FuzzKeyPackagesLow(f *testing.F) {
 	seeds(f, protocol.KeyPackagesLow{CipherSuite: 1, Remaining: 3})
 	f.Fuzz(fuzzRoundTrip[protocol.KeyPackagesLow])
+}
+
+func FuzzKeyPackagesExhausted(f *testing.F) {
+	seeds(f, protocol.KeyPackagesExhausted{CipherSuite: 1, Reason: protocol.ExhaustedLastResortServed})
+	f.Fuzz(fuzzRoundTrip[protocol.KeyPackagesExhausted])
 }
 
 func FuzzKeyPackageUpload(f *testing.F) {

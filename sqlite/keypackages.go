@@ -18,7 +18,7 @@ var _ directory.KeyPackageStore = (*DB)(nil)
 // claimStatements are the claim's hot statements, prepared once per store on the
 // writer connection (a transaction on that connection reuses them).
 type claimStatements struct {
-	useToken, pick, take, served *sql.Stmt
+	pick, take, served *sql.Stmt
 }
 
 var claimStmts sync.Map // *sql.DB (the writer) -> *claimStatements
@@ -32,11 +32,10 @@ func (db *DB) claimStatements(ctx context.Context) (*claimStatements, error) {
 		dst   **sql.Stmt
 		query string
 	}{
-		{&st.useToken, `UPDATE discovery_tokens SET uses = uses + 1, last_used_at = ? WHERE id = ? AND revoked_at IS NULL`},
 		{&st.pick, `SELECT s.client_id, s.available FROM clients c
 			JOIN key_package_counts s ON s.client_id = c.id AND s.cipher_suite = ? AND s.version = ?
 			WHERE c.user_id = ? AND c.revoked_at IS NULL AND s.available > 0
-			ORDER BY s.available DESC, c.id LIMIT 1`},
+			ORDER BY s.available DESC, c.id LIMIT ?`},
 		{&st.take, `DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages
 			WHERE client_id = ? AND cipher_suite = ? AND version = ? AND last_resort = 0 ORDER BY not_after, id LIMIT 1)
 			RETURNING ref, not_after, data, leaf_key_hash`},
@@ -54,8 +53,17 @@ func (db *DB) claimStatements(ctx context.Context) (*claimStatements, error) {
 
 // claimTx is one claim transaction with its statements bound to it.
 type claimTx struct {
-	tx                           *sql.Tx
-	useToken, pick, take, served *sql.Stmt
+	tx                 *sql.Tx
+	pick, take, served *sql.Stmt
+	// servedBy holds, per user, version and suite, the clients that served a request
+	// of this call: the next request for the same is served by another client.
+	servedBy map[claimKey]map[int64]bool
+}
+
+type claimKey struct {
+	user    int64
+	version mls.ProtocolVersion
+	suite   mls.CipherSuite
 }
 
 // purgeBatch bounds the rows one purge transaction deletes, so that a large purge does
@@ -166,13 +174,22 @@ func (db *DB) ClaimKeyPackages(ctx context.Context, reqs []directory.ClaimReques
 	}
 	var claims []directory.Claim
 	err = db.Write(ctx, func(tx *sql.Tx) error {
-		ct := &claimTx{tx: tx, useToken: tx.StmtContext(ctx, st.useToken), pick: tx.StmtContext(ctx, st.pick),
-			take: tx.StmtContext(ctx, st.take), served: tx.StmtContext(ctx, st.served)}
+		ct := &claimTx{tx: tx, pick: tx.StmtContext(ctx, st.pick), take: tx.StmtContext(ctx, st.take),
+			served: tx.StmtContext(ctx, st.served), servedBy: map[claimKey]map[int64]bool{}}
 		claims = make([]directory.Claim, len(reqs))
 		for i, r := range reqs {
-			c, err := ct.claimOne(ctx, r, lowThreshold, now)
+			k := claimKey{r.UserID, r.Version, r.CipherSuite}
+			skip := ct.servedBy[k]
+			c, err := ct.claimOne(ctx, r, skip, lowThreshold, now)
 			if err != nil {
 				return err
+			}
+			if c.Err == nil {
+				if skip == nil {
+					skip = map[int64]bool{}
+					ct.servedBy[k] = skip
+				}
+				skip[c.KeyPackage.ClientID] = true
 			}
 			claims[i] = c
 		}
@@ -184,19 +201,14 @@ func (db *DB) ClaimKeyPackages(ctx context.Context, reqs []directory.ClaimReques
 	return claims, nil
 }
 
-// claimOne answers one request inside the claim transaction. A request that cannot be
-// served is a Claim with Err set; only a database failure is an error.
-func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+// claimOne answers one request inside the claim transaction, from a client not in
+// skip. A request that cannot be served is a Claim with Err set; only a database
+// failure is an error.
+func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, skip map[int64]bool, lowThreshold int, now time.Time) (directory.Claim, error) {
 	tx := ct.tx
 	nowS, nowMS := now.Unix(), now.UnixMilli()
-	if r.TokenID != 0 {
-		res, err := ct.useToken.ExecContext(ctx, nowMS, r.TokenID)
-		if err != nil {
-			return directory.Claim{}, err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return directory.Claim{Err: directory.ErrTokenRevoked}, nil
-		}
+	if r.LastResortOnly {
+		return ct.claimLastResort(ctx, r, skip, lowThreshold, now)
 	}
 	var kp directory.StoredKeyPackage
 	var stock int
@@ -204,14 +216,14 @@ func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowTh
 		if attempt == 64 {
 			return directory.Claim{}, errors.New("claim: expired KeyPackages kept turning up")
 		}
-		var clientID int64
-		err := ct.pick.QueryRowContext(ctx, r.CipherSuite, r.Version, r.UserID).Scan(&clientID, &stock)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ct.claimLastResort(ctx, r, lowThreshold, now)
-		}
+		clientID, n, found, err := ct.pickClient(ctx, r, skip)
 		if err != nil {
 			return directory.Claim{}, err
 		}
+		if !found {
+			return ct.claimLastResort(ctx, r, skip, lowThreshold, now)
+		}
+		stock = n
 		var expired bool
 		kp, expired, err = ct.takeSoonest(ctx, clientID, r, nowS)
 		if err != nil {
@@ -232,8 +244,34 @@ func (ct *claimTx) claimOne(ctx context.Context, r directory.ClaimRequest, lowTh
 	}
 	c := directory.Claim{KeyPackage: kp, Remaining: stock - 1}
 	var err error
-	c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, c.Remaining, lowThreshold, nowMS)
+	if c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, c.Remaining, lowThreshold, nowMS); err != nil || c.Remaining >= lowThreshold {
+		return c, err
+	}
+	// A one-time KeyPackage was served: the client is no longer exhausted.
+	_, err = tx.ExecContext(ctx, `UPDATE key_package_low SET exhausted_at = NULL WHERE client_id = ? AND cipher_suite = ?
+		AND exhausted_at IS NOT NULL`, kp.ClientID, r.CipherSuite)
 	return c, err
+}
+
+// pickClient finds the client not in skip with the most non-last-resort KeyPackages of
+// the version and suite, and that count (which may include expired ones).
+func (ct *claimTx) pickClient(ctx context.Context, r directory.ClaimRequest, skip map[int64]bool) (int64, int, bool, error) {
+	rows, err := ct.pick.QueryContext(ctx, r.CipherSuite, r.Version, r.UserID, len(skip)+1)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return 0, 0, false, err
+		}
+		if !skip[id] {
+			return id, n, true, nil
+		}
+	}
+	return 0, 0, false, rows.Err()
 }
 
 // takeSoonest deletes and returns the client's soonest-expiring non-last-resort
@@ -250,22 +288,19 @@ func (ct *claimTx) takeSoonest(ctx context.Context, clientID int64, r directory.
 	return kp, notAfter < nowS, nil
 }
 
-// claimLastResort serves the user's least-served unexpired last resort, which stays.
-func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest, lowThreshold int, now time.Time) (directory.Claim, error) {
+// claimLastResort serves the user's least-served unexpired last resort of a client not
+// in skip, which stays.
+func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest, skip map[int64]bool, lowThreshold int, now time.Time) (directory.Claim, error) {
 	tx := ct.tx
-	nowS, nowMS := now.Unix(), now.UnixMilli()
-	kp := directory.StoredKeyPackage{Version: r.Version, CipherSuite: r.CipherSuite, LastResort: true}
-	var id, notAfter int64
-	err := tx.QueryRowContext(ctx, `SELECT k.id, k.client_id, k.ref, k.not_after, k.data, k.leaf_key_hash FROM key_packages k JOIN clients c ON c.id = k.client_id
-		WHERE c.user_id = ? AND c.revoked_at IS NULL AND k.cipher_suite = ? AND k.version = ? AND k.last_resort = 1 AND k.not_after >= ?
-		ORDER BY k.serves, k.id LIMIT 1`, r.UserID, r.CipherSuite, r.Version, nowS).Scan(&id, &kp.ClientID, &kp.Ref, &notAfter, &kp.Data, &kp.LeafKeyHash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return directory.Claim{Err: directory.ErrNoKeyPackage}, nil
-	}
+	nowMS := now.UnixMilli()
+	kp, id, found, err := ct.pickLastResort(ctx, r, skip, now.Unix())
 	if err != nil {
 		return directory.Claim{}, err
 	}
-	kp.NotAfter = time.Unix(notAfter, 0).UTC()
+	if !found {
+		return directory.Claim{Err: directory.ErrNoKeyPackage}, nil
+	}
+	notAfter := kp.NotAfter.Unix()
 	if _, err := tx.ExecContext(ctx, `UPDATE key_packages SET serves = serves + 1 WHERE id = ?`, id); err != nil {
 		return directory.Claim{}, err
 	}
@@ -273,8 +308,42 @@ func (ct *claimTx) claimLastResort(ctx context.Context, r directory.ClaimRequest
 		return directory.Claim{}, err
 	}
 	c := directory.Claim{KeyPackage: kp}
-	c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, 0, lowThreshold, nowMS)
+	if c.Low, err = markLow(ctx, tx, kp.ClientID, r.CipherSuite, 0, lowThreshold, nowMS); err != nil || r.LastResortOnly {
+		return c, err
+	}
+	// Served for want of one-time KeyPackages: the client is exhausted (told once).
+	res, err := tx.ExecContext(ctx, `UPDATE key_package_low SET exhausted_at = ? WHERE client_id = ? AND cipher_suite = ?
+		AND exhausted_at IS NULL`, nowMS, kp.ClientID, r.CipherSuite)
+	if err != nil {
+		return c, err
+	}
+	n, err := res.RowsAffected()
+	c.Exhausted = n == 1
 	return c, err
+}
+
+// pickLastResort finds the least-served unexpired last resort of the user's active
+// clients not in skip, and its row ID.
+func (ct *claimTx) pickLastResort(ctx context.Context, r directory.ClaimRequest, skip map[int64]bool, nowS int64) (directory.StoredKeyPackage, int64, bool, error) {
+	kp := directory.StoredKeyPackage{Version: r.Version, CipherSuite: r.CipherSuite, LastResort: true}
+	rows, err := ct.tx.QueryContext(ctx, `SELECT k.id, k.client_id, k.ref, k.not_after, k.data, k.leaf_key_hash FROM key_packages k JOIN clients c ON c.id = k.client_id
+		WHERE c.user_id = ? AND c.revoked_at IS NULL AND k.cipher_suite = ? AND k.version = ? AND k.last_resort = 1 AND k.not_after >= ?
+		ORDER BY k.serves, k.id LIMIT ?`, r.UserID, r.CipherSuite, r.Version, nowS, len(skip)+1)
+	if err != nil {
+		return kp, 0, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, notAfter int64
+		if err := rows.Scan(&id, &kp.ClientID, &kp.Ref, &notAfter, &kp.Data, &kp.LeafKeyHash); err != nil {
+			return kp, 0, false, err
+		}
+		if !skip[kp.ClientID] {
+			kp.NotAfter = time.Unix(notAfter, 0).UTC()
+			return kp, id, true, nil
+		}
+	}
+	return kp, 0, false, rows.Err()
 }
 
 // markLow sets the client's low-stock mark when remaining is under the threshold and
@@ -329,7 +398,8 @@ func (db *DB) PurgeKeyPackages(ctx context.Context, now time.Time) (directory.Pu
 		{&st.KeyPackages, `DELETE FROM key_packages WHERE id IN (SELECT k.id FROM key_packages k JOIN clients c ON c.id = k.client_id
 			WHERE k.not_after < ?1 OR c.revoked_at IS NOT NULL LIMIT ?2)`, now.Unix()},
 		{&st.Served, `DELETE FROM served_key_packages WHERE ref IN (SELECT ref FROM served_key_packages WHERE not_after < ?1 LIMIT ?2)`, now.Unix()},
-		{&st.Tokens, `DELETE FROM discovery_tokens WHERE id IN (SELECT id FROM discovery_tokens WHERE expires_at <= ?1 LIMIT ?2)`, now.UnixMilli()},
+		{&st.Tokens, `DELETE FROM discovery_revoked_tokens WHERE token_id IN (SELECT token_id FROM discovery_revoked_tokens
+			WHERE until <= ?1 LIMIT ?2)`, now.UnixMilli()},
 	}
 	for _, s := range steps {
 		for {
@@ -352,126 +422,4 @@ func (db *DB) PurgeKeyPackages(ctx context.Context, now time.Time) (directory.Pu
 		}
 	}
 	return st, nil
-}
-
-const tokenCols = `t.id, t.policy, COALESCE(t.user_id, 0), COALESCE(u.name, ''), t.requester, t.created_at,
-	COALESCE(t.expires_at, 0), COALESCE(t.revoked_at, 0), COALESCE(t.last_used_at, 0), t.uses`
-
-const tokenFrom = ` FROM discovery_tokens t LEFT JOIN users u ON u.id = t.user_id `
-
-func scanToken(s scanner, extra ...any) (directory.DiscoveryToken, error) {
-	var t directory.DiscoveryToken
-	var policy string
-	var created, expires, revoked, used int64
-	dest := append([]any{&t.ID, &policy, &t.UserID, &t.UserName, &t.Requester, &created, &expires, &revoked, &used, &t.Uses}, extra...)
-	if err := s.Scan(dest...); err != nil {
-		return t, err
-	}
-	t.Policy = directory.TokenPolicy(policy)
-	t.CreatedAt = unixTime(created)
-	for _, f := range []struct {
-		dst *time.Time
-		v   int64
-	}{{&t.ExpiresAt, expires}, {&t.RevokedAt, revoked}, {&t.LastUsed, used}} {
-		if f.v != 0 {
-			*f.dst = unixTime(f.v)
-		}
-	}
-	return t, nil
-}
-
-func nullMillis(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixMilli()
-}
-
-func (db *DB) CreateDiscoveryToken(ctx context.Context, t directory.DiscoveryToken, hash []byte) (directory.DiscoveryToken, error) {
-	var uid any
-	if t.UserID != 0 {
-		uid = t.UserID
-	}
-	t.CreatedAt = t.CreatedAt.UTC().Truncate(time.Millisecond)
-	t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Millisecond)
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO discovery_tokens (token_hash, policy, user_id, requester, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, hash, string(t.Policy), uid, t.Requester, t.CreatedAt.UnixMilli(),
-			nullMillis(t.ExpiresAt)).Scan(&t.ID)
-	})
-	return t, err
-}
-
-const liveShared = `SELECT ` + tokenCols + `, t.token` + tokenFrom + `WHERE t.policy = 'shared' AND t.revoked_at IS NULL
-	AND (t.expires_at IS NULL OR t.expires_at > ?) ORDER BY t.id DESC LIMIT 1`
-
-func (db *DB) SharedDiscoveryToken(ctx context.Context, token string, expires, now time.Time) (string, directory.DiscoveryToken, error) {
-	var plain string
-	t, err := scanToken(db.r.QueryRowContext(ctx, liveShared, now.UnixMilli()), &plain)
-	if err == nil {
-		return plain, t, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", t, err
-	}
-	err = db.Write(ctx, func(tx *sql.Tx) error {
-		t, err = scanToken(tx.QueryRowContext(ctx, liveShared, now.UnixMilli()), &plain)
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		plain = token
-		t = directory.DiscoveryToken{Policy: directory.TokenShared, CreatedAt: now.UTC().Truncate(time.Millisecond),
-			ExpiresAt: expires.UTC().Truncate(time.Millisecond)}
-		if expires.IsZero() {
-			t.ExpiresAt = time.Time{}
-		}
-		return tx.QueryRowContext(ctx, `INSERT INTO discovery_tokens (token_hash, token, policy, created_at, expires_at)
-			VALUES (?, ?, 'shared', ?, ?) RETURNING id`, directory.HashToken(token), token, now.UnixMilli(),
-			nullMillis(t.ExpiresAt)).Scan(&t.ID)
-	})
-	if err != nil {
-		return "", directory.DiscoveryToken{}, err
-	}
-	return plain, t, nil
-}
-
-func (db *DB) DiscoveryTokenByHash(ctx context.Context, hash []byte) (directory.DiscoveryToken, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+tokenFrom+`WHERE t.token_hash = ?`, hash))
-	if errors.Is(err, sql.ErrNoRows) {
-		return t, directory.ErrNotFound
-	}
-	return t, err
-}
-
-func (db *DB) ListDiscoveryTokens(ctx context.Context, after int64, limit int) ([]directory.DiscoveryToken, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tokenCols+tokenFrom+`WHERE t.id > ? ORDER BY t.id LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []directory.DiscoveryToken
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
-func (db *DB) RevokeDiscoveryToken(ctx context.Context, id int64, at time.Time) (directory.DiscoveryToken, error) {
-	var t directory.DiscoveryToken
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE discovery_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixMilli(), id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%w: discovery token %d", directory.ErrNotFound, id)
-		}
-		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+tokenFrom+`WHERE t.id = ?`, id))
-		return err
-	})
-	return t, err
 }

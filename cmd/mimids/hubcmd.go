@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mimids/mimids/cmd/internal/usage"
@@ -183,17 +185,24 @@ func reportList(ctx context.Context, e env, _ []string) error {
 	return nil
 }
 
-var tokensGroup = group{name: "tokens", summary: "Manages the bearer tokens handed out by KeyPackage discovery.", verbs: []verb{
-	{Help: usage.Help{Name: "tokens list", Summary: "Lists the discovery tokens: id, policy, user, creation time, uses and state.",
+var tokensGroup = group{name: "tokens", summary: "Manages the bearer tokens handed out by KeyPackage discovery: they are MACed, so the store keeps only the secrets that sign them and the revocation list.", verbs: []verb{
+	{Help: usage.Help{Name: "tokens list", Summary: "Lists the signing secrets, the shared token and the revocation list (issued tokens are not stored; the server logs the id of a token over its claim limit).",
 		Example: "tokens list -data ./data"},
 		setup: noFlags(tokensList)},
-	{Help: usage.Help{Name: "tokens revoke", Args: "ID", Summary: "Revokes a discovery token: requesters holding it must discover again.",
-		Example: "tokens revoke -data ./data 12"},
-		min: 1, max: 1, check: tokenID, setup: noFlags(tokensRevoke)},
+	{Help: usage.Help{Name: "tokens revoke", Args: "[ID | TOKEN]", Summary: "Revokes a discovery token by id or in full, or with -user every token issued for a user until now: requesters holding one must discover again.",
+		Example: "tokens revoke -data ./data 4816930118422137"},
+		max: 1, check: tokenArg, setup: tokensRevoke},
+	{Help: usage.Help{Name: "tokens rotate", Summary: "Makes a new secret sign new discovery tokens; older ones keep verifying theirs unless -retire revokes every token issued so far.",
+		Example: "tokens rotate -data ./data -retire"},
+		setup: tokensRotate},
 }}
 
-func tokenID(a []string) error {
-	if _, err := strconv.ParseInt(a[0], 10, 64); err != nil {
+// tokenArg accepts a token id or a whole token.
+func tokenArg(a []string) error {
+	if len(a) == 0 || strings.HasPrefix(a[0], "mbt_") {
+		return nil
+	}
+	if id, err := strconv.ParseInt(a[0], 10, 64); err != nil || id <= 0 {
 		return fmt.Errorf("token id %q is not a number", a[0])
 	}
 	return nil
@@ -201,44 +210,101 @@ func tokenID(a []string) error {
 
 func tokensList(ctx context.Context, e env, _ []string) error {
 	o, err := e.offline()
-	disc := o.Discovery
 	if err != nil {
 		return err
 	}
-	var after int64
-	n := 0
-	for i := 0; i < 1000; i++ {
-		ts, err := disc.ListTokens(ctx, after, 500)
-		if err != nil {
-			return err
-		}
-		for _, t := range ts {
-			state := "active"
-			if !t.RevokedAt.IsZero() {
-				state = "revoked"
-			}
-			fmt.Fprintf(e.out, "%d\t%s\tuser %q\tcreated %s\tuses %d\t%s\n", t.ID, t.Policy, t.UserName, t.CreatedAt.Format(time.RFC3339), t.Uses, state)
-		}
-		n += len(ts)
-		if len(ts) < 500 {
-			break
-		}
-		after = ts[len(ts)-1].ID
+	l, err := o.Discovery.Tokens(ctx)
+	if err != nil {
+		return err
 	}
-	none(e.out, n, "tokens")
+	for i, s := range l.Secrets {
+		state := "verifies its tokens"
+		switch {
+		case s.Retired():
+			state = "retired " + s.RetiredAt.Format(time.RFC3339)
+		case i == 0:
+			state = "signs new tokens"
+		}
+		fmt.Fprintf(e.out, "secret %d\tcreated %s\t%s\n", s.ID, s.CreatedAt.Format(time.RFC3339), state)
+	}
+	if t := l.Shared; t != nil {
+		fmt.Fprintf(e.out, "shared token %d\tissued %s\texpires %s\n", t.ID, t.IssuedAt.Format(time.RFC3339), timeOrNever(t.ExpiresAt))
+	}
+	for _, r := range l.Revocations.Tokens {
+		fmt.Fprintf(e.out, "revoked token %d\tat %s\tlisted until %s\n", r.TokenID, r.RevokedAt.Format(time.RFC3339), timeOrNever(r.Until))
+	}
+	for _, c := range l.Revocations.Cutoffs {
+		who := "every user (and the shared token)"
+		if c.UserID != 0 {
+			who = fmt.Sprintf("user %q (id %d)", c.UserName, c.UserID)
+		}
+		fmt.Fprintf(e.out, "revoked tokens of %s issued before %s\n", who, c.Before.Format(time.RFC3339))
+	}
+	if l.Empty() {
+		none(e.out, 0, "tokens")
+	}
 	return nil
 }
 
-func tokensRevoke(ctx context.Context, e env, a []string) error {
-	o, err := e.offline()
-	disc := o.Discovery
-	if err != nil {
-		return err
+func timeOrNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
 	}
-	id, _ := strconv.ParseInt(a[0], 10, 64)
-	if _, err := disc.RevokeToken(ctx, id); err != nil {
-		return err
+	return t.Format(time.RFC3339)
+}
+
+func tokensRevoke(fs *flag.FlagSet) action {
+	user := fs.String("user", "", "revoke every token issued for this user (name) until now, instead of one token")
+	return func(ctx context.Context, e env, a []string) error {
+		if (*user == "") == (len(a) == 0) {
+			return errors.New("give a token id or token, or -user NAME (not both)")
+		}
+		o, err := e.offline()
+		if err != nil {
+			return err
+		}
+		disc := o.Discovery
+		switch {
+		case *user != "":
+			c, err := disc.RevokeUserTokens(ctx, *user)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.out, "revoked every token of %s issued before %s: requesters must discover again\n", *user, c.Before.Format(time.RFC3339))
+			return nil
+		case strings.HasPrefix(a[0], "mbt_"):
+			r, err := disc.RevokeTokenString(ctx, a[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.out, "revoked token %d: requesters holding it must discover again\n", r.TokenID)
+			return nil
+		}
+		id, _ := strconv.ParseInt(a[0], 10, 64)
+		if _, err := disc.RevokeToken(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "revoked token %d: requesters holding it must discover again\n", id)
+		return nil
 	}
-	fmt.Fprintf(e.out, "revoked token %d: requesters holding it must discover again\n", id)
-	return nil
+}
+
+func tokensRotate(fs *flag.FlagSet) action {
+	retire := fs.Bool("retire", false, "retire the older secrets: every token issued so far stops working")
+	return func(ctx context.Context, e env, _ []string) error {
+		o, err := e.offline()
+		if err != nil {
+			return err
+		}
+		s, err := o.Discovery.RotateSecret(ctx, *retire)
+		if err != nil {
+			return err
+		}
+		msg := "older secrets keep verifying their tokens"
+		if *retire {
+			msg = "every token issued before is revoked: requesters must discover again"
+		}
+		fmt.Fprintf(e.out, "secret %d signs new tokens; %s (a running server applies it within seconds)\n", s.ID, msg)
+		return nil
+	}
 }

@@ -153,39 +153,39 @@ func TestKeyPackagesAcrossProviders(t *testing.T) {
 		t.Fatalf("discover: %d %+v", inner.Status, disc)
 	}
 
-	// One bundle of 5 requests: 3 KeyPackages, then the last resort twice.
-	var reqs []protocol.KeyPackageRequest
-	for i := 0; i < 5; i++ {
-		reqs = append(reqs, protocol.KeyPackageRequest{UserID: disc.UserID, BearerToken: disc.BearerToken,
-			Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
-	}
-	reqs = append(reqs, protocol.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
-		Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
-	body, _ := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
-	inner = relayDo(t, a, aliceToken, "b.example", keys, protocol.InnerKeyPackagesPath, body)
-	var bundle protocol.KeyPackageResponseBundle
-	if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != 6 {
-		t.Fatalf("fetch: %d %+v", inner.Status, bundle)
-	}
+	// Five bundles (bob has one client: a bundle names him once): 3 KeyPackages, then
+	// the last resort twice; the first bundle also asks for a user nobody has.
 	served := map[string]int{}
-	for i, r := range bundle.Results[:5] {
-		if r.Status != protocol.StatusOK {
-			t.Fatalf("result %d: %v", i, r.Err())
+	for i := 0; i < 5; i++ {
+		reqs := []protocol.KeyPackageRequest{{UserID: disc.UserID, BearerToken: disc.BearerToken,
+			Version: mls.ProtocolVersionMLS10, CipherSuite: 1}}
+		if i == 0 {
+			reqs = append(reqs, protocol.KeyPackageRequest{UserID: "mimi://b.example/u/nobody", BearerToken: disc.BearerToken,
+				Version: mls.ProtocolVersionMLS10, CipherSuite: 1})
 		}
-		served[string(r.Response.KeyPackage)]++
+		body, _ := protocol.KeyPackageRequestBundle{Requests: reqs}.MarshalBinary()
+		inner = relayDo(t, a, aliceToken, "b.example", keys, protocol.InnerKeyPackagesPath, body)
+		var bundle protocol.KeyPackageResponseBundle
+		if inner.Status != 200 || bundle.UnmarshalBinary(inner.Content) != nil || len(bundle.Results) != len(reqs) {
+			t.Fatalf("fetch %d: %d %+v", i, inner.Status, bundle)
+		}
+		if r := bundle.Results[0]; r.Status != protocol.StatusOK {
+			t.Fatalf("fetch %d: %v", i, r.Err())
+		}
+		served[string(bundle.Results[0].Response.KeyPackage)]++
+		if i == 0 && bundle.Results[1].Status != protocol.StatusBadToken {
+			t.Fatalf("bob's token for nobody: %v, want bad_token", bundle.Results[1].Err())
+		}
 	}
 	if len(served) != 4 {
 		t.Fatalf("served %d distinct KeyPackages, want 3 plus the last resort", len(served))
-	}
-	if bundle.Results[5].Status == protocol.StatusOK {
-		t.Fatal("a token for bob fetched another user's KeyPackage")
 	}
 
 	// What A's relay handled never shows the target, the token or the KeyPackages.
 	tap.mu.Lock()
 	defer tap.mu.Unlock()
-	if len(tap.traffic) != 4 {
-		t.Fatalf("wiretap saw %d bodies, want 4", len(tap.traffic))
+	if len(tap.traffic) != 12 {
+		t.Fatalf("wiretap saw %d bodies, want 12", len(tap.traffic))
 	}
 	secrets := [][]byte{[]byte("bob"), []byte(disc.BearerToken)}
 	for _, kp := range kps {

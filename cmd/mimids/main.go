@@ -28,7 +28,7 @@ var commands = []struct {
 	{"notice", "send an operator notice to a client, a user or everyone", noticeVerb.command},
 	{"admin", "token add | list | revoke: admin API credentials", adminCommand},
 	{"keys", "list | rotate the Oblivious HTTP gateway keys", keysGroup.command},
-	{"tokens", "list | revoke discovery bearer tokens", tokensGroup.command},
+	{"tokens", "list | revoke | rotate discovery bearer tokens", tokensGroup.command},
 	{"group", "list | partitions | terminate: hosted groups and their forks", groupGroup.command},
 	{"ban", "add | remove | list provider-wide bans", banGroup.command},
 	{"report", "list the reports filed by clients", reportGroup.command},

@@ -63,6 +63,10 @@ type PeerConfig struct {
 type DiscoveryConfig struct {
 	TokenPolicy string           `json:"token_policy"` // per_requester or shared
 	TokenTTL    gateway.Duration `json:"token_ttl"`    // per-requester token lifetime
+	// RatePerSource and BurstPerSource bound the discoveries of one source (a client of
+	// our relay, or the address of a peer's relay); a rate of 0 or less: no limit.
+	RatePerSource  float64 `json:"rate_per_source"`
+	BurstPerSource int     `json:"burst_per_source"`
 }
 
 // OHTTPConfig tunes the Oblivious HTTP gateway and relay.
@@ -70,6 +74,10 @@ type OHTTPConfig struct {
 	KeyGrace   gateway.Duration `json:"key_grace"`   // how long a rotated-out key keeps working
 	RelayRate  float64          `json:"relay_rate"`  // requests per second per client through the relay
 	RelayBurst int              `json:"relay_burst"` // burst of the same
+	// ReplayCapacity bounds the gateway's replay cache (requests per 2-minute window);
+	// ReplayPerSource bounds one source's share of it.
+	ReplayCapacity  int `json:"replay_capacity"`
+	ReplayPerSource int `json:"replay_per_source"`
 }
 
 // KeyPackagesConfig tunes the KeyPackage store.
@@ -80,6 +88,14 @@ type KeyPackagesConfig struct {
 	PurgeInterval gateway.Duration `json:"purge_interval"`
 	UploadRate    float64          `json:"upload_rate"` // uploads per second per client; negative disables
 	UploadBurst   int              `json:"upload_burst"`
+	// TokenClaimsPerHour and TokenClaimBurst bound the claims one per-requester bearer
+	// token makes of its user (over: rate_limited); UserClaimsPerHour and UserClaimBurst
+	// the claims of one user's one-time KeyPackages by everyone (over: the last resort is
+	// served). A rate of 0 or less: no limit.
+	TokenClaimsPerHour float64 `json:"token_claims_per_hour"`
+	TokenClaimBurst    int     `json:"token_claim_burst"`
+	UserClaimsPerHour  float64 `json:"user_claims_per_hour"`
+	UserClaimBurst     int     `json:"user_claim_burst"`
 }
 
 // HubConfig tunes the hub.
@@ -116,10 +132,13 @@ func DefaultConfig() Config {
 	c := Config{Domain: "localhost", Listen: "127.0.0.1:8080", DataDir: "./data", Log: LogConfig{Format: "text", Level: "info"}}
 	c.Store.Synchronous = "full"
 	c.Gateway = c.Gateway.WithDefaults()
-	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour)}
-	c.OHTTP = OHTTPConfig{KeyGrace: gateway.Duration(24 * time.Hour), RelayRate: 20, RelayBurst: 40}
+	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour),
+		RatePerSource: 10, BurstPerSource: 100}
+	c.OHTTP = OHTTPConfig{KeyGrace: gateway.Duration(24 * time.Hour), RelayRate: 20, RelayBurst: 40,
+		ReplayCapacity: 1 << 18, ReplayPerSource: 1 << 14}
 	c.KeyPackages = KeyPackagesConfig{MaxPerUpload: 100, MaxPerClient: 1000, LowThreshold: 5, PurgeInterval: gateway.Duration(10 * time.Minute),
-		UploadRate: directory.DefaultUploadRate, UploadBurst: directory.DefaultUploadBurst}
+		UploadRate: directory.DefaultUploadRate, UploadBurst: directory.DefaultUploadBurst,
+		TokenClaimsPerHour: 30, TokenClaimBurst: 10, UserClaimsPerHour: 60, UserClaimBurst: 20}
 	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024,
 		ReportRate: directory.DefaultReportRate, ReportBurst: directory.DefaultReportBurst}
 	c.Mailbox = MailboxConfig{MaxEntries: mailbox.DefaultQuota.MaxEntries, MaxBytes: mailbox.DefaultQuota.MaxBytes}
@@ -179,6 +198,12 @@ func (c Config) Validate() error {
 	if c.Discovery.TokenTTL <= 0 {
 		bad("discovery.token_ttl must be positive")
 	}
+	if c.Discovery.RatePerSource > 0 && c.Discovery.BurstPerSource < 1 {
+		bad("discovery.burst_per_source must be at least 1 with a rate_per_source")
+	}
+	if c.OHTTP.ReplayCapacity < 1 || c.OHTTP.ReplayPerSource < 1 || c.OHTTP.ReplayPerSource > c.OHTTP.ReplayCapacity {
+		bad("ohttp.replay_capacity and ohttp.replay_per_source must be positive, replay_per_source at most replay_capacity")
+	}
 	if c.OHTTP.KeyGrace < gateway.Duration(5*time.Minute) {
 		bad("ohttp.key_grace %s must be at least 5m", c.OHTTP.KeyGrace.D())
 	}
@@ -188,6 +213,9 @@ func (c Config) Validate() error {
 	kp := c.KeyPackages
 	if kp.MaxPerUpload < 1 || kp.MaxPerUpload > 1000 || kp.MaxPerClient < kp.MaxPerUpload || kp.LowThreshold < 0 || kp.PurgeInterval <= 0 {
 		bad("key_packages: max_per_upload 1..1000, max_per_client >= max_per_upload, low_threshold >= 0, purge_interval > 0")
+	}
+	if kp.TokenClaimsPerHour > 0 && kp.TokenClaimBurst < 1 || kp.UserClaimsPerHour > 0 && kp.UserClaimBurst < 1 {
+		bad("key_packages: token_claim_burst and user_claim_burst must be at least 1 with their rate")
 	}
 	if c.Hub.RateBurst < 1 && c.Hub.RatePerSecond >= 0 || c.Hub.MaxMessageSize < 1024 || c.Hub.StateCacheSize < 1 {
 		bad("hub: rate_burst >= 1 (unless rate_per_second < 0), max_message_size >= 1024, state_cache_size >= 1")

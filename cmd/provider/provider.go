@@ -57,14 +57,20 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		now = time.Now
 	}
 	p.Disc, err = directory.NewDiscovery(p.Dir, db, directory.DiscoveryConfig{
-		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D(), Clock: now})
+		Policy: directory.TokenPolicy(cfg.Discovery.TokenPolicy), TokenTTL: cfg.Discovery.TokenTTL.D(),
+		RatePerSource: cfg.Discovery.RatePerSource, BurstPerSource: cfg.Discovery.BurstPerSource, Clock: now})
 	if err != nil {
 		return nil, err
 	}
+	if err := p.Disc.Reload(ctx); err != nil { // the first secret, before the first request
+		return nil, err
+	}
+	kc := cfg.KeyPackages
 	p.KPs, err = directory.NewKeyPackages(p.Dir, db, p.Disc, p.Mailbox, directory.KeyPackageConfig{
-		MaxPerUpload: cfg.KeyPackages.MaxPerUpload, MaxPerClient: cfg.KeyPackages.MaxPerClient,
-		LowThreshold: cfg.KeyPackages.LowThreshold, UploadRate: cfg.KeyPackages.UploadRate,
-		UploadBurst: cfg.KeyPackages.UploadBurst, Clock: now, Metrics: keyPackageMetrics(reg)}, log)
+		MaxPerUpload: kc.MaxPerUpload, MaxPerClient: kc.MaxPerClient, LowThreshold: kc.LowThreshold, Clock: now,
+		UploadRate: kc.UploadRate, UploadBurst: kc.UploadBurst, Metrics: keyPackageMetrics(reg),
+		Claims: directory.ClaimLimits{TokenPerHour: kc.TokenClaimsPerHour, TokenBurst: kc.TokenClaimBurst,
+			UserPerHour: kc.UserClaimsPerHour, UserBurst: kc.UserClaimBurst}}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +102,8 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		peers[peer.Domain] = peer.URL
 	}
 	if err := p.Gateway.MountOHTTP(gateway.OHTTP{Keys: p.Keys, KeyPackages: p.KPs, Discovery: p.Disc, Peers: peers, Now: now,
-		RelayLimiter: directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil)}); err != nil {
+		RelayLimiter:   directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil),
+		ReplayCapacity: cfg.OHTTP.ReplayCapacity, ReplayPerSource: cfg.OHTTP.ReplayPerSource}); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -117,6 +124,10 @@ func (p *Provider) onChange(c directory.Change) {
 		}
 	case ChangePartitions:
 		p.Hub.Poke(nil)
+	case directory.ChangeDiscovery:
+		if err := p.Disc.Reload(context.Background()); err != nil {
+			p.Log.Error("reload discovery tokens", "err", err)
+		}
 	}
 }
 

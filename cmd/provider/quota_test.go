@@ -275,9 +275,10 @@ func TestMailboxQuotaWelcomeFlood(t *testing.T) {
 	if n := p.Metrics(t)[`mimids_mailbox_full_total{kind="welcome"}`]; n < 5 {
 		t.Fatalf("mimids_mailbox_full_total{kind=welcome} = %v, want >= 5", n)
 	}
-	// The notice, the key_packages_low warning of the fetch, and three Welcomes.
-	if u, _ := p.Mailbox.Usage(ctx, bob.ID); u.Entries != 5 || u.Bytes > 1<<20 {
-		t.Fatalf("bob's usage %+v, want 5 entries within 1 MiB", u)
+	// The notice, the key_packages_low and key_packages_exhausted warnings of the
+	// fetch (it took bob's last resort), and three Welcomes.
+	if u, _ := p.Mailbox.Usage(ctx, bob.ID); u.Entries != 6 || u.Bytes > 1<<20 {
+		t.Fatalf("bob's usage %+v, want 6 entries within 1 MiB", u)
 	}
 
 	box := &inbox{}
@@ -286,21 +287,22 @@ func TestMailboxQuotaWelcomeFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bc.Close(context.Background())
-	waitFor(t, "bob's 5 entries", func() bool { return len(box.got()) == 5 })
+	waitFor(t, "bob's 6 entries", func() bool { return len(box.got()) == 6 })
 	got := box.got()
-	if n, err := got[0].Notice(); err != nil || n.Text != "before the flood" || got[1].Kind != protocol.KindKeyPackagesLow {
-		t.Fatalf("first entries: %+v (%v), %s", n, err, got[1].Kind)
+	if n, err := got[0].Notice(); err != nil || n.Text != "before the flood" || got[1].Kind != protocol.KindKeyPackagesLow ||
+		got[2].Kind != protocol.KindKeyPackagesExhausted {
+		t.Fatalf("first entries: %+v (%v), %s, %s", n, err, got[1].Kind, got[2].Kind)
 	}
-	for _, d := range got[2:] {
+	for _, d := range got[3:] {
 		if d.Kind != protocol.KindWelcome || len(d.Payload) < 300_000 {
 			t.Fatalf("entry %d: %s of %d bytes", d.Seq, d.Kind, len(d.Payload))
 		}
 	}
-	waitFor(t, "bob's acks", func() bool { seq, err := bc.Flush(ctx); return err == nil && seq == 5 })
+	waitFor(t, "bob's acks", func() bool { seq, err := bc.Flush(ctx); return err == nil && seq == 6 })
 	if _, err := mal.CreateGroup(ctx, refused[0]); err != nil {
 		t.Fatalf("retried create_group after bob's acks: %v", err)
 	}
-	waitFor(t, "the retried Welcome", func() bool { return len(box.got()) == 6 && box.got()[5].Kind == protocol.KindWelcome })
+	waitFor(t, "the retried Welcome", func() bool { return len(box.got()) == 7 && box.got()[6].Kind == protocol.KindWelcome })
 }
 
 // TestReportFlood: one socket sending reports as fast as it can gets its burst

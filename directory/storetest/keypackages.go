@@ -97,7 +97,10 @@ func RunKeyPackages(t *testing.T, newStore func(t *testing.T) KeyPackageBackend)
 	t.Run("low stock once per crossing", func(t *testing.T) { testLowStock(t, newStore(t), at) })
 	t.Run("concurrent claims", func(t *testing.T) { testConcurrentClaims(t, newStore(t), at) })
 	t.Run("purge", func(t *testing.T) { testPurge(t, newStore(t), at) })
-	t.Run("tokens", func(t *testing.T) { testTokens(t, newStore(t), at) })
+	t.Run("distinct clients in one call", func(t *testing.T) { testDistinctClients(t, newStore(t), at) })
+	t.Run("exhausted once per crossing", func(t *testing.T) { testExhausted(t, newStore(t), at) })
+	t.Run("discovery secrets", func(t *testing.T) { testSecrets(t, newStore(t), at) })
+	t.Run("revocation list", func(t *testing.T) { testRevocations(t, newStore(t), at) })
 	t.Run("shared token", func(t *testing.T) { testSharedToken(t, newStore(t), at) })
 	t.Run("user deletion cascades", func(t *testing.T) { testCascade(t, newStore(t), at) })
 }
@@ -384,13 +387,11 @@ func testPurge(t *testing.T, s KeyPackageBackend, at time.Time) {
 	if !bytes.Equal(served.KeyPackage.Ref, short.Ref) {
 		t.Fatalf("served %x, want the soonest expiring", served.KeyPackage.Ref)
 	}
-	tok, err := s.CreateDiscoveryToken(ctx, directory.DiscoveryToken{Policy: directory.TokenPerRequester, UserID: c.UserID,
-		CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, []byte("expiring token hash"))
-	if err != nil {
+	if _, err := s.RevokeDiscoveryToken(ctx, 11, at.Add(time.Hour), at); err != nil {
 		t.Fatal(err)
 	}
-	s.CreateDiscoveryToken(ctx, directory.DiscoveryToken{Policy: directory.TokenPerRequester, UserID: c.UserID,
-		CreatedAt: at, ExpiresAt: at.Add(72 * time.Hour)}, []byte("lasting token hash"))
+	s.RevokeDiscoveryToken(ctx, 12, at.Add(72*time.Hour), at)
+	s.RevokeDiscoveryToken(ctx, 13, time.Time{}, at)
 	st, err := s.PurgeKeyPackages(ctx, at.Add(3*time.Hour))
 	want := directory.PurgeStats{KeyPackages: 3, Served: 1, Tokens: 1} // 1 expired + 2 of the revoked client
 	if err != nil || st != want {
@@ -402,11 +403,9 @@ func testPurge(t *testing.T, s KeyPackageBackend, at time.Time) {
 	if _, err := s.ServedKeyPackage(ctx, short.Ref); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("served record of an expired KeyPackage survived: %v", err)
 	}
-	if _, err := s.DiscoveryTokenByHash(ctx, []byte("expiring token hash")); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("expired token %d survived: %v", tok.ID, err)
-	}
-	if _, err := s.DiscoveryTokenByHash(ctx, []byte("lasting token hash")); err != nil {
-		t.Fatalf("live token purged: %v", err)
+	revs, err := s.DiscoveryRevocations(ctx, at)
+	if err != nil || len(revs.Tokens) != 2 || revs.Tokens[0].TokenID != 12 || revs.Tokens[1].TokenID != 13 {
+		t.Fatalf("revocation list after purge: %+v, %v; want 12 and 13 (kept)", revs, err)
 	}
 	if st, err := s.PurgeKeyPackages(ctx, at.Add(3*time.Hour)); err != nil || st != (directory.PurgeStats{}) {
 		t.Fatalf("second purge = %+v, %v", st, err)
@@ -419,126 +418,224 @@ func testCascade(t *testing.T, s KeyPackageBackend, at time.Time) {
 	c := mustClient(t, s, "alice", "phone", at)
 	mustAdd(t, s, c, m.batch(c.ID, suite1, 2), at)
 	cl := claim(t, s, c.UserID, suite1, 1, at)
-	s.CreateDiscoveryToken(ctx, directory.DiscoveryToken{Policy: directory.TokenPerRequester, UserID: c.UserID, CreatedAt: at,
-		ExpiresAt: at.Add(time.Hour)}, []byte("h"))
 	if _, err := s.DeleteUser(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.ServedKeyPackage(ctx, cl.KeyPackage.Ref); !errors.Is(err, directory.ErrNotFound) {
 		t.Fatalf("served record of a deleted user: %v", err)
 	}
-	if _, err := s.DiscoveryTokenByHash(ctx, []byte("h")); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("token of a deleted user: %v", err)
-	}
 	if st, _ := s.KeyPackageStock(ctx, c.ID, at); len(st) != 0 {
 		t.Fatalf("KeyPackages of a deleted user: %+v", st)
 	}
 }
 
-func testTokens(t *testing.T, s KeyPackageBackend, at time.Time) {
+func testSecrets(t *testing.T, s KeyPackageBackend, at time.Time) {
 	ctx := context.Background()
-	m := &kpMaker{at: at}
+	if l, err := s.DiscoverySecrets(ctx, nil, at); err != nil || len(l) != 0 {
+		t.Fatalf("DiscoverySecrets(nil) on an empty store = %+v, %v", l, err)
+	}
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			if _, err := s.DiscoverySecrets(ctx, fmt.Appendf(nil, "secret %d", i), at); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	first, err := s.DiscoverySecrets(ctx, []byte("later"), at.Add(time.Hour))
+	if err != nil || len(first) != 1 || first[0].Retired() || !first[0].CreatedAt.Equal(at) || len(first[0].Secret) == 0 {
+		t.Fatalf("secrets after concurrent first uses = %+v, %v; want one", first, err)
+	}
+	second, err := s.AddDiscoverySecret(ctx, []byte("second"), false, at.Add(time.Hour))
+	if err != nil || second.ID <= first[0].ID {
+		t.Fatalf("AddDiscoverySecret = %+v, %v", second, err)
+	}
+	shared, err := s.SharedDiscoveryToken(ctx, directory.DiscoveryToken{ID: 5, SecretID: first[0].ID, IssuedAt: at}, at)
+	if err != nil || shared.SecretID != first[0].ID {
+		t.Fatalf("SharedDiscoveryToken = %+v, %v", shared, err)
+	}
+	l, _ := s.DiscoverySecrets(ctx, nil, at)
+	if len(l) != 2 || l[0].ID != second.ID || l[0].Retired() || l[1].Retired() || string(l[0].Secret) != "second" {
+		t.Fatalf("secrets = %+v", l)
+	}
+	// Retiring the others ends the shared token they signed.
+	third, _ := s.AddDiscoverySecret(ctx, []byte("third"), true, at.Add(2*time.Hour))
+	l, _ = s.DiscoverySecrets(ctx, nil, at)
+	if len(l) != 3 || l[0].ID != third.ID || l[0].Retired() || !l[1].Retired() || !l[2].RetiredAt.Equal(at.Add(2*time.Hour)) {
+		t.Fatalf("secrets after retiring = %+v", l)
+	}
+	if _, err := s.SharedDiscoveryToken(ctx, directory.DiscoveryToken{}, at); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("shared token signed by a retired secret: %v", err)
+	}
+}
+
+func testRevocations(t *testing.T, s KeyPackageBackend, at time.Time) {
+	ctx := context.Background()
 	c := mustClient(t, s, "alice", "phone", at)
-	mustAdd(t, s, c, m.batch(c.ID, suite1, 3), at)
-	tok, err := s.CreateDiscoveryToken(ctx, directory.DiscoveryToken{Policy: directory.TokenPerRequester, UserID: c.UserID,
-		Requester: "b.example", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, []byte("hash 1"))
-	if err != nil || tok.ID == 0 {
-		t.Fatalf("CreateDiscoveryToken = %+v, %v", tok, err)
+	if r, err := s.DiscoveryRevocations(ctx, at); err != nil || len(r.Tokens)+len(r.Cutoffs) != 0 {
+		t.Fatalf("empty revocation list = %+v, %v", r, err)
 	}
-	got, err := s.DiscoveryTokenByHash(ctx, []byte("hash 1"))
-	want := directory.DiscoveryToken{ID: tok.ID, Policy: directory.TokenPerRequester, UserID: c.UserID, UserName: "alice",
-		Requester: "b.example", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
-	if err != nil || got != want {
-		t.Fatalf("DiscoveryTokenByHash = %+v, %v; want %+v", got, err, want)
+	r1, err := s.RevokeDiscoveryToken(ctx, 77, at.Add(time.Hour), at)
+	if err != nil || r1.TokenID != 77 || !r1.RevokedAt.Equal(at) || !r1.Until.Equal(at.Add(time.Hour)) {
+		t.Fatalf("RevokeDiscoveryToken = %+v, %v", r1, err)
 	}
-	if _, err := s.DiscoveryTokenByHash(ctx, []byte("nope")); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("unknown token: %v", err)
+	// Again: the first time stays, the later until wins.
+	if again, _ := s.RevokeDiscoveryToken(ctx, 77, at.Add(2*time.Hour), at.Add(time.Minute)); !again.RevokedAt.Equal(at) ||
+		!again.Until.Equal(at.Add(2*time.Hour)) {
+		t.Fatalf("second revoke = %+v", again)
 	}
-	// Claims presenting the token count its uses.
-	use := at.Add(time.Minute)
-	req := directory.ClaimRequest{UserID: c.UserID, Version: mls10, CipherSuite: suite1, TokenID: tok.ID}
-	cs, err := s.ClaimKeyPackages(ctx, []directory.ClaimRequest{req, req}, 1, use)
-	if err != nil || cs[0].Err != nil || cs[1].Err != nil {
-		t.Fatalf("claims with a token: %+v, %v", cs, err)
+	cut, err := s.RevokeDiscoveryTokensBefore(ctx, c.UserID, at.Add(time.Minute))
+	if err != nil || cut.UserID != c.UserID || cut.UserName != "alice" || !cut.Before.Equal(at.Add(time.Minute)) {
+		t.Fatalf("RevokeDiscoveryTokensBefore = %+v, %v", cut, err)
 	}
-	got, _ = s.DiscoveryTokenByHash(ctx, []byte("hash 1"))
-	if got.Uses != 2 || !got.LastUsed.Equal(use) {
-		t.Fatalf("after two uses: %+v", got)
+	if earlier, _ := s.RevokeDiscoveryTokensBefore(ctx, c.UserID, at); !earlier.Before.Equal(at.Add(time.Minute)) {
+		t.Fatalf("an earlier cutoff moved it back: %+v", earlier)
 	}
-	tok2, _ := s.CreateDiscoveryToken(ctx, directory.DiscoveryToken{Policy: directory.TokenPerRequester, UserID: c.UserID,
-		CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, []byte("hash 2"))
-	list, err := s.ListDiscoveryTokens(ctx, 0, 10)
-	if err != nil || len(list) != 2 || list[0].ID != tok.ID || list[1].ID != tok2.ID || list[0].Uses != 2 {
-		t.Fatalf("ListDiscoveryTokens = %+v, %v", list, err)
+	s.RevokeDiscoveryTokensBefore(ctx, 0, at.Add(time.Second))
+	r, err := s.DiscoveryRevocations(ctx, at.Add(90*time.Minute))
+	want := directory.Revocations{Tokens: []directory.TokenRevocation{{TokenID: 77, RevokedAt: at, Until: at.Add(2 * time.Hour)}},
+		Cutoffs: []directory.TokenCutoff{{UserID: 0, Before: at.Add(time.Second)}, {UserID: c.UserID, UserName: "alice", Before: at.Add(time.Minute)}}}
+	if err != nil || fmt.Sprint(r) != fmt.Sprint(want) {
+		t.Fatalf("DiscoveryRevocations = %+v, %v; want %+v", r, err, want)
 	}
-	if list, _ := s.ListDiscoveryTokens(ctx, tok.ID, 10); len(list) != 1 || list[0].ID != tok2.ID {
-		t.Fatalf("ListDiscoveryTokens after the first = %+v", list)
-	}
-	if list, _ := s.ListDiscoveryTokens(ctx, 0, 1); len(list) != 1 {
-		t.Fatalf("ListDiscoveryTokens limit 1 = %+v", list)
-	}
-	rev, err := s.RevokeDiscoveryToken(ctx, tok.ID, at.Add(2*time.Minute))
-	if err != nil || !rev.RevokedAt.Equal(at.Add(2*time.Minute)) || !rev.Revoked() {
-		t.Fatalf("RevokeDiscoveryToken = %+v, %v", rev, err)
-	}
-	if again, _ := s.RevokeDiscoveryToken(ctx, tok.ID, at.Add(time.Hour)); !again.RevokedAt.Equal(rev.RevokedAt) {
-		t.Fatalf("second revoke moved the time: %+v", again)
-	}
-	if _, err := s.RevokeDiscoveryToken(ctx, 987654, at); !errors.Is(err, directory.ErrNotFound) {
-		t.Fatalf("revoke unknown: %v", err)
-	}
-	// A claim presenting a token revoked meanwhile fails and takes nothing.
-	cs, err = s.ClaimKeyPackages(ctx, []directory.ClaimRequest{req}, 1, use)
-	if err != nil || !errors.Is(cs[0].Err, directory.ErrTokenRevoked) {
-		t.Fatalf("claim with a revoked token: %+v, %v", cs, err)
-	}
-	if st, _ := s.KeyPackageStock(ctx, c.ID, at); st[0].Available != 1 {
-		t.Fatalf("a refused claim took a KeyPackage: %+v", st)
-	}
-	if got, _ := s.DiscoveryTokenByHash(ctx, []byte("hash 1")); got.Uses != 2 {
-		t.Fatalf("a revoked token's use was counted: %+v", got)
+	if r, _ := s.DiscoveryRevocations(ctx, at.Add(2*time.Hour)); len(r.Tokens) != 0 {
+		t.Fatalf("an entry past its until is listed: %+v", r)
 	}
 }
 
 func testSharedToken(t *testing.T, s KeyPackageBackend, at time.Time) {
 	ctx := context.Background()
+	sec, err := s.DiscoverySecrets(ctx, []byte("secret"), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cand := func(id int64, expires time.Time) directory.DiscoveryToken {
+		return directory.DiscoveryToken{ID: id, SecretID: sec[0].ID, Policy: directory.TokenShared, IssuedAt: at, ExpiresAt: expires}
+	}
+	if _, err := s.SharedDiscoveryToken(ctx, directory.DiscoveryToken{}, at); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("no shared token yet: %v", err)
+	}
 	var wg sync.WaitGroup
-	got := make([]string, 20)
+	got := make([]int64, 20)
 	for i := range got {
 		wg.Go(func() {
-			tok, _, err := s.SharedDiscoveryToken(ctx, fmt.Sprintf("candidate %d", i), time.Time{}, at)
+			tok, err := s.SharedDiscoveryToken(ctx, cand(int64(100+i), time.Time{}), at)
 			if err != nil {
 				t.Error(err)
 			}
-			got[i] = tok
+			got[i] = tok.ID
 		})
 	}
 	wg.Wait()
-	for _, tok := range got {
-		if tok != got[0] || tok == "" {
-			t.Fatalf("concurrent first uses made different shared tokens: %q", got)
+	for _, id := range got {
+		if id != got[0] || id == 0 {
+			t.Fatalf("concurrent first uses made different shared tokens: %v", got)
 		}
 	}
-	tok, meta, err := s.SharedDiscoveryToken(ctx, "later candidate", time.Time{}, at.Add(time.Hour))
-	if err != nil || tok != got[0] || meta.Policy != directory.TokenShared || meta.UserID != 0 || !meta.ExpiresAt.IsZero() {
-		t.Fatalf("SharedDiscoveryToken again = %q %+v, %v", tok, meta, err)
+	tok, err := s.SharedDiscoveryToken(ctx, cand(999, time.Time{}), at.Add(time.Hour))
+	if err != nil || tok.ID != got[0] || tok.Policy != directory.TokenShared || tok.UserID != 0 || !tok.ExpiresAt.IsZero() ||
+		!tok.IssuedAt.Equal(at) || tok.SecretID != sec[0].ID {
+		t.Fatalf("SharedDiscoveryToken again = %+v, %v", tok, err)
 	}
-	if byHash, err := s.DiscoveryTokenByHash(ctx, directory.HashToken(tok)); err != nil || byHash.ID != meta.ID {
-		t.Fatalf("shared token by hash = %+v, %v", byHash, err)
+	// Revoked: the entry is kept for good (the token never expires) and the next call
+	// makes a new one.
+	if r, err := s.RevokeDiscoveryToken(ctx, tok.ID, at.Add(time.Hour), at.Add(time.Hour)); err != nil || !r.Until.IsZero() {
+		t.Fatalf("revoking the shared token = %+v, %v; want it listed for good", r, err)
 	}
-	// Revoked: the next call makes a new one.
-	s.RevokeDiscoveryToken(ctx, meta.ID, at.Add(time.Hour))
-	tok2, meta2, err := s.SharedDiscoveryToken(ctx, "after revocation", at.Add(3*time.Hour), at.Add(2*time.Hour))
-	if err != nil || tok2 != "after revocation" || meta2.ID == meta.ID || !meta2.ExpiresAt.Equal(at.Add(3*time.Hour)) {
-		t.Fatalf("shared token after revocation = %q %+v, %v", tok2, meta2, err)
+	tok2, err := s.SharedDiscoveryToken(ctx, cand(200, at.Add(3*time.Hour)), at.Add(2*time.Hour))
+	if err != nil || tok2.ID != 200 || !tok2.ExpiresAt.Equal(at.Add(3*time.Hour)) {
+		t.Fatalf("shared token after revocation = %+v, %v", tok2, err)
 	}
 	// Expired: likewise.
-	tok3, _, err := s.SharedDiscoveryToken(ctx, "after expiry", time.Time{}, at.Add(3*time.Hour))
-	if err != nil || tok3 != "after expiry" {
-		t.Fatalf("shared token after expiry = %q, %v", tok3, err)
+	if tok3, err := s.SharedDiscoveryToken(ctx, cand(300, time.Time{}), at.Add(3*time.Hour)); err != nil || tok3.ID != 300 {
+		t.Fatalf("shared token after expiry = %+v, %v", tok3, err)
 	}
-	if list, _ := s.ListDiscoveryTokens(ctx, 0, 10); len(list) != 3 || !list[0].Revoked() {
-		t.Fatalf("tokens = %+v", list)
+	// A cutoff for every user ends it too.
+	s.RevokeDiscoveryTokensBefore(ctx, 0, at.Add(4*time.Hour))
+	if _, err := s.SharedDiscoveryToken(ctx, directory.DiscoveryToken{}, at.Add(4*time.Hour)); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("shared token after a cutoff: %v", err)
+	}
+}
+
+// testDistinctClients: requests of one call for one user, version and suite are served
+// by distinct clients, last resorts included.
+func testDistinctClients(t *testing.T, s KeyPackageBackend, at time.Time) {
+	ctx := context.Background()
+	m := &kpMaker{at: at}
+	a := mustClient(t, s, "alice", "a", at)
+	b := mustClient(t, s, "alice", "b", at)
+	c := mustClient(t, s, "alice", "c", at)
+	mustAdd(t, s, a, m.batch(a.ID, suite1, 5), at)
+	mustAdd(t, s, b, m.batch(b.ID, suite1, 2), at)
+	mustAdd(t, s, c, []directory.StoredKeyPackage{m.kp(c.ID, suite1, true, at.Add(time.Hour))}, at)
+	req := directory.ClaimRequest{UserID: a.UserID, Version: mls10, CipherSuite: suite1}
+	cs, err := s.ClaimKeyPackages(ctx, []directory.ClaimRequest{req, req, req, req}, 1, at)
+	if err != nil || len(cs) != 4 {
+		t.Fatalf("ClaimKeyPackages = %+v, %v", cs, err)
+	}
+	// a (most stock), then b, then c's last resort; a fourth request finds every client used.
+	for i, w := range []struct {
+		client     int64
+		lastResort bool
+	}{{a.ID, false}, {b.ID, false}, {c.ID, true}} {
+		if cs[i].Err != nil || cs[i].KeyPackage.ClientID != w.client || cs[i].KeyPackage.LastResort != w.lastResort {
+			t.Fatalf("claim %d = client %d last resort %v (%v), want client %d, %v", i, cs[i].KeyPackage.ClientID,
+				cs[i].KeyPackage.LastResort, cs[i].Err, w.client, w.lastResort)
+		}
+	}
+	if !errors.Is(cs[3].Err, directory.ErrNoKeyPackage) {
+		t.Fatalf("fourth claim = %+v", cs[3])
+	}
+	// Another suite of the same user is another key.
+	cs, _ = s.ClaimKeyPackages(ctx, []directory.ClaimRequest{req, {UserID: a.UserID, Version: mls10, CipherSuite: suite2}, req}, 1, at)
+	if cs[0].KeyPackage.ClientID != a.ID || !errors.Is(cs[1].Err, directory.ErrNoKeyPackage) || cs[2].KeyPackage.ClientID != b.ID {
+		t.Fatalf("claims = %+v", cs)
+	}
+}
+
+// testExhausted: the exhausted mark is set when a last resort is served for want of
+// one-time KeyPackages, once, and cleared when a one-time one is served again;
+// LastResortOnly serves the last resort while stock is left, without the mark.
+func testExhausted(t *testing.T, s KeyPackageBackend, at time.Time) {
+	ctx := context.Background()
+	m := &kpMaker{at: at}
+	c := mustClient(t, s, "alice", "phone", at)
+	lr := m.kp(c.ID, suite1, true, at.Add(time.Hour))
+	mustAdd(t, s, c, append(m.batch(c.ID, suite1, 2), lr), at)
+	only := directory.ClaimRequest{UserID: c.UserID, Version: mls10, CipherSuite: suite1, LastResortOnly: true}
+	cs, err := s.ClaimKeyPackages(ctx, []directory.ClaimRequest{only}, 5, at)
+	if err != nil || !bytes.Equal(cs[0].KeyPackage.Ref, lr.Ref) || cs[0].Exhausted {
+		t.Fatalf("LastResortOnly claim = %+v, %v; want the last resort, not exhausted", cs, err)
+	}
+	if st, _ := s.KeyPackageStock(ctx, c.ID, at); st[0].Available != 2 {
+		t.Fatalf("LastResortOnly took a one-time KeyPackage: %+v", st)
+	}
+	flags := func(n int) string {
+		t.Helper()
+		out := make([]bool, n)
+		for i := range out {
+			cl := claim(t, s, c.UserID, suite1, 5, at)
+			if cl.Err != nil {
+				t.Fatal(cl.Err)
+			}
+			out[i] = cl.Exhausted
+		}
+		return fmt.Sprint(out)
+	}
+	// 2 one-time, then the last resort (exhausted, once).
+	if got := flags(4); got != "[false false true false]" {
+		t.Fatalf("exhausted flags = %s", got)
+	}
+	mustAdd(t, s, c, m.batch(c.ID, suite1, 1), at) // 1 < threshold: the low mark stays
+	if got := flags(3); got != "[false true false]" {
+		t.Fatalf("after one more KeyPackage: %s", got)
+	}
+	if err := s.ClearLowStock(ctx, c.ID, suite1); err != nil {
+		t.Fatal(err)
+	}
+	if got := flags(1); got != "[true]" {
+		t.Fatalf("after ClearLowStock: %s", got)
 	}
 }
 

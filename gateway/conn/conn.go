@@ -32,6 +32,12 @@ type Config struct {
 	// MaxQueueMessages and MaxQueueBytes bound what waits to be written.
 	MaxQueueMessages int
 	MaxQueueBytes    int
+	// Total, if set, is charged for what every connection sharing this Config has
+	// queued and not yet written; it never refuses a message. OverBudget, if set, is
+	// called (outside any lock; it must not block) whenever a message queued takes
+	// Total over its limit, so the server can close the largest queues (Queued).
+	Total      *Budget
+	OverBudget func()
 	// MaxBatchBytes, if positive, lets the writer pack consecutive queued messages
 	// into one WebSocket message of up to this size; the protocol on top must then
 	// delimit what it queues. 0 writes each queued message on its own.
@@ -138,6 +144,7 @@ type Conn struct {
 	stop context.CancelFunc
 
 	log    *slog.Logger           // set before Run (SetLogger); read-only after
+	group  *Budget                // set before anything is queued (LimitBy); read-only after
 	reason atomic.Pointer[Reason] // the first close wins
 	ended  atomic.Bool            // the reason was logged and counted
 
@@ -146,6 +153,9 @@ type Conn struct {
 	// refilled, so an idle connection has just its reader goroutine.
 	writing atomic.Bool
 	writers sync.WaitGroup
+	// starved is set while the group budget refused what TryEnqueue offered: the
+	// writer then does not ask the Refiller again until the budget has room.
+	starved atomic.Bool
 
 	sem      chan struct{} // slots for Go; made by the reader on first use
 	inflight sync.WaitGroup
@@ -153,6 +163,7 @@ type Conn struct {
 	mu        sync.Mutex
 	queue     [][]byte    // messages waiting for the writer; Guarded by mu.
 	qbytes    int         // Guarded by mu.
+	charged   int64       // bytes queued or being written, charged to the budgets; Guarded by mu.
 	state     state       // Guarded by mu.
 	pingTimer *time.Timer // set by Run; Guarded by mu.
 }
@@ -169,6 +180,24 @@ func New(ws *websocket.Conn, cfg *Config, h Handler, log *slog.Logger) *Conn {
 		ws.SetReadLimit(cfg.MaxMessageBytes)
 	}
 	return c
+}
+
+// SetReadLimit changes the read limit from the next message on (e.g. a small limit
+// for a handshake, then Config.MaxMessageBytes).
+func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
+
+// LimitBy makes what this connection queues count against b too, which it shares
+// with other connections (the sockets of one client): TryEnqueue is refused while b
+// has no room, and the Refiller is asked again once b releases bytes; Enqueue is
+// charged to b but never refused by it (the connection's own queue bounds it). Call
+// it once, before anything is queued.
+func (c *Conn) LimitBy(b *Budget) { c.group = b }
+
+// Queued returns the bytes queued or being written.
+func (c *Conn) Queued() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.charged
 }
 
 // Context is the connection's context: it ends when the reader stops, so work done
@@ -246,6 +275,7 @@ func (c *Conn) end(err error) {
 		code = websocket.StatusAbnormalClosure
 	}
 	c.Close(code, "")
+	c.dropQueue()
 	r := *c.reason.Load()
 	if c.cfg.Closed != nil {
 		c.cfg.Closed(r)

@@ -31,7 +31,7 @@ type session struct {
 
 	caller  *Caller        // set by authenticate before the connection runs; read-only after
 	shared  *clientSockets // what the client's sockets share; set with caller (admit)
-	written atomic.Uint64 // highest mailbox seq written to the socket
+	written atomic.Uint64  // highest mailbox seq written to the socket
 
 	mu      sync.Mutex // taken before the conn's own lock, never after
 	lastSeq uint64     // highest mailbox seq placed in the send queue; Guarded by mu.

@@ -60,21 +60,17 @@ func (fc *frameCache) lookup(seq uint64) []byte {
 	return fc.frames[seq-fc.first]
 }
 
-// add keeps b as the frame of seq if it extends the window (or starts a new one
-// past a gap), dropping the oldest frames beyond the byte bound. fc.mu is held.
+// add keeps b as the frame of seq if it extends the window, or starts the window
+// when it is empty, and the window has room. A full window keeps its oldest frames,
+// which a socket that connects starts from, until they are acked. fc.mu is held.
 func (fc *frameCache) add(seq uint64, b []byte) {
-	switch next := fc.first + uint64(len(fc.frames)); {
-	case len(fc.frames) > 0 && seq == next:
-	case len(fc.frames) > 0 && seq < next:
-		return // older than the window: the sockets that need it are behind
-	default:
-		fc.first, fc.frames, fc.size = seq, nil, 0
+	if len(fc.frames) == 0 {
+		fc.first, fc.size = seq, 0
+	} else if seq != fc.first+uint64(len(fc.frames)) || fc.size+len(b) > fc.max {
+		return
 	}
 	fc.frames = append(fc.frames, b)
 	fc.size += len(b)
-	for fc.size > fc.max && len(fc.frames) > 1 {
-		fc.drop()
-	}
 }
 
 // drop forgets the oldest frame. fc.mu is held.

@@ -1,5 +1,3 @@
-//go:build linux
-
 package gateway_test
 
 // Resource exhaustion at the socket edge (issue 15, items 1 and 2), attacked from
@@ -9,103 +7,29 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/cmd/provider"
-	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/protocol"
 )
 
-// startProvider runs a provider with the gateway configuration edited.
-func startProvider(t *testing.T, edit func(*gateway.Config)) *providertest.Provider {
-	t.Helper()
-	return providertest.Start(t, "localhost", nil, func(c *provider.Config) {
-		if edit != nil {
-			edit(&c.Gateway)
-			c.Gateway = c.Gateway.WithDefaults()
-		}
-	})
-}
-
-// dialer dials from a loopback source address; with smallRecv, the socket's receive
-// buffer is a few KiB, so a peer that stops reading stops the server's writes.
-type dialer struct {
-	source    string // "" for the default
-	smallRecv bool
-}
-
-func (d dialer) dial(t *testing.T, p *providertest.Provider) (*websocket.Conn, *http.Response, error) {
-	t.Helper()
-	nd := &net.Dialer{Timeout: 5 * time.Second}
-	if d.source != "" {
-		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(d.source)}
+// smallRecv is a dialer whose sockets have a receive buffer of a few KiB.
+var smallRecv = dialer{control: func(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
+	}); err != nil {
+		return err
 	}
-	if d.smallRecv {
-		nd.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}
-	}
-	tr := &http.Transport{DialContext: nd.DialContext}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, p.Socket, &websocket.DialOptions{
-		Subprotocols: []string{protocol.Subprotocol}, HTTPClient: &http.Client{Transport: tr}})
-	if err == nil {
-		ws.SetReadLimit(8 << 20)
-		t.Cleanup(func() { ws.CloseNow() })
-	}
-	return ws, resp, err
-}
-
-// login dials and authenticates; it returns the socket and the first frame.
-func (d dialer) login(t *testing.T, p *providertest.Provider, token string) (*rawConn, protocol.Frame) {
-	t.Helper()
-	ws, _, err := d.dial(t, p)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	rc := &rawConn{t: t, c: ws}
-	rc.send(&protocol.Auth{RequestID: 1, Token: []byte(token)})
-	return rc, rc.next()
-}
-
-func addClient(t *testing.T, p *providertest.Provider, user, client string) (directory.Client, string) {
-	t.Helper()
-	c, tok, err := p.Dir.AddClient(context.Background(), user, client, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, tok
-}
-
-// fillMailbox enqueues n notices of about size bytes for the client.
-func fillMailbox(t *testing.T, p *providertest.Provider, c directory.Client, n, size int) {
-	t.Helper()
-	for i := 0; i < n; i++ {
-		text := fmt.Sprintf("%04d", i) + strings.Repeat("x", size-16)
-		payload, _ := protocol.Notice{Text: text}.MarshalBinary()
-		if _, err := p.Mailbox.Enqueue(context.Background(), mailbox.Target{ClientID: c.ID}, uint16(protocol.KindNotice), payload); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+	return serr
+}}
 
 // TestSocketCaps: one device token cannot hold more than max_sockets_per_client
 // sockets, nor one user more than max_sockets_per_user: the extra socket gets a
@@ -175,7 +99,7 @@ func TestNonReadingSocketsBounded(t *testing.T) {
 		}
 		peak = max(peak, q)
 	}
-	d := dialer{smallRecv: true}
+	d := smallRecv
 	var rcs []*rawConn
 	for i := 0; i < sockets; i++ {
 		rc, f := d.login(t, p, tok)
@@ -208,25 +132,6 @@ func TestNonReadingSocketsBounded(t *testing.T) {
 	eventually(t, "the queues empty", func() bool { return p.Metrics(t)["mimids_socket_queued_bytes"] == 0 })
 }
 
-// readEntries reads notices 1..n in order.
-func readEntries(rc *rawConn, n int) error {
-	for want := uint64(1); want <= uint64(n); want++ {
-		f, err := rc.read(10 * time.Second)
-		if err != nil {
-			return fmt.Errorf("entry %d: %w", want, err)
-		}
-		d, ok := f.(*protocol.Deliver)
-		if !ok || d.Seq != want {
-			return fmt.Errorf("entry %d: got %#v", want, f)
-		}
-		var nt protocol.Notice
-		if err := nt.UnmarshalBinary(d.Payload); err != nil || nt.Text[:4] != fmt.Sprintf("%04d", want-1) {
-			return fmt.Errorf("entry %d: payload %v", want, err)
-		}
-	}
-	return nil
-}
-
 // TestQueueBudgetShedsLargest: when the bytes queued for all sockets pass
 // total_queue_bytes, the socket with the largest queue is closed (4010) and the
 // others are left alone; nothing is lost, the entries wait in the mailbox.
@@ -236,7 +141,7 @@ func TestQueueBudgetShedsLargest(t *testing.T) {
 		c.WriteTimeout = gateway.Duration(time.Minute)
 	})
 	const size = mailbox.MaxPayload - 64
-	d := dialer{smallRecv: true}
+	d := smallRecv
 	queued := 0.0
 	clients := map[string]directory.Client{}
 	// 5 + 8 entries of 1 MiB fit the budget of 22 MiB; 12 more do not.
@@ -271,21 +176,82 @@ func TestQueueBudgetShedsLargest(t *testing.T) {
 	}
 }
 
-// connected asks the admin API how many sockets the user's phone has.
-func connected(t *testing.T, p *providertest.Provider, user string) int {
-	t.Helper()
-	req, _ := http.NewRequest("GET", p.Base+"/admin/v1/users/"+user+"/clients", nil)
-	req.Header.Set("Authorization", "Bearer "+p.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
+// TestPreAuthFrameLimit: before auth the read limit is max_auth_frame_size, so a
+// socket that starts a 1 MiB "auth" frame is closed (1009) once it has sent a few
+// KiB, long before the auth timeout, and the server holds no more than that; after
+// auth_ok the limit is max_frame_size again.
+func TestPreAuthFrameLimit(t *testing.T) {
+	p := startProvider(t, nil)
+	_, tok := addClient(t, p, "alice", "phone")
+	var d dialer
+	ws, _, err := d.dial(t, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out []struct {
-		Connected int `json:"connected"`
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w, err := ws.Writer(ctx, websocket.MessageBinary)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out) != 1 {
-		t.Fatalf("clients of %s: %v %v", user, out, err)
+	chunk := make([]byte, 2<<10)
+	chunk[0] = byte(protocol.TypeAuth)
+	for sent := 0; sent < 8<<10; sent += len(chunk) { // the start of a 1 MiB frame
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return out[0].Connected
+	_, _, err = ws.Read(ctx)
+	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig || time.Since(start) > 3*time.Second {
+		t.Fatalf("after 8 KiB of a frame: close %d after %v (%v)", code, time.Since(start), err)
+	}
+	rc, f := d.login(t, p, tok)
+	if f.Type() != protocol.TypeAuthOK {
+		t.Fatalf("auth: %#v", f)
+	}
+	body := make([]byte, 100<<10)
+	rc.send(&protocol.Request{RequestID: 2, Method: protocol.MethodPing, Body: body})
+	if r, ok := rc.next().(*protocol.Response); !ok || len(r.Body) != len(body) {
+		t.Fatalf("a 100 KiB request after auth: %#v", r)
+	}
+}
+
+// TestUnauthenticatedCaps: sockets that never authenticate are bounded per source
+// address (HTTP 429 before the upgrade) and in total (503); a socket that
+// authenticates or goes away gives its slot back.
+func TestUnauthenticatedCaps(t *testing.T) {
+	p := startProvider(t, func(c *gateway.Config) { c.MaxUnauthenticated, c.MaxUnauthenticatedPerAddress = 4, 2 })
+	_, tok := addClient(t, p, "alice", "phone")
+	open := func(source string, wantStatus int) *websocket.Conn {
+		t.Helper()
+		ws, resp, err := dialer{source: source}.dial(t, p)
+		switch {
+		case wantStatus == 0 && err != nil:
+			t.Fatalf("from %s: %v", source, err)
+		case wantStatus != 0 && (err == nil || resp == nil || resp.StatusCode != wantStatus):
+			t.Fatalf("from %s: %v %v, want HTTP %d", source, err, resp, wantStatus)
+		}
+		return ws
+	}
+	a1 := open("127.0.0.1", 0)
+	open("127.0.0.1", 0)
+	open("127.0.0.1", http.StatusTooManyRequests)
+	open("127.0.0.2", 0)
+	b2 := open("127.0.0.2", 0)
+	open("127.0.0.3", http.StatusServiceUnavailable)
+	m := p.Metrics(t)
+	if m["mimids_sockets_unauthenticated"] != 4 || m[`mimids_sockets_refused_total{reason="unauthenticated_per_address"}`] != 1 ||
+		m[`mimids_sockets_refused_total{reason="unauthenticated_total"}`] != 1 {
+		t.Fatalf("metrics: %v", m)
+	}
+	rc := &rawConn{t: t, c: a1}
+	rc.send(&protocol.Auth{RequestID: 1, Token: []byte(tok)})
+	if f := rc.next(); f.Type() != protocol.TypeAuthOK {
+		t.Fatalf("auth: %#v", f)
+	}
+	open("127.0.0.1", 0) // a1's slot
+	b2.CloseNow()
+	eventually(t, "b2's slot back", func() bool { return p.Metrics(t)["mimids_sockets_unauthenticated"] == 3 })
+	open("127.0.0.3", 0)
 }

@@ -178,7 +178,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateLimits checks the resource limits (docs/protocol.md §1.6).
+// validateLimits checks the resource limits (docs/protocol.md §1.10, §2.1).
 func (c Config) validateLimits(bad func(format string, args ...any)) {
 	if c.MaxAuthFrameSize < 256 || c.MaxAuthFrameSize > c.MaxFrameSize {
 		bad("max_auth_frame_size %d must be between 256 and max_frame_size", c.MaxAuthFrameSize)

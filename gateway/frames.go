@@ -11,8 +11,10 @@ import (
 // frameCache shares one client's encoded deliver frames among its sockets: an entry
 // is read from the store and encoded once, however many sockets deliver it, and
 // every queue holds the same bytes. It keeps a window of consecutive seqs bounded in
-// bytes, and lets one store read at a time run for the client, sized so that a read
-// holds about one window of payload, not a page of the largest entries.
+// bytes, holding only frames some socket of the client has yet to queue (a client
+// with one socket keeps none), and lets one store read at a time run for the client,
+// sized so that a read holds about one window of payload, not a page of the largest
+// entries.
 type frameCache struct {
 	// Static after construction.
 	max   int           // bytes of frames kept
@@ -23,6 +25,8 @@ type frameCache struct {
 	frames [][]byte // encoded deliver frames of seqs first, first+1, ...; Guarded by mu.
 	size   int      // bytes in frames; Guarded by mu.
 	avg    int      // average frame size of the last store read (0: none yet); Guarded by mu.
+	// cursors is the last seq each socket of the client queued; Guarded by mu.
+	cursors map[*session]uint64
 }
 
 // seqFrame is one encoded deliver frame and its seq.
@@ -32,7 +36,7 @@ type seqFrame struct {
 }
 
 func newFrameCache(max int) *frameCache {
-	return &frameCache{max: max, fetch: make(chan struct{}, 1)}
+	return &frameCache{max: max, fetch: make(chan struct{}, 1), cursors: make(map[*session]uint64)}
 }
 
 func encodeDeliver(e mailbox.Entry) []byte {
@@ -81,6 +85,42 @@ func (fc *frameCache) drop() {
 	fc.first++
 	if len(fc.frames) == 0 {
 		fc.frames = nil
+	}
+}
+
+// join counts a socket that has queued nothing yet.
+func (fc *frameCache) join(ss *session) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.cursors[ss] = 0
+}
+
+// leave forgets a socket that ended.
+func (fc *frameCache) leave(ss *session) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	delete(fc.cursors, ss)
+	fc.trim()
+}
+
+// advance records that ss has queued every entry up to seq.
+func (fc *frameCache) advance(ss *session, seq uint64) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if _, ok := fc.cursors[ss]; ok {
+		fc.cursors[ss] = seq
+		fc.trim()
+	}
+}
+
+// trim forgets the frames every socket of the client has queued. fc.mu is held.
+func (fc *frameCache) trim() {
+	low := ^uint64(0)
+	for _, seq := range fc.cursors {
+		low = min(low, seq)
+	}
+	for len(fc.frames) > 0 && fc.first <= low {
+		fc.drop()
 	}
 }
 

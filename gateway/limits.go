@@ -1,6 +1,6 @@
 package gateway
 
-// Resource limits (docs/protocol.md §1.6): sockets per client and per user,
+// Resource limits (docs/protocol.md §1.10 and §2.1): sockets per client and per user,
 // unauthenticated sockets in total and per source address, the bytes queued for one
 // client's sockets, a budget on the bytes queued for every socket of the server,
 // which closes the largest queues first when it is exceeded, and the size of HTTP
@@ -61,6 +61,7 @@ func (s *Server) admit(ss *session) (refused string) {
 		s.byClient[id] = cs
 	}
 	cs.sessions[ss] = struct{}{}
+	cs.frames.join(ss)
 	s.byUser[user]++
 	ss.shared = cs
 	return ""
@@ -75,6 +76,7 @@ func (s *Server) unregister(ss *session) {
 		return
 	}
 	id, user := ss.caller.Client.ID, ss.caller.Client.UserName
+	ss.shared.frames.leave(ss)
 	if cs := s.byClient[id]; cs != nil {
 		delete(cs.sessions, ss)
 		if len(cs.sessions) == 0 {

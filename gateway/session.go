@@ -331,6 +331,7 @@ func (ss *session) Notify(e mailbox.Entry) {
 		ss.refetch = true
 	default:
 		ss.lastSeq = e.Seq
+		ss.shared.frames.advance(ss, e.Seq)
 	}
 	ss.mu.Unlock()
 	ss.c.Wake()
@@ -423,6 +424,7 @@ func (ss *session) catchUp(ctx context.Context) error {
 	if more {
 		ss.refetch = true
 	}
+	ss.shared.frames.advance(ss, ss.lastSeq)
 	ss.mu.Unlock()
 	return nil
 }

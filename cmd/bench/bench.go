@@ -100,7 +100,8 @@ var benchHelp = usage.Help{Name: "bench",
 	Details: `It creates its own users through the admin API: bench-<run>-mail with -clients
 clients and, for -idle, bench-<run>-idle; they are removed at the end (also after
 a failure or Ctrl-C) unless -keep. It posts notices to bench-<run>-mail only, so
-no other user's mailbox grows.`,
+no other user's mailbox grows. Each socket is its own client; more than the server's
+gateway.max_sockets_per_user (default 16384) sockets for one user need it raised.`,
 }
 
 func parseBenchFlags(args []string, stdout, stderr io.Writer) (benchOptions, error) {

@@ -89,8 +89,11 @@ func TestNonReadingSocketsBounded(t *testing.T) {
 		c.WriteTimeout = gateway.Duration(time.Minute) // the test decides when they read
 	})
 	cl, tok := addClient(t, p, "alice", "phone")
-	fillMailbox(t, p, cl, entries, mailbox.MaxPayload-64)
-	limit := float64(p.Config.Gateway.ClientQueueBytes)
+	// Frames of exactly 1 MiB: two sockets' queues (8 MiB each) use the client's
+	// budget (16 MiB) to the byte, and the others must still get auth_ok.
+	fillMailbox(t, p, cl, entries, 1<<20)
+	// Answers are charged but not refused: the limit, plus an auth_ok per socket.
+	limit := float64(p.Config.Gateway.ClientQueueBytes + sockets*256)
 	peak := 0.0
 	sample := func() {
 		q := p.Metrics(t)["mimids_socket_queued_bytes"]
@@ -116,7 +119,7 @@ func TestNonReadingSocketsBounded(t *testing.T) {
 	if peak < float64(4*mailbox.MaxPayload) {
 		t.Fatalf("peak queued %v bytes: the sockets were not loaded", peak)
 	}
-	t.Logf("peak queued %.1f MiB for %d sockets of one client (limit %.0f MiB)", peak/(1<<20), sockets, limit/(1<<20))
+	t.Logf("peak queued %.0f bytes for %d sockets of one client (limit %.0f)", peak, sockets, limit)
 	// They read at once: the budget goes to whichever socket has room, so a socket
 	// read alone may wait for the others.
 	errs := make(chan error, sockets)
@@ -140,7 +143,7 @@ func TestQueueBudgetShedsLargest(t *testing.T) {
 		c.SendQueueBytes, c.ClientQueueBytes, c.TotalQueueBytes = 16<<20, 16<<20, 22<<20
 		c.WriteTimeout = gateway.Duration(time.Minute)
 	})
-	const size = mailbox.MaxPayload - 64
+	const size = 1 << 20 // bytes per deliver frame
 	d := smallRecv
 	queued := 0.0
 	clients := map[string]directory.Client{}

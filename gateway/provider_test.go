@@ -81,13 +81,22 @@ func addClient(t *testing.T, p *providertest.Provider, user, client string) (dir
 	return c, tok
 }
 
-// fillMailbox enqueues n notices of about size bytes for the client.
-func fillMailbox(t *testing.T, p *providertest.Provider, c directory.Client, n, size int) {
+// fillMailbox enqueues n notices for the client whose deliver frames are exactly
+// frame bytes.
+func fillMailbox(t *testing.T, p *providertest.Provider, c directory.Client, n, frame int) {
 	t.Helper()
+	payload := func(i, textLen int) []byte {
+		b, _ := protocol.Notice{Text: fmt.Sprintf("%04d", i) + strings.Repeat("x", textLen-4)}.MarshalBinary()
+		return b
+	}
+	textLen := frame - 32
+	textLen += frame - len(protocol.Encode(&protocol.Deliver{Seq: 1, Payload: payload(0, textLen)}))
 	for i := 0; i < n; i++ {
-		text := fmt.Sprintf("%04d", i) + strings.Repeat("x", size-16)
-		payload, _ := protocol.Notice{Text: text}.MarshalBinary()
-		if _, err := p.Mailbox.Enqueue(context.Background(), mailbox.Target{ClientID: c.ID}, uint16(protocol.KindNotice), payload); err != nil {
+		pl := payload(i, textLen)
+		if got := len(protocol.Encode(&protocol.Deliver{Seq: 1, Payload: pl})); got != frame {
+			t.Fatalf("deliver frame of %d bytes, want %d", got, frame)
+		}
+		if _, err := p.Mailbox.Enqueue(context.Background(), mailbox.Target{ClientID: c.ID}, uint16(protocol.KindNotice), pl); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -211,10 +211,11 @@ func (ss *session) authenticate() error {
 		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "mailbox unavailable")
 		return err
 	}
-	// Queued, not woken: the writer starts once the connection runs, after the
-	// session is registered, so a client that has auth_ok is reachable (revocation,
-	// deliveries). The queue is empty, so there is room.
-	ss.c.TryEnqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+	// Queued before Run, which wakes the writer: once the session is registered, so
+	// a client that has auth_ok is reachable (revocation, deliveries). The queue is
+	// empty, so there is room; Enqueue, not TryEnqueue, as the client's budget may be
+	// used by its other sockets and must not hold back auth_ok.
+	ss.c.Enqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
 		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
 	return nil
 }

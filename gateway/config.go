@@ -119,7 +119,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.MaxUnauthenticatedPerAddress, 256)
 	def(&c.MaxSocketsPerClient, 8)
 	def(&c.MaxSocketsPerUser, 16384)
-	def(&c.ClientQueueBytes, 2*c.SendQueueBytes)
+	def(&c.ClientQueueBytes, 16<<20) // not derived: the config file is read over the defaults
 	if c.TotalQueueBytes == 0 {
 		c.TotalQueueBytes = 512 << 20
 	}
@@ -191,7 +191,7 @@ func (c Config) validateLimits(bad func(format string, args ...any)) {
 		bad("max_sockets_per_client %d and max_sockets_per_user %d must be positive", c.MaxSocketsPerClient, c.MaxSocketsPerUser)
 	}
 	if c.ClientQueueBytes < c.SendQueueBytes {
-		bad("client_queue_bytes %d must be at least send_queue_bytes %d", c.ClientQueueBytes, c.SendQueueBytes)
+		bad("client_queue_bytes %d must be at least send_queue_bytes %d (raise them together)", c.ClientQueueBytes, c.SendQueueBytes)
 	}
 	if c.TotalQueueBytes < int64(c.ClientQueueBytes) {
 		bad("total_queue_bytes %d must be at least client_queue_bytes %d", c.TotalQueueBytes, c.ClientQueueBytes)

@@ -328,7 +328,8 @@ func (ss *session) Notify(e mailbox.Entry) {
 		// A gap: entries before e were never offered; catch up from the store.
 		ss.refetch = true
 	case !ss.c.TryEnqueue(ss.shared.frames.frame(e)):
-		// The queue is full; the entry is durable, so read it back later.
+		// The queue, or the client's budget, is full; the entry is durable, so
+		// read it back later.
 		ss.refetch = true
 	default:
 		ss.lastSeq = e.Seq

@@ -1,6 +1,7 @@
 // Package conn is one WebSocket connection as every edge of a provider serves it: a
 // reader goroutine (the only Read caller) that hands each message to the protocol on
-// top, a send queue bounded in count and bytes whose Enqueue never blocks, a writer
+// top, a send queue bounded in count and bytes whose Enqueue never blocks (and, across
+// connections, by shared byte budgets: Budget), a writer
 // goroutine (the only caller of Write for queued messages) that exists only while
 // something is queued, a write timeout, a periodic ping, and a close reason that is
 // logged and counted once.

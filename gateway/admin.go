@@ -123,7 +123,9 @@ func (s *Server) clientJSON(cl directory.Client) clientJSON {
 		out.RevokedAt = cl.RevokedAt.Format(timeFormat)
 	}
 	s.mu.Lock()
-	out.Connected = len(s.byClient[cl.ID])
+	if cs := s.byClient[cl.ID]; cs != nil {
+		out.Connected = len(cs.sessions)
+	}
 	s.mu.Unlock()
 	return out
 }
@@ -144,8 +146,8 @@ func (s *Server) addUser(c echo.Context) error {
 	var req struct {
 		Name string `json:"name"`
 	}
-	if err := c.Bind(&req); err != nil {
-		return problem(http.StatusBadRequest, "invalid request", "body must be JSON {\"name\": ...}")
+	if err := s.bindJSON(c, &req, `{"name": ...}`); err != nil {
+		return err
 	}
 	u, err := s.deps.Directory.AddUser(c.Request().Context(), req.Name)
 	if err != nil {
@@ -183,8 +185,8 @@ func (s *Server) addClient(c echo.Context) error {
 		Client     string `json:"client"`
 		CreateUser bool   `json:"create_user"`
 	}
-	if err := c.Bind(&req); err != nil {
-		return problem(http.StatusBadRequest, "invalid request", "body must be JSON {\"user\", \"client\", \"create_user\"}")
+	if err := s.bindJSON(c, &req, `{"user", "client", "create_user"}`); err != nil {
+		return err
 	}
 	cl, token, err := s.deps.Directory.AddClient(c.Request().Context(), req.User, req.Client, req.CreateUser)
 	if err != nil {
@@ -218,8 +220,8 @@ type NoticeRequest struct {
 
 func (s *Server) postNotice(c echo.Context) error {
 	var req NoticeRequest
-	if err := c.Bind(&req); err != nil {
-		return problem(http.StatusBadRequest, "invalid request", "body must be JSON {\"to\": {...}, \"text\": ...}")
+	if err := s.bindJSON(c, &req, `{"to": {...}, "text": ...}`); err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	t, err := ResolveTarget(ctx, s.deps.Directory, req.To.Client, req.To.User, req.To.All)

@@ -392,3 +392,23 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigValidateLimits: every resource limit out of range is reported, at once.
+func TestConfigValidateLimits(t *testing.T) {
+	c := gateway.Config{MaxAuthFrameSize: 10, MaxUnauthenticated: 2, MaxUnauthenticatedPerAddress: 3,
+		MaxSocketsPerClient: -1, SendQueueBytes: 32 << 20, TotalQueueBytes: 1 << 20,
+		HTTP: gateway.HTTPConfig{MaxBodyBytes: 10, WriteTimeout: gateway.Duration(time.Second), IdleTimeout: -1}}.WithDefaults()
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("bad limits accepted")
+	}
+	for _, want := range []string{"max_auth_frame_size", "max_unauthenticated_per_address", "max_sockets_per_client",
+		"client_queue_bytes", "total_queue_bytes", "http.max_body_bytes", "http.write_timeout", "http.idle_timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not mention %s: %v", want, err)
+		}
+	}
+	if err := (gateway.Config{}).WithDefaults().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}

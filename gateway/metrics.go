@@ -3,6 +3,8 @@ package gateway
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mimids/mimids/gateway/conn"
 )
 
 type metrics struct {
@@ -15,6 +17,10 @@ type metrics struct {
 	acked      prometheus.Counter
 	requests   *prometheus.CounterVec
 	reqLatency prometheus.Histogram
+
+	refused       *prometheus.CounterVec // sockets refused by a limit, by reason
+	unauth        prometheus.Gauge
+	refusedBodies prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +44,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reqLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mimids_request_seconds",
 			Help: "Time to answer a client request.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9)}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_sockets_refused_total",
+		Help: "Client sockets refused by a limit, by reason: too_many_sockets_client, too_many_sockets_user " +
+			"(closed 4009 after auth), unauthenticated_total (HTTP 503), unauthenticated_per_address (HTTP 429)."}, []string{"reason"})
+	for _, r := range []string{refusedClient, refusedUser, refusedUnauthTotal, refusedUnauthPerAddr} {
+		m.refused.WithLabelValues(r)
+	}
+	m.unauth = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mimids_sockets_unauthenticated",
+		Help: "Client sockets accepted and not yet authenticated."})
+	m.refusedBodies = prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_http_bodies_refused_total",
+		Help: "HTTP requests refused with 413 because their body is over http.max_body_bytes."})
 	reg.MustRegister(m.connected, m.accepted, m.closes, m.framesIn, m.framesOut, m.delivered, m.acked,
-		m.requests, m.reqLatency)
+		m.requests, m.reqLatency, m.refused, m.unauth, m.refusedBodies)
 	return m
+}
+
+// queueGauges exports the send queue budget of every socket: what is queued now
+// and the limit.
+func (m *metrics) queueGauges(reg prometheus.Registerer, total *conn.Budget) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_socket_queued_bytes",
+			Help: "Bytes queued for client sockets (waiting or being written), a frame shared by several queues counted in each."},
+			func() float64 { return float64(total.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_socket_queue_budget_bytes",
+			Help: "The budget of mimids_socket_queued_bytes (total_queue_bytes); past it the largest queues are closed (4010)."},
+			func() float64 { return float64(total.Limit()) }))
 }
 
 // NewRegistry returns a Prometheus registry with the process and Go runtime collectors.

@@ -61,6 +61,10 @@ func (s *Server) MountOHTTP(o OHTTP) error {
 	}
 	gw := gm.time(og, func(r *http.Request) string { return methodLabel(r.Method) })
 	s.echo.Match([]string{"GET", "HEAD", "POST"}, ohttp.WellKnownGatewayPath, echo.WrapHandler(gw))
+	// Both doors read at most their MaxRequestBytes (64 KiB), refusing a larger
+	// Content-Length before reading, and count the refusal as too_large.
+	s.ownBodyLimit[ohttp.WellKnownGatewayPath] = true
+	s.ownBodyLimit[protocol.RelayPathPrefix+":peer"] = true
 	s.relayTransport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 	relay, err := newRelay(o, s.deps.Directory, s.relayTransport, gw, rm.observe)
 	if err != nil {

@@ -102,15 +102,20 @@ type Server struct {
 	metrics        *metrics
 	handlers       map[protocol.Method]Handler
 	fanout         *fanout
-	connCfg        *conn.Config // shared by every client socket
+	connCfg        *conn.Config    // shared by every client socket
+	ownBodyLimit   map[string]bool // routes that bound their bodies themselves (MountOHTTP)
 
 	draining atomic.Bool
+	shedding atomic.Bool // a pass of shed runs
 	nextID   atomic.Uint64
 	wg       sync.WaitGroup // live sessions
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}           // Guarded by mu.
-	byClient map[int64]map[*session]struct{} // Guarded by mu.
+	mu           sync.Mutex
+	sessions     map[*session]struct{}    // Guarded by mu.
+	byClient     map[int64]*clientSockets // authenticated sockets; Guarded by mu.
+	byUser       map[string]int           // authenticated sockets per user name; Guarded by mu.
+	unauth       int                      // sockets accepted, not yet authenticated; Guarded by mu.
+	unauthByAddr map[string]int           // the same per source address; Guarded by mu.
 }
 
 // New builds a gateway; cfg must have been validated.
@@ -125,9 +130,11 @@ func New(cfg Config, deps Deps) *Server {
 	s := &Server{
 		cfg: cfg, deps: deps, log: deps.Logger, metrics: newMetrics(deps.Registry),
 		handlers: make(map[protocol.Method]Handler),
-		sessions: make(map[*session]struct{}), byClient: make(map[int64]map[*session]struct{}),
+		sessions: make(map[*session]struct{}), byClient: make(map[int64]*clientSockets),
+		byUser: make(map[string]int), unauthByAddr: make(map[string]int), ownBodyLimit: make(map[string]bool),
 	}
 	s.connCfg = s.connConfig()
+	s.metrics.queueGauges(deps.Registry, s.connCfg.Total)
 	s.Handle(protocol.MethodPing, func(_ context.Context, _ *Caller, body []byte) ([]byte, error) { return body, nil })
 	s.Handle(protocol.MethodMailboxStatus, s.mailboxStatus)
 	if deps.Groups != nil {
@@ -156,6 +163,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = problemErrorHandler
+	e.Use(s.limitBody)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{})))
@@ -185,7 +193,12 @@ func (s *Server) readyz(c echo.Context) error {
 // Serve serves the gateway on ln until ctx ends, then drains: it refuses new sockets,
 // closes live ones with 1001 going away and waits (bounded) for them to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	hc := s.cfg.HTTP
+	// The timeouts end at a WebSocket upgrade: net/http clears the deadlines of a
+	// hijacked connection, whose reads and writes the socket's own limits bound.
+	hs := &http.Server{Handler: s.echo, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: hc.ReadHeaderTimeout.D(), ReadTimeout: hc.ReadTimeout.D(),
+		WriteTimeout: hc.WriteTimeout.D(), IdleTimeout: hc.IdleTimeout.D()}
 	last, known := s.lastChange(ctx) // before the first request: later changes are this server's to apply
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -216,38 +229,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-func (s *Server) register(ss *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	set := s.byClient[ss.caller.Client.ID]
-	if set == nil {
-		set = make(map[*session]struct{}, 1)
-		s.byClient[ss.caller.Client.ID] = set
-	}
-	set[ss] = struct{}{}
-}
-
-func (s *Server) unregister(ss *session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, ss)
-	if ss.caller == nil {
-		return
-	}
-	if set := s.byClient[ss.caller.Client.ID]; set != nil {
-		delete(set, ss)
-		if len(set) == 0 {
-			delete(s.byClient, ss.caller.Client.ID)
-		}
-	}
-}
-
 // CloseClient closes every live socket of a client with the close code.
 func (s *Server) CloseClient(clientID int64, code int, reason string) int {
 	s.mu.Lock()
 	var list []*session
-	for ss := range s.byClient[clientID] {
-		list = append(list, ss)
+	if cs := s.byClient[clientID]; cs != nil {
+		for ss := range cs.sessions {
+			list = append(list, ss)
+		}
 	}
 	s.mu.Unlock()
 	for _, ss := range list {
@@ -273,8 +262,8 @@ func (s *Server) Connected() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, set := range s.byClient {
-		n += len(set)
+	for _, cs := range s.byClient {
+		n += len(cs.sessions)
 	}
 	return n
 }

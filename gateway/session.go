@@ -29,8 +29,9 @@ type session struct {
 	id  uint64
 	log *slog.Logger // set before the connection runs; read-only after
 
-	caller  *Caller       // set by authenticate before the connection runs; read-only after
-	written atomic.Uint64 // highest mailbox seq written to the socket
+	caller  *Caller        // set by authenticate before the connection runs; read-only after
+	shared  *clientSockets // what the client's sockets share; set with caller (admit)
+	written atomic.Uint64  // highest mailbox seq written to the socket
 
 	mu      sync.Mutex // taken before the conn's own lock, never after
 	lastSeq uint64     // highest mailbox seq placed in the send queue; Guarded by mu.
@@ -57,6 +58,8 @@ func (s *Server) connConfig() *conn.Config {
 		PingInterval:     s.cfg.PingInterval.D(),
 		MaxInflight:      s.cfg.MaxInflightRequests,
 		Pool:             conn.NewPool(),
+		Total:            conn.NewBudget(s.cfg.TotalQueueBytes),
+		OverBudget:       s.overBudget,
 		SlowConsumer:     protocol.CloseSlowConsumer,
 		CloseName:        closeName,
 		Closed:           func(r conn.Reason) { s.metrics.closes.WithLabelValues(closeName(r.Code)).Inc() },
@@ -67,6 +70,12 @@ func (s *Server) socket(c echo.Context) error {
 	if s.draining.Load() {
 		return problem(503, "draining", "the server is shutting down")
 	}
+	// Counted from before the upgrade until authentication ends, either way.
+	doneAuth, err := s.admitUnauthenticated(sourceAddr(c.Request()))
+	if err != nil {
+		return err
+	}
+	defer doneAuth()
 	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
 		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
@@ -78,6 +87,7 @@ func (s *Server) socket(c echo.Context) error {
 	ss := &session{srv: s, id: s.nextID.Add(1)}
 	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
 	ss.c = conn.New(ws, s.connCfg, ss, ss.log)
+	ss.c.SetReadLimit(int64(s.cfg.MaxAuthFrameSize)) // until auth_ok
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
@@ -97,7 +107,9 @@ func (s *Server) socket(c echo.Context) error {
 	// goroutine, which then ends with its stack and the request it holds; the
 	// connection's reader starts on a fresh, small stack. An idle socket costs one
 	// goroutine and the connection's buffers.
-	if err := ss.authenticate(); err != nil {
+	err = ss.authenticate()
+	doneAuth()
+	if err != nil {
 		ss.c.End(err)
 		ss.finish()
 		return nil
@@ -131,9 +143,6 @@ func (ss *session) run() {
 	s := ss.srv
 	s.metrics.connected.Inc()
 	defer s.metrics.connected.Dec()
-	// Registered before anything can start the writer, so a client that has
-	// auth_ok is reachable by revocation.
-	s.register(ss)
 	cancelSub := s.deps.Mailbox.Subscribe(ss.caller.Client.ID, ss)
 	defer cancelSub()
 	defer ss.leaveAll()
@@ -185,15 +194,28 @@ func (ss *session) authenticate() error {
 	ss.caller = &Caller{Client: client, ClientURI: s.deps.Directory.ClientURI(client), UserURI: s.deps.Directory.UserURI(client.UserName)}
 	ss.log = ss.log.With("client", ss.caller.ClientURI)
 	ss.c.SetLogger(ss.log)
+	// Registered before anything can start the writer, so a client that has
+	// auth_ok is reachable by revocation.
+	if refused := s.admit(ss); refused != "" {
+		what := "client"
+		if refused == refusedUser {
+			what = "user"
+		}
+		ss.fail(protocol.CloseTooMany, protocol.CodeRateLimited, "too many sockets for this "+what+"; close one first")
+		return errors.New(refused)
+	}
+	ss.c.LimitBy(ss.shared.budget)
+	ss.c.SetReadLimit(int64(s.cfg.MaxFrameSize))
 	st, err := s.deps.Mailbox.Status(actx, client.ID)
 	if err != nil {
 		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "mailbox unavailable")
 		return err
 	}
-	// Queued, not woken: the writer starts once the connection runs, after the
-	// session is registered, so a client that has auth_ok is reachable (revocation,
-	// deliveries). The queue is empty, so there is room.
-	ss.c.TryEnqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
+	// Queued before Run, which wakes the writer: once the session is registered, so
+	// a client that has auth_ok is reachable (revocation, deliveries). The queue is
+	// empty, so there is room; Enqueue, not TryEnqueue, as the client's budget may be
+	// used by its other sockets and must not hold back auth_ok.
+	ss.c.Enqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
 		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
 	return nil
 }
@@ -244,6 +266,7 @@ func (ss *session) ack(seq uint64) error {
 		ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "ack failed")
 		return err
 	}
+	ss.shared.frames.acked(seq)
 	ss.srv.metrics.acked.Inc()
 	return nil
 }
@@ -304,11 +327,13 @@ func (ss *session) Notify(e mailbox.Entry) {
 	case ss.refetch || e.Seq != ss.lastSeq+1:
 		// A gap: entries before e were never offered; catch up from the store.
 		ss.refetch = true
-	case !ss.c.TryEnqueue(encodeDeliver(e)):
-		// The queue is full; the entry is durable, so read it back later.
+	case !ss.c.TryEnqueue(ss.shared.frames.frame(e)):
+		// The queue, or the client's budget, is full; the entry is durable, so
+		// read it back later.
 		ss.refetch = true
 	default:
 		ss.lastSeq = e.Seq
+		ss.shared.frames.advance(ss, e.Seq)
 	}
 	ss.mu.Unlock()
 	ss.c.Wake()
@@ -320,10 +345,6 @@ func (ss *session) Refetch() {
 	ss.refetch = true
 	ss.mu.Unlock()
 	ss.c.Wake()
-}
-
-func encodeDeliver(e mailbox.Entry) []byte {
-	return protocol.Encode(&protocol.Deliver{Seq: e.Seq, Kind: protocol.Kind(e.Kind), EnqueuedAtMS: uint64(e.EnqueuedAt.UnixMilli()), Payload: e.Payload})
 }
 
 // RefillPending implements conn.Refiller: the mailbox or a subscription needs catch-up.
@@ -374,14 +395,15 @@ func (ss *session) Wrote(frames [][]byte) {
 	ss.srv.metrics.delivered.Add(float64(delivers))
 }
 
-// catchUp reads one page of stored entries after lastSeq into the queue.
+// catchUp reads one page of entries after lastSeq into the queue, through the
+// client's frame cache: the store is read and an entry encoded once for all the
+// client's sockets.
 func (ss *session) catchUp(ctx context.Context) error {
-	limit := ss.srv.cfg.ReplayBatch
 	ss.mu.Lock()
 	after := ss.lastSeq
 	ss.refetch = false
 	ss.mu.Unlock()
-	entries, err := ss.srv.deps.Mailbox.Fetch(ctx, ss.caller.Client.ID, after, limit)
+	frames, more, err := ss.shared.frames.read(ctx, ss.srv.deps.Mailbox, ss.caller.Client.ID, after, ss.srv.cfg.ReplayBatch)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -391,19 +413,20 @@ func (ss *session) catchUp(ctx context.Context) error {
 		return err
 	}
 	ss.mu.Lock()
-	for _, e := range entries {
-		if e.Seq <= ss.lastSeq {
+	for _, f := range frames {
+		if f.seq <= ss.lastSeq {
 			continue
 		}
-		if !ss.c.TryEnqueue(encodeDeliver(e)) {
+		if !ss.c.TryEnqueue(f.frame) {
 			ss.refetch = true
 			break
 		}
-		ss.lastSeq = e.Seq
+		ss.lastSeq = f.seq
 	}
-	if len(entries) == limit {
+	if more {
 		ss.refetch = true
 	}
+	ss.shared.frames.advance(ss, ss.lastSeq)
 	ss.mu.Unlock()
 	return nil
 }

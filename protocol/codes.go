@@ -127,6 +127,8 @@ const (
 	CloseAuthTimeout   = 4002 // no auth frame arrived within the deadline
 	CloseRevoked       = 4003 // the client's token was revoked while connected
 	CloseSlowConsumer  = 4008 // the client did not read fast enough; reconnect and resume
+	CloseTooMany       = 4009 // the client or its user has as many sockets as allowed; close one first
+	CloseOverloaded    = 4010 // the server's send queues are over budget and this one was among the largest; reconnect and resume
 	CloseGoingAway     = 1001 // the server is shutting down; reconnect later
 	CloseTooBig        = 1009 // a frame exceeded max_frame_size
 )
@@ -144,6 +146,10 @@ func CloseReason(code int) string {
 		return "revoked"
 	case CloseSlowConsumer:
 		return "slow_consumer"
+	case CloseTooMany:
+		return "too_many_sockets"
+	case CloseOverloaded:
+		return "overloaded"
 	case CloseGoingAway:
 		return "going_away"
 	case CloseTooBig:

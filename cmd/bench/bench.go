@@ -51,7 +51,9 @@ func (c *benchCommon) register(fs *flag.FlagSet, dialHelp string) {
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
 	fs.IntVar(&c.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "admin API calls in parallel")
-	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, dialHelp)
+	// The server answers 429 to more sockets authenticating at once from one address
+	// than gateway.max_unauthenticated_per_address (default 256) allows.
+	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, dialHelp+" (the server's gateway.max_unauthenticated_per_address, default 256, bounds it)")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "hard cap on the whole run")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the bench users instead of removing them at the end")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
@@ -98,7 +100,8 @@ var benchHelp = usage.Help{Name: "bench",
 	Details: `It creates its own users through the admin API: bench-<run>-mail with -clients
 clients and, for -idle, bench-<run>-idle; they are removed at the end (also after
 a failure or Ctrl-C) unless -keep. It posts notices to bench-<run>-mail only, so
-no other user's mailbox grows.`,
+no other user's mailbox grows. Each socket is its own client; more than the server's
+gateway.max_sockets_per_user (default 16384) sockets for one user need it raised.`,
 }
 
 func parseBenchFlags(args []string, stdout, stderr io.Writer) (benchOptions, error) {

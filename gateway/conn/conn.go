@@ -1,6 +1,7 @@
 // Package conn is one WebSocket connection as every edge of a provider serves it: a
 // reader goroutine (the only Read caller) that hands each message to the protocol on
-// top, a send queue bounded in count and bytes whose Enqueue never blocks, a writer
+// top, a send queue bounded in count and bytes whose Enqueue never blocks (and, across
+// connections, by shared byte budgets: Budget), a writer
 // goroutine (the only caller of Write for queued messages) that exists only while
 // something is queued, a write timeout, a periodic ping, and a close reason that is
 // logged and counted once.
@@ -32,6 +33,12 @@ type Config struct {
 	// MaxQueueMessages and MaxQueueBytes bound what waits to be written.
 	MaxQueueMessages int
 	MaxQueueBytes    int
+	// Total, if set, is charged for what every connection sharing this Config has
+	// queued and not yet written; it never refuses a message. OverBudget, if set, is
+	// called (outside any lock; it must not block) whenever a message queued takes
+	// Total over its limit, so the server can close the largest queues (Queued).
+	Total      *Budget
+	OverBudget func()
 	// MaxBatchBytes, if positive, lets the writer pack consecutive queued messages
 	// into one WebSocket message of up to this size; the protocol on top must then
 	// delimit what it queues. 0 writes each queued message on its own.
@@ -138,6 +145,7 @@ type Conn struct {
 	stop context.CancelFunc
 
 	log    *slog.Logger           // set before Run (SetLogger); read-only after
+	group  *Budget                // set before anything is queued (LimitBy); read-only after
 	reason atomic.Pointer[Reason] // the first close wins
 	ended  atomic.Bool            // the reason was logged and counted
 
@@ -146,6 +154,9 @@ type Conn struct {
 	// refilled, so an idle connection has just its reader goroutine.
 	writing atomic.Bool
 	writers sync.WaitGroup
+	// starved is set while the group budget refused what TryEnqueue offered: the
+	// writer then does not ask the Refiller again until the budget has room.
+	starved atomic.Bool
 
 	sem      chan struct{} // slots for Go; made by the reader on first use
 	inflight sync.WaitGroup
@@ -153,6 +164,7 @@ type Conn struct {
 	mu        sync.Mutex
 	queue     [][]byte    // messages waiting for the writer; Guarded by mu.
 	qbytes    int         // Guarded by mu.
+	charged   int64       // bytes queued or being written, charged to the budgets; Guarded by mu.
 	state     state       // Guarded by mu.
 	pingTimer *time.Timer // set by Run; Guarded by mu.
 }
@@ -169,6 +181,24 @@ func New(ws *websocket.Conn, cfg *Config, h Handler, log *slog.Logger) *Conn {
 		ws.SetReadLimit(cfg.MaxMessageBytes)
 	}
 	return c
+}
+
+// SetReadLimit changes the read limit from the next message on (e.g. a small limit
+// for a handshake, then Config.MaxMessageBytes).
+func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
+
+// LimitBy makes what this connection queues count against b too, which it shares
+// with other connections (the sockets of one client): TryEnqueue is refused while b
+// has no room, and the Refiller is asked again once b releases bytes; Enqueue is
+// charged to b but never refused by it (the connection's own queue bounds it). Call
+// it once, before anything is queued.
+func (c *Conn) LimitBy(b *Budget) { c.group = b }
+
+// Queued returns the bytes queued or being written.
+func (c *Conn) Queued() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.charged
 }
 
 // Context is the connection's context: it ends when the reader stops, so work done
@@ -246,6 +276,7 @@ func (c *Conn) end(err error) {
 		code = websocket.StatusAbnormalClosure
 	}
 	c.Close(code, "")
+	c.dropQueue()
 	r := *c.reason.Load()
 	if c.cfg.Closed != nil {
 		c.cfg.Closed(r)

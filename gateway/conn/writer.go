@@ -10,30 +10,86 @@ import (
 )
 
 // TryEnqueue queues msg for the writer if the queue has room in count and bytes,
-// and reports whether it did. It never blocks and does not start the writer: call
-// Wake once done (a Handler may queue several messages under its own lock, then
-// wake). msg must not change once queued.
-func (c *Conn) TryEnqueue(msg []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.queue) >= c.cfg.MaxQueueMessages || c.qbytes+len(msg) > c.cfg.MaxQueueBytes {
-		return false
-	}
-	c.queue = append(c.queue, msg)
-	c.qbytes += len(msg)
-	return true
-}
+// and the group budget (LimitBy) has room, and reports whether it did. It never
+// blocks and does not start the writer: call Wake once done (a Handler may queue
+// several messages under its own lock, then wake). msg must not change once queued;
+// it may be shared with other connections. A refused message is the Refiller's to
+// offer again: when the group budget refused it, the writer asks the Refiller again
+// only once the budget has room.
+func (c *Conn) TryEnqueue(msg []byte) bool { return c.enqueue(msg, true) }
 
 // Enqueue queues msg and wakes the writer. It never blocks: a peer whose queue is
 // full is a slow consumer, and the connection is closed with Config.SlowConsumer.
-// It reports whether msg was queued.
+// The group budget is charged but does not refuse msg. It reports whether msg was
+// queued.
 func (c *Conn) Enqueue(msg []byte) bool {
-	if !c.TryEnqueue(msg) {
+	if !c.enqueue(msg, false) {
 		c.Close(c.cfg.SlowConsumer, "send queue full")
 		return false
 	}
 	c.Wake()
 	return true
+}
+
+func (c *Conn) enqueue(msg []byte, refusable bool) bool {
+	n := int64(len(msg))
+	c.mu.Lock()
+	if c.state == stateDone || len(c.queue) >= c.cfg.MaxQueueMessages || c.qbytes+len(msg) > c.cfg.MaxQueueBytes {
+		c.mu.Unlock()
+		return false
+	}
+	if g := c.group; g != nil {
+		switch {
+		case !refusable:
+			g.charge(n)
+		case !g.reserve(n):
+			g.wait(c, n)
+			c.mu.Unlock()
+			return false
+		}
+	}
+	c.queue = append(c.queue, msg)
+	c.qbytes += len(msg)
+	c.charged += n
+	over := c.cfg.Total != nil && c.cfg.Total.charge(n)
+	c.mu.Unlock()
+	if over && c.cfg.OverBudget != nil {
+		c.cfg.OverBudget()
+	}
+	return true
+}
+
+// uncharge gives back n bytes written or dropped to the budgets.
+func (c *Conn) uncharge(n int64) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.charged -= n
+	c.mu.Unlock()
+	c.release(n)
+}
+
+func (c *Conn) release(n int64) {
+	if c.cfg.Total != nil {
+		c.cfg.Total.release(n)
+	}
+	if c.group != nil {
+		c.group.release(n)
+	}
+}
+
+// dropQueue forgets what is still queued once the connection has ended (no writer
+// runs and nothing more can be queued) and gives its bytes back.
+func (c *Conn) dropQueue() {
+	c.mu.Lock()
+	n := c.charged
+	c.queue, c.qbytes, c.charged = nil, 0, 0
+	c.mu.Unlock()
+	c.release(n)
+	if c.group != nil {
+		c.group.forget(c)
+	}
 }
 
 // Wake makes sure a writer goroutine will look at the queue (and the Refiller). It
@@ -82,7 +138,7 @@ func (c *Conn) pending() bool {
 	n := len(c.queue)
 	c.mu.Unlock()
 	fill, ok := c.h.(Refiller)
-	return n > 0 || (ok && fill.RefillPending())
+	return n > 0 || (ok && !c.starved.Load() && fill.RefillPending())
 }
 
 // drain writes what is queued and refills until nothing is left.
@@ -90,14 +146,16 @@ func (c *Conn) drain() error {
 	fill, canFill := c.h.(Refiller)
 	for c.ctx.Err() == nil {
 		c.mu.Lock()
-		batch := c.queue
+		batch, size := c.queue, c.qbytes
 		c.queue, c.qbytes = nil, 0
 		c.mu.Unlock()
-		refill := canFill && fill.RefillPending()
+		refill := canFill && !c.starved.Load() && fill.RefillPending()
 		if len(batch) == 0 && !refill {
 			return nil
 		}
-		if err := c.writeBatch(batch); err != nil {
+		err := c.writeBatch(batch)
+		c.uncharge(int64(size)) // written, or dropped with the connection
+		if err != nil {
 			return err
 		}
 		if refill {

@@ -81,7 +81,7 @@ func adminNotice(t *testing.T, p *providertest.Provider, to map[string]any, text
 // refusals are counted; the stored entries arrive intact, and acks free the room.
 func TestMailboxQuotaAdminNotices(t *testing.T) {
 	p := providertest.Start(t, "a.example", nil, func(c *provider.Config) {
-		c.Gateway.HTTP.MaxBodyBytes = 1 << 20 // notices of 600 KB
+		c.Gateway.HTTP.MaxBodyBytes = 1 << 20                                // notices of 600 KB
 		c.Mailbox = provider.MailboxConfig{MaxEntries: 5, MaxBytes: 3 << 19} // 1.5 MiB
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -103,11 +103,24 @@ func (db *DB) commit(batch []*writeReq) {
 		batch[0].done <- errs[0]
 		return
 	}
-	if err := tx.Commit(); err != nil {
+	// Every transaction raises the commit count, which the mark file follows: a
+	// store whose count is behind its mark lost committed writes.
+	var n uint64
+	err = tx.StmtContext(ctx, db.bump).QueryRowContext(ctx).Scan(&n)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		tx.Rollback()
+	}
+	if err != nil {
 		for _, req := range batch {
 			req.done <- fmt.Errorf("sqlite: commit: %w", err)
 		}
 		return
+	}
+	db.commits.Store(n)
+	if db.mark != nil {
+		db.mark.note(n)
 	}
 	for i, req := range batch {
 		if errs[i] == nil && req.after != nil {

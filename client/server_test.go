@@ -24,19 +24,20 @@ type fakeServer struct {
 	srv *httptest.Server
 
 	// Static after newFakeServer (set by options).
-	token      string
-	maxFrame   uint32
-	forgetAcks bool                                         // replay from seq 1 on every connection
-	refuse     func(n int) bool                             // refuse auth on connection n (1-based)
-	closeOnly  bool                                         // refuse with a bare 4001 close, no error frame
-	lateAuth   func(n int) bool                             // answer connection n as if auth came too late (4002)
-	silentAuth bool                                         // never answer the auth frame
-	onRequest  func(fc *fakeConn, r *protocol.Request) bool // true: handled
-	onConnect  func(fc *fakeConn)                           // runs in its own goroutine after auth_ok
-	checkReq   func(r *http.Request) (status int, ok bool)  // HTTP-level check before Accept
-	origins    []string                                     // AcceptOptions.OriginPatterns
-	pumpDelay  time.Duration                                // wait before delivering on a connection
-	batch      int                                          // deliver up to this many frames per message
+	token       string
+	maxFrame    uint32
+	forgetAcks  bool                                         // replay from seq 1 on every connection
+	refuse      func(n int) bool                             // refuse auth on connection n (1-based)
+	closeOnly   bool                                         // refuse with a bare 4001 close, no error frame
+	lateAuth    func(n int) bool                             // answer connection n as if auth came too late (4002)
+	silentAuth  bool                                         // never answer the auth frame
+	onRequest   func(fc *fakeConn, r *protocol.Request) bool // true: handled
+	onConnect   func(fc *fakeConn)                           // runs in its own goroutine after auth_ok
+	checkReq    func(r *http.Request) (status int, ok bool)  // HTTP-level check before Accept
+	origins     []string                                     // AcceptOptions.OriginPatterns
+	pumpDelay   time.Duration                                // wait before delivering on a connection
+	batch       int                                          // deliver up to this many frames per message
+	incarnation func(n int) []byte                           // auth_ok's incarnation on connection n (nil: none)
 
 	mu        sync.Mutex
 	entries   [][]byte
@@ -180,9 +181,13 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 	s.mu.Lock()
 	pending := uint64(len(s.entries)) - min(s.acked, uint64(len(s.entries)))
 	s.mu.Unlock()
+	var inc []byte
+	if s.incarnation != nil {
+		inc = s.incarnation(fc.n)
+	}
 	return fc.send(&protocol.AuthOK{
 		RequestID: a.RequestID, ClientID: "mimi://test/d/alice/c1", UserID: "mimi://test/u/alice",
-		Pending: pending, MaxFrameSize: s.maxFrame,
+		Pending: pending, MaxFrameSize: s.maxFrame, Incarnation: inc,
 	}) == nil
 }
 

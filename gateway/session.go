@@ -194,7 +194,7 @@ func (ss *session) authenticate() error {
 	// session is registered, so a client that has auth_ok is reachable (revocation,
 	// deliveries). The queue is empty, so there is room.
 	ss.c.TryEnqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
-		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
+		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize), Incarnation: s.deps.Incarnation}))
 	return nil
 }
 

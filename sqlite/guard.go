@@ -180,3 +180,17 @@ func (db *DB) checkIntegrity(ctx context.Context, mode string) error {
 	}
 	return fmt.Errorf("%w: %s check of %s failed: %s", ErrCorrupt, mode, db.path, strings.Join(found, "; "))
 }
+
+// Check runs an integrity check (IntegrityQuick or IntegrityFull) on the open
+// store; it returns ErrCorrupt with SQLite's findings.
+func (db *DB) Check(ctx context.Context, mode string) error { return db.checkIntegrity(ctx, mode) }
+
+// Served reports whether a server holds the store at path (its lock).
+func Served(path string) (bool, error) {
+	if _, err := os.Stat(LockPath(path)); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	l, busy, err := lockStore(path, false)
+	l.release()
+	return busy, err
+}

@@ -47,7 +47,7 @@ func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Con
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := provider.OpenStore(ctx, cfg)
+	db, err := provider.ServeStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,8 +78,8 @@ type Deps struct {
 	// Incarnation names the store's history; auth_ok carries it (docs/protocol.md
 	// §1.3), so clients start their marks over when it changes.
 	Incarnation []byte
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
+	Logger      *slog.Logger
+	Registry    *prometheus.Registry
 	// Dashboard, if set, serves "/" and everything under /dashboard/.
 	Dashboard http.Handler
 	// Partitions, if set, enables group subscriptions (methods subscribe and

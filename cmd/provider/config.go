@@ -25,10 +25,10 @@ type Config struct {
 	// Listen is the address of the HTTP server (client socket, admin API, dashboard).
 	Listen string `json:"listen"`
 	// DataDir holds the SQLite store (mimids.db).
-	DataDir string    `json:"data_dir"`
-	Log     LogConfig `json:"log"`
+	DataDir string      `json:"data_dir"`
+	Log     LogConfig   `json:"log"`
 	Store   StoreConfig `json:"store"`
-	TLS struct {
+	TLS     struct {
 		CertFile string `json:"cert_file"`
 		KeyFile  string `json:"key_file"`
 	} `json:"tls"`

@@ -25,7 +25,7 @@ var (
 
 // lockWait is how long a server waits for the data directory's lock, which an
 // admin command holds for a moment while it checks the store.
-var lockWait = 3 * time.Second
+var lockWait = time.Second
 
 // LockPath is the lock file of the store at path: the server holds it exclusively
 // while it runs; admin commands take it shared for the moment they check the store.

@@ -119,10 +119,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 func storeHint(err error) error {
 	switch {
 	case errors.Is(err, sqlite.ErrRemains):
-		return fmt.Errorf("%w\n  Nothing was changed. Restore a backup (mimids store restore -from FILE), move those files away,"+
+		return fmt.Errorf("%w\n  Nothing was changed. Restore a backup (mimids store restore FILE), move those files away,"+
 			" or start with -force-new-store to set them aside and begin a new, empty store (a new provider: every user and token is gone)", err)
 	case errors.Is(err, sqlite.ErrCorrupt):
-		return fmt.Errorf("%w\n  The store is not served. Restore a backup (mimids store restore -from FILE);"+
+		return fmt.Errorf("%w\n  The store is not served. Restore a backup (mimids store restore FILE);"+
 			" -integrity-check off serves it anyway, at the risk of serving damaged data", err)
 	}
 	return err

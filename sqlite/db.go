@@ -81,14 +81,13 @@ type DB struct {
 	markPath string
 	owner    bool
 	minFree  int64
-	w        *sql.DB   // one connection; used only by the writer goroutine and Open
-	r        *sql.DB   // read-only pool
-	bump     *sql.Stmt // raises the commit count; on w
+	w        *sql.DB // one connection; used only by the writer goroutine and Open
+	r        *sql.DB // read-only pool
 	inc      Incarnation
 	mark     *marker    // the server's: keeps the mark file current (nil otherwise)
 	lock     *storeLock // the server's: held until Close (nil otherwise)
 
-	commits atomic.Uint64 // highest commit count this process committed
+	commits atomic.Uint64 // the count at Open plus this process's commits: at most the stored count
 	health  health
 
 	writes   chan *writeReq
@@ -175,9 +174,6 @@ func open(ctx context.Context, path string, opts Options, restored string, lock 
 	}
 	db.r.SetMaxOpenConns(opts.Readers)
 	db.r.SetMaxIdleConns(opts.Readers)
-	if db.bump, err = w.PrepareContext(ctx, `UPDATE store_meta SET commits = commits + 1 WHERE id = 1 RETURNING commits`); err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
 	if opts.Owner {
 		if db.mark, err = newMarker(db.markPath, Mark{Incarnation: db.inc.ID, Commits: db.inc.Commits}); err != nil {
 			return nil, err
@@ -276,9 +272,6 @@ func (db *DB) Close() error {
 
 func (db *DB) closeConns() error {
 	var errs []error
-	if db.bump != nil {
-		errs = append(errs, db.bump.Close())
-	}
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}

@@ -354,7 +354,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		return nil, ErrSubprotocol
 	}
 	ws.SetReadLimit(c.cfg.ReadLimit)
-	info, err := c.authenticate(ctx, ws)
+	info, first, err := c.authenticate(ctx, ws)
 	if err != nil {
 		ws.CloseNow()
 		return nil, err
@@ -362,7 +362,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	c.adoptIncarnation(&info)
 	c.connects.Add(1)
 	c.log.Debug("client: connected", "client_id", info.ClientID, "pending", info.Pending)
-	return newSession(c, ws, info), nil
+	return newSession(c, ws, info, first), nil
 }
 
 // adoptIncarnation records the session and, when the server's store incarnation is
@@ -388,38 +388,40 @@ func (c *Client) adoptIncarnation(info *SessionInfo) {
 	c.info = *info
 }
 
-// authenticate sends the auth frame and reads the answer. It runs before the
-// session's reader and writer start, so it is the only goroutine using ws.
-func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionInfo, error) {
+// authenticate sends the auth frame and reads the answer, and returns the frames
+// that shared auth_ok's WebSocket message (the server may pack the first deliver
+// frames with it, docs/protocol.md §1.3). It runs before the session's reader and
+// writer start, so it is the only goroutine using ws.
+func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionInfo, []byte, error) {
 	id := c.newID()
 	if err := ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: id, Token: []byte(c.cfg.Token)})); err != nil {
-		return SessionInfo{}, fmt.Errorf("client: auth: %w", err)
+		return SessionInfo{}, nil, fmt.Errorf("client: auth: %w", err)
 	}
 	typ, b, err := ws.Read(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return SessionInfo{}, fmt.Errorf("client: auth: no answer: %w", ctx.Err())
+			return SessionInfo{}, nil, fmt.Errorf("client: auth: no answer: %w", ctx.Err())
 		}
-		return SessionInfo{}, fmt.Errorf("client: auth: %w", classifyRead(err, nil))
+		return SessionInfo{}, nil, fmt.Errorf("client: auth: %w", classifyRead(err, nil))
 	}
 	if typ != websocket.MessageBinary {
-		return SessionInfo{}, fmt.Errorf("%w: auth answered with a text message", ErrProtocol)
+		return SessionInfo{}, nil, fmt.Errorf("%w: auth answered with a text message", ErrProtocol)
 	}
-	f, err := protocol.Decode(b)
+	f, rest, err := protocol.Next(b)
 	if err != nil {
-		return SessionInfo{}, fmt.Errorf("%w: auth answer: %w", ErrProtocol, err)
+		return SessionInfo{}, nil, fmt.Errorf("%w: auth answer: %w", ErrProtocol, err)
 	}
 	switch f := f.(type) {
 	case *protocol.AuthOK:
 		if f.RequestID != id {
-			return SessionInfo{}, fmt.Errorf("%w: auth_ok for request %d, sent %d", ErrProtocol, f.RequestID, id)
+			return SessionInfo{}, nil, fmt.Errorf("%w: auth_ok for request %d, sent %d", ErrProtocol, f.RequestID, id)
 		}
 		return SessionInfo{ClientID: f.ClientID, UserID: f.UserID, Pending: f.Pending, MaxFrameSize: f.MaxFrameSize,
-			Incarnation: hex.EncodeToString(f.Incarnation)}, nil
+			Incarnation: hex.EncodeToString(f.Incarnation)}, rest, nil
 	case *protocol.Error:
-		return SessionInfo{}, authRefused(ctx, ws, f)
+		return SessionInfo{}, nil, authRefused(ctx, ws, f)
 	}
-	return SessionInfo{}, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
+	return SessionInfo{}, nil, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
 }
 
 // authRefused classifies an error frame answering auth by the close code that

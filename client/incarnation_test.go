@@ -67,3 +67,25 @@ func TestConfigIncarnationMustBeHex(t *testing.T) {
 		t.Fatal("accepted a non-hex incarnation")
 	}
 }
+
+// The server may pack the first deliver frames into auth_ok's WebSocket message
+// (docs/protocol.md §1.3): the client takes them, on the first connection.
+func TestDeliveriesPackedWithAuthOK(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) { s.packAuth = true })
+	s.pushNotices(3)
+	var mu sync.Mutex
+	var got []uint64
+	c := dial(t, testConfig(s, func(_ context.Context, d *Delivery) error {
+		mu.Lock()
+		got = append(got, d.Seq)
+		mu.Unlock()
+		return nil
+	}))
+	waitFor(t, "the packed entries", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
+	s.pushNotices(1)
+	waitFor(t, "a live entry", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 4 })
+	if st := c.Stats(); st.Connects != 1 || st.Disconnects != 0 || st.Duplicates != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	s.checkAcks(t)
+}

@@ -38,6 +38,7 @@ type fakeServer struct {
 	pumpDelay   time.Duration                                // wait before delivering on a connection
 	batch       int                                          // deliver up to this many frames per message
 	incarnation func(n int) []byte                           // auth_ok's incarnation on connection n (nil: none)
+	packAuth    bool                                         // send the stored entries in auth_ok's WebSocket message
 
 	mu        sync.Mutex
 	entries   [][]byte
@@ -58,6 +59,7 @@ type fakeConn struct {
 	wmu sync.Mutex
 	// sentMax is the highest seq delivered on this connection.
 	sentMax atomic.Uint64
+	packed  uint64 // entries sent with auth_ok (packAuth); set before pump runs
 }
 
 type fakeOption func(*fakeServer)
@@ -185,10 +187,20 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 	if s.incarnation != nil {
 		inc = s.incarnation(fc.n)
 	}
-	return fc.send(&protocol.AuthOK{
+	msg := protocol.Encode(&protocol.AuthOK{
 		RequestID: a.RequestID, ClientID: "mimi://test/d/alice/c1", UserID: "mimi://test/u/alice",
 		Pending: pending, MaxFrameSize: s.maxFrame, Incarnation: inc,
-	}) == nil
+	})
+	if s.packAuth {
+		s.mu.Lock()
+		for seq := s.acked + 1; seq <= uint64(len(s.entries)); seq++ {
+			msg = protocol.Append(msg, &protocol.Deliver{Seq: seq, Kind: protocol.KindNotice, Payload: s.entries[seq-1]})
+			fc.packed++
+			fc.sentMax.Store(seq)
+		}
+		s.mu.Unlock()
+	}
+	return fc.sendRaw(websocket.MessageBinary, msg) == nil
 }
 
 func (fc *fakeConn) send(f protocol.Frame) error {
@@ -212,7 +224,7 @@ func (fc *fakeConn) close(code int, reason string) {
 func (fc *fakeConn) pump() {
 	s := fc.s
 	s.mu.Lock()
-	next := s.acked + 1
+	next := s.acked + 1 + fc.packed
 	if s.forgetAcks {
 		next = 1
 	}

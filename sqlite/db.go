@@ -2,6 +2,13 @@
 // WAL mode, with one writer connection whose transactions are group-committed, a pool
 // of read-only connections, and numbered migrations embedded in the binary. It
 // implements the Store interfaces that the domain packages declare.
+//
+// It also guards the store's history: every transaction raises a commit count that
+// the server's mark file (beside the store) follows, so that a store that lost
+// committed writes is given a new Incarnation at the next Open; the server holds a
+// lock file; Open refuses to create a store over the remains of one (ErrRemains) and
+// a store that fails its integrity check (ErrCorrupt); Health probes reads, commits
+// and free space for readiness; Backup and Restore copy the store out and back.
 package sqlite
 
 import (

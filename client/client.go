@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,14 @@ type SessionInfo struct {
 	UserID       string // mimi://<domain>/u/<user>
 	Pending      uint64 // mailbox entries waiting at authentication time
 	MaxFrameSize uint32 // largest frame the server reads
+	// Incarnation names the history of the provider's store (hex; "" if the server
+	// names none). It changes when the store lost committed writes or was restored.
+	Incarnation string
+	// StoreReset is set when Incarnation differs from the one the client knew
+	// (Config.Incarnation, or an earlier connection's): the client dropped its marks
+	// (LastSeq and the duplicate filter) and takes every mailbox entry the server
+	// now delivers, and Feeds start their partitions over (FeedEvent.Reset).
+	StoreReset bool
 }
 
 // Delivery is one mailbox entry.
@@ -51,6 +60,7 @@ type Stats struct {
 	Duplicates  uint64 // deliveries dropped because their seq was already handled
 	Resyncs     uint64 // reconnects forced by a delivery queue overflow
 	AcksSent    uint64 // ack frames written
+	StoreResets uint64 // authentications that found a new store incarnation (SessionInfo.StoreReset)
 }
 
 // stableSession is how long a connection must last for the reconnect backoff to
@@ -78,13 +88,14 @@ type Client struct {
 	ackWanted   atomic.Uint64 // highest seq to acknowledge
 	committed   atomic.Uint64 // highest seq whose ack the server is known to have committed
 
-	connects, disconnects, delivered, duplicates, resyncs, acksSent atomic.Uint64
+	connects, disconnects, delivered, duplicates, resyncs, acksSent, storeResets atomic.Uint64
 
-	mu    sync.Mutex    // guards the fields below
-	cur   *session      // the live session, nil while reconnecting
-	ready chan struct{} // closed while cur != nil
-	info  SessionInfo
-	err   error // terminal error, set before done is closed
+	mu          sync.Mutex    // guards the fields below
+	cur         *session      // the live session, nil while reconnecting
+	ready       chan struct{} // closed while cur != nil
+	info        SessionInfo
+	incarnation string // the store incarnation the marks belong to ("" unknown)
+	err         error  // terminal error, set before done is closed
 }
 
 // Dial connects to cfg.URL, authenticates with cfg.Token and returns a running
@@ -115,6 +126,7 @@ func newClient(cfg Config) *Client {
 	c.lastHandled.Store(cfg.LastSeq)
 	c.seen.Store(cfg.LastSeq)
 	c.ackWanted.Store(cfg.LastSeq)
+	c.incarnation = cfg.Incarnation
 	return c
 }
 
@@ -185,8 +197,17 @@ func (c *Client) Ack(seq uint64) error {
 }
 
 // LastSeq returns the highest seq the handler accepted; persist it and pass it as
-// Config.LastSeq to resume deduplication in a later process.
+// Config.LastSeq to resume deduplication in a later process, with Incarnation.
 func (c *Client) LastSeq() uint64 { return c.lastHandled.Load() }
+
+// Incarnation returns the store incarnation LastSeq belongs to (hex, "" before the
+// first server that names one); persist it with LastSeq and pass it as
+// Config.Incarnation.
+func (c *Client) Incarnation() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.incarnation
+}
 
 // Flush writes the ack that is due at once (ignoring Config.AckDelay) and waits until
 // the server has committed it: it sends a ping right behind the ack, and the server
@@ -244,7 +265,7 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Connects: c.connects.Load(), Disconnects: c.disconnects.Load(),
 		Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(),
-		Resyncs: c.resyncs.Load(), AcksSent: c.acksSent.Load(),
+		Resyncs: c.resyncs.Load(), AcksSent: c.acksSent.Load(), StoreResets: c.storeResets.Load(),
 	}
 }
 
@@ -333,50 +354,74 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		return nil, ErrSubprotocol
 	}
 	ws.SetReadLimit(c.cfg.ReadLimit)
-	info, err := c.authenticate(ctx, ws)
+	info, first, err := c.authenticate(ctx, ws)
 	if err != nil {
 		ws.CloseNow()
 		return nil, err
 	}
-	c.mu.Lock()
-	c.info = info
-	c.mu.Unlock()
+	c.adoptIncarnation(&info)
 	c.connects.Add(1)
 	c.log.Debug("client: connected", "client_id", info.ClientID, "pending", info.Pending)
-	return newSession(c, ws, info), nil
+	return newSession(c, ws, info, first), nil
 }
 
-// authenticate sends the auth frame and reads the answer. It runs before the
-// session's reader and writer start, so it is the only goroutine using ws.
-func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionInfo, error) {
+// adoptIncarnation records the session and, when the server's store incarnation is
+// not the one the marks belong to, drops the marks: the store went back (or was
+// restored), so seqs the client handled may be handed out again to new entries,
+// which the duplicate filter would otherwise drop unseen. It runs before the
+// session's goroutines start, between sessions.
+func (c *Client) adoptIncarnation(info *SessionInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if info.Incarnation != "" && c.incarnation != "" && info.Incarnation != c.incarnation {
+		info.StoreReset = true
+		c.log.Warn("client: the provider's store has a new incarnation: starting the marks over",
+			"was", c.incarnation, "now", info.Incarnation, "last_seq", c.lastHandled.Load())
+		for _, m := range []*atomic.Uint64{&c.lastHandled, &c.seen, &c.ackWanted, &c.committed} {
+			m.Store(0)
+		}
+		c.storeResets.Add(1)
+	}
+	if info.Incarnation != "" {
+		c.incarnation = info.Incarnation
+	}
+	c.info = *info
+}
+
+// authenticate sends the auth frame and reads the answer, and returns the frames
+// that shared auth_ok's WebSocket message (the server may pack the first deliver
+// frames with it, docs/protocol.md §1.3). It runs before the session's reader and
+// writer start, so it is the only goroutine using ws.
+func (c *Client) authenticate(ctx context.Context, ws *websocket.Conn) (SessionInfo, []byte, error) {
 	id := c.newID()
 	if err := ws.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: id, Token: []byte(c.cfg.Token)})); err != nil {
-		return SessionInfo{}, fmt.Errorf("client: auth: %w", err)
+		return SessionInfo{}, nil, fmt.Errorf("client: auth: %w", err)
 	}
 	typ, b, err := ws.Read(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return SessionInfo{}, fmt.Errorf("client: auth: no answer: %w", ctx.Err())
+			return SessionInfo{}, nil, fmt.Errorf("client: auth: no answer: %w", ctx.Err())
 		}
-		return SessionInfo{}, fmt.Errorf("client: auth: %w", classifyRead(err, nil))
+		return SessionInfo{}, nil, fmt.Errorf("client: auth: %w", classifyRead(err, nil))
 	}
 	if typ != websocket.MessageBinary {
-		return SessionInfo{}, fmt.Errorf("%w: auth answered with a text message", ErrProtocol)
+		return SessionInfo{}, nil, fmt.Errorf("%w: auth answered with a text message", ErrProtocol)
 	}
-	f, err := protocol.Decode(b)
+	f, rest, err := protocol.Next(b)
 	if err != nil {
-		return SessionInfo{}, fmt.Errorf("%w: auth answer: %w", ErrProtocol, err)
+		return SessionInfo{}, nil, fmt.Errorf("%w: auth answer: %w", ErrProtocol, err)
 	}
 	switch f := f.(type) {
 	case *protocol.AuthOK:
 		if f.RequestID != id {
-			return SessionInfo{}, fmt.Errorf("%w: auth_ok for request %d, sent %d", ErrProtocol, f.RequestID, id)
+			return SessionInfo{}, nil, fmt.Errorf("%w: auth_ok for request %d, sent %d", ErrProtocol, f.RequestID, id)
 		}
-		return SessionInfo{ClientID: f.ClientID, UserID: f.UserID, Pending: f.Pending, MaxFrameSize: f.MaxFrameSize}, nil
+		return SessionInfo{ClientID: f.ClientID, UserID: f.UserID, Pending: f.Pending, MaxFrameSize: f.MaxFrameSize,
+			Incarnation: hex.EncodeToString(f.Incarnation)}, rest, nil
 	case *protocol.Error:
-		return SessionInfo{}, authRefused(ctx, ws, f)
+		return SessionInfo{}, nil, authRefused(ctx, ws, f)
 	}
-	return SessionInfo{}, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
+	return SessionInfo{}, nil, fmt.Errorf("%w: auth answered with %s", ErrProtocol, f.Type())
 }
 
 // authRefused classifies an error frame answering auth by the close code that

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,11 @@ type Config struct {
 	// LastSeq is the highest seq an earlier run already handled; deliveries up to it
 	// are dropped as duplicates (and re-acknowledged).
 	LastSeq uint64
+	// Incarnation is the store incarnation LastSeq belongs to (Client.Incarnation of
+	// the earlier run). When the server names another, LastSeq is dropped: its store
+	// went back or was restored, and seqs up to LastSeq may be new entries. Empty:
+	// LastSeq is trusted against any incarnation (a client that never saw one).
+	Incarnation string
 	// AckDelay is how long the writer waits to coalesce acks after a handled
 	// delivery. Negative: ack at once.
 	AckDelay time.Duration
@@ -133,6 +139,9 @@ func (c *Config) Validate() error {
 		if u.Host == "" {
 			bad("URL %q has no host", c.URL)
 		}
+	}
+	if _, err := hex.DecodeString(c.Incarnation); err != nil {
+		bad("Incarnation %q is not hex", c.Incarnation)
 	}
 	if c.Token == "" {
 		bad("Token is empty")

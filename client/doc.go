@@ -11,8 +11,11 @@
 // Delivery semantics: the server keeps each entry until it is acknowledged and
 // replays unacknowledged entries after every reconnect, so an entry may arrive more
 // than once; the client drops every delivery whose seq is not above the last one the
-// handler accepted. Across processes, persist Client.LastSeq and pass it back as
-// Config.LastSeq. With Config.ManualAck the application acknowledges with Client.Ack
+// handler accepted. Across processes, persist Client.LastSeq with Client.Incarnation
+// and pass them back as Config.LastSeq and Config.Incarnation. When the provider's
+// store has a new incarnation (it lost committed writes or was restored, so seqs
+// the handler saw may name new entries), the client drops that mark and takes
+// every entry delivered (SessionInfo.StoreReset). With Config.ManualAck the application acknowledges with Client.Ack
 // once it has stored the entry durably. An ack is never sent for a seq the current
 // connection has not delivered (the server refuses those); Client.Flush writes the
 // due ack at once and returns when the server has committed it.

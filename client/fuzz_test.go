@@ -34,7 +34,7 @@ func FuzzHandleFrame(f *testing.F) {
 			Handler: func(context.Context, *Delivery) error { return nil }}.withDefaults()
 		c := newClient(cfg)
 		defer c.cancelHard()
-		s := newSession(c, nil, SessionInfo{})
+		s := newSession(c, nil, SessionInfo{}, nil)
 		s.pending[1] = &request{ch: make(chan reply, 1)}
 		typ := websocket.MessageBinary
 		if text {

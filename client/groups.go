@@ -203,19 +203,27 @@ var (
 )
 
 // FeedEvent is one event of a partition a Feed follows: a message (Message set,
-// Counter its position in the partition's log) or the partition's end (Terminated
-// set, Counter the final length of its log).
+// Counter its position in the partition's log), the partition's end (Terminated
+// set, Counter the final length of its log), or a reset (Reset set, Counter the
+// next counter the Feed expected).
+//
+// A reset comes when the provider's store has a new incarnation (it lost committed
+// writes or was restored; SessionInfo.StoreReset): the hub's log may be shorter
+// than what the handler saw, and new messages may take counters it already
+// handled. After the reset the partition starts over: its log is delivered again
+// from counter 0, as the hub now holds it, and may end again.
 type FeedEvent struct {
 	Masked     []byte // the partition's masked key
 	Counter    uint32
 	Message    []byte // the draft's Message struct, encoded (see Decode)
 	Terminated bool
+	Reset      bool
 }
 
 // Decode decodes the message.
 func (e *FeedEvent) Decode() (*protocol.Message, error) {
-	if e.Terminated {
-		return nil, fmt.Errorf("client: feed: event of partition %x is its end, not a message", e.Masked)
+	if e.Terminated || e.Reset {
+		return nil, fmt.Errorf("client: feed: event of partition %x is its end or a reset, not a message", e.Masked)
 	}
 	m := new(protocol.Message)
 	if err := m.UnmarshalBinary(e.Message); err != nil {
@@ -364,7 +372,7 @@ func (f *Feed) Hook(cfg Config) Config {
 		}
 	}
 	cfg.OnConnect = func(si SessionInfo) {
-		f.onConnect()
+		f.onConnect(si.StoreReset)
 		if conn != nil {
 			conn(si)
 		}
@@ -519,12 +527,17 @@ func (f *Feed) signal(ch chan struct{}) {
 }
 
 // onConnect runs on the client's run goroutine after every authentication, before
-// the connection is served: every partition must be subscribed again.
-func (f *Feed) onConnect() {
+// the connection is served: every partition must be subscribed again, from counter
+// 0 after a store reset (FeedEvent.Reset).
+func (f *Feed) onConnect(storeReset bool) {
 	f.mu.Lock()
 	f.gen++
 	for _, p := range f.byKey {
 		p.stalled = false // no frame of an earlier socket can come any more
+		if storeReset && p.masked != nil {
+			f.pushLocked(p, FeedEvent{Masked: p.masked, Counter: p.next, Reset: true})
+			p.next, p.sawEnd, p.ended = 0, false, false
+		}
 	}
 	f.mu.Unlock()
 	f.signal(f.work)

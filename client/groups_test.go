@@ -624,11 +624,26 @@ func TestFeedOnPush(t *testing.T) {
 			t.Fatalf("subGen %d, work signals %d", p.subGen, len(f.work))
 		}
 	})
+	t.Run("store reset starts the partition over", func(t *testing.T) {
+		f := newBareFeed(8)
+		p := f.follow(pk, 5)
+		f.setMaskedLocked(p, masked)
+		f.onPush(push(5))
+		f.onConnect(true)
+		// After the reset, counter 0 is new again: the hub's log went back.
+		f.onPush(push(0))
+		if got := f.queuedCounters(); !slices.Equal(got, []uint32{5, 6, 0}) || !f.queue[1].ev.Reset || p.next != 1 {
+			t.Fatalf("queued %v (reset event %+v), next %d", got, f.queue[1].ev, p.next)
+		}
+		if _, err := f.queue[1].ev.Decode(); err == nil {
+			t.Fatal("a reset decodes as a message")
+		}
+	})
 	t.Run("reconnect clears stalls", func(t *testing.T) {
 		f := newBareFeed(8)
 		p := f.follow(pk, 0)
 		f.onPush(push(3))
-		f.onConnect()
+		f.onConnect(false)
 		if p.stalled || f.gen != 1 {
 			t.Fatalf("stalled %v gen %d", p.stalled, f.gen)
 		}

@@ -14,18 +14,24 @@ import (
 // asks the writer to close and discards frames until the close completes.
 func (s *session) readLoop() error {
 	violated := false
+	handle := func(typ websocket.MessageType, b []byte) {
+		if err := s.handleMessage(typ, b); err != nil {
+			violated = true
+			s.c.log.Warn("client: closing connection", "err", err)
+			s.shutdown(websocket.StatusProtocolError, "protocol violation", err)
+		}
+	}
+	if len(s.first) > 0 {
+		handle(websocket.MessageBinary, s.first)
+		s.first = nil
+	}
 	for {
 		typ, b, err := s.ws.Read(s.ctx)
 		if err != nil {
 			return err
 		}
-		if violated {
-			continue
-		}
-		if err := s.handleMessage(typ, b); err != nil {
-			violated = true
-			s.c.log.Warn("client: closing connection", "err", err)
-			s.shutdown(websocket.StatusProtocolError, "protocol violation", err)
+		if !violated {
+			handle(typ, b)
 		}
 	}
 }

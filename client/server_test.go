@@ -24,19 +24,21 @@ type fakeServer struct {
 	srv *httptest.Server
 
 	// Static after newFakeServer (set by options).
-	token      string
-	maxFrame   uint32
-	forgetAcks bool                                         // replay from seq 1 on every connection
-	refuse     func(n int) bool                             // refuse auth on connection n (1-based)
-	closeOnly  bool                                         // refuse with a bare 4001 close, no error frame
-	lateAuth   func(n int) bool                             // answer connection n as if auth came too late (4002)
-	silentAuth bool                                         // never answer the auth frame
-	onRequest  func(fc *fakeConn, r *protocol.Request) bool // true: handled
-	onConnect  func(fc *fakeConn)                           // runs in its own goroutine after auth_ok
-	checkReq   func(r *http.Request) (status int, ok bool)  // HTTP-level check before Accept
-	origins    []string                                     // AcceptOptions.OriginPatterns
-	pumpDelay  time.Duration                                // wait before delivering on a connection
-	batch      int                                          // deliver up to this many frames per message
+	token       string
+	maxFrame    uint32
+	forgetAcks  bool                                         // replay from seq 1 on every connection
+	refuse      func(n int) bool                             // refuse auth on connection n (1-based)
+	closeOnly   bool                                         // refuse with a bare 4001 close, no error frame
+	lateAuth    func(n int) bool                             // answer connection n as if auth came too late (4002)
+	silentAuth  bool                                         // never answer the auth frame
+	onRequest   func(fc *fakeConn, r *protocol.Request) bool // true: handled
+	onConnect   func(fc *fakeConn)                           // runs in its own goroutine after auth_ok
+	checkReq    func(r *http.Request) (status int, ok bool)  // HTTP-level check before Accept
+	origins     []string                                     // AcceptOptions.OriginPatterns
+	pumpDelay   time.Duration                                // wait before delivering on a connection
+	batch       int                                          // deliver up to this many frames per message
+	incarnation func(n int) []byte                           // auth_ok's incarnation on connection n (nil: none)
+	packAuth    bool                                         // send the stored entries in auth_ok's WebSocket message
 
 	mu        sync.Mutex
 	entries   [][]byte
@@ -57,6 +59,7 @@ type fakeConn struct {
 	wmu sync.Mutex
 	// sentMax is the highest seq delivered on this connection.
 	sentMax atomic.Uint64
+	packed  uint64 // entries sent with auth_ok (packAuth); set before pump runs
 }
 
 type fakeOption func(*fakeServer)
@@ -180,10 +183,24 @@ func (s *fakeServer) authenticate(fc *fakeConn) bool {
 	s.mu.Lock()
 	pending := uint64(len(s.entries)) - min(s.acked, uint64(len(s.entries)))
 	s.mu.Unlock()
-	return fc.send(&protocol.AuthOK{
+	var inc []byte
+	if s.incarnation != nil {
+		inc = s.incarnation(fc.n)
+	}
+	msg := protocol.Encode(&protocol.AuthOK{
 		RequestID: a.RequestID, ClientID: "mimi://test/d/alice/c1", UserID: "mimi://test/u/alice",
-		Pending: pending, MaxFrameSize: s.maxFrame,
-	}) == nil
+		Pending: pending, MaxFrameSize: s.maxFrame, Incarnation: inc,
+	})
+	if s.packAuth {
+		s.mu.Lock()
+		for seq := s.acked + 1; seq <= uint64(len(s.entries)); seq++ {
+			msg = protocol.Append(msg, &protocol.Deliver{Seq: seq, Kind: protocol.KindNotice, Payload: s.entries[seq-1]})
+			fc.packed++
+			fc.sentMax.Store(seq)
+		}
+		s.mu.Unlock()
+	}
+	return fc.sendRaw(websocket.MessageBinary, msg) == nil
 }
 
 func (fc *fakeConn) send(f protocol.Frame) error {
@@ -207,7 +224,7 @@ func (fc *fakeConn) close(code int, reason string) {
 func (fc *fakeConn) pump() {
 	s := fc.s
 	s.mu.Lock()
-	next := s.acked + 1
+	next := s.acked + 1 + fc.packed
 	if s.forgetAcks {
 		next = 1
 	}

@@ -61,6 +61,7 @@ type session struct {
 	wake       chan struct{}   // cap 1: the reader set overflow
 	lastQueued uint64          // Owned by the reader.
 	connErr    *protocol.Error // Owned by the reader: the request_id 0 error frame.
+	first      []byte          // Owned by the reader: frames that came with auth_ok.
 
 	closeReq  chan struct{} // closed by shutdown: the writer closes the connection
 	closeOnce sync.Once
@@ -76,9 +77,9 @@ type session struct {
 	closeCause  error // why this side closed (nil if it did not)
 }
 
-func newSession(c *Client, ws *websocket.Conn, info SessionInfo) *session {
+func newSession(c *Client, ws *websocket.Conn, info SessionInfo, first []byte) *session {
 	s := &session{
-		c: c, ws: ws, info: info,
+		c: c, ws: ws, info: info, first: first,
 		sendq:        make(chan outMsg, c.cfg.SendQueueLen),
 		sendBytes:    semaphore.NewWeighted(c.cfg.SendQueueBytes),
 		ackSignal:    make(chan struct{}, 1),

@@ -43,7 +43,8 @@ func TestAuthAndRequests(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	_, tok := e.addClient("alice", "phone")
 	rc, ok := e.login(tok)
-	if ok.ClientID != "mimi://a.example/d/alice/phone" || ok.UserID != "mimi://a.example/u/alice" || ok.Pending != 0 || ok.MaxFrameSize != 1<<20 {
+	if ok.ClientID != "mimi://a.example/d/alice/phone" || ok.UserID != "mimi://a.example/u/alice" || ok.Pending != 0 || ok.MaxFrameSize != 1<<20 ||
+		!bytes.Equal(ok.Incarnation, e.db.Incarnation().ID) || len(ok.Incarnation) != 16 {
 		t.Fatalf("auth_ok = %+v", ok)
 	}
 	// Pipelined requests; answers are matched by request id.
@@ -377,6 +378,9 @@ func TestAdminAPI(t *testing.T) {
 		if resp, body := adminReq(t, e, "GET", p, "", ""); resp.StatusCode != 200 {
 			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
 		}
+	}
+	if _, body := adminReq(t, e, "GET", "/readyz", "", ""); body != `{"checks":{"store_read":"ok","store_write":"ok"},"ready":true}`+"\n" {
+		t.Errorf("/readyz body %q", body)
 	}
 }
 

@@ -48,7 +48,12 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = gateway.New(cfg, gateway.Deps{Directory: e.dir, Mailbox: e.mb, Ready: db.Ping, Registry: e.reg})
+	ready := func(ctx context.Context) []gateway.ReadyCheck {
+		h := db.Health(ctx)
+		return []gateway.ReadyCheck{{Name: "store_read", Err: h.Read}, {Name: "store_write", Err: h.Write}}
+	}
+	e.srv = gateway.New(cfg, gateway.Deps{Directory: e.dir, Mailbox: e.mb, Ready: ready, Registry: e.reg,
+		Incarnation: db.Incarnation().ID})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,10 +72,14 @@ type Caller struct {
 type Deps struct {
 	Directory Directory
 	Mailbox   Mailbox
-	// Ready reports whether the store answers; /readyz fails while it errors.
-	Ready    func(ctx context.Context) error
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
+	// Ready reports the state of the parts the provider needs (the store's reads,
+	// writes, disk); /readyz answers 503 naming those whose Err is set.
+	Ready func(ctx context.Context) []ReadyCheck
+	// Incarnation names the store's history; auth_ok carries it (docs/protocol.md
+	// §1.3), so clients start their marks over when it changes.
+	Incarnation []byte
+	Logger      *slog.Logger
+	Registry    *prometheus.Registry
 	// Dashboard, if set, serves "/" and everything under /dashboard/.
 	Dashboard http.Handler
 	// Partitions, if set, enables group subscriptions (methods subscribe and
@@ -176,18 +181,43 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// ReadyCheck is one part /readyz reports: Err is nil while it works.
+type ReadyCheck struct {
+	Name string // e.g. store_read, store_write, store_disk
+	Err  error
+}
+
+// notReady is the 503 answer of /readyz: a problem (RFC 9457) whose checks
+// say, for each part, "ok" or what failed.
+type notReady struct {
+	Problem
+	Checks map[string]string `json:"checks"`
+}
+
+// readyz answers 200 {"ready": true, "checks": {...}} while every part works.
 func (s *Server) readyz(c echo.Context) error {
 	if s.draining.Load() {
 		return problem(http.StatusServiceUnavailable, "draining", "the server is shutting down")
 	}
+	checks := map[string]string{}
+	var down []string
 	if s.deps.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
-		if err := s.deps.Ready(ctx); err != nil {
-			return problem(http.StatusServiceUnavailable, "store unavailable", err.Error())
+		for _, ch := range s.deps.Ready(ctx) {
+			checks[ch.Name] = "ok"
+			if ch.Err != nil {
+				checks[ch.Name] = ch.Err.Error()
+				down = append(down, ch.Name)
+			}
 		}
 	}
-	return c.String(http.StatusOK, "ready\n")
+	if len(down) > 0 {
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		return c.JSON(http.StatusServiceUnavailable, notReady{Checks: checks, Problem: Problem{Title: "not ready",
+			Status: http.StatusServiceUnavailable, Detail: strings.Join(down, ", ") + " down"}})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ready": true, "checks": checks})
 }
 
 // Serve serves the gateway on ln until ctx ends, then drains: it refuses new sockets,

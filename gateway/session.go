@@ -216,7 +216,7 @@ func (ss *session) authenticate() error {
 	// empty, so there is room; Enqueue, not TryEnqueue, as the client's budget may be
 	// used by its other sockets and must not hold back auth_ok.
 	ss.c.Enqueue(protocol.Encode(&protocol.AuthOK{RequestID: auth.RequestID, ClientID: ss.caller.ClientURI,
-		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize)}))
+		UserID: ss.caller.UserURI, Pending: st.Pending, MaxFrameSize: uint32(s.cfg.MaxFrameSize), Incarnation: s.deps.Incarnation}))
 	return nil
 }
 

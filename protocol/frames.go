@@ -9,7 +9,7 @@
 //	    select (frame_type) {
 //	        case auth:     uint32 request_id; opaque token<V>;
 //	        case auth_ok:  uint32 request_id; opaque client_id<V>; opaque user_id<V>;
-//	                       uint64 pending; uint32 max_frame_size;
+//	                       uint64 pending; uint32 max_frame_size; opaque incarnation<V>;
 //	        case request:  uint32 request_id; uint16 method; opaque body<V>;
 //	        case response: uint32 request_id; opaque body<V>;
 //	        case error:    uint32 request_id; uint16 code; opaque message<V>;
@@ -88,14 +88,21 @@ type Auth struct {
 }
 
 // AuthOK accepts an Auth. Pending counts the mailbox entries waiting for the client;
-// they are delivered next, in order.
+// they are delivered next, in order. Incarnation names the history of the
+// provider's store: when it differs from the one a client saw before, the store lost
+// committed writes or was restored, mailbox seqs and partition counters may have
+// gone back, and the client must start its marks (the last seq it handled) over.
 type AuthOK struct {
 	RequestID    uint32
 	ClientID     string
 	UserID       string
 	Pending      uint64
 	MaxFrameSize uint32
+	Incarnation  []byte // up to MaxIncarnation bytes (this server sends 16); empty: none named
 }
+
+// MaxIncarnation is the longest auth_ok incarnation a decoder accepts.
+const MaxIncarnation = 64
 
 // Request is a client request. RequestID is chosen by the client and echoed in the
 // Response or Error; requests may be pipelined and answers may come in any order.
@@ -183,6 +190,7 @@ func (f *AuthOK) encode(w *Writer) {
 	w.String(f.UserID)
 	w.U64(f.Pending)
 	w.U32(f.MaxFrameSize)
+	w.Opaque(f.Incarnation)
 }
 func (f *Request) encode(w *Writer)  { w.U32(f.RequestID); w.U16(uint16(f.Method)); w.Opaque(f.Body) }
 func (f *Response) encode(w *Writer) { w.U32(f.RequestID); w.Opaque(f.Body) }
@@ -243,6 +251,7 @@ func Next(b []byte) (f Frame, rest []byte, err error) {
 			UserID:       string(r.Opaque("auth_ok.user_id")),
 			Pending:      r.U64("auth_ok.pending"),
 			MaxFrameSize: r.U32("auth_ok.max_frame_size"),
+			Incarnation:  r.OpaqueMax("auth_ok.incarnation", MaxIncarnation),
 		}
 	case TypeRequest:
 		f = &Request{RequestID: r.U32("request.request_id"), Method: Method(r.U16("request.method")), Body: r.Opaque("request.body")}

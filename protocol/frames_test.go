@@ -10,7 +10,9 @@ import (
 func sampleFrames() []Frame {
 	return []Frame{
 		&Auth{RequestID: 1, Token: []byte("mdt_secret")},
-		&AuthOK{RequestID: 1, ClientID: "mimi://a.example/d/alice/phone", UserID: "mimi://a.example/u/alice", Pending: 3, MaxFrameSize: 1 << 20},
+		&AuthOK{RequestID: 1, ClientID: "mimi://a.example/d/alice/phone", UserID: "mimi://a.example/u/alice", Pending: 3, MaxFrameSize: 1 << 20,
+			Incarnation: bytes.Repeat([]byte{0x5e}, 16)},
+		&AuthOK{RequestID: 2, ClientID: "mimi://a.example/d/bob/laptop", UserID: "mimi://a.example/u/bob"},
 		&Request{RequestID: 7, Method: MethodPing, Body: []byte("hello")},
 		&Response{RequestID: 7, Body: bytes.Repeat([]byte{0xab}, 300)},
 		&Error{RequestID: 9, Code: CodeUnknownMethod, Message: "method(0x0999)"},
@@ -54,6 +56,12 @@ func normalize(f Frame) Frame {
 			c.Body = nil
 			return &c
 		}
+	case *AuthOK:
+		if len(f.Incarnation) == 0 {
+			c := *f
+			c.Incarnation = nil
+			return &c
+		}
 	}
 	return f
 }
@@ -72,6 +80,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"non-minimal varint", []byte{byte(TypeResponse), 0, 0, 0, 1, 0x40, 0x01, 0xaa}, ErrVarint},
 		{"varint prefix 3", []byte{byte(TypeResponse), 0, 0, 0, 1, 0xc0, 0, 0, 0, 0, 0, 0, 1}, ErrVarint},
 		{"token too long", Encode(&Auth{Token: make([]byte, 2000)}), ErrTooLarge},
+		{"incarnation too long", Encode(&AuthOK{Incarnation: make([]byte, MaxIncarnation+1)}), ErrTooLarge},
+		// auth_ok as servers sent it before the incarnation was added.
+		{"auth_ok without incarnation", func() []byte { b := Encode(&AuthOK{}); return b[:len(b)-1] }(), ErrTruncated},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

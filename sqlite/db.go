@@ -2,6 +2,13 @@
 // WAL mode, with one writer connection whose transactions are group-committed, a pool
 // of read-only connections, and numbered migrations embedded in the binary. It
 // implements the Store interfaces that the domain packages declare.
+//
+// It also guards the store's history: every transaction raises a commit count that
+// the server's mark file (beside the store) follows, so that a store that lost
+// committed writes is given a new Incarnation at the next Open; the server holds a
+// lock file; Open refuses to create a store over the remains of one (ErrRemains) and
+// a store that fails its integrity check (ErrCorrupt); Health probes reads, commits
+// and free space for readiness; Backup and Restore copy the store out and back.
 package sqlite
 
 import (
@@ -14,10 +21,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -37,6 +46,21 @@ type Options struct {
 	MaxBatch int
 	// BusyTimeout is how long a connection waits for a lock held by another process.
 	BusyTimeout time.Duration
+
+	// Owner is set by the server: it holds the store's lock (LockPath) while open, so
+	// that a second server on the same store fails with ErrInUse, and keeps the mark
+	// file current. Other processes (admin commands) work beside a running server.
+	Owner bool
+	// IntegrityCheck is run on an existing store before it is used: IntegrityQuick,
+	// IntegrityFull, or IntegrityOff (the default, "").
+	IntegrityCheck string
+	// ForceNew creates a new store even where a missing, empty or schema-less store
+	// file sits beside the remains of an earlier one, which are set aside (renamed
+	// *.set-aside-<time>) instead of refused with ErrRemains.
+	ForceNew bool
+	// MinFreeBytes, if positive, makes Health report the disk as down while the file
+	// system holding the store has less free space.
+	MinFreeBytes int64
 }
 
 func (o *Options) defaults() {
@@ -59,9 +83,19 @@ var ErrNotDatabase = errors.New("sqlite: file is not an SQLite database")
 
 // DB is an open store.
 type DB struct {
-	path string
-	w    *sql.DB // one connection; used only by the writer goroutine and migrations
-	r    *sql.DB // read-only pool
+	// Static after Open.
+	path     string
+	markPath string
+	owner    bool
+	minFree  int64
+	w        *sql.DB // one connection; used only by the writer goroutine and Open
+	r        *sql.DB // read-only pool
+	inc      Incarnation
+	mark     *marker    // the server's: keeps the mark file current (nil otherwise)
+	lock     *storeLock // the server's: held until Close (nil otherwise)
+
+	commits atomic.Uint64 // the count at Open plus this process's commits: at most the stored count
+	health  health
 
 	writes   chan *writeReq
 	maxBatch int
@@ -70,19 +104,47 @@ type DB struct {
 	closeMu  sync.Once
 }
 
-// Open opens (creating if needed) the store at path, applies pending migrations and
-// starts the writer.
+// Open opens (creating if needed) the store at path, checks it (Options), applies
+// pending migrations, reconciles it with its mark file (Incarnation) and starts the
+// writer.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	return open(ctx, path, opts, "", nil)
+}
+
+// open is Open; restored names the file the store was just restored from, and
+// lock is the lock Restore already holds.
+func open(ctx context.Context, path string, opts Options, restored string, lock *storeLock) (_ *DB, err error) {
 	opts.defaults()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
-	if err := checkHeader(path); err != nil {
-		return nil, err
-	}
 	sync := strings.ToUpper(opts.Synchronous)
 	if sync != "FULL" && sync != "NORMAL" {
 		return nil, fmt.Errorf("sqlite: synchronous must be full or normal, not %q", opts.Synchronous)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	// Without the lock (a server holds it), an admin command leaves the checks to
+	// the server, which made them when it started.
+	checks := true
+	if lock == nil {
+		var busy bool
+		if lock, busy, err = lockStore(path, opts.Owner); err != nil {
+			return nil, err
+		}
+		checks = !busy
+	}
+	defer func() {
+		if err != nil || !opts.Owner {
+			lock.release()
+		}
+	}()
+	var remains []string
+	if checks {
+		if _, remains, err = preflight(path, opts.ForceNew); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkHeader(path); err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -99,28 +161,67 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
+	db := &DB{path: path, markPath: MarkPath(path), owner: opts.Owner, minFree: opts.MinFreeBytes, w: w,
+		maxBatch: opts.MaxBatch, writes: make(chan *writeReq, 4096), stop: make(chan struct{}), stopped: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			db.closeConns()
+		}
+	}()
 	if err := w.PingContext(ctx); err != nil {
-		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, classify(err))
 	}
-	db := &DB{path: path, w: w, maxBatch: opts.MaxBatch, writes: make(chan *writeReq, 4096),
-		stop: make(chan struct{}), stopped: make(chan struct{})}
-	if err := db.migrate(ctx); err != nil {
-		w.Close()
+	if err := db.prepare(ctx, opts, checks, remains, restored); err != nil {
 		return nil, err
 	}
 	q.Set("mode", "ro")
 	q.Del("_txlock")
-	r, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		w.Close()
+	if db.r, err = sql.Open("sqlite3", "file:"+path+"?"+q.Encode()); err != nil {
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
 	}
-	r.SetMaxOpenConns(opts.Readers)
-	r.SetMaxIdleConns(opts.Readers)
-	db.r = r
+	db.r.SetMaxOpenConns(opts.Readers)
+	db.r.SetMaxIdleConns(opts.Readers)
+	if opts.Owner {
+		if db.mark, err = newMarker(db.markPath, Mark{Incarnation: db.inc.ID, Commits: db.inc.Commits}); err != nil {
+			return nil, err
+		}
+		db.lock = lock
+	}
+	db.commits.Store(db.inc.Commits)
 	go db.writer()
 	return db, nil
+}
+
+// prepare checks the store, migrates it and reconciles it with its mark, on the
+// writer connection, before anything else uses the store.
+func (db *DB) prepare(ctx context.Context, opts Options, checks bool, remains []string, restored string) error {
+	has, err := db.hasSchema(ctx)
+	if err != nil {
+		return err
+	}
+	if !has && checks && len(remains) > 0 {
+		// A non-empty file without the schema, beside a mark or a WAL of a store that
+		// had one: its data is gone from the file, not necessarily from the world.
+		if !opts.ForceNew {
+			return fmt.Errorf("%w: %s holds no store, but its data directory still holds %s: the store's data is not in the file any more",
+				ErrRemains, db.path, strings.Join(remains, ", "))
+		}
+		if _, err := os.Lstat(db.markPath); err == nil {
+			if err := setAside([]string{db.markPath}); err != nil {
+				return err
+			}
+		}
+	}
+	if has && checks {
+		if err := db.checkIntegrity(ctx, opts.IntegrityCheck); err != nil {
+			return err
+		}
+	}
+	applied, err := db.migrate(ctx)
+	if err != nil {
+		return err
+	}
+	return db.reconcile(ctx, openState{created: !has, metaAdded: slices.Contains(applied, 9), restored: restored, reconcile: checks})
 }
 
 // checkHeader refuses an existing, non-empty file that does not start with the SQLite
@@ -146,8 +247,13 @@ func checkHeader(path string) error {
 }
 
 func classify(err error) error {
-	if err != nil && strings.Contains(err.Error(), "file is not a database") {
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), "file is not a database"):
 		return fmt.Errorf("%w: %v", ErrNotDatabase, err)
+	case strings.Contains(err.Error(), "malformed"):
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return err
 }
@@ -155,62 +261,77 @@ func classify(err error) error {
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close stops the writer after the queued writes and closes every connection.
+// Close stops the writer after the queued writes, brings the mark file up to date
+// and closes every connection.
 func (db *DB) Close() error {
 	var err error
 	db.closeMu.Do(func() {
 		close(db.stop)
 		<-db.stopped
-		err = errors.Join(db.r.Close(), db.w.Close())
+		if db.mark != nil {
+			err = db.mark.close()
+		}
+		err = errors.Join(err, db.closeConns())
+		db.lock.release()
 	})
 	return err
 }
 
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) closeConns() error {
+	var errs []error
+	if db.r != nil {
+		errs = append(errs, db.r.Close())
+	}
+	return errors.Join(append(errs, db.w.Close())...)
+}
+
+// migrate applies the pending migrations and returns their numbers.
+func (db *DB) migrate(ctx context.Context) (applied []int, _ error) {
 	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", classify(err))
+		return nil, fmt.Errorf("sqlite: migrate: %w", classify(err))
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sort.Strings(names)
 	for _, name := range names {
 		base := filepath.Base(name)
 		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
-			return fmt.Errorf("sqlite: migration %s: bad number", base)
+			return applied, fmt.Errorf("sqlite: migration %s: bad number", base)
 		}
 		var n int
 		if err := db.w.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, v).Scan(&n); err != nil {
-			return fmt.Errorf("sqlite: migrate: %w", err)
+			return applied, fmt.Errorf("sqlite: migrate: %w", classify(err))
 		}
 		if n > 0 {
 			continue
 		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {
-			return err
+			return applied, err
 		}
 		tx, err := db.w.BeginTx(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", base, err)
+			return applied, fmt.Errorf("sqlite: migration %s: %w", base, classify(err))
 		}
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("sqlite: migration %s: %w", base, err)
+			return applied, fmt.Errorf("sqlite: migration %s: %w", base, classify(err))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 			v, base, time.Now().Unix()); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("sqlite: migration %s: %w", base, err)
+			return applied, fmt.Errorf("sqlite: migration %s: %w", base, classify(err))
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", base, err)
+			return applied, fmt.Errorf("sqlite: migration %s: %w", base, classify(err))
 		}
+		applied = append(applied, v)
 	}
-	return nil
+	return applied, nil
 }
 
 // SchemaVersion returns the highest applied migration.

@@ -10,6 +10,9 @@ import (
 // ErrClosed reports a write submitted after Close.
 var ErrClosed = errors.New("sqlite: store closed")
 
+// bumpCommits raises the store's commit count (migration 0009).
+const bumpCommits = `UPDATE store_meta SET commits = commits + 1 WHERE id = 1`
+
 type writeReq struct {
 	fn    func(tx *sql.Tx) error
 	after func() // runs on the writer goroutine after a successful commit, in commit order
@@ -103,11 +106,25 @@ func (db *DB) commit(batch []*writeReq) {
 		batch[0].done <- errs[0]
 		return
 	}
-	if err := tx.Commit(); err != nil {
+	// Every transaction raises the commit count, which the mark file follows: a
+	// store whose count is behind its mark lost committed writes. This process
+	// counts its own commits on top of the count it opened with; other processes'
+	// commits raise the stored count further, so the mark never runs ahead of it.
+	_, err = tx.ExecContext(ctx, bumpCommits)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		tx.Rollback()
+	}
+	if err != nil {
 		for _, req := range batch {
 			req.done <- fmt.Errorf("sqlite: commit: %w", err)
 		}
 		return
+	}
+	n := db.commits.Add(1)
+	if db.mark != nil {
+		db.mark.note(n)
 	}
 	for i, req := range batch {
 		if errs[i] == nil && req.after != nil {

@@ -20,7 +20,7 @@ func mimids(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 // storeGroups are the commands made of store verbs.
-var storeGroups = []group{userGroup, clientGroup, adminTokenGroup, keysGroup, tokensGroup, groupGroup, banGroup, reportGroup}
+var storeGroups = []group{userGroup, clientGroup, adminTokenGroup, keysGroup, tokensGroup, groupGroup, banGroup, reportGroup, storeGroup}
 
 // leafVerbs are the command lines of every verb that takes flags, for the help tests.
 func leafVerbs() [][]string {
@@ -82,7 +82,7 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 	store := []string{"config", "data"}
 	withDomain := []string{"config", "data", "domain"}
 	want := map[string][]string{
-		"serve":              {"config", "cpuprofile", "data", "domain", "listen", "log-format", "log-level"},
+		"serve":              {"config", "cpuprofile", "data", "domain", "force-new-store", "integrity-check", "listen", "log-format", "log-level"},
 		"user add":           withDomain,
 		"user list":          withDomain,
 		"user remove":        withDomain,
@@ -105,6 +105,10 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 		"ban remove":         store,
 		"ban list":           store,
 		"report list":        store,
+		"store status":       store,
+		"store check":        {"config", "data", "full"},
+		"store backup":       store,
+		"store restore":      store,
 		"version":            nil,
 		"mls decode":         {"f", "type"},
 		"mls keypackage":     {"f", "now"},

@@ -22,6 +22,8 @@ func defaultConfig() Config { return provider.DefaultConfig() }
 // registers only those it uses; the others stay nil.
 type configFlags struct {
 	path, domain, listen, data, logFormat, logLevel *string
+	integrityCheck                                  *string
+	forceNewStore                                   *bool
 }
 
 // serveConfigFlags registers every configuration flag (mimids serve).
@@ -30,6 +32,9 @@ func serveConfigFlags(fs *flag.FlagSet) *configFlags {
 	f.listen = fs.String("listen", "", "listen `address` (default 127.0.0.1:8080)")
 	f.logFormat = fs.String("log-format", "", "log `format`: text or json")
 	f.logLevel = fs.String("log-level", "", "log `level`: debug, info, warn, error")
+	f.integrityCheck = fs.String("integrity-check", "", "store check at start: quick (default), full or off")
+	f.forceNewStore = fs.Bool("force-new-store", false,
+		"create a new, empty store even where the store file is missing or empty beside the remains of one (they are set aside)")
 	return f
 }
 
@@ -68,10 +73,14 @@ func (f *configFlags) load() (Config, error) {
 	for _, o := range []struct {
 		v   *string
 		dst *string
-	}{{f.domain, &cfg.Domain}, {f.listen, &cfg.Listen}, {f.data, &cfg.DataDir}, {f.logFormat, &cfg.Log.Format}, {f.logLevel, &cfg.Log.Level}} {
+	}{{f.domain, &cfg.Domain}, {f.listen, &cfg.Listen}, {f.data, &cfg.DataDir}, {f.logFormat, &cfg.Log.Format},
+		{f.logLevel, &cfg.Log.Level}, {f.integrityCheck, &cfg.Store.IntegrityCheck}} {
 		if o.v != nil && *o.v != "" {
 			*o.dst = *o.v
 		}
+	}
+	if f.forceNewStore != nil {
+		cfg.Store.ForceNew = *f.forceNewStore
 	}
 	cfg.Domain = strings.ToLower(cfg.Domain)
 	if err := cfg.Validate(); err != nil {

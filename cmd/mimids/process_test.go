@@ -50,10 +50,12 @@ func mimidsBinary(t *testing.T) string {
 
 // serverProc is one `mimids serve` process.
 type serverProc struct {
-	cmd        *exec.Cmd
-	addr       string
-	adminToken string
-	done       chan error
+	cmd         *exec.Cmd
+	addr        string
+	adminToken  string
+	incarnation string // printed at start
+	warning     string // the start-up WARNING line, if any
+	done        chan error
 }
 
 func freeAddr(t *testing.T) string {
@@ -84,6 +86,12 @@ func startServer(t *testing.T, dataDir, addr string, extra ...string) *serverPro
 			line := sc.Text()
 			if tok, ok := strings.CutPrefix(strings.TrimSpace(line), "admin token:"); ok {
 				p.adminToken = strings.Fields(tok)[0]
+			}
+			if inc, ok := strings.CutPrefix(strings.TrimSpace(line), "incarnation:"); ok {
+				p.incarnation = strings.TrimSpace(inc)
+			}
+			if w, ok := strings.CutPrefix(strings.TrimSpace(line), "WARNING:"); ok {
+				p.warning = strings.TrimSpace(w)
 			}
 			if strings.Contains(line, "store:") {
 				close(ready)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,8 +15,8 @@ import (
 
 	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
-
 	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/sqlite"
 )
 
 var serveHelp = usage.Help{Name: "serve",
@@ -59,11 +60,18 @@ func serveCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
-	db, err := provider.OpenStore(ctx, cfg)
+	db, err := provider.ServeStore(ctx, cfg)
 	if err != nil {
-		return err
+		return storeHint(err)
 	}
 	defer db.Close()
+	inc := db.Incarnation()
+	if inc.Minted != "" {
+		// Clients start their marks over when they see the new incarnation; what
+		// was lost is lost, and the operator must know.
+		log.Error("store has a NEW INCARNATION: committed writes may have been lost; clients will start their marks over",
+			"incarnation", fmt.Sprintf("%x", inc.ID), "reason", inc.Minted)
+	}
 	p, err := provider.New(ctx, cfg, db, log)
 	if err != nil {
 		return err
@@ -96,9 +104,26 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if adminToken != "" {
 		fmt.Fprintf(stdout, "  admin token:   %s   (shown once; only its hash is stored)\n", adminToken)
 	}
+	if inc.Minted != "" {
+		fmt.Fprintf(stdout, "  WARNING:       new store incarnation: %s\n", inc.Minted)
+	}
+	fmt.Fprintf(stdout, "  incarnation:   %x\n", inc.ID)
 	fmt.Fprintf(stdout, "  store:         %s\n", cfg.StorePath())
-	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", cfg.StorePath())
+	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", cfg.StorePath(), "incarnation", fmt.Sprintf("%x", inc.ID))
 	err = p.Run(ctx, ln)
 	log.Info("stopped", "err", err)
+	return err
+}
+
+// storeHint adds what an operator can do to a store the server refuses.
+func storeHint(err error) error {
+	switch {
+	case errors.Is(err, sqlite.ErrRemains):
+		return fmt.Errorf("%w\n  Nothing was changed. Restore a backup (mimids store restore FILE), move those files away,"+
+			" or start with -force-new-store to set them aside and begin a new, empty store (a new provider: every user and token is gone)", err)
+	case errors.Is(err, sqlite.ErrCorrupt):
+		return fmt.Errorf("%w\n  The store is not served. Restore a backup (mimids store restore FILE);"+
+			" -integrity-check off serves it anyway, at the risk of serving damaged data", err)
+	}
 	return err
 }

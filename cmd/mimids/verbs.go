@@ -23,6 +23,8 @@ type verb struct {
 	check func(args []string) error
 	// setup registers the verb's own flags on fs and returns what the verb does.
 	setup func(fs *flag.FlagSet) action
+	// ownStore: the action opens the store itself (env.db and env.dir are nil).
+	ownStore bool
 }
 
 // action is what a verb does, with the store open. args are the positional
@@ -71,6 +73,13 @@ func (v verb) run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if v.ownStore {
+		if err := act(ctx, env{cfg: cfg, out: stdout}, fs.Args()); err != nil {
+			fmt.Fprintf(stderr, "mimids %s: %v\n", v.Name, err)
+			return 1
+		}
+		return 0
+	}
 	db, err := provider.OpenStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "mimids %s: %v\n", v.Name, err)

@@ -27,14 +27,10 @@ type Config struct {
 	// Listen is the address of the HTTP server (client socket, admin API, dashboard).
 	Listen string `json:"listen"`
 	// DataDir holds the SQLite store (mimids.db).
-	DataDir string    `json:"data_dir"`
-	Log     LogConfig `json:"log"`
-	Store   struct {
-		// Synchronous is "full" (a commit survives power loss) or "normal" (it
-		// survives a crash of the process).
-		Synchronous string `json:"synchronous"`
-	} `json:"store"`
-	TLS struct {
+	DataDir string      `json:"data_dir"`
+	Log     LogConfig   `json:"log"`
+	Store   StoreConfig `json:"store"`
+	TLS     struct {
 		CertFile string `json:"cert_file"`
 		KeyFile  string `json:"key_file"`
 	} `json:"tls"`
@@ -51,6 +47,24 @@ type Config struct {
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
+}
+
+// StoreConfig tunes the SQLite store.
+type StoreConfig struct {
+	// Synchronous is "full" (a commit survives power loss) or "normal" (it
+	// survives a crash of the process).
+	Synchronous string `json:"synchronous"`
+	// IntegrityCheck is run on the store when the server starts: "quick"
+	// (PRAGMA quick_check), "full" (PRAGMA integrity_check) or "off". A store that
+	// fails it is not served.
+	IntegrityCheck string `json:"integrity_check"`
+	// MinFreeBytes: /readyz reports store_disk down while the file system holding
+	// the store has less free space (0: not checked).
+	MinFreeBytes int64 `json:"min_free_bytes"`
+	// ForceNew lets the server create a new, empty store where a missing or empty
+	// store file sits beside the remains of one, setting them aside (mimids serve
+	// -force-new-store). Not configurable in the file.
+	ForceNew bool `json:"-"`
 }
 
 // PeerConfig names a peer provider and its base URL.
@@ -130,7 +144,7 @@ type LogConfig struct {
 // 127.0.0.1:8080 with the store under ./data.
 func DefaultConfig() Config {
 	c := Config{Domain: "localhost", Listen: "127.0.0.1:8080", DataDir: "./data", Log: LogConfig{Format: "text", Level: "info"}}
-	c.Store.Synchronous = "full"
+	c.Store = StoreConfig{Synchronous: "full", IntegrityCheck: "quick", MinFreeBytes: 16 << 20}
 	c.Gateway = c.Gateway.WithDefaults()
 	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour),
 		RatePerSource: 10, BurstPerSource: 100}
@@ -173,6 +187,14 @@ func (c Config) Validate() error {
 	case "full", "normal":
 	default:
 		bad("store.synchronous %q must be full or normal", c.Store.Synchronous)
+	}
+	switch c.Store.IntegrityCheck {
+	case "quick", "full", "off":
+	default:
+		bad("store.integrity_check %q must be quick, full or off", c.Store.IntegrityCheck)
+	}
+	if c.Store.MinFreeBytes < 0 {
+		bad("store.min_free_bytes must not be negative")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.cert_file and tls.key_file must be set together")

@@ -39,9 +39,26 @@ type Provider struct {
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
 
-// OpenStore opens the provider's SQLite store.
+// OpenStore opens the provider's SQLite store for an admin command, which works
+// beside a running server.
 func OpenStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
 	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous})
+}
+
+// ServeStore opens the store for the server: it holds the store's lock (one server
+// per store), runs the configured integrity check, keeps the mark file that detects
+// a store gone back in time, and probes the disk for /readyz.
+func ServeStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
+	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous, Owner: true,
+		IntegrityCheck: cfg.Store.IntegrityCheck, ForceNew: cfg.Store.ForceNew, MinFreeBytes: cfg.Store.MinFreeBytes})
+}
+
+// storeReadiness is what /readyz reports of the store: reads, commits and disk.
+func storeReadiness(db *sqlite.DB) func(context.Context) []gateway.ReadyCheck {
+	return func(ctx context.Context) []gateway.ReadyCheck {
+		h := db.Health(ctx)
+		return []gateway.ReadyCheck{{Name: "store_read", Err: h.Read}, {Name: "store_write", Err: h.Write}, {Name: "store_disk", Err: h.Disk}}
+	}
 }
 
 // New wires the parts of a provider over an open store.
@@ -91,7 +108,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		return nil, err
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
-		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ping, Logger: log, Registry: reg,
+		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: follower.New().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,

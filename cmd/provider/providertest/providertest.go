@@ -54,7 +54,7 @@ func StartWithLog(t testing.TB, domain string, ln net.Listener, edit func(*provi
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := provider.OpenStore(ctx, cfg)
+	db, err := provider.ServeStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func (l *Links) dial(ctx context.Context, p Peer) (*websocket.Conn, uint64, erro
 		err = errors.New("no subprotocol " + protocol.FederationSubprotocol)
 	}
 	if err != nil {
-		ws.Close(protocol.CloseProtocolError, err.Error())
+		ws.Close(protocol.CloseProtocolError, "bad handshake")
 		return nil, 0, fmt.Errorf("federation: dial %s: %w", p.Domain, err)
 	}
 	return ws, stream, nil

@@ -72,10 +72,11 @@ func (lk *link) wake() {
 	lk.c.Wake()
 }
 
-// fail sends a link-level error, then closes with code.
+// fail sends a link-level error, then closes with code (whose reason, at most 123
+// bytes on the wire, is the error code's name: the message travels in the error).
 func (lk *link) fail(code int, ecode protocol.Code, msg string) error {
-	b, _ := protocol.EncodeLink(&protocol.EnvelopeError{Code: ecode, Message: msg})
-	lk.c.CloseWith(b, websocket.StatusCode(code), msg)
+	b, _ := protocol.EncodeLink(&protocol.EnvelopeError{Code: ecode, Message: truncate([]byte(msg), protocol.MaxEnvelopeMessage)})
+	lk.c.CloseWith(b, websocket.StatusCode(code), ecode.String())
 	return fmt.Errorf("federation: %s: %s", ecode, msg)
 }
 

@@ -1,7 +1,8 @@
 // Package provider wires the parts of one mimids provider together: its
 // configuration, the store, the directory, KeyPackages and discovery, the hub, the
-// Oblivious HTTP gateway and relay, and the client gateway. Only cmd/ wires; the
-// mimids command and tests start providers through this package.
+// Oblivious HTTP gateway and relay, the client gateway and the federation links.
+// Only cmd/ wires; the mimids command and tests start providers through this
+// package.
 package provider
 
 import (
@@ -12,9 +13,11 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Config is the whole configuration of a provider. It is read from a JSON file
@@ -45,6 +48,9 @@ type Config struct {
 	OHTTP       OHTTPConfig       `json:"ohttp"`
 	KeyPackages KeyPackagesConfig `json:"key_packages"`
 	Hub         HubConfig         `json:"hub"`
+	// Federation configures the authenticated links to peer providers (federation/);
+	// its peers are on the allow-list in the store (`mimids peer add`).
+	Federation FederationConfig `json:"federation"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -85,6 +91,52 @@ type HubConfig struct {
 	StateCacheSize int     `json:"state_cache_size"`
 }
 
+// FederationConfig configures the links to peer providers. They are on when a
+// certificate is set; the listener only when Listen is set too (a provider without
+// one only dials).
+type FederationConfig struct {
+	Listen       string           `json:"listen"`        // federation listener host:port; "" (default) does not listen
+	CertFile     string           `json:"cert_file"`     // PEM certificate for the provider's domain (DNS SAN)
+	KeyFile      string           `json:"key_file"`      // its PEM private key
+	Window       int              `json:"window"`        // envelopes in flight per link
+	WindowBytes  int              `json:"window_bytes"`  // their bodies
+	MinBackoff   gateway.Duration `json:"min_backoff"`   // first wait between dials of a peer that is away
+	MaxBackoff   gateway.Duration `json:"max_backoff"`   // the longest wait
+	DialTimeout  gateway.Duration `json:"dial_timeout"`  // TCP + TLS + WebSocket handshake
+	WriteTimeout gateway.Duration `json:"write_timeout"` // one write, one pong
+	PingInterval gateway.Duration `json:"ping_interval"` // link pings
+	PeerRefresh  gateway.Duration `json:"peer_refresh"`  // how often the allow-list is read again
+}
+
+// Enabled reports whether the provider federates (a certificate is configured).
+func (f FederationConfig) Enabled() bool { return f.CertFile != "" }
+
+func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		bad("federation.cert_file and federation.key_file must be set together")
+	}
+	if f.Listen != "" {
+		if f.CertFile == "" {
+			bad("federation.listen needs federation.cert_file and federation.key_file")
+		}
+		if _, port, err := net.SplitHostPort(f.Listen); err != nil || port == "" {
+			bad("federation.listen %q is not host:port", f.Listen)
+		}
+	}
+	if f.Enabled() && strings.Contains(domain, ":") {
+		bad("domain %q: a federating provider's domain is a DNS name without a port (its certificate names it)", domain)
+	}
+	if f.Window < 1 || f.Window > protocol.MaxWindow || f.WindowBytes < 1 || f.WindowBytes > protocol.MaxWindowBytes {
+		bad("federation.window must be 1..%d and federation.window_bytes 1..%d", protocol.MaxWindow, protocol.MaxWindowBytes)
+	}
+	if f.MinBackoff <= 0 || f.MaxBackoff < f.MinBackoff {
+		bad("federation.min_backoff must be positive and federation.max_backoff at least min_backoff")
+	}
+	if f.DialTimeout <= 0 || f.WriteTimeout <= 0 || f.PingInterval <= 0 || f.PeerRefresh <= 0 {
+		bad("federation.dial_timeout, write_timeout, ping_interval and peer_refresh must be positive")
+	}
+}
+
 // LogConfig selects the log format and level.
 type LogConfig struct {
 	Format string `json:"format"` // text or json
@@ -101,6 +153,10 @@ func DefaultConfig() Config {
 	c.OHTTP = OHTTPConfig{KeyGrace: gateway.Duration(24 * time.Hour), RelayRate: 20, RelayBurst: 40}
 	c.KeyPackages = KeyPackagesConfig{MaxPerUpload: 100, MaxPerClient: 1000, LowThreshold: 5, PurgeInterval: gateway.Duration(10 * time.Minute)}
 	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024}
+	c.Federation = FederationConfig{Window: 64, WindowBytes: 16 << 20, MinBackoff: gateway.Duration(500 * time.Millisecond),
+		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
+		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
+		PeerRefresh: gateway.Duration(2 * time.Second)}
 	return c
 }
 
@@ -170,6 +226,7 @@ func (c Config) Validate() error {
 	if c.Hub.RateBurst < 1 && c.Hub.RatePerSecond >= 0 || c.Hub.MaxMessageSize < 1024 || c.Hub.StateCacheSize < 1 {
 		bad("hub: rate_burst >= 1 (unless rate_per_second < 0), max_message_size >= 1024, state_cache_size >= 1")
 	}
+	c.Federation.validate(c.Domain, bad)
 	return errors.Join(errs...)
 }
 

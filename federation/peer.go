@@ -151,7 +151,11 @@ func (ps *peerState) detach(lk *link, err error) {
 	ps.cur = nil
 	ps.status.State, ps.status.Dialer, ps.status.Since = StateAway, "", time.Now()
 	if reason.Code != 1000 {
-		ps.setError(fmt.Sprintf("link closed: %s %s", protocol.LinkCloseReason(int(reason.Code)), reason.Text))
+		msg := "link closed: " + protocol.LinkCloseReason(int(reason.Code))
+		if reason.Text != "" {
+			msg += " (" + reason.Text + ")"
+		}
+		ps.setError(msg)
 	}
 	ps.signal()
 	ps.mu.Unlock()

@@ -81,6 +81,10 @@ func LinkCloseReason(code int) string {
 		return "duplicate_link"
 	case ClosePeerRemoved:
 		return "peer_removed"
+	case 1006:
+		return "connection_lost"
+	case 1011:
+		return "internal_error"
 	}
 	return CloseReason(code)
 }

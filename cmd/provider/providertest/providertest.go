@@ -37,6 +37,13 @@ func (p *Provider) Stop() { p.stop() }
 // configuration (peers, limits) before it starts; ln may be nil for a fresh port.
 func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config)) *Provider {
 	t.Helper()
+	return StartWith(t, domain, ln, edit, nil)
+}
+
+// StartWith is Start, and setup runs on the wired provider before it starts: to
+// register federation handlers (Provider.Federation), for instance.
+func StartWith(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), setup func(*provider.Provider)) *Provider {
+	t.Helper()
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -62,6 +69,9 @@ func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Con
 	p, err := provider.New(ctx, cfg, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(p)
 	}
 	admin, err := p.Dir.EnsureAdmin(ctx)
 	if err != nil {

@@ -31,6 +31,7 @@ type Inbound struct {
 // carries a wire code other than internal (protocol.NewError, protocol.CodeOf) is
 // the final answer, sent as an error envelope; any other error means "not now": the
 // link closes with 1013 try_again_later and the peer sends the envelope again later.
+// A handler must return when ctx ends (the provider is stopping).
 type Handler func(ctx context.Context, in *Inbound) ([]byte, error)
 
 // Answer is a peer's answer to an envelope this provider sent.
@@ -79,7 +80,8 @@ type Links struct {
 	handlers map[protocol.EnvelopeType]handler
 	answers  map[protocol.EnvelopeType]AnswerFunc
 
-	trustSet atomic.Pointer[trustSet]
+	trustSet  atomic.Pointer[trustSet]
+	refreshMu sync.Mutex // one Refresh at a time, so the newest allow-list wins
 
 	mu       sync.Mutex
 	peers    map[string]*peerState    // by domain; Guarded by mu.
@@ -307,6 +309,8 @@ func (l *Links) refused(remote string, certs []*x509.Certificate) {
 // peers lose their link (closed with 4011) and dialer, and a peer whose URL or
 // trust changed has its link closed so that the next one is checked anew.
 func (l *Links) Refresh(ctx context.Context) error {
+	l.refreshMu.Lock()
+	defer l.refreshMu.Unlock()
 	peers, err := l.store.Peers(ctx)
 	if err != nil {
 		return fmt.Errorf("federation: refresh: %w", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mimids/mimids/protocol"
@@ -32,7 +33,10 @@ type peerState struct {
 
 	statusMu sync.Mutex // orders status writes; never held with mu
 
-	// inMu serializes applying what the peer sends, across its links.
+	inStale atomic.Bool // the inbox state must be read again from the store
+
+	// inMu serializes applying what the peer sends, across its links. It is held
+	// while a handler runs: never take it with l.mu or mu held.
 	inMu      sync.Mutex
 	inLoaded  bool   // Guarded by inMu.
 	inStream  uint64 // Guarded by inMu.
@@ -63,14 +67,19 @@ func (ps *peerState) signal() {
 	ps.changed = make(chan struct{})
 }
 
-// update takes a new allow-list entry; a changed URL or trust closes the link.
+// update takes a new allow-list entry. A changed URL or trust closes the link, so
+// that the next one is checked anew; a new stream (the peer was removed and added
+// again: its queue and dedup records are gone) also forgets the inbox state.
 func (ps *peerState) update(p Peer) {
 	ps.mu.Lock()
 	old := ps.peer
 	ps.peer = p
 	cur := ps.cur
 	ps.mu.Unlock()
-	if cur != nil && (old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin)) {
+	if old.Stream != p.Stream {
+		ps.inStale.Store(true) // not inMu: update runs under l.mu (lock order)
+	}
+	if cur != nil && (old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin) || old.Stream != p.Stream) {
 		cur.c.Close(protocol.ClosePeerRemoved, "allow-list entry changed")
 	}
 }
@@ -278,6 +287,9 @@ func (ps *peerState) apply(ctx context.Context, stream uint64, e *protocol.Envel
 	ps.inMu.Lock()
 	defer ps.inMu.Unlock()
 	st := ps.l.store
+	if ps.inStale.Swap(false) {
+		ps.inLoaded = false
+	}
 	if !ps.inLoaded || ps.inStream != stream {
 		s, h, err := st.InboxState(ctx, ps.domain)
 		if err != nil {

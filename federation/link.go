@@ -231,34 +231,38 @@ func (lk *link) ackLoop(runCtx context.Context, done <-chan struct{}) {
 }
 
 // commitAnswers removes answered envelopes from peer's queue with their OnAnswer
-// functions in the same transaction, then hands the answers to waiting Calls.
+// functions in the same transaction, then hands the answers to waiting Calls. An
+// envelope answered on two links (a link replaced while it was in flight) is
+// removed, and handed on, once.
 func (l *Links) commitAnswers(ctx context.Context, peer string, batch []*Answer) error {
 	ids := make([]uint64, len(batch))
-	hooks := false
+	byID := make(map[uint64]*Answer, len(batch))
 	for i, a := range batch {
 		ids[i] = a.ID
-		if l.answers[a.Type] != nil {
-			hooks = true
-		}
+		byID[a.ID] = a
 	}
-	var fn func(context.Context) error
-	if hooks {
-		fn = func(ctx context.Context) error {
-			for _, a := range batch {
-				if f := l.answers[a.Type]; f != nil {
-					if err := f(ctx, a); err != nil {
-						return fmt.Errorf("answer to %s/%d: %w", peer, a.ID, err)
-					}
+	var done []*Answer
+	removed, err := l.store.Acked(ctx, peer, ids, func(ctx context.Context, removed []uint64) error {
+		done = done[:0]
+		for _, id := range removed {
+			a := byID[id]
+			if a == nil {
+				continue
+			}
+			done = append(done, a)
+			if f := l.answers[a.Type]; f != nil {
+				if err := f(ctx, a); err != nil {
+					return fmt.Errorf("answer to %s/%d: %w", peer, a.ID, err)
 				}
 			}
-			return nil
 		}
-	}
-	if err := l.store.Acked(ctx, peer, ids, fn); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	l.counters.answered.Add(uint64(len(batch)))
-	l.answered(batch)
+	l.counters.answered.Add(uint64(len(removed)))
+	l.answered(done)
 	return nil
 }
 

@@ -45,8 +45,9 @@ type Answer struct {
 	Err *protocol.EnvelopeError
 }
 
-// AnswerFunc handles the answers to one envelope type this provider sent. It runs
-// in the store transaction that removes the envelope from the queue, with a
+// AnswerFunc handles the answers to one envelope type this provider sent, once per
+// envelope (also when it was answered on two links). It runs in the store
+// transaction that removes the envelope from the queue, with a
 // context that the store's other writes join (the constraints of HandleAtomic
 // apply); an error undoes the removal, closes the link and the envelope is sent
 // again, to be answered the same way.

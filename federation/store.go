@@ -103,10 +103,12 @@ type QueueStore interface {
 	// Pending returns peer's queued envelopes with ids above after, in id order: at
 	// most limit, and no more once their bodies reach maxBytes (but at least one).
 	Pending(ctx context.Context, peer string, after uint64, limit, maxBytes int) ([]Queued, error)
-	// Acked removes answered envelopes from peer's queue. fn, if set, runs in the
-	// same transaction with a context that other writes of the store may join; an
-	// error from fn undoes the removal and is returned.
-	Acked(ctx context.Context, peer string, ids []uint64, fn func(ctx context.Context) error) error
+	// Acked removes answered envelopes from peer's queue and returns the ids it
+	// removed, in id order (an id answered twice, on two links, is removed once).
+	// fn, if set, runs in the same transaction with those ids and a context that
+	// other writes of the store join; an error from fn undoes the removal and is
+	// returned.
+	Acked(ctx context.Context, peer string, ids []uint64, fn func(ctx context.Context, removed []uint64) error) ([]uint64, error)
 	// QueueStats summarizes every peer's queue that is not empty.
 	QueueStats(ctx context.Context) ([]QueueStats, error)
 }

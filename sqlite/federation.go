@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -188,26 +189,46 @@ func (db *DB) Pending(ctx context.Context, peer string, after uint64, limit, max
 	return out, rows.Err()
 }
 
-func (db *DB) Acked(ctx context.Context, peer string, ids []uint64, fn func(ctx context.Context) error) error {
-	return db.writeJoined(ctx, func(jctx context.Context, tx *sql.Tx) error {
-		for len(ids) > 0 {
-			n := min(len(ids), 500)
+func (db *DB) Acked(ctx context.Context, peer string, ids []uint64, fn func(ctx context.Context, removed []uint64) error) ([]uint64, error) {
+	var removed []uint64
+	err := db.writeJoined(ctx, func(jctx context.Context, tx *sql.Tx) error {
+		removed = removed[:0]
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), 500)
 			args := make([]any, 0, n+1)
 			args = append(args, peer)
-			for _, id := range ids[:n] {
+			for _, id := range rest[:n] {
 				args = append(args, int64(id))
 			}
-			q := `DELETE FROM federation_outbound WHERE peer = ? AND id IN (?` + strings.Repeat(",?", n-1) + `)`
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			rows, err := tx.QueryContext(ctx, `DELETE FROM federation_outbound WHERE peer = ? AND id IN (?`+
+				strings.Repeat(",?", n-1)+`) RETURNING id`, args...)
+			if err != nil {
 				return fmt.Errorf("sqlite: acked for %s: %w", peer, err)
 			}
-			ids = ids[n:]
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlite: acked for %s: %w", peer, err)
+				}
+				removed = append(removed, uint64(id))
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("sqlite: acked for %s: %w", peer, err)
+			}
+			rest = rest[n:]
 		}
+		slices.Sort(removed)
 		if fn != nil {
-			return fn(jctx)
+			return fn(jctx, removed)
 		}
 		return nil
 	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
 }
 
 func (db *DB) QueueStats(ctx context.Context) ([]federation.QueueStats, error) {

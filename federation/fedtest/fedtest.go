@@ -109,7 +109,7 @@ func testEnqueueIDs(t *testing.T, s federation.Store) {
 		t.Fatalf("Pending = %+v, %v", qs, err)
 	}
 	// Ids are never reused, even once the queue is empty.
-	if err := s.Acked(ctx, "b.example", []uint64{1, 2, 3}, nil); err != nil {
+	if _, err := s.Acked(ctx, "b.example", []uint64{1, 2, 3}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if id, err := s.Enqueue(ctx, "b.example", 1, nil, t0, nil); err != nil || id != 4 {
@@ -156,8 +156,15 @@ func testAcked(t *testing.T, s federation.Store) {
 	for i := 0; i < 5; i++ {
 		s.Enqueue(ctx, "b.example", 1, nil, t0.Add(time.Duration(i)*time.Second), nil)
 	}
-	if err := s.Acked(ctx, "b.example", []uint64{1, 3, 99}, nil); err != nil {
-		t.Fatal(err)
+	removed, err := s.Acked(ctx, "b.example", []uint64{3, 1, 99}, nil)
+	if err != nil || fmt.Sprint(removed) != "[1 3]" {
+		t.Fatalf("Acked = %v, %v; want [1 3]", removed, err)
+	}
+	// Answered again (on another link): nothing is removed, fn sees no id.
+	var again []uint64
+	removed, err = s.Acked(ctx, "b.example", []uint64{1}, func(_ context.Context, r []uint64) error { again = r; return nil })
+	if err != nil || len(removed) != 0 || len(again) != 0 {
+		t.Fatalf("Acked again = %v (fn saw %v), %v", removed, again, err)
 	}
 	qs, _ := s.Pending(ctx, "b.example", 0, 10, 1<<20)
 	if len(qs) != 3 || qs[0].ID != 2 || qs[1].ID != 4 {
@@ -169,7 +176,7 @@ func testAcked(t *testing.T, s federation.Store) {
 	}
 	// An error from fn undoes the removal.
 	boom := errors.New("boom")
-	if err := s.Acked(ctx, "b.example", []uint64{2}, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+	if _, err := s.Acked(ctx, "b.example", []uint64{2}, func(context.Context, []uint64) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("Acked with failing fn: %v", err)
 	}
 	if qs, _ := s.Pending(ctx, "b.example", 0, 10, 1<<20); len(qs) != 3 {
@@ -184,7 +191,7 @@ func testAckedJoins(t *testing.T, s federation.Store) {
 	s.Enqueue(ctx, "b.example", 1, nil, t0, nil)
 	s.Enqueue(ctx, "b.example", 1, nil, t0, nil)
 	var calls []string
-	err := s.Acked(ctx, "b.example", []uint64{1}, func(ctx context.Context) error {
+	_, err := s.Acked(ctx, "b.example", []uint64{1}, func(ctx context.Context, _ []uint64) error {
 		_, err := s.Enqueue(ctx, "c.example", 2, []byte("joined"), t0, func(id uint64) { calls = append(calls, fmt.Sprint("committed ", id)) })
 		calls = append(calls, "enqueued")
 		return err
@@ -194,7 +201,7 @@ func testAckedJoins(t *testing.T, s federation.Store) {
 	}
 	calls = nil
 	boom := errors.New("boom")
-	err = s.Acked(ctx, "b.example", []uint64{2}, func(ctx context.Context) error {
+	_, err = s.Acked(ctx, "b.example", []uint64{2}, func(ctx context.Context, _ []uint64) error {
 		s.Enqueue(ctx, "c.example", 2, []byte("undone"), t0, func(uint64) { calls = append(calls, "committed") })
 		return boom
 	})

@@ -37,12 +37,12 @@ var ctx = context.Background()
 
 // fed is a test federation: one CA, and providers made with it.
 type fed struct {
-	t   *testing.T
+	t   testing.TB
 	ca  *fedcert.CA
 	dir string
 }
 
-func newFed(t *testing.T) *fed {
+func newFed(t testing.TB) *fed {
 	t.Helper()
 	ca, err := fedcert.NewCA("test federation", fedcert.Options{})
 	if err != nil {
@@ -251,7 +251,7 @@ func (n *node) trustAs(p federation.Peer) {
 	}
 }
 
-func mustPin(t *testing.T, der []byte) []byte {
+func mustPin(t testing.TB, der []byte) []byte {
 	p, err := federation.ParsePin(fedcert.Pin(der))
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func (n *node) applied(peer string) []uint64 {
 }
 
 // sendN queues count typeApply envelopes from n to peer.
-func (n *node) sendN(t *testing.T, peer string, count int) {
+func (n *node) sendN(t testing.TB, peer string, count int) {
 	t.Helper()
 	for i := 0; i < count; i++ {
 		if _, err := n.links.Send(ctx, peer, typeApply, []byte(fmt.Sprint("m", i))); err != nil {
@@ -327,7 +327,7 @@ func (n *node) sendN(t *testing.T, peer string, count int) {
 }
 
 // checkOnceInOrder fails unless ids is exactly 1..want, each once, in order.
-func checkOnceInOrder(t *testing.T, ids []uint64, want int) {
+func checkOnceInOrder(t testing.TB, ids []uint64, want int) {
 	t.Helper()
 	if len(ids) != want {
 		t.Fatalf("applied %d envelopes, want %d (%v...)", len(ids), want, ids[:min(len(ids), 20)])
@@ -340,7 +340,7 @@ func checkOnceInOrder(t *testing.T, ids []uint64, want int) {
 }
 
 // eventually polls cond until it holds, or fails after 15s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -352,7 +352,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // freeAddr returns a loopback address nothing listens on (it was free a moment ago).
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func freeAddr(t *testing.T) string {
 
 // rawPeer dials n's federation listener as domain with cert, speaking the link
 // protocol by hand (a hostile or buggy peer).
-func rawDial(t *testing.T, n *node, domain string, cert tls.Certificate, stream string) (*websocket.Conn, error) {
+func rawDial(t testing.TB, n *node, domain string, cert tls.Certificate, stream string) (*websocket.Conn, error) {
 	t.Helper()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
 		InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}}
@@ -382,7 +382,7 @@ func rawDial(t *testing.T, n *node, domain string, cert tls.Certificate, stream 
 	return ws, err
 }
 
-func writeFrames(t *testing.T, ws *websocket.Conn, fs ...protocol.LinkFrame) {
+func writeFrames(t testing.TB, ws *websocket.Conn, fs ...protocol.LinkFrame) {
 	t.Helper()
 	var msg []byte
 	for _, f := range fs {
@@ -397,7 +397,7 @@ func writeFrames(t *testing.T, ws *websocket.Conn, fs ...protocol.LinkFrame) {
 }
 
 // readFrame reads the next link frame, or returns the close status.
-func readFrame(t *testing.T, ws *websocket.Conn) (protocol.LinkFrame, websocket.StatusCode) {
+func readFrame(t testing.TB, ws *websocket.Conn) (protocol.LinkFrame, websocket.StatusCode) {
 	t.Helper()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -430,7 +430,7 @@ type proxy struct {
 	count  atomic.Int32
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -188,3 +188,24 @@ func TestCallWaits(t *testing.T) {
 	eventually(t, "delivered after all", func() bool { return len(b.applied("a.example")) == 1 })
 	eventually(t, "answer seen", func() bool { a.answersMu.Lock(); defer a.answersMu.Unlock(); return len(a.answers) == 1 })
 }
+
+// BenchmarkLink measures envelopes per second over one link: each committed to the
+// sender's queue, sent, applied by an atomic handler that writes a row, recorded
+// with its answer, acknowledged and removed from the queue (SQLite, synchronous
+// normal, one process for both sides).
+func BenchmarkLink(b *testing.B) {
+	f := newFed(b)
+	x, y := f.newNode("a.example"), f.newNode("b.example")
+	mesh(x, y)
+	eventually(b, "the link up", func() bool { return x.up("b.example") && y.up("a.example") })
+	body := make([]byte, 256)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := x.links.Send(ctx, "b.example", typeApply, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	eventually(b, "the queue drained", func() bool { return x.depth("b.example") == 0 })
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "envelopes/s")
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/federation/fedcert"
 	"github.com/mimids/mimids/protocol"
 )
@@ -311,5 +310,4 @@ func TestWindowBound(t *testing.T) {
 		t.Fatalf("close %d, want 4000", code)
 	}
 	close(a.unblock)
-	_ = federation.Stats{}
 }

@@ -146,6 +146,7 @@ func (l *Links) serveLink(ps *peerState, ws *websocket.Conn, dialer string, stre
 		return
 	}
 	l.counters.links.Add(1)
-	err := lk.run(ctx)
+	wait, err := lk.run(ctx)
 	ps.detach(lk, err)
+	wait()
 }

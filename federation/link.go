@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -51,17 +52,18 @@ func newLink(l *Links, ps *peerState, ws *websocket.Conn, dialer string, stream 
 }
 
 // run serves the link until it closes: conn's reader and writer, the processor and
-// the acker. Answers received before the end are still committed.
-func (lk *link) run(ctx context.Context) error {
+// the acker. It returns as soon as the connection has ended, so that the peer can
+// be dialled again; wait waits for the processor (which may be finishing an
+// envelope) and the acker (which commits the answers received before the end).
+func (lk *link) run(ctx context.Context) (wait func(), err error) {
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	wg.Add(2)
 	go func() { defer wg.Done(); lk.processLoop(ctx) }()
 	go func() { defer wg.Done(); lk.ackLoop(ctx, done) }()
-	err := lk.c.Run(ctx)
+	err = lk.c.Run(ctx)
 	close(done)
-	wg.Wait()
-	return err
+	return wg.Wait, err
 }
 
 // wake tells the writer that the queue has more.
@@ -170,8 +172,12 @@ func (lk *link) processLoop(runCtx context.Context) {
 	}
 }
 
+// truncate cuts b to at most n bytes, at a UTF-8 boundary.
 func truncate(b []byte, n int) string {
 	if len(b) > n {
+		for n > 0 && !utf8.RuneStart(b[n]) {
+			n--
+		}
 		b = b[:n]
 	}
 	return string(b)

@@ -37,7 +37,9 @@ func TestCertAndPeerVerbs(t *testing.T) {
 		t.Fatal("cert issue printed no pin")
 	}
 	store := []string{"-data", data, "-domain", "a.example"}
-	peer := func(verb string, args ...string) []string { return append(append([]string{"peer", verb}, store...), args...) }
+	peer := func(verb string, args ...string) []string {
+		return append(append([]string{"peer", verb}, store...), args...)
+	}
 	must(peer("add", "-url", "wss://127.0.0.1:9443", "-ca", filepath.Join(fed, "ca.pem"), "b.example")...)
 	must(peer("add", "-url", "wss://127.0.0.1:9444", "-pin", pin[1], "c.example")...)
 	list := must(peer("list")...)

@@ -30,7 +30,19 @@ func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // WriteThen is Write, and after runs on the writer goroutine right after the commit,
 // before any later transaction commits: callers use it to publish committed changes
 // in commit order. after must not block.
+//
+// If ctx comes from writeJoined, fn joins that transaction instead: it runs at once,
+// in its own savepoint, and after runs once the enclosing transaction commits.
 func (db *DB) WriteThen(ctx context.Context, fn func(tx *sql.Tx) error, after func()) error {
+	if j, ok := ctx.Value(joinKey{}).(*joined); ok && j.db == db && j.tx != nil {
+		if err := runSavepoint(ctx, j.tx, fn, false); err != nil {
+			return err
+		}
+		if after != nil {
+			j.afters = append(j.afters, after)
+		}
+		return nil
+	}
 	req := &writeReq{fn: fn, after: after, done: make(chan error, 1)}
 	select {
 	case db.writes <- req:
@@ -161,4 +173,39 @@ func runSavepoint(ctx context.Context, tx *sql.Tx, fn func(*sql.Tx) error, singl
 		return fmt.Errorf("sqlite: release: %w", err)
 	}
 	return nil
+}
+
+// joinKey marks a context whose writes join a transaction in progress.
+type joinKey struct{}
+
+// joined is a transaction in progress that writes made with its context join. It
+// is used on the writer goroutine only, by fn and what fn calls synchronously.
+type joined struct {
+	db     *DB
+	tx     *sql.Tx  // nil once fn has returned: later writes are ordinary ones
+	afters []func() // the joined writes' after functions, run after the commit
+}
+
+// writeJoined runs fn in a write transaction, like WriteThen. The context fn gets
+// lets other writes of db made with it (by any store method, for any domain) join
+// the transaction: they commit or roll back with fn's, and their after functions
+// run after the commit, before after. fn must call them synchronously: a write
+// made with that context from another goroutine while fn runs is a data race, and a
+// write made with a context that does not carry it waits for the writer, which is
+// busy running fn: a deadlock. Reads do not see the transaction's writes.
+func (db *DB) writeJoined(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, after func()) error {
+	j := &joined{db: db}
+	jctx := context.WithValue(ctx, joinKey{}, j)
+	return db.WriteThen(ctx, func(tx *sql.Tx) error {
+		j.tx, j.afters = tx, j.afters[:0]
+		defer func() { j.tx = nil }()
+		return fn(jctx, tx)
+	}, func() {
+		for _, a := range j.afters {
+			a()
+		}
+		if after != nil {
+			after()
+		}
+	})
 }

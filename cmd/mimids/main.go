@@ -33,6 +33,8 @@ var commands = []struct {
 	{"ban", "add | remove | list provider-wide bans", banGroup.command},
 	{"report", "list the reports filed by clients", reportGroup.command},
 	{"store", "status | check | backup | restore the store (incarnation, integrity)", storeGroup.command},
+	{"peer", "add | list | remove peer providers (the federation allow-list)", peerGroup.command},
+	{"cert", "ca | issue: make a test federation's CA and certificates", certCommand},
 	{"mls", "decode | keypackage | replay: inspect MLS messages offline", mlstool.Command},
 	{"bench", "load-test a running server's mailbox path over loopback", benchCommand},
 	{"bench-group", "load-test a running server's hub (groups) over loopback", benchGroupCommand},

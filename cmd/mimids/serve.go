@@ -101,6 +101,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  dashboard:     %s://%s/\n", scheme, addr)
 	fmt.Fprintf(stdout, "  admin API:     %s://%s/admin/v1/\n", scheme, addr)
 	fmt.Fprintf(stdout, "  ohttp gateway: %s://%s%s\n", scheme, addr, ohttp.WellKnownGatewayPath)
+	if p.Federation != nil {
+		if a := p.Federation.Addr(); a != nil {
+			fmt.Fprintf(stdout, "  federation:    wss://%s (peers: mimids peer list)\n", a)
+		} else {
+			fmt.Fprintf(stdout, "  federation:    dialling only (no federation.listen)\n")
+		}
+	}
 	if adminToken != "" {
 		fmt.Fprintf(stdout, "  admin token:   %s   (shown once; only its hash is stored)\n", adminToken)
 	}

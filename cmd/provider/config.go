@@ -1,7 +1,8 @@
 // Package provider wires the parts of one mimids provider together: its
 // configuration, the store, the directory, KeyPackages and discovery, the hub, the
-// Oblivious HTTP gateway and relay, and the client gateway. Only cmd/ wires; the
-// mimids command and tests start providers through this package.
+// Oblivious HTTP gateway and relay, the client gateway and the federation links.
+// Only cmd/ wires; the mimids command and tests start providers through this
+// package.
 package provider
 
 import (
@@ -12,11 +13,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/protocol"
 )
 
 // Config is the whole configuration of a provider. It is read from a JSON file
@@ -44,6 +47,9 @@ type Config struct {
 	KeyPackages KeyPackagesConfig `json:"key_packages"`
 	Hub         HubConfig         `json:"hub"`
 	Mailbox     MailboxConfig     `json:"mailbox"`
+	// Federation configures the authenticated links to peer providers (federation/);
+	// its peers are on the allow-list in the store (`mimids peer add`).
+	Federation FederationConfig `json:"federation"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -134,6 +140,52 @@ func (m MailboxConfig) Quota() mailbox.Quota {
 	return mailbox.Quota{MaxEntries: m.MaxEntries, MaxBytes: m.MaxBytes}
 }
 
+// FederationConfig configures the links to peer providers. They are on when a
+// certificate is set; the listener only when Listen is set too (a provider without
+// one only dials).
+type FederationConfig struct {
+	Listen       string           `json:"listen"`        // federation listener host:port; "" (default) does not listen
+	CertFile     string           `json:"cert_file"`     // PEM certificate for the provider's domain (DNS SAN)
+	KeyFile      string           `json:"key_file"`      // its PEM private key
+	Window       int              `json:"window"`        // envelopes in flight per link
+	WindowBytes  int              `json:"window_bytes"`  // their bodies
+	MinBackoff   gateway.Duration `json:"min_backoff"`   // first wait between dials of a peer that is away
+	MaxBackoff   gateway.Duration `json:"max_backoff"`   // the longest wait
+	DialTimeout  gateway.Duration `json:"dial_timeout"`  // TCP + TLS + WebSocket handshake
+	WriteTimeout gateway.Duration `json:"write_timeout"` // one write, one pong
+	PingInterval gateway.Duration `json:"ping_interval"` // link pings
+	PeerRefresh  gateway.Duration `json:"peer_refresh"`  // how often the allow-list is read again
+}
+
+// Enabled reports whether the provider federates (a certificate is configured).
+func (f FederationConfig) Enabled() bool { return f.CertFile != "" }
+
+func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		bad("federation.cert_file and federation.key_file must be set together")
+	}
+	if f.Listen != "" {
+		if f.CertFile == "" {
+			bad("federation.listen needs federation.cert_file and federation.key_file")
+		}
+		if _, port, err := net.SplitHostPort(f.Listen); err != nil || port == "" {
+			bad("federation.listen %q is not host:port", f.Listen)
+		}
+	}
+	if f.Enabled() && strings.Contains(domain, ":") {
+		bad("domain %q: a federating provider's domain is a DNS name without a port (its certificate names it)", domain)
+	}
+	if f.Window < 1 || f.Window > protocol.MaxWindow || f.WindowBytes < 1 || f.WindowBytes > protocol.MaxWindowBytes {
+		bad("federation.window must be 1..%d and federation.window_bytes 1..%d", protocol.MaxWindow, protocol.MaxWindowBytes)
+	}
+	if f.MinBackoff <= 0 || f.MaxBackoff < f.MinBackoff {
+		bad("federation.min_backoff must be positive and federation.max_backoff at least min_backoff")
+	}
+	if f.DialTimeout <= 0 || f.WriteTimeout <= 0 || f.PingInterval <= 0 || f.PeerRefresh <= 0 {
+		bad("federation.dial_timeout, write_timeout, ping_interval and peer_refresh must be positive")
+	}
+}
+
 // LogConfig selects the log format and level.
 type LogConfig struct {
 	Format string `json:"format"` // text or json
@@ -156,6 +208,10 @@ func DefaultConfig() Config {
 	c.Hub = HubConfig{RatePerSecond: 50, RateBurst: 200, MaxMessageSize: 1 << 20, StateCacheSize: 1024,
 		ReportRate: directory.DefaultReportRate, ReportBurst: directory.DefaultReportBurst}
 	c.Mailbox = MailboxConfig{MaxEntries: mailbox.DefaultQuota.MaxEntries, MaxBytes: mailbox.DefaultQuota.MaxBytes}
+	c.Federation = FederationConfig{Window: 64, WindowBytes: 16 << 20, MinBackoff: gateway.Duration(500 * time.Millisecond),
+		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
+		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
+		PeerRefresh: gateway.Duration(2 * time.Second)}
 	return c
 }
 
@@ -251,6 +307,7 @@ func (c Config) Validate() error {
 	if err := c.Mailbox.Quota().Validate(); err != nil {
 		bad("mailbox: %v (max_entries, max_bytes)", err)
 	}
+	c.Federation.validate(c.Domain, bad)
 	return errors.Join(errs...)
 }
 

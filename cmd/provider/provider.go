@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
@@ -35,6 +37,10 @@ type Provider struct {
 	// GatewayKeys loads and rotates Keys in the store.
 	GatewayKeys *directory.GatewayKeys
 	Gateway     *gateway.Server
+	// Federation is the link layer to peer providers, nil unless federation is
+	// configured (federation.cert_file). Later parts register their envelope
+	// handlers on it (Handle, HandleAtomic, OnAnswer) in New, before Run.
+	Federation *federation.Links
 
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
@@ -114,6 +120,9 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
+	// The relay still takes its peers from the configuration (cfg.Peers). Issue 10
+	// wants its hop to a peer's gateway to use the federation allow-list
+	// (federation.PeerStore) and verify the peer's certificate: not done yet.
 	peers := make(map[string]string, len(cfg.Peers))
 	for _, peer := range cfg.Peers {
 		peers[peer.Domain] = peer.URL
@@ -123,7 +132,29 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		ReplayCapacity: cfg.OHTTP.ReplayCapacity, ReplayPerSource: cfg.OHTTP.ReplayPerSource}); err != nil {
 		return nil, err
 	}
+	if cfg.Federation.Enabled() {
+		// Last: New binds the federation listener.
+		if p.Federation, err = newFederation(cfg, db, log); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// newFederation makes the link layer from the configuration; it listens at once
+// when federation.listen is set.
+func newFederation(cfg Config, db *sqlite.DB, log *slog.Logger) (*federation.Links, error) {
+	f := cfg.Federation
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("federation certificate: %w", err)
+	}
+	return federation.New(federation.Config{
+		Domain: cfg.Domain, Certificate: cert, Listen: f.Listen,
+		Window: f.Window, WindowBytes: f.WindowBytes, MinBackoff: f.MinBackoff.D(), MaxBackoff: f.MaxBackoff.D(),
+		DialTimeout: f.DialTimeout.D(), WriteTimeout: f.WriteTimeout.D(), PingInterval: f.PingInterval.D(),
+		PeerRefresh: f.PeerRefresh.D(), Logger: log,
+	}, db)
 }
 
 // onChange applies store changes made by the admin CLI from another process. Mailbox
@@ -176,6 +207,9 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Gateway.Serve(ctx, ln) })
 	g.Go(func() error { return p.Hub.Run(ctx) })
+	if p.Federation != nil {
+		g.Go(func() error { return p.Federation.Run(ctx) })
+	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())
 		defer t.Stop()

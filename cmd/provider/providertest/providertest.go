@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,19 +23,38 @@ type Provider struct {
 	Base       string // http://127.0.0.1:port
 	Socket     string // ws://127.0.0.1:port/v1/socket
 	AdminToken string
+
+	stop func()
 }
+
+// Stop stops the provider and closes its store now, as a shutdown does; the test's
+// cleanup does it otherwise. Starting again with the same data_dir (and ports)
+// restarts it.
+func (p *Provider) Stop() { p.stop() }
 
 // Start runs a provider for domain until the test ends. edit may change the
 // configuration (peers, limits) before it starts; ln may be nil for a fresh port.
 // Its log is discarded.
 func Start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config)) *Provider {
 	t.Helper()
-	return StartWithLog(t, domain, ln, edit, slog.New(slog.DiscardHandler))
+	return start(t, domain, ln, edit, slog.New(slog.DiscardHandler), nil)
 }
 
 // StartWithLog is Start with the provider logging to log (tests that count or read
 // its lines).
 func StartWithLog(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), log *slog.Logger) *Provider {
+	t.Helper()
+	return start(t, domain, ln, edit, log, nil)
+}
+
+// StartWith is Start, and setup runs on the wired provider before it starts: to
+// register federation handlers (Provider.Federation), for instance.
+func StartWith(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), setup func(*provider.Provider)) *Provider {
+	t.Helper()
+	return start(t, domain, ln, edit, slog.New(slog.DiscardHandler), setup)
+}
+
+func start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), log *slog.Logger, setup func(*provider.Provider)) *Provider {
 	t.Helper()
 	if ln == nil {
 		var err error
@@ -62,25 +82,32 @@ func StartWithLog(t testing.TB, domain string, ln net.Listener, edit func(*provi
 	if err != nil {
 		t.Fatal(err)
 	}
+	if setup != nil {
+		setup(p)
+	}
 	admin, err := p.Dir.EnsureAdmin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("provider %s: %v", domain, err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("provider %s: %v", domain, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("provider %s did not stop", domain)
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("provider %s did not stop", domain)
-		}
-		db.Close()
-	})
-	return &Provider{Provider: p, Base: "http://" + cfg.Listen, Socket: "ws://" + cfg.Listen + "/v1/socket", AdminToken: admin}
+			db.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &Provider{Provider: p, Base: "http://" + cfg.Listen, Socket: "ws://" + cfg.Listen + "/v1/socket", AdminToken: admin, stop: stop}
 }
 
 // ListenPair reserves two loopback listeners, so that two providers can name each

@@ -29,7 +29,7 @@ const (
 	SecretSize = 32
 )
 
-var tokenB64 = base64.RawURLEncoding
+var tokenB64 = base64.RawURLEncoding.Strict() // one encoding per token: no trailing bits set
 
 // tokenLen is the length of every token this provider issues (98 bytes).
 var tokenLen = len(tokenPrefix) + tokenB64.EncodedLen(tokenBodyLen+tokenMACLen)

@@ -1,6 +1,9 @@
 package conn
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Pool runs the functions connections start with Go on long-lived goroutines. A
 // function goes to an idle worker, or starts a new one when none is idle, so the pool
@@ -11,7 +14,8 @@ import "time"
 // connection of a server and is safe for concurrent use; its zero value is not
 // usable, use NewPool.
 type Pool struct {
-	work chan func() // unbuffered: a send succeeds only when a worker is idle
+	work    chan func() // unbuffered: a send succeeds only when a worker is idle
+	workers atomic.Int32
 }
 
 // PoolIdle is how long an idle worker waits for work before it exits.
@@ -29,7 +33,12 @@ func (p *Pool) run(f func()) {
 	}
 }
 
+// Workers reports how many workers exist, busy or idle.
+func (p *Pool) Workers() int { return int(p.workers.Load()) }
+
 func (p *Pool) worker(f func()) {
+	p.workers.Add(1)
+	defer p.workers.Add(-1)
 	t := time.NewTimer(PoolIdle)
 	defer t.Stop()
 	for {

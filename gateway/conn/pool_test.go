@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -13,7 +12,6 @@ import (
 func TestPool(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := NewPool()
-		base := runtime.NumGoroutine()
 		release := make(chan struct{})
 		var started sync.WaitGroup
 		for range 5 {
@@ -21,7 +19,7 @@ func TestPool(t *testing.T) {
 			p.run(func() { started.Done(); <-release })
 		}
 		started.Wait() // five workers, all blocked: none waited for another
-		if n := runtime.NumGoroutine() - base; n != 5 {
+		if n := p.Workers(); n != 5 {
 			t.Fatalf("%d workers for 5 blocked functions", n)
 		}
 		close(release)
@@ -30,12 +28,12 @@ func TestPool(t *testing.T) {
 		p.run(func() { close(done) })
 		<-done
 		synctest.Wait()
-		if n := runtime.NumGoroutine() - base; n != 5 {
+		if n := p.Workers(); n != 5 {
 			t.Fatalf("%d workers after reuse, want the 5 idle ones", n)
 		}
 		time.Sleep(PoolIdle + time.Second)
 		synctest.Wait()
-		if n := runtime.NumGoroutine() - base; n != 0 {
+		if n := p.Workers(); n != 0 {
 			t.Fatalf("%d workers left after PoolIdle", n)
 		}
 		// An empty pool still runs work.

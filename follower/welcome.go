@@ -53,7 +53,7 @@ func NewWelcomes(refs ServedRefs, mb Mailbox, log *slog.Logger) *Welcomes {
 }
 
 // Init answers a WelcomeInit from hub peer: the offered refs this provider served,
-// each to one of its clients. It refuses the others (logged once per offer), and
+// each to one of its clients, in the offer's order. It refuses the others (logged once per offer), and
 // the whole offer, with ErrNoServedRef, when none is left. It only reads.
 func (w *Welcomes) Init(ctx context.Context, peer string, body []byte) ([]byte, error) {
 	var q protocol.WelcomeInit
@@ -68,10 +68,17 @@ func (w *Welcomes) Init(ctx context.Context, peer string, body []byte) ([]byte, 
 	if len(byClient) == 0 {
 		return nil, ErrNoServedRef
 	}
+	ok := map[string]bool{}
+	for _, cr := range byClient {
+		for _, ref := range cr.refs {
+			ok[string(ref)] = true
+		}
+	}
 	var a protocol.WelcomeInitAnswer
 	for _, ref := range q.Request.KeyPackageRefs {
-		if !contains(refused, ref) {
+		if ok[string(ref)] {
 			a.Accepted = append(a.Accepted, ref)
+			delete(ok, string(ref))
 		}
 	}
 	return a.MarshalBinary()
@@ -166,13 +173,4 @@ func (w *Welcomes) logRefused(peer, what string, id uint64, refused [][]byte, of
 	}
 	w.log.Warn("follower: hub named KeyPackages this provider never served; refused", "hub", peer, "envelope", what,
 		"welcome_id", id, "refs", len(refused), "of", of, "first_ref", fmt.Sprintf("%x", refused[0]))
-}
-
-func contains(set [][]byte, ref []byte) bool {
-	for _, s := range set {
-		if string(s) == string(ref) {
-			return true
-		}
-	}
-	return false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
@@ -32,11 +33,31 @@ type fedWorld struct {
 	fed     map[string]string // domain -> federation address
 	data    map[string]string // domain -> data directory
 	ps      map[string]*providertest.Provider
+	logs    map[string]*logLines
+}
+
+// logLines keeps what a provider logged, one text line per record.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// count returns how many lines contain s.
+func (l *logLines) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Count(l.buf.Bytes(), []byte(s))
 }
 
 func newFedWorld(t *testing.T, domains ...string) *fedWorld {
 	w := &fedWorld{t: t, certs: t.TempDir(), domains: domains, gw: map[string]string{}, fed: map[string]string{},
-		data: map[string]string{}, ps: map[string]*providertest.Provider{}}
+		data: map[string]string{}, ps: map[string]*providertest.Provider{}, logs: map[string]*logLines{}}
 	var err error
 	if w.ca, err = fedcert.NewCA("test", fedcert.Options{}); err != nil {
 		t.Fatal(err)
@@ -55,6 +76,7 @@ func newFedWorld(t *testing.T, domains ...string) *fedWorld {
 			t.Fatal(err)
 		}
 		lns[d], w.gw[d], w.fed[d], w.data[d] = ln, ln.Addr().String(), "127.0.0.1:0", t.TempDir()
+		w.logs[d] = &logLines{}
 	}
 	for _, d := range domains {
 		w.start(d, lns[d])
@@ -85,7 +107,8 @@ func (w *fedWorld) start(domain string, ln net.Listener) *providertest.Provider 
 			w.t.Fatal(err)
 		}
 	}
-	p := providertest.Start(w.t, domain, ln, func(c *provider.Config) {
+	log := slog.New(slog.NewTextHandler(w.logs[domain], &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p := providertest.StartWithLog(w.t, domain, ln, func(c *provider.Config) {
 		c.DataDir = w.data[domain]
 		c.Federation.Listen = w.fed[domain]
 		c.Federation.CertFile = filepath.Join(w.certs, fedcert.CertFile(domain))
@@ -98,7 +121,7 @@ func (w *fedWorld) start(domain string, ln net.Listener) *providertest.Provider 
 				c.Peers = append(c.Peers, provider.PeerConfig{Domain: o, URL: "http://" + w.gw[o]})
 			}
 		}
-	})
+	}, log)
 	w.fed[domain] = p.Federation.Addr().String()
 	w.ps[domain] = p
 	return p
@@ -306,6 +329,18 @@ func TestWelcomesAcrossProviders(t *testing.T) {
 		}
 	}
 
+	// B refused the two refs of the offer, logged once; A logged the refusal once.
+	const refusedLine = "never served; refused"
+	if n := w.logs["b.example"].count(refusedLine); n != 1 {
+		t.Errorf("B logged %d refusals of the offer, want 1", n)
+	}
+	if n := w.logs["a.example"].count("peer refused KeyPackageRefs of a Welcome"); n != 1 {
+		t.Errorf("A logged %d partial refusals, want 1", n)
+	}
+	if n := w.logs["c.example"].count(refusedLine); n != 0 {
+		t.Errorf("C logged %d refusals: it was offered a ref that was not named for it", n)
+	}
+
 	// A hostile hub: Welcomes and offers for refs B never served, or served by C.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -328,6 +363,9 @@ func TestWelcomesAcrossProviders(t *testing.T) {
 	var ans protocol.WelcomeInitAnswer
 	if err != nil || ans.UnmarshalBinary(body) != nil || len(ans.Accepted) != 1 || !bytes.Equal(ans.Accepted[0], bobRef) {
 		t.Fatalf("mixed offer: %v, accepted %x; want bob's ref only", err, ans.Accepted)
+	}
+	if n := w.logs["b.example"].count(refusedLine); n != 1+7 {
+		t.Errorf("B logged %d refusals, want one per request: 8", n)
 	}
 	if !drained(t, bob) {
 		t.Fatal("a refused Welcome reached bob's mailbox")

@@ -34,7 +34,7 @@ var ErrNoServedRef = protocol.NewError(protocol.CodeNotFound, "follower: no KeyP
 var ErrBadWelcome = protocol.NewError(protocol.CodeMalformed, "follower: malformed Welcome envelope")
 
 // Welcomes takes the Welcomes other providers' hubs send for this provider's
-// clients (docs/protocol.md §5.8). Its methods are the handlers of the
+// clients (docs/protocol.md §5.9). Its methods are the handlers of the
 // welcome_init and welcome envelopes; the caller gives the sender's proven domain.
 type Welcomes struct {
 	// Static after NewWelcomes.

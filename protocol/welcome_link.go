@@ -1,6 +1,6 @@
 package protocol
 
-// Welcomes across providers over the federation link (docs/protocol.md §5.8): the
+// Welcomes across providers over the federation link (docs/protocol.md §5.9): the
 // hub offers a Welcome's KeyPackageRefs to the provider WelcomeData names for them,
 // the provider answers with the refs it served, and the hub sends the Welcome for
 // those refs only.

@@ -20,7 +20,7 @@ func testWelcome(t *testing.T) []byte {
 	return b
 }
 
-// TestWelcomeLinkBytes pins the encodings docs/protocol.md §5.8 describes.
+// TestWelcomeLinkBytes pins the encodings docs/protocol.md §5.9 describes.
 func TestWelcomeLinkBytes(t *testing.T) {
 	wb := testWelcome(t)
 	refs := [][]byte{{0xaa, 0xbb}, {0xcc}}

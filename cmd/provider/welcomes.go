@@ -14,7 +14,7 @@ import (
 	"github.com/mimids/mimids/sqlite"
 )
 
-// Welcomes across providers (docs/protocol.md §5.8). The hub stores a Welcome for
+// Welcomes across providers (docs/protocol.md §5.9). The hub stores a Welcome for
 // each other provider WelcomeData names; welcomeSender offers it to that provider
 // (welcome_init), sends it for the refs the provider accepted (welcome) in the
 // transaction that commits the answer, and removes it in the transaction that

@@ -439,3 +439,46 @@ func isCode(err error, want protocol.Code) bool {
 	code, ok := protocol.CodeOf(err)
 	return err != nil && ok && code == want
 }
+
+// TestWelcomesPeerAddedAgain: removing a peer drops its queue with the offer in
+// it; once the peer is on the allow-list again, its stored Welcome is offered again
+// and delivered once.
+func TestWelcomesPeerAddedAgain(t *testing.T) {
+	w := newFedWorld(t, "a.example", "b.example")
+	a := w.ps["a.example"]
+	bob, alice := newBox(), newBox()
+	dialUser(t, w.ps["b.example"], "bob", bob)
+	dialUser(t, a, "alice", alice)
+	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
+	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
+	bob.c.Close(context.Background())
+	w.ps["b.example"].Stop()
+	gid := createWithWelcome(t, alice.c, [][]byte{ref}, []string{"b.example"})
+	poll(t, "A queues the offer for B", func() bool { return len(queuedWelcomes(t, a, "b.example")) == 1 })
+
+	ctx := context.Background()
+	if ok, err := a.DB.RemovePeer(ctx, "b.example"); !ok || err != nil {
+		t.Fatalf("remove peer: %v %v", ok, err)
+	}
+	if _, err := federation.AddPeer(ctx, a.DB, "a.example", federation.Peer{Domain: "b.example", URL: "wss://" + w.fed["b.example"],
+		CA: w.ca.CertPEM()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Federation.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "A offers the Welcome again on the new queue", func() bool { return len(queuedWelcomes(t, a, "b.example")) == 1 })
+	b := w.start("b.example", nil)
+	redial(t, b, bob)
+	poll(t, "bob gets the Welcome", func() bool {
+		n, _ := bob.count(gid)
+		return n > 0 && settled(t, a, "b.example") && drained(t, bob)
+	})
+	if n, _ := bob.count(gid); n != 1 {
+		t.Fatalf("bob got the Welcome %d times", n)
+	}
+}

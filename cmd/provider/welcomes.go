@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -47,7 +46,7 @@ func (p *Provider) registerWelcomes() {
 		return fw.Deliver(ctx, in.Peer, in.Body) // mailbox entries commit with the dedup record
 	})
 	p.welcomes = &welcomeSender{hub: p.Hub, links: p.Federation, db: p.DB, log: p.Log.With("part", "welcomes"),
-		inflight: map[string]map[int64]bool{}}
+		inflight: map[string]*peerWelcomes{}}
 	p.Federation.OnAnswer(protocol.EnvelopeWelcomeInit, p.welcomes.initAnswered)
 	p.Federation.OnAnswer(protocol.EnvelopeWelcome, p.welcomes.pushAnswered)
 }
@@ -62,7 +61,14 @@ type welcomeSender struct {
 	// inflight holds, per peer, the ids of the Welcomes with an envelope in the
 	// peer's queue (welcome_init or welcome); a peer is missing until its queue was
 	// scanned. Used by run's goroutine only.
-	inflight map[string]map[int64]bool
+	inflight map[string]*peerWelcomes
+}
+
+// peerWelcomes are the Welcomes in flight to one peer, on one outbound stream: a
+// peer removed and added again has a new stream and an empty queue.
+type peerWelcomes struct {
+	stream uint64
+	ids    map[int64]bool
 }
 
 func (s *welcomeSender) run(ctx context.Context) error {
@@ -81,14 +87,22 @@ func (s *welcomeSender) run(ctx context.Context) error {
 }
 
 // drain offers each allow-listed peer its oldest stored Welcomes not offered yet.
+// A failure with one peer is logged and does not hold up the others.
 func (s *welcomeSender) drain(ctx context.Context) error {
 	peers, err := s.db.Peers(ctx)
 	if err != nil {
 		return err
 	}
+	listed := make(map[string]bool, len(peers))
 	for _, p := range peers {
-		if err := s.drainPeer(ctx, p.Domain); err != nil {
-			return fmt.Errorf("peer %s: %w", p.Domain, err)
+		listed[p.Domain] = true
+		if err := s.drainPeer(ctx, p); err != nil && ctx.Err() == nil {
+			s.log.Warn("offer Welcomes", "peer", p.Domain, "err", err)
+		}
+	}
+	for d := range s.inflight {
+		if !listed[d] {
+			delete(s.inflight, d) // removed with its queue
 		}
 	}
 	return nil
@@ -98,8 +112,9 @@ func (s *welcomeSender) drain(ctx context.Context) error {
 // envelope queued. Welcomes are offered oldest first and removed only when
 // answered, so those in flight are always the oldest stored: listing as many plus
 // a batch shows every one still stored, and one not listed is gone.
-func (s *welcomeSender) drainPeer(ctx context.Context, peer string) error {
-	inflight, err := s.queued(ctx, peer)
+func (s *welcomeSender) drainPeer(ctx context.Context, p federation.Peer) error {
+	peer := p.Domain
+	inflight, err := s.queued(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -136,11 +151,13 @@ func (s *welcomeSender) drainPeer(ctx context.Context, peer string) error {
 	return nil
 }
 
-// queued returns the Welcomes of peer in flight, scanning the peer's outbound
-// queue the first time: what a previous run queued is not queued again.
-func (s *welcomeSender) queued(ctx context.Context, peer string) (map[int64]bool, error) {
-	if m, ok := s.inflight[peer]; ok {
-		return m, nil
+// queued returns the Welcomes in flight to p, scanning the peer's outbound queue
+// the first time (and when its stream changed): what a previous run queued is not
+// queued again.
+func (s *welcomeSender) queued(ctx context.Context, p federation.Peer) (map[int64]bool, error) {
+	peer := p.Domain
+	if pw, ok := s.inflight[peer]; ok && pw.stream == p.Stream {
+		return pw.ids, nil
 	}
 	m := map[int64]bool{}
 	var after uint64
@@ -162,7 +179,7 @@ func (s *welcomeSender) queued(ctx context.Context, peer string) (map[int64]bool
 			}
 		}
 	}
-	s.inflight[peer] = m
+	s.inflight[peer] = &peerWelcomes{stream: p.Stream, ids: m}
 	return m, nil
 }
 

@@ -3,9 +3,11 @@
 // follows the hub's partitions and keeps local copies of their logs, and enforces the
 // hub's terms on this provider's own users (DESIGN.md, Federation).
 //
-// Until federation links exist it follows no group: every request is answered
-// ErrUnknownGroup (not_found), which is what a client of a provider without
-// federation must see for a group that is not hosted here.
+// It takes the Welcomes other providers' hubs send for this provider's clients
+// (Welcomes: welcome_init and welcome envelopes, docs/protocol.md §5.9), accepting
+// only KeyPackageRefs this provider served. It follows no group yet: every
+// forwarded request is answered ErrUnknownGroup (not_found), which is what a
+// client of a provider without federation must see for a group not hosted here.
 package follower
 
 import (

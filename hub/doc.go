@@ -88,7 +88,8 @@
 // Config.Domain go to the client the KeyPackage was served to, as a
 // WelcomeDelivery in its mailbox (kind 2); in a commit's Welcome, refs of
 // our domain we never served are dropped and logged. The others are stored per provider for the federation's
-// WelcomeInitRequest (PendingWelcomes, WelcomeDelivered). Every Welcome is
+// WelcomeInitRequest (PendingWelcomes, RemoteWelcome, WelcomeDelivered; the
+// federation wiring in cmd/provider sends them, docs/protocol.md §5.9). Every Welcome is
 // stored in the sequencing transaction; local ones are moved to mailboxes
 // right after it and, if that fails or the process dies, by Run /
 // RedeliverWelcomes (at least once). A Mailbox that is also a MailboxRoom

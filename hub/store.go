@@ -120,6 +120,8 @@ type Store interface {
 	Terminate(ctx context.Context, masked []byte, at time.Time, published func(Entry)) (changed bool, err error)
 	// PendingWelcomes lists up to limit stored Welcomes for provider, oldest first.
 	PendingWelcomes(ctx context.Context, provider string, limit int) ([]PendingWelcome, error)
+	// Welcome returns the stored Welcome with id (ErrNotFound if unknown).
+	Welcome(ctx context.Context, id int64) (PendingWelcome, error)
 	// DeleteWelcome removes a delivered Welcome (ErrNotFound if unknown).
 	DeleteWelcome(ctx context.Context, id int64) error
 }

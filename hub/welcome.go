@@ -218,6 +218,20 @@ func (h *Hub) PendingWelcomes(ctx context.Context, provider string, limit int) (
 	return slices.DeleteFunc(ws, func(w PendingWelcome) bool { return w.ClientID != 0 }), nil
 }
 
+// RemoteWelcome returns the stored Welcome with id, waiting for the provider
+// that WelcomeData named for its refs; ErrNotFound if it is not stored or is for
+// a local client.
+func (h *Hub) RemoteWelcome(ctx context.Context, id int64) (PendingWelcome, error) {
+	w, err := h.store.Welcome(ctx, id)
+	if err != nil {
+		return PendingWelcome{}, err
+	}
+	if w.ClientID != 0 || w.Provider == h.cfg.Domain {
+		return PendingWelcome{}, fmt.Errorf("%w: Welcome %d is for a local client", ErrNotFound, id)
+	}
+	return w, nil
+}
+
 // WelcomeDelivered removes a Welcome the provider accepted (or refused for
 // good); ErrNotFound if it is not stored.
 func (h *Hub) WelcomeDelivered(ctx context.Context, id int64) error {

@@ -403,6 +403,26 @@ func (db *DB) PendingWelcomes(ctx context.Context, provider string, limit int) (
 	return out, rows.Err()
 }
 
+func (db *DB) Welcome(ctx context.Context, id int64) (hub.PendingWelcome, error) {
+	w := hub.PendingWelcome{ID: id}
+	var refs []byte
+	var at int64
+	err := db.r.QueryRowContext(ctx, `SELECT group_id, provider, client_id, refs, welcome, created_at FROM hub_welcomes
+		WHERE id = ?`, id).Scan(&w.GroupID, &w.Provider, &w.ClientID, &refs, &w.Welcome, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, fmt.Errorf("%w: Welcome %d", hub.ErrNotFound, id)
+	}
+	if err != nil {
+		return w, err
+	}
+	var q protocol.WelcomeInitRequest
+	if err := q.UnmarshalBinary(refs); err != nil {
+		return w, fmt.Errorf("sqlite: Welcome %d refs: %w", id, err)
+	}
+	w.KeyPackageRefs, w.CreatedAt = q.KeyPackageRefs, unixTime(at)
+	return w, nil
+}
+
 func (db *DB) DeleteWelcome(ctx context.Context, id int64) error {
 	return db.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM hub_welcomes WHERE id = ?`, id)

@@ -42,6 +42,8 @@ type Provider struct {
 	// handlers on it (Handle, HandleAtomic, OnAnswer) in New, before Run.
 	Federation *federation.Links
 
+	welcomes *welcomeSender // offers stored Welcomes to peers; nil without federation
+
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
 
@@ -137,6 +139,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		if p.Federation, err = newFederation(cfg, db, log); err != nil {
 			return nil, err
 		}
+		p.registerWelcomes()
 	}
 	return p, nil
 }
@@ -209,6 +212,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return p.Hub.Run(ctx) })
 	if p.Federation != nil {
 		g.Go(func() error { return p.Federation.Run(ctx) })
+		g.Go(func() error { return p.welcomes.run(ctx) })
 	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())

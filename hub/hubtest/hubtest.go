@@ -340,6 +340,13 @@ func testWelcomes(t *testing.T, s hub.Store) {
 	if got, _ := s.PendingWelcomes(ctx, "b.example", 1); len(got) != 1 {
 		t.Fatalf("limit: %d", len(got))
 	}
+	if w, err := s.Welcome(ctx, ids[1]); err != nil || w.ID != ids[1] || w.Provider != "b.example" || w.ClientID != 0 ||
+		len(w.KeyPackageRefs) != 2 || !bytes.Equal(w.KeyPackageRefs[1], key("r3")) || string(w.Welcome) != "w1" || !w.CreatedAt.Equal(at) {
+		t.Fatalf("Welcome(%d) = %+v, %v", ids[1], w, err)
+	}
+	if w, err := s.Welcome(ctx, ids[0]); err != nil || w.Provider != "a.example" || w.ClientID != 5 {
+		t.Fatalf("Welcome(%d) = %+v, %v", ids[0], w, err)
+	}
 	local, _ := s.PendingWelcomes(ctx, "a.example", 10)
 	if len(local) != 1 || local[0].ClientID != 5 {
 		t.Fatalf("PendingWelcomes(a) = %+v", local)
@@ -349,6 +356,9 @@ func testWelcomes(t *testing.T, s hub.Store) {
 	}
 	if err := s.DeleteWelcome(ctx, ids[0]); !errors.Is(err, hub.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
+	}
+	if _, err := s.Welcome(ctx, ids[0]); !errors.Is(err, hub.ErrNotFound) {
+		t.Fatalf("Welcome after delete: %v", err)
 	}
 	if local, _ := s.PendingWelcomes(ctx, "a.example", 10); len(local) != 0 {
 		t.Fatalf("deleted Welcome still listed: %+v", local)

@@ -346,3 +346,37 @@ func (db *DB) Ping(ctx context.Context) error {
 	var one int
 	return db.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
+
+// TotalRows counts the rows of every table of the store (the schema's bookkeeping
+// included): what a flood must not make grow.
+func (db *DB) TotalRows(ctx context.Context) (int64, error) {
+	var total int64
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			names = append(names, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, n := range names {
+			var c int64
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM "`+n+`"`).Scan(&c); err != nil {
+				return err
+			}
+			total += c
+		}
+		return nil
+	})
+	return total, err
+}

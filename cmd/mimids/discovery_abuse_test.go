@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -140,32 +139,11 @@ func (g *gatewayPeer) fetchOne(user, token string) protocol.FetchStatus {
 // storeRows counts the rows of every table of the store.
 func storeRows(t *testing.T, p *providertest.Provider) int64 {
 	t.Helper()
-	var total int64
-	err := p.DB.Write(context.Background(), func(tx *sql.Tx) error {
-		rows, err := tx.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
-		if err != nil {
-			return err
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			rows.Scan(&n)
-			names = append(names, n)
-		}
-		rows.Close()
-		for _, n := range names {
-			var c int64
-			if err := tx.QueryRow(`SELECT count(*) FROM "` + n + `"`).Scan(&c); err != nil {
-				return err
-			}
-			total += c
-		}
-		return nil
-	})
+	n, err := p.DB.TotalRows(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return total
+	return n
 }
 
 // mailboxWatcher collects the KeyPackage notices a client receives.

@@ -3,7 +3,6 @@ package provider_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"io"
 	"net/http"
 	"testing"
@@ -19,35 +18,11 @@ import (
 // storeRows counts the rows of every table of the provider's store.
 func storeRows(t testing.TB, p *providertest.Provider) int64 {
 	t.Helper()
-	var total int64
-	err := p.DB.Write(context.Background(), func(tx *sql.Tx) error {
-		rows, err := tx.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
-		if err != nil {
-			return err
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				rows.Close()
-				return err
-			}
-			names = append(names, n)
-		}
-		rows.Close()
-		for _, n := range names {
-			var c int64
-			if err := tx.QueryRow(`SELECT count(*) FROM "` + n + `"`).Scan(&c); err != nil {
-				return err
-			}
-			total += c
-		}
-		return nil
-	})
+	n, err := p.DB.TotalRows(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return total
+	return n
 }
 
 // gatewayKeys fetches a provider's OHTTP key configurations directly.

@@ -101,7 +101,10 @@ func TestForwardRouting(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	recv, _ := (&protocol.ReceiveRequest{PartitionKey: key}).MarshalBinary()
 	gi, _ := (&protocol.GroupInfoRequest{GroupID: []byte("g")}).MarshalBinary()
-	hint := func(hub string, body []byte) []byte { b, _ := (&protocol.HubHinted{Hub: hub, Body: body}).MarshalBinary(); return b }
+	hint := func(hub string, body []byte) []byte {
+		b, _ := (&protocol.HubHinted{Hub: hub, Body: body}).MarshalBinary()
+		return b
+	}
 	empty, _ := (&protocol.ReceiveResponse{}).MarshalBinary()
 
 	routes := newRoutes()

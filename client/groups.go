@@ -87,6 +87,32 @@ func (c *Client) ExternalJoin(ctx context.Context, req *protocol.ExternalJoinReq
 	return resp, err
 }
 
+// GroupInfoAt is GroupInfo for a group this client's provider may never have
+// seen: it names the group's hub (group_info_at, docs/protocol.md §4).
+func (c *Client) GroupInfoAt(ctx context.Context, hub string, groupID []byte) (*protocol.GroupInfoResponse, error) {
+	inner, err := (&protocol.GroupInfoRequest{GroupID: groupID}).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("client: group info at: %w", err)
+	}
+	resp := new(protocol.GroupInfoResponse)
+	if err := c.call(ctx, "group info at", protocol.MethodGroupInfoAt, &protocol.HubHinted{Hub: hub, Body: inner}, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// ExternalJoinAt is ExternalJoin naming the group's hub (external_join_at,
+// docs/protocol.md §4).
+func (c *Client) ExternalJoinAt(ctx context.Context, hub string, req *protocol.ExternalJoinRequest) (protocol.ExternalJoinResponse, error) {
+	var resp protocol.ExternalJoinResponse
+	inner, err := req.MarshalBinary()
+	if err != nil {
+		return resp, fmt.Errorf("client: external join at: %w", err)
+	}
+	err = c.call(ctx, "external join at", protocol.MethodExternalJoinAt, &protocol.HubHinted{Hub: hub, Body: inner}, &resp)
+	return resp, err
+}
+
 // Report files a report with this client's provider (about a member, a message, a
 // hub or a follower) and returns its ID.
 func (c *Client) Report(ctx context.Context, r *protocol.Report) (uint64, error) {

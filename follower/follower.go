@@ -1,17 +1,24 @@
 // Package follower serves this provider's clients in groups hosted by other
-// providers: it forwards their requests to the group's hub over the federation link,
-// follows the hub's partitions and keeps local copies of their logs, and enforces the
-// hub's terms on this provider's own users (DESIGN.md, Federation).
+// providers: it forwards their requests to the group's hub over the federation
+// link, and (later) follows the hub's partitions, keeps local copies of their logs
+// and enforces the hub's terms on this provider's own users (DESIGN.md,
+// Federation).
 //
-// It takes the Welcomes other providers' hubs send for this provider's clients
-// (Welcomes: welcome_init and welcome envelopes, docs/protocol.md §5.9), accepting
-// only KeyPackageRefs this provider served. It follows no group yet: every
-// forwarded request is answered ErrUnknownGroup (not_found), which is what a
-// client of a provider without federation must see for a group not hosted here.
+// Forwarding (docs/protocol.md §5.10): send, receive, group_info and external_join
+// for a group this provider does not host travel to the group's hub in a
+// group_request envelope, and the hub's answer (or its error code) is the client's.
+// The follower learns each group's hub from the Welcome flow (Welcomes:
+// welcome_init and welcome envelopes, §5.9, accepting only KeyPackageRefs this
+// provider served), and from a client that names the hub (group_info_at,
+// external_join_at, §4). Without a link every forwarded request is answered
+// ErrUnknownGroup (not_found), which is what a client of a provider without
+// federation sees for a group not hosted here.
 package follower
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/mimids/mimids/protocol"
 )
@@ -20,27 +27,77 @@ import (
 // follows.
 var ErrUnknownGroup = protocol.NewError(protocol.CodeNotFound, "follower: unknown group")
 
+// ErrHubUnreachable means the hub did not answer in time; the request may still
+// be applied there later (the hub deduplicates a client's retry).
+var ErrHubUnreachable = protocol.NewError(protocol.CodeUnavailable, "follower: the group's hub did not answer")
+
 // Forwarded are the group methods a client may use for a group hosted elsewhere
 // (creating a group always makes its creator's provider the hub).
-var Forwarded = []protocol.Method{protocol.MethodSend, protocol.MethodReceive, protocol.MethodGroupInfo, protocol.MethodExternalJoin}
+var Forwarded = protocol.ForwardedMethods
 
-// Follower is the follower role of a provider.
-type Follower struct{}
+// Hinted are the socket methods that name the hub (HubHinted), served by the
+// follower only.
+var Hinted = []protocol.Method{protocol.MethodGroupInfoAt, protocol.MethodExternalJoinAt}
 
-// New returns the follower.
-func New() *Follower { return &Follower{} }
-
-// Methods is the follower's table of group methods (Forwarded).
-func (f *Follower) Methods() protocol.GroupMethods {
-	m := make(protocol.GroupMethods, len(Forwarded))
-	for _, id := range Forwarded {
-		m[id] = f.forward
-	}
-	return m
+// Link calls a peer provider over the federation link (federation.Links.Call).
+type Link interface {
+	// Call sends an envelope to peer and waits for the answer: the ack's body, or
+	// an error carrying the peer's wire code.
+	Call(ctx context.Context, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error)
 }
 
-// forward hands a request to the hub of its group; with no federation link, no
-// group is followed.
-func (f *Follower) forward(context.Context, protocol.Sender, []byte) ([]byte, error) {
-	return nil, ErrUnknownGroup
+// Config is what the follower forwards with.
+type Config struct {
+	// Domain is this provider's domain: a hint naming it is refused.
+	Domain string
+	Link   Link
+	Routes Routes
+	// Timeout bounds the wait for a hub's answer (default DefaultTimeout).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// DefaultTimeout is how long a forwarded request waits for the hub by default.
+const DefaultTimeout = 10 * time.Second
+
+// MaxCandidateHubs bounds the hubs a receive of an unknown partition is tried at:
+// the hubs of the client's own groups, most recent first.
+const MaxCandidateHubs = 4
+
+// Follower is the follower role of a provider.
+type Follower struct {
+	// Static after New.
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the follower. With no Link or Routes it follows no group.
+func New(cfg Config) *Follower {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Follower{cfg: cfg, log: log.With("part", "follower")}
+}
+
+// Methods is the follower's table of group methods (Forwarded and Hinted).
+func (f *Follower) Methods() protocol.GroupMethods {
+	if f.cfg.Link == nil || f.cfg.Routes == nil {
+		m := make(protocol.GroupMethods, len(Forwarded))
+		for _, id := range Forwarded {
+			m[id] = func(context.Context, protocol.Sender, []byte) ([]byte, error) { return nil, ErrUnknownGroup }
+		}
+		return m
+	}
+	return protocol.GroupMethods{
+		protocol.MethodSend:           f.send,
+		protocol.MethodReceive:        f.receive,
+		protocol.MethodGroupInfo:      f.groupInfo,
+		protocol.MethodExternalJoin:   f.externalJoin,
+		protocol.MethodGroupInfoAt:    f.groupInfoAt,
+		protocol.MethodExternalJoinAt: f.externalJoinAt,
+	}
 }

@@ -13,7 +13,7 @@ import (
 // not_found, and create_group is not one of them.
 func TestFollowsNothingYet(t *testing.T) {
 	ctx := context.Background()
-	m := follower.New().Methods()
+	m := follower.New(follower.Config{}).Methods()
 	if len(m) != len(follower.Forwarded) {
 		t.Fatalf("%d methods, want %d", len(m), len(follower.Forwarded))
 	}

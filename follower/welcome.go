@@ -40,16 +40,18 @@ type Welcomes struct {
 	// Static after NewWelcomes.
 	refs    ServedRefs
 	mailbox Mailbox
+	routes  Routes // nil: nothing learned
 	log     *slog.Logger
 }
 
 // NewWelcomes returns the Welcome handlers over the served-ref records and the
-// mailbox.
-func NewWelcomes(refs ServedRefs, mb Mailbox, log *slog.Logger) *Welcomes {
+// mailbox. A delivered Welcome teaches routes (if not nil) that its hub hosts the
+// group, and a group of each client it went to (§5.10).
+func NewWelcomes(refs ServedRefs, mb Mailbox, routes Routes, log *slog.Logger) *Welcomes {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Welcomes{refs: refs, mailbox: mb, log: log}
+	return &Welcomes{refs: refs, mailbox: mb, routes: routes, log: log}
 }
 
 // Init answers a WelcomeInit from hub peer: the offered refs this provider served,
@@ -121,6 +123,9 @@ func (w *Welcomes) Deliver(ctx context.Context, peer string, body []byte) ([]byt
 		if err != nil {
 			return nil, fmt.Errorf("follower: welcome for client %d: %w", cr.client, err)
 		}
+		if err := w.learn(ctx, peer, m.Delivery.GroupID, cr.client); err != nil {
+			return nil, err
+		}
 		a.Delivered++
 	}
 	if full > 0 {
@@ -128,6 +133,21 @@ func (w *Welcomes) Deliver(ctx context.Context, peer string, body []byte) ([]byt
 			"clients", full, "of", len(byClient))
 	}
 	return a.MarshalBinary()
+}
+
+// learn records hub as the hub of group and of a group of client, in the
+// transaction of the delivery.
+func (w *Welcomes) learn(ctx context.Context, hub string, group []byte, client int64) error {
+	if w.routes == nil {
+		return nil
+	}
+	if err := w.routes.SetGroupHub(ctx, group, hub); err != nil {
+		return fmt.Errorf("follower: welcome: %w", err)
+	}
+	if err := w.routes.AddClientHub(ctx, client, hub); err != nil {
+		return fmt.Errorf("follower: welcome: %w", err)
+	}
+	return nil
 }
 
 type clientRefs struct {

@@ -84,7 +84,7 @@ func TestWelcomes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			mb := &mailbox{got: map[int64][]protocol.WelcomeDelivery{}, full: map[int64]bool{c.full: true}}
-			w := follower.NewWelcomes(served, mb, nil)
+			w := follower.NewWelcomes(served, mb, nil, nil)
 			init, _ := (&protocol.WelcomeInit{WelcomeID: 9, Request: protocol.WelcomeInitRequest{KeyPackageRefs: c.refs}}).MarshalBinary()
 			ans, err := w.Init(ctx, "hub.example", init)
 			checkCode(t, "init", err, c.code)
@@ -109,7 +109,7 @@ func TestWelcomes(t *testing.T) {
 			}
 		})
 	}
-	w := follower.NewWelcomes(served, &mailbox{}, nil)
+	w := follower.NewWelcomes(served, &mailbox{}, nil, nil)
 	for _, h := range []func(context.Context, string, []byte) ([]byte, error){w.Init, w.Deliver} {
 		_, err := h(ctx, "hub.example", []byte{1, 2})
 		checkCode(t, "garbage", err, protocol.CodeMalformed)

@@ -63,6 +63,10 @@ func (m Method) String() string {
 		return "subscribe"
 	case MethodUnsubscribe:
 		return "unsubscribe"
+	case MethodGroupInfoAt:
+		return "group_info_at"
+	case MethodExternalJoinAt:
+		return "external_join_at"
 	}
 	return fmt.Sprintf("method(0x%04x)", uint16(m))
 }

@@ -167,7 +167,23 @@ func FuzzDecode(f *testing.F) {
 func FuzzPayloads(f *testing.F) {
 	b, _ := Notice{Text: "x"}.MarshalBinary()
 	f.Add(b)
+	b, _ = (&GroupRequest{Method: MethodSend, UserURI: "mimi://b.example/u/bob", Body: []byte{1, 2}}).MarshalBinary()
+	f.Add(b)
+	b, _ = (&HubHinted{Hub: "a.example", Body: []byte{1}}).MarshalBinary()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var g GroupRequest
+		if g.UnmarshalBinary(b) == nil {
+			if e, _ := g.MarshalBinary(); !bytes.Equal(e, b) {
+				t.Fatal("group_request does not round-trip")
+			}
+		}
+		var h HubHinted
+		if h.UnmarshalBinary(b) == nil {
+			if e, _ := h.MarshalBinary(); !bytes.Equal(e, b) {
+				t.Fatal("hub hint does not round-trip")
+			}
+		}
 		var n Notice
 		if n.UnmarshalBinary(b) == nil {
 			if e, _ := n.MarshalBinary(); !bytes.Equal(e, b) {

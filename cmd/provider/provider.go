@@ -13,7 +13,6 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/federation"
-	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/ohttp"
@@ -118,7 +117,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
-		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: follower.New().Methods(), NotHosted: hub.NotHosted},
+		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
@@ -140,6 +139,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 			return nil, err
 		}
 		p.registerWelcomes()
+		p.registerGroupRequests()
 	}
 	return p, nil
 }

@@ -38,7 +38,7 @@ func (f followerRefs) ServedClient(ctx context.Context, ref []byte) (int64, bool
 
 // registerWelcomes installs both sides of the Welcome flow on the link layer.
 func (p *Provider) registerWelcomes() {
-	fw := follower.NewWelcomes(followerRefs{HubRouter{p.KPs}}, HubMailbox{p.Mailbox}, p.Log)
+	fw := follower.NewWelcomes(followerRefs{HubRouter{p.KPs}}, HubMailbox{p.Mailbox}, p.DB, p.Log)
 	p.Federation.Handle(protocol.EnvelopeWelcomeInit, func(ctx context.Context, in *federation.Inbound) ([]byte, error) {
 		return fw.Init(ctx, in.Peer, in.Body) // reads only: idempotent
 	})

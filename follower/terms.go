@@ -82,10 +82,13 @@ func (t *Terms) Apply(_ context.Context, hub string, body []byte) ([]byte, error
 		}
 		ht.Banned[u] = true
 	}
-	if ht.Rate > 0 && t.limiter != nil {
+	t.mu.Lock()
+	// Unchanged limits keep their buckets: new bans do not refill anyone.
+	if old := t.byHub[hub]; old != nil && old.Rate == ht.Rate && old.Burst == ht.Burst {
+		ht.limit = old.limit
+	} else if ht.Rate > 0 && t.limiter != nil {
 		ht.limit = t.limiter(ht.Rate, ht.Burst)
 	}
-	t.mu.Lock()
 	t.byHub[hub] = ht
 	warn := ignored > 0 && !t.warned[hub]
 	if warn {

@@ -68,6 +68,14 @@ func TestTerms(t *testing.T) {
 			t.Errorf("%s %s at %s: %v, want %v", c.m, c.user, c.hub, err, c.want)
 		}
 	}
+	// New bans with the same limit keep the buckets: carol stays limited.
+	same, _ := (&protocol.Terms{RateMilli: 1000, Burst: 2}).MarshalBinary()
+	if _, err := book.Apply(ctx, "a.example", same); err != nil {
+		t.Fatal(err)
+	}
+	if err := book.Check("a.example", protocol.MethodSend, carol); !errors.Is(err, ErrRateLimitedByHub) {
+		t.Fatalf("carol after new terms with the same limit: %v, want still rate limited", err)
+	}
 	lifted, _ := (&protocol.Terms{}).MarshalBinary()
 	if _, err := book.Apply(ctx, "a.example", lifted); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,9 @@ type PolicyConfig struct {
 	BanCacheTTL time.Duration
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger     // default: discard
+	// Changed, if set, is called after a ban is added or lifted through this
+	// Policy (the provider then hands its peers its new terms at once).
+	Changed func()
 }
 
 // ErrRateLimitConfig reports a rate limit without a burst.
@@ -174,6 +177,9 @@ func (p *Policy) invalidate() {
 	p.mu.Lock()
 	p.banned = nil
 	p.mu.Unlock()
+	if p.cfg.Changed != nil {
+		p.cfg.Changed()
+	}
 }
 
 // FileReport stores a local client's report for the admins. Each reporting client has

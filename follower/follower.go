@@ -52,6 +52,8 @@ type Config struct {
 	Domain string
 	Link   Link
 	Routes Routes
+	// Terms are the hubs' terms, enforced before forwarding (nil: none).
+	Terms *Terms
 	// Timeout bounds the wait for a hub's answer (default DefaultTimeout).
 	Timeout time.Duration
 	Logger  *slog.Logger

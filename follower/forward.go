@@ -201,8 +201,12 @@ func (f *Follower) groupHub(ctx context.Context, group []byte) (string, bool, er
 }
 
 // call forwards one request to hub and waits (at most the configured timeout) for
-// its answer. The hub's refusal keeps its wire code.
+// its answer, unless the hub's terms refuse it first. The hub's refusal keeps its
+// wire code.
 func (f *Follower) call(ctx context.Context, hub string, m protocol.Method, s protocol.Sender, body []byte) ([]byte, error) {
+	if err := f.cfg.Terms.Check(hub, m, s.UserURI); err != nil {
+		return nil, err // the hub's terms, enforced here (terms.go)
+	}
 	env, err := (&protocol.GroupRequest{Method: m, UserURI: s.UserURI, Body: body}).MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("follower: %s: %w", m, err)

@@ -179,7 +179,7 @@ func reportList(ctx context.Context, e env, _ []string) error {
 		return err
 	}
 	for _, r := range rs {
-		fmt.Fprintf(e.out, "%d\t%s\t%s\tkind %d\tgroup %x\tsubject %x\t%q\n", r.ID, r.At.Format(time.RFC3339), r.ReporterUser, r.Kind, r.GroupID, r.Subject, r.Reason)
+		fmt.Fprintf(e.out, "%d\t%s\t%s\tkind %s\tgroup %x\tsubject %x\t%q\n", r.ID, r.At.Format(time.RFC3339), r.ReporterUser, r.Kind, r.GroupID, r.Subject, r.Reason)
 	}
 	none(e.out, len(rs), "reports")
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/ohttp"
@@ -42,6 +43,10 @@ type Provider struct {
 	Federation *federation.Links
 
 	welcomes *welcomeSender // offers stored Welcomes to peers; nil without federation
+	// Terms are the hubs' terms this provider enforces on its users as a
+	// follower; nil without federation.
+	Terms *follower.Terms
+	terms *termsSender // hands this provider's terms to peers; nil without federation
 
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
@@ -99,7 +104,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		return nil, err
 	}
 	p.Policy, err = directory.NewPolicy(db, directory.PolicyConfig{RatePerSecond: cfg.Hub.RatePerSecond,
-		RateBurst: cfg.Hub.RateBurst, ReportRate: cfg.Hub.ReportRate, ReportBurst: cfg.Hub.ReportBurst, Logger: log})
+		RateBurst: cfg.Hub.RateBurst, ReportRate: cfg.Hub.ReportRate, ReportBurst: cfg.Hub.ReportBurst, Logger: log, Changed: p.termsChanged})
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +145,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		}
 		p.registerWelcomes()
 		p.registerGroupRequests()
+		p.registerTerms()
 	}
 	return p, nil
 }
@@ -213,6 +219,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	if p.Federation != nil {
 		g.Go(func() error { return p.Federation.Run(ctx) })
 		g.Go(func() error { return p.welcomes.run(ctx) })
+		g.Go(func() error { return p.terms.run(ctx) })
 	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())

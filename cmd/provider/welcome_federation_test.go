@@ -34,6 +34,7 @@ type fedWorld struct {
 	data    map[string]string // domain -> data directory
 	ps      map[string]*providertest.Provider
 	logs    map[string]*logLines
+	tweak   func(domain string, c *provider.Config) // optional, after the defaults
 }
 
 // logLines keeps what a provider logged, one text line per record.
@@ -56,7 +57,13 @@ func (l *logLines) count(s string) int {
 }
 
 func newFedWorld(t *testing.T, domains ...string) *fedWorld {
-	w := &fedWorld{t: t, certs: t.TempDir(), domains: domains, gw: map[string]string{}, fed: map[string]string{},
+	return newFedWorldWith(t, nil, domains...)
+}
+
+// newFedWorldWith is newFedWorld with tweak applied to each provider's
+// configuration.
+func newFedWorldWith(t *testing.T, tweak func(domain string, c *provider.Config), domains ...string) *fedWorld {
+	w := &fedWorld{t: t, tweak: tweak, certs: t.TempDir(), domains: domains, gw: map[string]string{}, fed: map[string]string{},
 		data: map[string]string{}, ps: map[string]*providertest.Provider{}, logs: map[string]*logLines{}}
 	var err error
 	if w.ca, err = fedcert.NewCA("test", fedcert.Options{}); err != nil {
@@ -120,6 +127,9 @@ func (w *fedWorld) start(domain string, ln net.Listener) *providertest.Provider 
 			if o != domain {
 				c.Peers = append(c.Peers, provider.PeerConfig{Domain: o, URL: "http://" + w.gw[o]})
 			}
+		}
+		if w.tweak != nil {
+			w.tweak(domain, c)
 		}
 	}, log)
 	w.fed[domain] = p.Federation.Addr().String()

@@ -54,10 +54,28 @@ type Config struct {
 	Routes Routes
 	// Terms are the hubs' terms, enforced before forwarding (nil: none).
 	Terms *Terms
+	// Own is this provider's own policy (directory.Policy): its provider-wide bans
+	// and its users' rate limit apply to its users in groups hosted elsewhere too,
+	// before anything is forwarded (nil: none).
+	Own OwnPolicy
 	// Timeout bounds the wait for a hub's answer (default DefaultTimeout).
 	Timeout time.Duration
 	Logger  *slog.Logger
 }
+
+// OwnPolicy is this provider's own policy, as the hub applies it to local senders.
+type OwnPolicy interface {
+	// Banned reports whether this provider banned the user URI.
+	Banned(ctx context.Context, userURI string) (bool, error)
+	// Allow takes one request from the rate limit of key (a user URI).
+	Allow(key string) bool
+}
+
+// Refusals by this provider's own policy, before forwarding.
+var (
+	ErrBannedHere      = protocol.NewError(protocol.CodePolicy, "follower: user banned by this provider")
+	ErrRateLimitedHere = protocol.NewError(protocol.CodeRateLimited, "follower: over this provider's rate limit")
+)
 
 // DefaultTimeout is how long a forwarded request waits for the hub by default.
 const DefaultTimeout = 10 * time.Second

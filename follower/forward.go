@@ -204,6 +204,9 @@ func (f *Follower) groupHub(ctx context.Context, group []byte) (string, bool, er
 // its answer, unless the hub's terms refuse it first. The hub's refusal keeps its
 // wire code.
 func (f *Follower) call(ctx context.Context, hub string, m protocol.Method, s protocol.Sender, body []byte) ([]byte, error) {
+	if err := f.checkOwn(ctx, m, s); err != nil {
+		return nil, err
+	}
 	if err := f.cfg.Terms.Check(hub, m, s.UserURI); err != nil {
 		return nil, err // the hub's terms, enforced here (terms.go)
 	}
@@ -259,4 +262,25 @@ func malformed(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", protocol.ErrMalformed, err)
+}
+
+// checkOwn applies this provider's own bans to its users' forwarded requests, and
+// its rate limit to those that sequence (send, external_join), as the hub does for
+// its local senders.
+func (f *Follower) checkOwn(ctx context.Context, m protocol.Method, s protocol.Sender) error {
+	if f.cfg.Own == nil || !s.Local {
+		return nil
+	}
+	user := protocol.UserOf(s.UserURI)
+	banned, err := f.cfg.Own.Banned(ctx, user)
+	if err != nil {
+		return fmt.Errorf("follower: bans: %w", err)
+	}
+	if banned {
+		return fmt.Errorf("%w: %s", ErrBannedHere, user)
+	}
+	if (m == protocol.MethodSend || m == protocol.MethodExternalJoin) && !f.cfg.Own.Allow(user) {
+		return fmt.Errorf("%w: %s", ErrRateLimitedHere, user)
+	}
+	return nil
 }

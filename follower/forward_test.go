@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/follower"
+	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -169,4 +170,59 @@ func mustReceive(t *testing.T, key []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// ownPolicy bans the users in banned and allows n sequencing requests in all.
+type ownPolicy struct {
+	banned map[string]bool
+	n      int
+}
+
+func (o *ownPolicy) Banned(_ context.Context, u string) (bool, error) { return o.banned[u], nil }
+func (o *ownPolicy) Allow(string) bool                                { o.n--; return o.n >= 0 }
+
+// This provider's own bans and rate limit apply to its users in groups hosted
+// elsewhere before anything is forwarded; remote senders are not ours to judge.
+func TestOwnPolicyBeforeForwarding(t *testing.T) {
+	ctx := context.Background()
+	gid := []byte("g")
+	routes := newRoutes()
+	routes.SetGroupHub(ctx, gid, "a.example")
+	ok, _ := (&protocol.GroupInfoResponse{}).MarshalBinary()
+	link := &hubs{answer: map[string]func(protocol.GroupRequest) ([]byte, error){
+		"a.example": func(protocol.GroupRequest) ([]byte, error) { return ok, nil },
+	}}
+	own := &ownPolicy{banned: map[string]bool{"mimi://b.example/u/mallory": true}, n: 1}
+	m := follower.New(follower.Config{Domain: "b.example", Link: link, Routes: routes, Own: own, Timeout: time.Second}).Methods()
+	gi, _ := (&protocol.GroupInfoRequest{GroupID: gid}).MarshalBinary()
+	mallory := protocol.Sender{ClientID: 7, UserURI: "mimi://b.example/d/mallory/phone", Local: true}
+	if _, err := m[protocol.MethodGroupInfo](ctx, mallory, gi); !errors.Is(err, follower.ErrBannedHere) {
+		t.Fatalf("banned user's group_info: %v", err)
+	}
+	bob := protocol.Sender{ClientID: 5, UserURI: "mimi://b.example/u/bob", Local: true}
+	if _, err := m[protocol.MethodGroupInfo](ctx, bob, gi); err != nil {
+		t.Fatalf("bob's group_info: %v", err)
+	}
+	if len(link.calls) != 1 {
+		t.Fatalf("%d requests reached the hub, want only bob's", len(link.calls))
+	}
+	// The rate limit takes from sequencing methods only: one send reaches the hub,
+	// the next is refused here.
+	app, err := mlstest.ApplicationMessage(gid, 1, []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := (&protocol.SendRequest{Message: app, PartitionKey: make([]byte, protocol.PartitionKeySize)}).MarshalBinary()
+	if _, err := m[protocol.MethodSend](ctx, bob, body); err != nil {
+		t.Fatalf("first send: %v", err)
+	}
+	if _, err := m[protocol.MethodSend](ctx, bob, body); !errors.Is(err, follower.ErrRateLimitedHere) {
+		t.Fatalf("second send: %v, want ErrRateLimitedHere", err)
+	}
+	if len(link.calls) != 2 {
+		t.Fatalf("%d requests reached the hub, want 2", len(link.calls))
+	}
+	if code, _ := protocol.CodeOf(follower.ErrRateLimitedHere); code != protocol.CodeRateLimited {
+		t.Fatalf("code %s", code)
+	}
 }

@@ -38,7 +38,7 @@ func (p *Provider) newFollower() *follower.Follower {
 	if !p.Config.Federation.Enabled() {
 		return follower.New(follower.Config{Domain: p.Config.Domain})
 	}
-	return follower.New(follower.Config{Domain: p.Config.Domain, Link: peerLink{p}, Routes: p.DB, Terms: p.newTermsBook(), Logger: p.Log})
+	return follower.New(follower.Config{Domain: p.Config.Domain, Link: peerLink{p}, Routes: p.DB, Terms: p.newTermsBook(), Own: p.Policy, Logger: p.Log})
 }
 
 // registerGroupRequests answers the group_request envelopes of peers from the

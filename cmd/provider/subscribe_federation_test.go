@@ -133,6 +133,11 @@ func TestSubscriptionAcrossProviders(t *testing.T) {
 		}
 	}
 
+	// B's own copy holds the partition (it served bob from it).
+	if es, err := b.DB.FetchCopy(ctx, masked, -1, 1000); err != nil || len(es) != len(sent) {
+		t.Fatalf("B's copy: %d entries, %v; want %d", len(es), err, len(sent))
+	}
+
 	// Hostile hubs: C pushes the partition B follows at A; A pushes one B does not follow.
 	c := w.ps["c.example"]
 	fake, _ := g.RandomApplication(60)

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
-	"github.com/mimids/mimids/cmd/provider/providertest"
 )
 
 // pushLog collects the push frames of one partition a client got, in arrival order.

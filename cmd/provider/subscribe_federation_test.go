@@ -3,6 +3,8 @@ package provider_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
+	"golang.org/x/sync/errgroup"
 )
 
 // pushLog collects the push frames of one partition a client got, in arrival order.
@@ -169,5 +172,106 @@ func TestSubscriptionAcrossProviders(t *testing.T) {
 	var last protocol.Message
 	if err := last.UnmarshalBinary(got[len(got)-1].Message); err != nil || !bytes.Equal(last.Message, sent[len(sent)-1]) {
 		t.Fatalf("the push at counter %d is not alice's message: %v", len(sent)-1, err)
+	}
+}
+
+// TestFollowerCatchUp: B follows a partition of A and is down while A sequences
+// MIMIDS_CATCHUP_N messages (default 2,000; the figure in the report is for
+// 100,000); once B is back, its copy is complete within the bound, from the
+// hub's batches. The test logs the time and rate.
+func TestFollowerCatchUp(t *testing.T) {
+	n := 2000
+	if s := os.Getenv("MIMIDS_CATCHUP_N"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n <= 0 {
+			t.Fatalf("MIMIDS_CATCHUP_N=%q", s)
+		}
+	}
+	w := newFedWorld(t, "a.example", "b.example")
+	a := w.ps["a.example"]
+	alice, bob := newBox(), newBox()
+	dialUser(t, a, "alice", alice)
+	dialUser(t, w.ps["b.example"], "bob", bob)
+	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
+	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobRef := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
+		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "bob gets the Welcome", func() bool { n, _ := bob.count(g.GroupID); return n == 1 && drained(t, bob) })
+	if _, err := bob.c.Receive(ctx, g.PartitionKey, 0); err != nil {
+		t.Fatal(err)
+	}
+	masked, err := bob.c.Subscribe(ctx, g.PartitionKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.c.Close(ctx)
+	w.ps["b.example"].Stop()
+
+	msgs := make([][]byte, n) // distinct: the hub takes a repeated message as a retry
+	for i := range msgs {
+		if msgs[i], err = g.RandomApplication(200); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var eg errgroup.Group
+	const workers = 8
+	for k := range workers {
+		eg.Go(func() error {
+			for i := k; i < n; i += workers {
+				if _, err := a.Hub.Send(ctx, protocol.Sender{UserURI: "mimi://a.example/u/alice"},
+					&protocol.SendRequest{Message: msgs[i], PartitionKey: g.PartitionKey}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b := w.start("b.example", nil)
+	deadline := start.Add(time.Minute)
+	for {
+		es, err := b.DB.FetchCopy(ctx, masked, int64(n)-2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's copy not complete after %v", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := time.Since(start)
+	t.Logf("catch-up of %d messages: %v (%.0f messages/s), from B's start", n, d, float64(n)/d.Seconds())
+	es, err := b.DB.FetchCopy(ctx, masked, -1, n+1)
+	if err != nil || len(es) != n {
+		t.Fatalf("B's copy: %d entries, %v; want %d", len(es), err, n)
+	}
+	want := make(map[string]bool, n) // the workers' sends interleave: each message once, in some order
+	for _, m := range msgs {
+		want[string(m)] = true
+	}
+	for i, e := range es {
+		var m protocol.Message
+		if err := m.UnmarshalBinary(e.Message); err != nil || e.Counter != uint32(i) || !want[string(m.Message)] {
+			t.Fatalf("copy entry %d: counter %d, %v, or a message not sent (or twice)", i, e.Counter, err)
+		}
+		delete(want, string(m.Message))
 	}
 }

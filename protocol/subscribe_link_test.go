@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -56,5 +57,17 @@ func TestPartitionPushMalformed(t *testing.T) {
 		if err := q.UnmarshalBinary(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want malformed", c.name, err)
 		}
+	}
+}
+
+// The byte-by-byte examples of docs/protocol.md §5.11.
+func TestPartitionPushDocExample(t *testing.T) {
+	b, _ := (&PartitionPush{Masked: []byte{0xaa, 0xbb}, Entries: []PushEntry{{Counter: 5, Message: []byte{1}}}}).MarshalBinary()
+	if got := fmt.Sprintf("%x", b); got != "02aabb07000000050001"+"01" {
+		t.Errorf("PartitionPush: %s", got)
+	}
+	b, _ = (&PushAnswer{Next: 6}).MarshalBinary()
+	if got := fmt.Sprintf("%x", b); got != "0000000600" {
+		t.Errorf("PushAnswer: %s", got)
 	}
 }

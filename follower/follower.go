@@ -1,8 +1,8 @@
 // Package follower serves this provider's clients in groups hosted by other
 // providers: it forwards their requests to the group's hub over the federation
-// link, and (later) follows the hub's partitions, keeps local copies of their logs
-// and enforces the hub's terms on this provider's own users (DESIGN.md,
-// Federation).
+// link, follows the hubs' partitions its clients subscribe to and keeps local
+// copies of their logs (Copies, docs/protocol.md §5.12), and enforces the hub's
+// terms on this provider's own users (DESIGN.md, Federation).
 //
 // Forwarding (docs/protocol.md §5.10): send, receive, group_info and external_join
 // for a group this provider does not host travel to the group's hub in a

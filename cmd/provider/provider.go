@@ -45,8 +45,10 @@ type Provider struct {
 	welcomes *welcomeSender // offers stored Welcomes to peers; nil without federation
 	// Terms are the hubs' terms this provider enforces on its users as a
 	// follower; nil without federation.
-	Terms *follower.Terms
-	terms *termsSender // hands this provider's terms to peers; nil without federation
+	Terms   *follower.Terms
+	terms   *termsSender     // hands this provider's terms to peers; nil without federation
+	copies  *follower.Copies // local copies of partitions followed elsewhere; nil without federation
+	pushers *pushers         // pushes hosted partitions to followers; nil without federation
 
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
@@ -119,11 +121,14 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	if err != nil {
 		return nil, err
 	}
+	if p.copies, err = p.newCopies(ctx); err != nil {
+		return nil, err
+	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
-		Partitions: p.Hub.Log(), Reports: p.Policy, KeyPackages: p.KPs,
+		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
 	// The relay still takes its peers from the configuration (cfg.Peers). Issue 10
@@ -146,6 +151,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		p.registerWelcomes()
 		p.registerGroupRequests()
 		p.registerTerms()
+		p.registerSubscriptions()
 	}
 	return p, nil
 }
@@ -220,6 +226,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 		g.Go(func() error { return p.Federation.Run(ctx) })
 		g.Go(func() error { return p.welcomes.run(ctx) })
 		g.Go(func() error { return p.terms.run(ctx) })
+		g.Go(func() error { return p.pushers.run(ctx) })
 	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())

@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 PKGS      ?= ./...
 
-.PHONY: all build run test bench fuzz lint clean vectors-check
+.PHONY: all build run test bench fuzz lint clean vectors-check demo
 
 all: build
 
@@ -31,6 +31,10 @@ test:
 # The conformance vectors in testdata/ are unchanged (names any file missing or changed).
 vectors-check:
 	cd testdata && sha256sum --quiet -c SHA256SUMS
+
+# Three providers as separate processes, one group across them (docs/examples/demo).
+demo: build
+	$(GO) run ./docs/examples/demo -mimids ./bin/mimids
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)

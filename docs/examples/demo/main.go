@@ -22,9 +22,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mimids/mimids/client"
@@ -56,7 +58,9 @@ type demo struct {
 }
 
 func run(bin string, keep bool, timeout time.Duration, out io.Writer) int {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sig, stopSig := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSig()
+	ctx, cancel := context.WithTimeout(sig, timeout)
 	defer cancel()
 	d := &demo{out: out, bin: bin, gw: map[string]int{}, fed: map[string]int{}, procs: map[string]*exec.Cmd{}}
 	var err error
@@ -68,6 +72,12 @@ func run(bin string, keep bool, timeout time.Duration, out io.Writer) int {
 		fmt.Fprintln(out, "demo: 0 passed, 1 failed")
 		return 1
 	}
+	defer func() { // a panic still stops the providers
+		if r := recover(); r != nil {
+			d.stop()
+			panic(r)
+		}
+	}()
 	if err := d.scenario(ctx); err != nil {
 		d.fail("scenario", err)
 		d.tails()

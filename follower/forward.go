@@ -129,10 +129,8 @@ func (f *Follower) groupInfoAt(ctx context.Context, s protocol.Sender, body []by
 	if err := req.UnmarshalBinary(inner); err != nil {
 		return nil, malformed(err)
 	}
-	if known, ok, err := f.cfg.Routes.GroupHub(ctx, req.GroupID); err != nil {
+	if hub, err = f.knownOr(ctx, req.GroupID, hub); err != nil {
 		return nil, fmt.Errorf("follower: group_info_at: %w", err)
-	} else if ok {
-		hub = known
 	}
 	out, err := f.call(ctx, hub, protocol.MethodGroupInfo, s, inner)
 	if err != nil {
@@ -158,10 +156,8 @@ func (f *Follower) externalJoinAt(ctx context.Context, s protocol.Sender, body [
 		return nil, malformed(err)
 	}
 	group := groupOf(m)
-	if known, ok, err := f.cfg.Routes.GroupHub(ctx, group); err != nil {
+	if hub, err = f.knownOr(ctx, group, hub); err != nil {
 		return nil, fmt.Errorf("follower: external_join_at: %w", err)
-	} else if ok {
-		hub = known
 	}
 	out, err := f.joined(ctx, hub, s, &req, inner)
 	if err != nil {
@@ -169,6 +165,16 @@ func (f *Follower) externalJoinAt(ctx context.Context, s protocol.Sender, body [
 	}
 	f.learned("group hub", f.cfg.Routes.SetGroupHub(ctx, group, hub))
 	return out, nil
+}
+
+// knownOr returns the hub already known for group, else hinted: a client's hint
+// never moves a group the follower has a route for.
+func (f *Follower) knownOr(ctx context.Context, group []byte, hinted string) (string, error) {
+	known, ok, err := f.cfg.Routes.GroupHub(ctx, group)
+	if err != nil || !ok {
+		return hinted, err
+	}
+	return known, nil
 }
 
 // hint reads a HubHinted body; a hint naming this provider is refused (its groups

@@ -24,23 +24,9 @@ func TestForwardedGroupRequests(t *testing.T) {
 	dialUser(t, a, "alice", alice)
 	dialUser(t, b, "bob", bob)
 	dialUser(t, w.ps["c.example"], "carol", carol)
-	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
-	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobRef := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}, ExternalPub: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
-		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
-		t.Fatal(err)
-	}
+	g := groupWithBob(ctx, t, w, alice, bob, mlstest.Options{ExternalPub: true})
 	// Before the Welcome, B knows nothing of the group.
 	if _, err := bob.c.GroupInfo(ctx, g.GroupID); client.ErrorCode(err) != protocol.CodeNotFound {
 		t.Fatalf("group_info before the Welcome: %v, want not_found", err)

@@ -59,22 +59,9 @@ func TestSubscriptionAcrossProviders(t *testing.T) {
 	alice, bob := newBox(), newBox()
 	dialUser(t, a, "alice", alice)
 	dialUser(t, w.ps["b.example"], "bob", bob)
-	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
-	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobRef := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
-		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
-		t.Fatal(err)
-	}
+	g := groupWithBob(ctx, t, w, alice, bob, mlstest.Options{})
 	poll(t, "bob gets the Welcome", func() bool { n, _ := bob.count(g.GroupID); return n == 1 && drained(t, bob) })
 	if _, err := bob.c.Receive(ctx, g.PartitionKey, 0); err != nil { // B learns the partition's hub
 		t.Fatal(err)
@@ -192,22 +179,9 @@ func TestFollowerCatchUp(t *testing.T) {
 	alice, bob := newBox(), newBox()
 	dialUser(t, a, "alice", alice)
 	dialUser(t, w.ps["b.example"], "bob", bob)
-	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
-	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobRef := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
-		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
-		t.Fatal(err)
-	}
+	g := groupWithBob(ctx, t, w, alice, bob, mlstest.Options{})
 	poll(t, "bob gets the Welcome", func() bool { n, _ := bob.count(g.GroupID); return n == 1 && drained(t, bob) })
 	if _, err := bob.c.Receive(ctx, g.PartitionKey, 0); err != nil {
 		t.Fatal(err)

@@ -29,22 +29,9 @@ func TestTermsAcrossProviders(t *testing.T) {
 	dialUser(t, a, "alice", alice)
 	dialUser(t, b, "bob", bob)
 	const bobURI = "mimi://b.example/u/bob"
-	uploadKPs(t, bob, bobURI, 1)
-	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bobRef := fetchRef(t, remote, "b.example", bobURI)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
-		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
-		t.Fatal(err)
-	}
+	g := groupWithBob(ctx, t, w, alice, bob, mlstest.Options{})
 	poll(t, "bob gets the Welcome", func() bool { n, _ := bob.count(g.GroupID); return n == 1 && drained(t, bob) })
 
 	// B learns A's terms when the link comes up, and A learns what B applied.

@@ -492,3 +492,26 @@ func TestWelcomesPeerAddedAgain(t *testing.T) {
 		t.Fatalf("bob got the Welcome %d times", n)
 	}
 }
+
+// groupWithBob has alice (on a.example) create a group hosted there whose Welcome
+// names a fresh KeyPackage of bob (on b.example), fetched through a.example's relay.
+// The Welcome may still be on its way when it returns.
+func groupWithBob(ctx context.Context, t *testing.T, w *fedWorld, alice, bob *welcomeBox, o mlstest.Options) *mlstest.Group {
+	t.Helper()
+	uploadKPs(t, bob, "mimi://b.example/u/bob", 1)
+	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(d string) string { return "http://" + w.gw[d] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobRef := fetchRef(t, remote, "b.example", "mimi://b.example/u/bob")
+	o.Identities = []string{"mimi://a.example/u/alice"}
+	g, err := mlstest.NewGroup(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey,
+		WelcomeData: &protocol.WelcomeData{Welcome: randWelcome(t, bobRef), ServiceProviders: []string{"b.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}

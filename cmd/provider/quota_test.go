@@ -314,15 +314,7 @@ func TestReportFlood(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, token, err := p.Dir.AddClient(ctx, "mallory", "phone", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Dial(ctx, client.Config{URL: p.Socket, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := dialNewClient(ctx, t, p, "mallory")
 	start := time.Now()
 	ok, limited := 0, 0
 	for range 200 {
@@ -354,17 +346,10 @@ func TestKeyPackageUploadFlood(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, token, err := p.Dir.AddClient(ctx, "mallory", "phone", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Dial(ctx, client.Config{URL: p.Socket, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := dialNewClient(ctx, t, p, "mallory")
 	kps := make([][]byte, 20)
 	for i := range kps {
+		var err error
 		if kps[i], _, err = mlstest.NewKeyPackage(mlstest.KeyPackageOptions{Identity: "mimi://a.example/u/mallory"}); err != nil {
 			t.Fatal(err)
 		}
@@ -393,4 +378,20 @@ func TestKeyPackageUploadFlood(t *testing.T) {
 		t.Fatalf("verified %v, uploaded %v; want 20 and 20 (duplicates verify nothing)",
 			m["mimids_key_packages_verified_total"], m["mimids_key_packages_uploaded_total"])
 	}
+}
+
+// dialNewClient adds a client "phone" of a new user to p and connects it until the
+// test ends.
+func dialNewClient(ctx context.Context, t *testing.T, p *providertest.Provider, user string) *client.Client {
+	t.Helper()
+	_, token, err := p.Dir.AddClient(ctx, user, "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(ctx, client.Config{URL: p.Socket, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }

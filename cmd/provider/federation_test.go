@@ -76,6 +76,11 @@ func TestFederationWiring(t *testing.T) {
 			c.Federation.MinBackoff = gateway.Duration(20 * time.Millisecond)
 			c.Federation.MaxBackoff = gateway.Duration(200 * time.Millisecond)
 			c.Federation.PeerRefresh = gateway.Duration(100 * time.Millisecond)
+			// A link whose peer went away without a close is found dead by its pings:
+			// keep that well inside the polls' 15 s (the duplicate-link rule can keep
+			// such a stale link over the restarted peer's new one until then).
+			c.Federation.PingInterval = gateway.Duration(time.Second)
+			c.Federation.WriteTimeout = gateway.Duration(3 * time.Second)
 		}, func(p *provider.Provider) {
 			p.Federation.Handle(typeTest, func(_ context.Context, in *federation.Inbound) ([]byte, error) {
 				rec.add(domain, in)

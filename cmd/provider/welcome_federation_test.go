@@ -123,6 +123,9 @@ func (w *fedWorld) start(domain string, ln net.Listener) *providertest.Provider 
 		c.Federation.MinBackoff = gateway.Duration(20 * time.Millisecond)
 		c.Federation.MaxBackoff = gateway.Duration(200 * time.Millisecond)
 		c.Federation.PeerRefresh = gateway.Duration(100 * time.Millisecond)
+		// Pings find a stale link (a restarted peer's) well inside the tests' polls.
+		c.Federation.PingInterval = gateway.Duration(time.Second)
+		c.Federation.WriteTimeout = gateway.Duration(3 * time.Second)
 		for _, o := range w.domains {
 			if o != domain {
 				c.Peers = append(c.Peers, provider.PeerConfig{Domain: o, URL: "http://" + w.gw[o]})

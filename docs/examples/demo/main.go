@@ -14,25 +14,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/mls"
-	"github.com/mimids/mimids/mls/mlstest"
-	"github.com/mimids/mimids/protocol"
+	"github.com/mimids/mimids/internal/fedproc"
 )
 
 var domains = []string{"a.example", "b.example", "c.example"}
@@ -45,14 +38,10 @@ func main() {
 	os.Exit(run(*bin, *keep, *timeout, os.Stdout))
 }
 
-// demo is one run: the processes it started and the checks so far.
+// demo is one run: the federation it started and the checks so far.
 type demo struct {
+	*fedproc.Federation
 	out    io.Writer
-	bin    string         // the mimids binary
-	dir    string         // the temporary directory
-	gw     map[string]int // domain -> gateway port
-	fed    map[string]int // domain -> federation port
-	procs  map[string]*exec.Cmd
 	passed int
 	failed int
 }
@@ -62,10 +51,10 @@ func run(bin string, keep bool, timeout time.Duration, out io.Writer) int {
 	defer stopSig()
 	ctx, cancel := context.WithTimeout(sig, timeout)
 	defer cancel()
-	d := &demo{out: out, bin: bin, gw: map[string]int{}, fed: map[string]int{}, procs: map[string]*exec.Cmd{}}
-	var err error
-	if d.bin, err = filepath.Abs(bin); err == nil {
-		d.dir, err = os.MkdirTemp("", "mimids-demo-")
+	d := &demo{out: out}
+	dir, err := os.MkdirTemp("", "mimids-demo-")
+	if err == nil {
+		d.Federation, err = fedproc.New(bin, dir, domains...)
 	}
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
@@ -80,13 +69,13 @@ func run(bin string, keep bool, timeout time.Duration, out io.Writer) int {
 	}()
 	if err := d.scenario(ctx); err != nil {
 		d.fail("scenario", err)
-		d.tails()
+		fmt.Fprint(out, d.Tails(8))
 	}
 	d.stop()
 	if keep || d.failed > 0 {
-		fmt.Fprintf(out, "kept %s (configs, stores, logs)\n", d.dir)
+		fmt.Fprintf(out, "kept %s (configs, stores, logs)\n", d.Dir)
 	} else {
-		os.RemoveAll(d.dir)
+		os.RemoveAll(d.Dir)
 	}
 	fmt.Fprintf(out, "demo: %d passed, %d failed\n", d.passed, d.failed)
 	if d.failed > 0 {
@@ -105,17 +94,6 @@ func (d *demo) pass(format string, a ...any) {
 func (d *demo) fail(what string, err error) {
 	d.failed++
 	fmt.Fprintf(d.out, "   FAIL %s: %v\n", what, err)
-}
-
-// mimids runs one CLI verb and returns its standard output.
-func (d *demo) mimids(ctx context.Context, args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, d.bin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("mimids %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
 }
 
 // user is one device of one user, connected to its own provider.
@@ -146,75 +124,19 @@ func (u *user) welcomed(gid []byte) int {
 // addUser creates the user with one device on its provider (the CLI, beside the
 // running server) and connects the device.
 func (d *demo) addUser(ctx context.Context, name, domain string) (*user, error) {
-	o, err := d.mimids(ctx, "client", "add", "-config", d.config(domain), "-create-user", name, "phone")
+	token, err := d.AddClient(ctx, domain, name)
 	if err != nil {
 		return nil, err
 	}
-	var token string
-	for _, l := range strings.Split(o, "\n") {
-		if f := strings.Fields(l); len(f) == 2 && f[0] == "token:" {
-			token = f[1]
-		}
-	}
-	if token == "" {
-		return nil, errors.New("client add printed no token")
-	}
 	u := &user{name: name, domain: domain, welcomes: map[string]int{}}
-	u.c, err = client.Dial(ctx, client.Config{URL: fmt.Sprintf("ws://127.0.0.1:%d/v1/socket", d.gw[domain]), Token: token, Handler: u.handler})
+	u.c, err = client.Dial(ctx, client.Config{URL: d.Socket(domain), Token: token, Handler: u.handler})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", u.uri(), err)
 	}
 	return u, nil
 }
 
-// poll calls cond every 50ms until it is true or ctx or limit ends.
-func poll(ctx context.Context, limit time.Duration, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err == nil {
-				err = ctx.Err()
-			}
-			return err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// kp uploads one fresh KeyPackage of u to its provider.
-func kp(ctx context.Context, u *user) ([]byte, error) {
-	b, _, err := mlstest.NewKeyPackage(mlstest.KeyPackageOptions{Identity: u.uri()})
-	if err != nil {
-		return nil, err
-	}
-	refs, err := u.c.UploadKeyPackages(ctx, [][]byte{b})
-	if err != nil {
-		return nil, err
-	}
-	return refs[0], nil
-}
-
-// fetch discovers who at their provider and fetches one KeyPackage through r (the
-// relay of the asking client's own provider); it returns its ref.
-func fetch(ctx context.Context, r *client.Remote, who *user) ([]byte, error) {
-	dis, err := r.Discover(ctx, who.domain, nil, who.uri())
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.FetchKeyPackages(ctx, who.domain, nil, []protocol.KeyPackageRequest{{UserID: dis.UserID, BearerToken: dis.BearerToken,
-		Version: mls.ProtocolVersionMLS10, CipherSuite: mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519}})
-	if err != nil {
-		return nil, err
-	}
-	if err := res[0].Err(); err != nil {
-		return nil, err
-	}
-	suite, _ := mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519.Suite()
-	return mls.MakeKeyPackageRef(suite, res[0].Response.KeyPackage), nil
+// stop ends every process the demo started: SIGTERM, then SIGKILL after 10s.
+func (d *demo) stop() {
+	d.StopAll(10*time.Second, func(dom string, pid int) { fmt.Fprintf(d.out, "   stopped %s (pid %d)\n", dom, pid) })
 }

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/internal/fedproc"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
@@ -15,33 +15,23 @@ import (
 
 // scenario is the demo's story; a step that cannot go on returns its error.
 func (d *demo) scenario(ctx context.Context) error {
-	d.step("test federation in %s", d.dir)
-	if err := d.federation(ctx); err != nil {
+	d.step("test federation in %s", d.Dir)
+	if err := d.Setup(ctx); err != nil {
 		return err
 	}
 	d.pass("mimids cert: a CA and certificates for %v; three configurations written", domains)
 	for _, dom := range domains {
-		if err := d.start(ctx, dom); err != nil {
+		if err := d.Start(ctx, dom); err != nil {
 			return fmt.Errorf("start %s: %w", dom, err)
 		}
-		d.pass("%s serving on 127.0.0.1:%d, federation on 127.0.0.1:%d (pid %d)", dom, d.gw[dom], d.fed[dom], d.procs[dom].Process.Pid)
+		d.pass("%s serving on 127.0.0.1:%d, federation on 127.0.0.1:%d (pid %d)", dom, d.GW[dom], d.Fed[dom], d.Procs[dom].Process.Pid)
 	}
 	d.step("each provider on the others' allow-list (mimids peer add -ca)")
-	for _, dom := range domains {
-		for _, o := range domains {
-			if o == dom {
-				continue
-			}
-			if _, err := d.mimids(ctx, "peer", "add", "-config", d.config(dom), "-url", fmt.Sprintf("wss://127.0.0.1:%d", d.fed[o]),
-				"-ca", d.dir+"/fed/ca.pem", o); err != nil {
-				return err
-			}
-		}
+	if err := d.AddPeers(ctx); err != nil {
+		return err
 	}
-	for _, dom := range domains {
-		if err := poll(ctx, 20*time.Second, func() (bool, error) { return d.linked(ctx, dom) }); err != nil {
-			return err
-		}
+	if err := d.WaitLinked(ctx, 20*time.Second); err != nil {
+		return err
 	}
 	d.pass("every link up (mimids peer list)")
 
@@ -64,17 +54,17 @@ func (d *demo) group(ctx context.Context, us map[string]*user) error {
 	alice, bob, carol, dave, erin := us["alice"], us["bob"], us["carol"], us["dave"], us["erin"]
 	d.step("bob and carol upload KeyPackages; alice fetches them through a.example's relay")
 	for _, u := range []*user{bob, carol} {
-		if _, err := kp(ctx, u); err != nil {
+		if _, err := fedproc.UploadKeyPackage(ctx, u.c, u.uri()); err != nil {
 			return fmt.Errorf("upload for %s: %w", u.name, err)
 		}
 	}
-	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: func(dom string) string { return fmt.Sprintf("http://127.0.0.1:%d", d.gw[dom]) }})
+	remote, err := alice.c.Remote(client.RemoteConfig{PeerURL: d.Base})
 	if err != nil {
 		return err
 	}
 	var refs [][]byte
 	for _, u := range []*user{bob, carol} {
-		ref, err := fetch(ctx, remote, u)
+		ref, err := fedproc.FetchRef(ctx, remote, u.domain, u.uri())
 		if err != nil {
 			return fmt.Errorf("fetch %s: %w", u.uri(), err)
 		}
@@ -87,7 +77,7 @@ func (d *demo) group(ctx context.Context, us map[string]*user) error {
 	if err != nil {
 		return err
 	}
-	welcome, err := welcomeFor(refs)
+	welcome, err := fedproc.WelcomeFor(refs)
 	if err != nil {
 		return err
 	}
@@ -97,7 +87,7 @@ func (d *demo) group(ctx context.Context, us map[string]*user) error {
 	}
 	d.pass("group %x... created at a.example", g.GroupID[:8])
 	for _, u := range []*user{bob, carol} {
-		if err := poll(ctx, 20*time.Second, func() (bool, error) { return u.welcomed(g.GroupID) == 1, nil }); err != nil {
+		if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) { return u.welcomed(g.GroupID) == 1, nil }); err != nil {
 			d.fail(u.name+"'s Welcome", err)
 			continue
 		}
@@ -214,7 +204,7 @@ func (d *demo) joins(ctx context.Context, g *mlstest.Group, want []protocol.Mess
 // copy may be a moment behind the hub).
 func (d *demo) same(ctx context.Context, u *user, key []byte, want []protocol.Message) error {
 	var last error
-	err := poll(ctx, 20*time.Second, func() (bool, error) {
+	err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) {
 		r, err := u.c.Receive(ctx, key, 0)
 		if err != nil {
 			last = err
@@ -242,19 +232,4 @@ func equal(got, want []protocol.Message) error {
 		}
 	}
 	return nil
-}
-
-// welcomeFor is a Welcome naming each ref as a new member. The Delivery Service
-// routes it by those refs and never decrypts it, so its secrets are random bytes.
-func welcomeFor(refs [][]byte) ([]byte, error) {
-	w := &mls.Welcome{CipherSuite: mls.MLS128DHKEMX25519AES128GCMSHA256Ed25519, EncryptedGroupInfo: mlstest.NewPartitionKey()}
-	for _, ref := range refs {
-		w.Secrets = append(w.Secrets, mls.EncryptedGroupSecrets{NewMember: ref,
-			EncryptedGroupSecrets: mls.HPKECiphertext{KEMOutput: mlstest.NewPartitionKey(), Ciphertext: mlstest.NewPartitionKey()}})
-	}
-	b, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatWelcome, Welcome: w}).Marshal()
-	if err != nil {
-		return nil, errors.New("welcome: " + err.Error())
-	}
-	return b, nil
 }

@@ -1,0 +1,239 @@
+package provider_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
+	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/protocol"
+)
+
+// Faults across providers, mid-stream: the follower, the hub, and the link between
+// them (a proxy that cuts and delays it). Each test has a sender keep sending while
+// the fault happens and a subscriber on the follower side, and checks afterwards
+// that no message answered with a counter is lost, that the subscriber (which
+// resumes from the counter it holds) gets every counter exactly once, in order,
+// and that the follower's copy is complete.
+
+// faultStream is one partition under a fault: the sends answered with a counter
+// and those that failed (which may or may not have been sequenced).
+type faultStream struct {
+	g      *mlstest.Group
+	mu     sync.Mutex
+	acked  map[uint32][]byte // counter -> message; Guarded by mu.
+	failed int               // Guarded by mu.
+}
+
+func newFaultStream(g *mlstest.Group) *faultStream {
+	return &faultStream{g: g, acked: map[uint32][]byte{}}
+}
+
+func (s *faultStream) counts() (acked, failed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acked), s.failed
+}
+
+// send sends n distinct messages through c (the client of the moment: c is called
+// for each send), each bounded by a few seconds, until n are done or ctx ends.
+func (s *faultStream) send(ctx context.Context, t *testing.T, c func() *client.Client, n int) {
+	for range n {
+		if ctx.Err() != nil {
+			return
+		}
+		m, err := s.g.RandomApplication(80)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ctr, err := c().Send(sctx, &protocol.SendRequest{Message: m, PartitionKey: s.g.PartitionKey})
+		cancel()
+		s.mu.Lock()
+		if err != nil {
+			if s.failed++; s.failed <= 3 {
+				t.Logf("send failed: %v", err)
+			}
+		} else if _, dup := s.acked[ctr]; dup {
+			t.Errorf("counter %d answered twice", ctr)
+		} else {
+			s.acked[ctr] = m
+		}
+		s.mu.Unlock()
+		if err != nil {
+			time.Sleep(20 * time.Millisecond) // the provider is away: a bounded pause before the next try
+		}
+	}
+}
+
+// settle waits until the hub's log has stopped growing (nothing queued toward it
+// from follower) and the subscriber has every entry; then it checks the guarantees.
+func (s *faultStream) settle(t *testing.T, hub, follower *providertest.Provider, pushes *pushLog) {
+	t.Helper()
+	ctx := context.Background()
+	masked := s.g.MaskedPartitionKey()
+	var log []protocol.PartitionEntry
+	poll(t, "the subscriber has the hub's whole log", func() bool {
+		qs, err := follower.DB.Pending(ctx, hub.Config.Domain, 0, 1, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if log, err = hub.Hub.Log().Fetch(ctx, masked, -1, 100000); err != nil {
+			t.Fatal(err)
+		}
+		return len(qs) == 0 && len(pushes.snapshot()) >= len(log)
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ctr, m := range s.acked {
+		if int(ctr) >= len(log) || !bytes.Equal(log[ctr].Message.Message, m) {
+			t.Fatalf("the send answered with counter %d is not in the hub's log (%d entries)", ctr, len(log))
+		}
+	}
+	got := pushes.snapshot()
+	if len(got) != len(log) {
+		t.Fatalf("the subscriber got %d pushes for %d entries", len(got), len(log))
+	}
+	for i, p := range got {
+		var m protocol.Message
+		if err := m.UnmarshalBinary(p.Message); err != nil || p.Counter != uint32(i) || !bytes.Equal(m.Message, log[i].Message.Message) {
+			t.Fatalf("push %d: counter %d, %v; want counter %d with the hub's message", i, p.Counter, err, i)
+		}
+	}
+	cp, err := follower.DB.FetchCopy(ctx, masked, -1, len(log)+1)
+	if err != nil || len(cp) != len(log) {
+		t.Fatalf("the follower's copy: %d entries, %v; want %d", len(cp), err, len(log))
+	}
+	t.Logf("%d messages sequenced (%d answered with a counter, %d sends failed during the fault), each pushed once in order",
+		len(log), len(s.acked), s.failed)
+}
+
+// unlimited lifts the per-user send rate (the senders here send as fast as the
+// providers answer: a rate_limited send is not the fault under test).
+func unlimited(_ string, c *provider.Config) { c.Hub.RatePerSecond = -1 }
+
+// faultWorld is A hosting a group with bob on B, bob's device subscribed through B
+// with its pushes in the returned log.
+func faultWorld(t *testing.T, ctx context.Context, w *fedWorld) (alice, bob *welcomeBox, s *faultStream, pushes *pushLog) {
+	t.Helper()
+	alice, bob = newBox(), newBox()
+	dialUser(t, w.ps["a.example"], "alice", alice)
+	dialUser(t, w.ps["b.example"], "bob", bob)
+	g := groupWithBob(ctx, t, w, alice, bob, mlstest.Options{})
+	poll(t, "bob gets the Welcome", func() bool { n, _ := bob.count(g.GroupID); return n == 1 })
+	if _, err := bob.c.Receive(ctx, g.PartitionKey, 0); err != nil { // B learns the partition's hub
+		t.Fatal(err)
+	}
+	pushes = &pushLog{}
+	dialPushes(t, w.ps["b.example"], bob, pushes)
+	if _, err := bob.c.Subscribe(ctx, g.PartitionKey, 0); err != nil {
+		t.Fatal(err)
+	}
+	return alice, bob, newFaultStream(g), pushes
+}
+
+// TestFollowerKilledMidStream: alice on the hub keeps sending while B, where bob
+// is subscribed, stops and starts again; bob resumes from the counter he holds.
+func TestFollowerKilledMidStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
+	alice, bob, s, pushes := faultWorld(t, ctx, w)
+	done := make(chan struct{})
+	go func() { defer close(done); s.send(ctx, t, func() *client.Client { return alice.c }, 300) }()
+	poll(t, "bob gets pushes", func() bool { return len(pushes.snapshot()) >= 30 })
+	bob.c.Close(ctx)
+	w.ps["b.example"].Stop()
+	before, _ := s.counts()
+	poll(t, "alice sends while B is down", func() bool { n, _ := s.counts(); return n >= before+50 })
+	b := w.start("b.example", nil)
+	dialPushes(t, b, bob, pushes)
+	if _, err := bob.c.Subscribe(ctx, s.g.PartitionKey, uint32(len(pushes.snapshot()))); err != nil {
+		t.Fatalf("subscribe through the restarted B: %v", err)
+	}
+	<-done
+	s.settle(t, w.ps["a.example"], b, pushes)
+}
+
+// TestHubKilledMidStream: bob on B keeps sending (forwarded to the hub A) while A
+// stops and starts again; every send answered before the crash is in A's log
+// after it, and B's subscription at A resumes: bob, subscribed through B all
+// along, gets every counter once, in order.
+func TestHubKilledMidStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
+	alice, bob, s, pushes := faultWorld(t, ctx, w)
+	done := make(chan struct{})
+	go func() { defer close(done); s.send(ctx, t, func() *client.Client { return bob.c }, 200) }()
+	poll(t, "bob gets pushes of his sends", func() bool { return len(pushes.snapshot()) >= 30 })
+	alice.c.Close(ctx)
+	w.ps["a.example"].Stop()
+	crash, _ := s.counts()
+	poll(t, "a send fails while A is down", func() bool { _, f := s.counts(); return f >= 1 })
+	a := w.start("a.example", nil)
+	<-done
+	if n, _ := s.counts(); n <= crash {
+		t.Fatalf("no send answered after A's restart (%d before the crash, %d in all)", crash, n)
+	}
+	s.settle(t, a, w.ps["b.example"], pushes)
+}
+
+// TestLinkCutAndDelayedMidStream: both directions of the A–B link run through a
+// TCP proxy (each side's peer URL points at it). alice on A and bob on B keep
+// sending while the proxy delays every chunk, then cuts every connection, three
+// times; the links come back and nothing is lost or pushed twice.
+func TestLinkCutAndDelayedMidStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
+	proxies := map[string]*linkProxy{}
+	for _, d := range w.domains { // d's peer entry for the other points at a proxy to it
+		o := w.domains[0]
+		if o == d {
+			o = w.domains[1]
+		}
+		proxies[o] = newLinkProxy(t, w.fed[o])
+		if _, err := federation.AddPeer(ctx, w.ps[d].DB, d, federation.Peer{Domain: o, URL: "wss://" + proxies[o].addr(),
+			CA: w.ca.CertPEM()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ps[d].Federation.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, bob, s, pushes := faultWorld(t, ctx, w)
+	var wg sync.WaitGroup
+	for _, c := range []*client.Client{alice.c, bob.c} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.send(ctx, t, func() *client.Client { return c }, 150) }()
+	}
+	for i := range 3 {
+		n := len(pushes.snapshot())
+		poll(t, "bob gets pushes", func() bool { return len(pushes.snapshot()) >= n+20 })
+		for _, p := range proxies {
+			p.setDelay(30 * time.Millisecond)
+		}
+		poll(t, "bob gets pushes over the delayed link", func() bool { return len(pushes.snapshot()) >= n+30 })
+		cut := 0
+		for _, p := range proxies {
+			cut += p.cut()
+			p.setDelay(0)
+		}
+		if cut == 0 {
+			t.Fatalf("cut %d: no connection through the proxies", i)
+		}
+	}
+	wg.Wait()
+	s.settle(t, w.ps["a.example"], w.ps["b.example"], pushes)
+	if n := proxies["a.example"].accepted.Load() + proxies["b.example"].accepted.Load(); n < 4 {
+		t.Fatalf("%d connections through the proxies, want the first and one after each cut", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/internal/tcpproxy"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -44,22 +45,22 @@ func TestProxyCut(t *testing.T) {
 	f := newFed(t)
 	a := f.newNode("a.example")
 	b := f.newNode("b.example", withApplyDelay(time.Millisecond))
-	p := newProxy(t, b.addr)
+	p := tcpproxy.Start(t, b.addr)
 	// Only a dials (through the proxy): b's entry for a points nowhere.
-	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + p.addr(), CA: f.ca.CertPEM()})
+	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + p.Addr(), CA: f.ca.CertPEM()})
 	b.trustAs(federation.Peer{Domain: "a.example", URL: "wss://" + freeAddr(t), CA: f.ca.CertPEM()})
 	a.start()
 	b.start()
 	a.sendN(t, "b.example", total)
 	for _, at := range []int{total / 4, total / 2} {
 		eventually(t, "progress", func() bool { return len(b.applied("a.example")) >= at })
-		if n := p.cut(); n == 0 {
+		if n := p.Cut(); n == 0 {
 			t.Fatal("no connection to cut")
 		}
 	}
 	eventually(t, "the queue drained", func() bool { return a.depth("b.example") == 0 })
 	checkOnceInOrder(t, b.applied("a.example"), total)
-	if c := p.count.Load(); c < 3 {
+	if c := p.Accepted(); c < 3 {
 		t.Fatalf("%d connections through the proxy, want at least 3", c)
 	}
 }
@@ -70,18 +71,16 @@ func TestProxyCut(t *testing.T) {
 func TestSimultaneousDial(t *testing.T) {
 	f := newFed(t)
 	a, b := f.newNode("a.example"), f.newNode("b.example")
-	pa, pb := newProxy(t, a.addr), newProxy(t, b.addr)
+	pa, pb := tcpproxy.Start(t, a.addr), tcpproxy.Start(t, b.addr)
 	gate := make(chan struct{})
-	for _, p := range []*proxy{pa, pb} {
-		p.mu.Lock()
-		p.hold = gate
-		p.mu.Unlock()
+	for _, p := range []*tcpproxy.Proxy{pa, pb} {
+		p.Hold(gate)
 	}
-	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + pb.addr(), CA: f.ca.CertPEM()})
-	b.trustAs(federation.Peer{Domain: "a.example", URL: "wss://" + pa.addr(), CA: f.ca.CertPEM()})
+	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + pb.Addr(), CA: f.ca.CertPEM()})
+	b.trustAs(federation.Peer{Domain: "a.example", URL: "wss://" + pa.Addr(), CA: f.ca.CertPEM()})
 	a.start()
 	b.start()
-	eventually(t, "both dials in flight", func() bool { return pa.count.Load() >= 1 && pb.count.Load() >= 1 })
+	eventually(t, "both dials in flight", func() bool { return pa.Accepted() >= 1 && pb.Accepted() >= 1 })
 	close(gate)
 	agreed := func() bool {
 		sa, _ := a.links.Status("b.example")

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -417,72 +416,6 @@ func readFrame(t testing.TB, ws *websocket.Conn) (protocol.LinkFrame, websocket.
 		t.Fatalf("decode %x: %v", msg, err)
 	}
 	return f, 0
-}
-
-// proxy is a TCP proxy that can cut every connection through it, and can hold
-// connections until a barrier opens.
-type proxy struct {
-	ln     net.Listener
-	target string
-	hold   chan struct{} // connections wait for it to close before they are piped
-	mu     sync.Mutex
-	conns  []net.Conn
-	count  atomic.Int32
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, hold: make(chan struct{})}
-	close(p.hold)
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.count.Add(1)
-		go p.pipe(c)
-	}
-}
-
-func (p *proxy) pipe(c net.Conn) {
-	p.mu.Lock()
-	hold := p.hold
-	p.mu.Unlock()
-	<-hold
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns = append(p.conns, c, up)
-	p.mu.Unlock()
-	go func() { io.Copy(up, c); up.Close() }()
-	io.Copy(c, up)
-	c.Close()
-}
-
-// cut closes every connection through the proxy.
-func (p *proxy) cut() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	n := len(p.conns) / 2
-	p.conns = nil
-	return n
 }
 
 var errDeadline = context.DeadlineExceeded

@@ -11,6 +11,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/internal/tcpproxy"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 )
@@ -194,14 +195,14 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
-	proxies := map[string]*linkProxy{}
+	proxies := map[string]*tcpproxy.Proxy{}
 	for _, d := range w.domains { // d's peer entry for the other points at a proxy to it
 		o := w.domains[0]
 		if o == d {
 			o = w.domains[1]
 		}
-		proxies[o] = newLinkProxy(t, w.fed[o])
-		if _, err := federation.AddPeer(ctx, w.ps[d].DB, d, federation.Peer{Domain: o, URL: "wss://" + proxies[o].addr(),
+		proxies[o] = tcpproxy.Start(t, w.fed[o])
+		if _, err := federation.AddPeer(ctx, w.ps[d].DB, d, federation.Peer{Domain: o, URL: "wss://" + proxies[o].Addr(),
 			CA: w.ca.CertPEM()}); err != nil {
 			t.Fatal(err)
 		}
@@ -219,13 +220,13 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 		n := len(pushes.snapshot())
 		poll(t, "bob gets pushes", func() bool { return len(pushes.snapshot()) >= n+20 })
 		for _, p := range proxies {
-			p.setDelay(30 * time.Millisecond)
+			p.SetDelay(30 * time.Millisecond)
 		}
 		poll(t, "bob gets pushes over the delayed link", func() bool { return len(pushes.snapshot()) >= n+30 })
 		cut := 0
 		for _, p := range proxies {
-			cut += p.cut()
-			p.setDelay(0)
+			cut += p.Cut()
+			p.SetDelay(0)
 		}
 		if cut == 0 {
 			t.Fatalf("cut %d: no connection through the proxies", i)
@@ -233,7 +234,7 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 	}
 	wg.Wait()
 	s.settle(t, w.ps["a.example"], w.ps["b.example"], pushes)
-	if n := proxies["a.example"].accepted.Load() + proxies["b.example"].accepted.Load(); n < 4 {
+	if n := proxies["a.example"].Accepted() + proxies["b.example"].Accepted(); n < 4 {
 		t.Fatalf("%d connections through the proxies, want the first and one after each cut", n)
 	}
 }

@@ -136,3 +136,32 @@ func TestStatusRecorded(t *testing.T) {
 		t.Fatalf("after shutdown: %+v, %v", st, err)
 	}
 }
+
+// TestEntryChangedWhileDialling: a's entry for b changes (a new URL) while a's dial
+// over the old one is in flight, held by a proxy. The link that dial makes once
+// the proxy lets it through is closed (4021: the entry it was dialled with is
+// gone) and a dials the new URL: no link stays up over an entry the allow-list no
+// longer has.
+func TestEntryChangedWhileDialling(t *testing.T) {
+	f := newFed(t)
+	a, b := f.newNode("a.example"), f.newNode("b.example")
+	old, cur := tcpproxy.Start(t, b.addr), tcpproxy.Start(t, b.addr)
+	gate := make(chan struct{})
+	old.Hold(gate)
+	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + old.Addr(), CA: f.ca.CertPEM()})
+	b.trustAs(federation.Peer{Domain: "a.example", URL: "wss://" + freeAddr(t), CA: f.ca.CertPEM()}) // only a dials
+	a.start()
+	b.start()
+	eventually(t, "a dials the old URL", func() bool { return old.Accepted() >= 1 })
+	a.trustAs(federation.Peer{Domain: "b.example", URL: "wss://" + cur.Addr(), CA: f.ca.CertPEM()})
+	close(gate)
+	eventually(t, "the link runs over the new URL only", func() bool {
+		st, _ := a.links.Status("b.example")
+		return st.State == federation.StateUp && old.Open() == 0 && cur.Open() == 1
+	})
+	a.sendN(t, "b.example", 10)
+	eventually(t, "b gets what a sent", func() bool { return len(b.applied("a.example")) == 10 })
+	if old.Open() != 0 {
+		t.Fatal("a link over the old URL came back")
+	}
+}

@@ -91,7 +91,7 @@ func (l *Links) accept(w http.ResponseWriter, r *http.Request) {
 		ws.Close(protocol.CloseProtocolError, "subprotocol "+protocol.FederationSubprotocol+" required")
 		return
 	}
-	l.serveLink(ps, ws, claimed, stream)
+	l.serveLink(ps, ws, claimed, stream, nil)
 }
 
 // dial opens a link to ps's peer: TLS 1.3 with the peer's certificate checked in
@@ -131,8 +131,9 @@ func (l *Links) dial(ctx context.Context, p Peer) (*websocket.Conn, uint64, erro
 
 // serveLink runs an upgraded WebSocket as the link with ps's peer, dialled by
 // dialer, until it ends; a link that loses to the one already up (§5.2) is closed
-// with 4020 at once.
-func (l *Links) serveLink(ps *peerState, ws *websocket.Conn, dialer string, stream uint64) {
+// with 4020 at once. dialled is the allow-list entry this side dialled with (nil
+// when the peer dialled): a link whose entry changed meanwhile is closed with 4021.
+func (l *Links) serveLink(ps *peerState, ws *websocket.Conn, dialer string, stream uint64, dialled *Peer) {
 	ctx, ok := l.track()
 	if !ok {
 		ws.Close(protocol.CloseGoingAway, "shutting down")
@@ -144,6 +145,11 @@ func (l *Links) serveLink(ps *peerState, ws *websocket.Conn, dialer string, stre
 		lk.c.Close(protocol.CloseDuplicateLink, "duplicate link")
 		lk.c.End(nil)
 		return
+	}
+	if dialled != nil && ps.stale(*dialled) {
+		// The entry changed while this link was dialled (after attach, so that an
+		// update from now on sees the link and closes it itself).
+		lk.c.Close(protocol.ClosePeerRemoved, "allow-list entry changed while dialling")
 	}
 	l.counters.links.Add(1)
 	wait, err := lk.run(ctx)

@@ -79,9 +79,23 @@ func (ps *peerState) update(p Peer) {
 	if old.Stream != p.Stream {
 		ps.inStale.Store(true) // not inMu: update runs under l.mu (lock order)
 	}
-	if cur != nil && (old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin) || old.Stream != p.Stream) {
+	if cur != nil && entryChanged(old, p) {
 		cur.c.Close(protocol.ClosePeerRemoved, "allow-list entry changed")
 	}
+}
+
+// entryChanged reports whether p differs from old in what a link is checked
+// against: the URL, the trust, the stream.
+func entryChanged(old, p Peer) bool {
+	return old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin) || old.Stream != p.Stream
+}
+
+// stale reports whether the allow-list entry is no longer p (a link dialled with
+// p must not stay up: update closes the link that is up, not one being dialled).
+func (ps *peerState) stale(p Peer) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return entryChanged(p, ps.peer)
 }
 
 // remove ends everything of a peer taken off the allow-list. Call with l.mu held.
@@ -241,7 +255,7 @@ func (ps *peerState) dialLoop(ctx context.Context) {
 			ps.recordStatus()
 			continue
 		}
-		ps.l.serveLink(ps, ws, ps.l.cfg.Domain, stream)
+		ps.l.serveLink(ps, ws, ps.l.cfg.Domain, stream, &p)
 	}
 }
 

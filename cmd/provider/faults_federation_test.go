@@ -3,6 +3,9 @@ package provider_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -86,9 +89,7 @@ func (s *faultStream) settle(t *testing.T, hub, follower *providertest.Provider,
 		if err != nil {
 			t.Fatal(err)
 		}
-		if log, err = hub.Hub.Log().Fetch(ctx, masked, -1, 100000); err != nil {
-			t.Fatal(err)
-		}
+		log = hubLog(t, hub, masked)
 		return len(qs) == 0 && len(pushes.snapshot()) >= len(log)
 	})
 	s.mu.Lock()
@@ -119,6 +120,44 @@ func (s *faultStream) settle(t *testing.T, hub, follower *providertest.Provider,
 // unlimited lifts the per-user send rate (the senders here send as fast as the
 // providers answer: a rate_limited send is not the fault under test).
 func unlimited(_ string, c *provider.Config) { c.Hub.RatePerSecond = -1 }
+
+// proxiedWorld is A and B whose peer entries for each other point at a TCP proxy
+// to the other's federation listener: both directions of the link run through
+// them. It returns the proxies by the domain they lead to.
+func proxiedWorld(t *testing.T, ctx context.Context) (*fedWorld, map[string]*tcpproxy.Proxy) {
+	t.Helper()
+	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
+	proxies := map[string]*tcpproxy.Proxy{}
+	for i, d := range w.domains {
+		o := w.domains[1-i]
+		proxies[o] = tcpproxy.Start(t, w.fed[o])
+		if _, err := federation.AddPeer(ctx, w.ps[d].DB, d, federation.Peer{Domain: o, URL: "wss://" + proxies[o].Addr(),
+			CA: w.ca.CertPEM()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.ps[d].Federation.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w, proxies
+}
+
+// hubLog reads the hub's whole log of a partition (a fetch is bounded in entries
+// and bytes: page until a read is empty).
+func hubLog(t *testing.T, hub *providertest.Provider, masked []byte) []protocol.PartitionEntry {
+	t.Helper()
+	var log []protocol.PartitionEntry
+	for {
+		es, err := hub.Hub.Log().Fetch(context.Background(), masked, int64(len(log))-1, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 0 {
+			return log
+		}
+		log = append(log, es...)
+	}
+}
 
 // faultWorld is A hosting a group with bob on B, bob's device subscribed through B
 // with its pushes in the returned log.
@@ -194,22 +233,7 @@ func TestHubKilledMidStream(t *testing.T) {
 func TestLinkCutAndDelayedMidStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
-	proxies := map[string]*tcpproxy.Proxy{}
-	for _, d := range w.domains { // d's peer entry for the other points at a proxy to it
-		o := w.domains[0]
-		if o == d {
-			o = w.domains[1]
-		}
-		proxies[o] = tcpproxy.Start(t, w.fed[o])
-		if _, err := federation.AddPeer(ctx, w.ps[d].DB, d, federation.Peer{Domain: o, URL: "wss://" + proxies[o].Addr(),
-			CA: w.ca.CertPEM()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.ps[d].Federation.Refresh(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w, proxies := proxiedWorld(t, ctx)
 	alice, bob, s, pushes := faultWorld(t, ctx, w)
 	var wg sync.WaitGroup
 	for _, c := range []*client.Client{alice.c, bob.c} {
@@ -229,7 +253,8 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 			p.SetDelay(0)
 		}
 		if cut == 0 {
-			t.Fatalf("cut %d: no connection through the proxies", i)
+			sa, _ := w.ps["a.example"].Federation.Status("b.example")
+			t.Fatalf("cut %d: no connection through the proxies (accepted %d, %d; A: %+v)", i, proxies["a.example"].Accepted(), proxies["b.example"].Accepted(), sa)
 		}
 	}
 	wg.Wait()
@@ -237,4 +262,86 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 	if n := proxies["a.example"].Accepted() + proxies["b.example"].Accepted(); n < 4 {
 		t.Fatalf("%d connections through the proxies, want the first and one after each cut", n)
 	}
+}
+
+// TestSlowFollowerBounded: B's link reads slowly (the proxies pass 1 KiB per
+// 20 ms each way) while A sequences MIMIDS_SLOW_N messages (default 3,000, of
+// 3 KiB: about 9 MiB) of a partition B follows. What A keeps for B stays bounded
+// by one push (the pusher has one envelope in flight, so the outbound queue, which
+// the link's in-memory window is a part of, holds at most one push of at most
+// 4 MiB, whatever the backlog); the backlog stays in A's log. Once the link is
+// fast again B catches up and bob, subscribed through B, gets every message once,
+// in order. The test logs the process heap (both providers) before and after.
+func TestSlowFollowerBounded(t *testing.T) {
+	n := 3000
+	if v := os.Getenv("MIMIDS_SLOW_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			t.Fatalf("MIMIDS_SLOW_N=%q", v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	w, proxies := proxiedWorld(t, ctx)
+	_, _, s, pushes := faultWorld(t, ctx, w)
+	a := w.ps["a.example"]
+	for _, p := range proxies {
+		p.Throttle(1<<10, 20*time.Millisecond)
+	}
+	heap0 := heapInuse()
+	const size = 3 << 10
+	var bound federation.QueueStats // the most A held for B
+	sample := func() {
+		qs, err := a.DB.QueueStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range qs {
+			if q.Peer == "b.example" {
+				bound.Depth, bound.Bytes = max(bound.Depth, q.Depth), max(bound.Bytes, q.Bytes)
+			}
+		}
+	}
+	for i := range n {
+		m, err := s.g.RandomApplication(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := a.Hub.Send(ctx, protocol.Sender{UserURI: "mimi://a.example/u/alice"}, &protocol.SendRequest{Message: m, PartitionKey: s.g.PartitionKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.acked[r.Counter] = m
+		if i%100 == 0 {
+			sample()
+		}
+	}
+	sample()
+	heap1 := heapInuse()
+	subs, err := a.DB.PushSubs(ctx)
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("A's push subscriptions: %v, %v", subs, err)
+	}
+	if behind := n - int(subs[0].Next); behind < n/2 {
+		t.Fatalf("B is only %d messages behind: the throttle did not slow it", behind)
+	}
+	if bound.Depth > 2 || bound.Bytes > 4<<20+64<<10 {
+		t.Fatalf("A held up to %d envelopes (%d bytes) for the slow B; want at most one push of 4 MiB (and one other)", bound.Depth, bound.Bytes)
+	}
+	t.Logf("%d messages (%d MiB) sequenced with B slow: A queued at most %d envelopes, %d KiB for B; B was %d behind; heap in use %d MiB -> %d MiB",
+		n, n*size>>20, bound.Depth, bound.Bytes>>10, n-int(subs[0].Next), heap0>>20, heap1>>20)
+	for _, p := range proxies {
+		p.Throttle(0, 0)
+	}
+	start := time.Now()
+	s.settle(t, a, w.ps["b.example"], pushes)
+	t.Logf("B caught up in %v once its link was fast again", time.Since(start))
+}
+
+// heapInuse is the process's heap in use after a collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }

@@ -21,6 +21,7 @@ type Proxy struct {
 	delay    atomic.Int64 // nanoseconds before each chunk is passed on
 	chunk    atomic.Int64 // largest chunk read at once (0: 32 KiB)
 	copied   atomic.Int64 // bytes passed on, both directions
+	open     atomic.Int32 // connections piped and not yet ended
 
 	mu    sync.Mutex
 	hold  <-chan struct{} // new connections wait for it to close; Guarded by mu.
@@ -61,6 +62,9 @@ func (p *Proxy) Close() {
 
 // Accepted is how many connections the proxy accepted.
 func (p *Proxy) Accepted() int { return int(p.accepted.Load()) }
+
+// Open is how many connections are piped now.
+func (p *Proxy) Open() int { return int(p.open.Load()) }
 
 // Copied is how many bytes the proxy passed on, both directions.
 func (p *Proxy) Copied() int64 { return p.copied.Load() }
@@ -120,8 +124,12 @@ func (p *Proxy) pipe(c net.Conn) {
 	p.mu.Lock()
 	p.conns = append(p.conns, c, up)
 	p.mu.Unlock()
-	go p.copy(up, c)
+	p.open.Add(1)
+	defer p.open.Add(-1)
+	done := make(chan struct{})
+	go func() { p.copy(up, c); close(done) }()
 	p.copy(c, up)
+	<-done
 }
 
 func (p *Proxy) copy(dst, src net.Conn) {

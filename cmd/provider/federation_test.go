@@ -186,7 +186,7 @@ func TestFederationConfigValidate(t *testing.T) {
 	}
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
+func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

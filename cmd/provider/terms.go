@@ -51,7 +51,8 @@ func (p *Provider) registerTerms() {
 	rate := max(p.Config.Hub.RatePerSecond, 0)
 	p.terms = &termsSender{links: p.Federation, policy: p.Policy, db: p.DB, log: p.Log.With("part", "terms"),
 		rateMilli: uint32(min(math.Round(rate*protocol.RateMilliUnit), math.MaxUint32)), burst: uint32(max(p.Config.Hub.RateBurst, 0)),
-		wake: make(chan struct{}, 1), sent: map[string]sentTerms{}, applied: map[string]protocol.TermsApplied{}}
+		wake: make(chan struct{}, 1), sent: map[string]sentTerms{}, applied: map[string]protocol.TermsApplied{},
+		queued: map[string]uint64{}}
 	if p.terms.rateMilli == 0 {
 		p.terms.burst = 0
 	}
@@ -90,6 +91,7 @@ type termsSender struct {
 	mu      sync.Mutex
 	sent    map[string]sentTerms             // by peer: the last terms sent; Guarded by mu.
 	applied map[string]protocol.TermsApplied // by peer: its last answer; Guarded by mu.
+	queued  map[string]uint64                // by peer: the id of the last terms sent; Guarded by mu.
 }
 
 // sentTerms is what was sent to a peer, on which link.
@@ -144,19 +146,46 @@ func (s *termsSender) pass(ctx context.Context) error {
 		}
 		now := sentTerms{body: string(body), link: st.Since}
 		s.mu.Lock()
-		same := s.sent[peer.Domain] == now
+		last, id := s.sent[peer.Domain], s.queued[peer.Domain]
 		s.mu.Unlock()
-		if same {
+		skip := last == now
+		if !skip && last.body == now.body {
+			// The same terms still unanswered in the queue go out on this link too: a
+			// link that keeps breaking before the peer answers (a slow peer) must not
+			// add an envelope each time it comes up.
+			if skip, err = s.stillQueued(ctx, peer.Domain, id, body); err != nil {
+				return err
+			}
+		}
+		if skip {
+			s.mu.Lock()
+			s.sent[peer.Domain] = now
+			s.mu.Unlock()
 			continue
 		}
-		if _, err := s.links.Send(ctx, peer.Domain, protocol.EnvelopeTerms, body); err != nil {
+		id, err = s.links.Send(ctx, peer.Domain, protocol.EnvelopeTerms, body)
+		if err != nil {
 			return err
 		}
 		s.mu.Lock()
-		s.sent[peer.Domain] = now
+		s.sent[peer.Domain], s.queued[peer.Domain] = now, id
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// stillQueued reports whether the envelope id of peer's queue is still there,
+// unanswered, with these terms (an id of a queue that was dropped, the peer
+// removed and added again, may name another envelope now).
+func (s *termsSender) stillQueued(ctx context.Context, peer string, id uint64, body []byte) (bool, error) {
+	if id == 0 {
+		return false, nil
+	}
+	qs, err := s.db.Pending(ctx, peer, id-1, 1, len(body)+1)
+	if err != nil {
+		return false, err
+	}
+	return len(qs) == 1 && qs[0].ID == id && qs[0].Type == protocol.EnvelopeTerms && string(qs[0].Body) == string(body), nil
 }
 
 // termsFor encodes the terms for peer: the bans of users of its domain, sorted,

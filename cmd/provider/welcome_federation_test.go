@@ -25,7 +25,7 @@ import (
 // fedWorld is three providers with federation links and OHTTP relays between
 // them, each restartable on its data directory and ports.
 type fedWorld struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *fedcert.CA
 	certs   string
 	domains []string
@@ -56,13 +56,13 @@ func (l *logLines) count(s string) int {
 	return bytes.Count(l.buf.Bytes(), []byte(s))
 }
 
-func newFedWorld(t *testing.T, domains ...string) *fedWorld {
+func newFedWorld(t testing.TB, domains ...string) *fedWorld {
 	return newFedWorldWith(t, nil, domains...)
 }
 
 // newFedWorldWith is newFedWorld with tweak applied to each provider's
 // configuration.
-func newFedWorldWith(t *testing.T, tweak func(domain string, c *provider.Config), domains ...string) *fedWorld {
+func newFedWorldWith(t testing.TB, tweak func(domain string, c *provider.Config), domains ...string) *fedWorld {
 	w := &fedWorld{t: t, tweak: tweak, certs: t.TempDir(), domains: domains, gw: map[string]string{}, fed: map[string]string{},
 		data: map[string]string{}, ps: map[string]*providertest.Provider{}, logs: map[string]*logLines{}}
 	var err error
@@ -172,7 +172,7 @@ func (b *welcomeBox) count(gid []byte) (int, [][]byte) {
 }
 
 // dialUser adds a device of user on p and connects it with box's handler.
-func dialUser(t *testing.T, p *providertest.Provider, user string, box *welcomeBox) {
+func dialUser(t testing.TB, p *providertest.Provider, user string, box *welcomeBox) {
 	t.Helper()
 	_, token, err := p.Dir.AddClient(context.Background(), user, "phone", true)
 	if err != nil {
@@ -183,7 +183,7 @@ func dialUser(t *testing.T, p *providertest.Provider, user string, box *welcomeB
 }
 
 // redial connects box's device to p again.
-func redial(t *testing.T, p *providertest.Provider, box *welcomeBox) {
+func redial(t testing.TB, p *providertest.Provider, box *welcomeBox) {
 	t.Helper()
 	c, err := client.Dial(context.Background(), client.Config{URL: p.Socket, Token: box.token, Handler: box.handler})
 	if err != nil {
@@ -194,7 +194,7 @@ func redial(t *testing.T, p *providertest.Provider, box *welcomeBox) {
 }
 
 // drained reports whether box's device has no mailbox entry left to take.
-func drained(t *testing.T, box *welcomeBox) bool {
+func drained(t testing.TB, box *welcomeBox) bool {
 	st, err := box.c.MailboxStatus(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func newBox() *welcomeBox {
 }
 
 // uploadKPs uploads n one-time KeyPackages for uri through box's client.
-func uploadKPs(t *testing.T, box *welcomeBox, uri string, n int) {
+func uploadKPs(t testing.TB, box *welcomeBox, uri string, n int) {
 	t.Helper()
 	var kps [][]byte
 	for range n {
@@ -224,7 +224,7 @@ func uploadKPs(t *testing.T, box *welcomeBox, uri string, n int) {
 
 // fetchRef fetches one KeyPackage of user at domain through the client's own
 // relay and returns its ref: the fetch is what makes domain record it as served.
-func fetchRef(t *testing.T, r *client.Remote, domain, user string) []byte {
+func fetchRef(t testing.TB, r *client.Remote, domain, user string) []byte {
 	t.Helper()
 	ctx := context.Background()
 	d, err := r.Discover(ctx, domain, nil, user)
@@ -438,7 +438,7 @@ func TestWelcomesAcrossRestarts(t *testing.T) {
 	}
 }
 
-func randWelcome(t *testing.T, ref []byte) []byte {
+func randWelcome(t testing.TB, ref []byte) []byte {
 	welcome := &mls.Welcome{CipherSuite: 1, EncryptedGroupInfo: randBytes(50), Secrets: []mls.EncryptedGroupSecrets{{NewMember: ref,
 		EncryptedGroupSecrets: mls.HPKECiphertext{KEMOutput: randBytes(32), Ciphertext: randBytes(50)}}}}
 	wb, err := (&mls.MLSMessage{Version: mls.ProtocolVersionMLS10, WireFormat: mls.WireFormatWelcome, Welcome: welcome}).Marshal()

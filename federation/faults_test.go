@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/federation"
-	"github.com/mimids/mimids/internal/tcpproxy"
+	"github.com/mimids/mimids/federation/fedtest/tcpproxy"
 	"github.com/mimids/mimids/sqlite"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/federation"
-	"github.com/mimids/mimids/internal/tcpproxy"
+	"github.com/mimids/mimids/federation/fedtest/tcpproxy"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 )

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/internal/fedproc"
+	"github.com/mimids/mimids/cmd/mimids/fedproc"
 )
 
 var domains = []string{"a.example", "b.example", "c.example"}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/internal/fedproc"
+	"github.com/mimids/mimids/cmd/mimids/fedproc"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type peerState struct {
 	removed bool          // Guarded by mu.
 	backoff time.Duration // the last wait between dials; 0 after progress; Guarded by mu.
 	status  PeerStatus    // Guarded by mu.
+	httpc   *http.Client  // PeerHTTP's client, made on demand; Guarded by mu.
 
 	statusMu sync.Mutex // orders status writes; never held with mu
 
@@ -75,6 +77,9 @@ func (ps *peerState) update(p Peer) {
 	old := ps.peer
 	ps.peer = p
 	cur := ps.cur
+	if old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin) {
+		ps.dropHTTP()
+	}
 	ps.mu.Unlock()
 	if old.Stream != p.Stream {
 		ps.inStale.Store(true) // not inMu: update runs under l.mu (lock order)
@@ -92,6 +97,7 @@ func (ps *peerState) remove() {
 	ps.mu.Lock()
 	ps.removed = true
 	cur := ps.cur
+	ps.dropHTTP()
 	ps.signal()
 	ps.mu.Unlock()
 	if cur != nil {

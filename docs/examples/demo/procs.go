@@ -47,17 +47,12 @@ func (d *demo) federation(ctx context.Context) error {
 		}
 	}
 	for _, dom := range domains {
-		var peers []map[string]string
-		for _, o := range domains {
-			if o != dom {
-				peers = append(peers, map[string]string{"domain": o, "url": fmt.Sprintf("http://127.0.0.1:%d", d.gw[o])})
-			}
-		}
+		// No "peers": the relay reaches the others' gateways through the
+		// allow-list (peer add), over their federation listeners.
 		c := map[string]any{
 			"domain":   dom,
 			"listen":   fmt.Sprintf("127.0.0.1:%d", d.gw[dom]),
 			"data_dir": filepath.Join(d.dir, "data", dom),
-			"peers":    peers,
 			"federation": map[string]any{
 				"listen":       fmt.Sprintf("127.0.0.1:%d", d.fed[dom]),
 				"cert_file":    filepath.Join(fed, dom+".pem"),

@@ -127,29 +127,64 @@ func (ps *peerState) wake() {
 
 // attach makes lk the peer's link unless the link that is up wins over it. The
 // rule (docs/protocol.md §5.2): of two links dialled by the same side, the newer
-// wins; otherwise the one dialled by the provider whose domain sorts first wins.
-// The loser is closed with 4020. It reports whether lk won.
+// wins; otherwise the one dialled by the provider whose domain sorts first wins,
+// if it is alive: it must answer a ping within Config.ProbeTimeout, else it is
+// dropped as stale (reason 4008, no close handshake) and lk takes its place. The loser is closed with 4020.
+// It reports whether lk won. It may wait for the probe; call it before lk runs.
 func (ps *peerState) attach(lk *link) bool {
-	ps.mu.Lock()
-	if ps.removed {
+	for range 3 { // a link that came while probing is probed in turn, a few times
+		ps.mu.Lock()
+		if ps.removed {
+			ps.mu.Unlock()
+			return false
+		}
+		old := ps.cur
+		if old == nil || !ps.keeps(old, lk) {
+			ps.install(lk) // unlocks
+			if old != nil {
+				old.c.Close(protocol.CloseDuplicateLink, "replaced by another link")
+			}
+			return true
+		}
 		ps.mu.Unlock()
-		return false
+		if ps.alive(old) {
+			return false
+		}
+		ps.mu.Lock()
+		if ps.cur != old || ps.removed {
+			ps.mu.Unlock()
+			continue
+		}
+		ps.install(lk) // unlocks
+		ps.log.Warn("federation: the link that was up did not answer a probe; replaced by the peer's new link",
+			"dialer", lk.dialer, "probe_timeout", ps.l.cfg.ProbeTimeout)
+		old.c.Abort(protocol.CloseSlowConsumer, "stale: no answer to a probe")
+		return true
 	}
-	old := ps.cur
-	if old != nil && old.dialer != lk.dialer && old.dialer == min(ps.l.cfg.Domain, ps.domain) {
-		ps.mu.Unlock()
-		return false
-	}
+	return false
+}
+
+// keeps reports whether old, the link that is up, wins over lk by the rule of
+// §5.2 (before the probe). Call with mu held.
+func (ps *peerState) keeps(old, lk *link) bool {
+	return old.dialer != lk.dialer && old.dialer == min(ps.l.cfg.Domain, ps.domain)
+}
+
+// install makes lk the link that is up. Call with mu held; it unlocks.
+func (ps *peerState) install(lk *link) {
 	ps.cur = lk
 	ps.status.State, ps.status.Dialer, ps.status.Since, ps.status.Attempts = StateUp, lk.dialer, time.Now(), 0
 	ps.signal()
 	ps.mu.Unlock()
-	if old != nil {
-		old.c.Close(protocol.CloseDuplicateLink, "replaced by another link")
-	}
 	ps.log.Info("federation link up", "dialer", lk.dialer)
 	ps.recordStatus()
-	return true
+}
+
+// alive pings old and reports whether it answered within Config.ProbeTimeout.
+func (ps *peerState) alive(old *link) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), ps.l.cfg.ProbeTimeout)
+	defer cancel()
+	return old.c.Ping(ctx) == nil
 }
 
 // detach forgets lk once it ended, and records why.

@@ -229,6 +229,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 		g.Go(func() error { return p.welcomes.run(ctx) })
 		g.Go(func() error { return p.terms.run(ctx) })
 		g.Go(func() error { return p.pushers.run(ctx) })
+		g.Go(func() error { return p.copies.Run(ctx) })
 	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())

@@ -43,9 +43,14 @@ type httpHandler struct {
 
 // peerOnly serves h to requests whose client certificate proves an allowed peer
 // now (the allow-list may have changed since the handshake), naming it in the
-// context (PeerOf); others get 403.
+// context (PeerOf); others get 403. Reading the request is bounded by
+// Config.DialTimeout and writing the answer by Config.WriteTimeout (the listener
+// sets no deadlines of its own: links outlive them).
 func (l *Links) peerOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(l.cfg.DialTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(l.cfg.DialTimeout + l.cfg.WriteTimeout))
 		var proven []string
 		if r.TLS != nil {
 			proven = l.trust().prove(r.TLS.PeerCertificates, x509.ExtKeyUsageClientAuth, time.Now())

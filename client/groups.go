@@ -142,6 +142,28 @@ func (c *Client) Subscribe(ctx context.Context, partitionKey []byte, counter uin
 	return masked, nil
 }
 
+// SubscribeAt is Subscribe naming the partition's hub (subscribe_at,
+// docs/protocol.md §5.12), for a partition of a group hosted elsewhere whose hub
+// this client's provider may not know yet (a client just welcomed).
+func (c *Client) SubscribeAt(ctx context.Context, hub string, partitionKey []byte, counter uint32) ([]byte, error) {
+	w := protocol.NewWriter(make([]byte, 0, len(partitionKey)+6))
+	w.Opaque(partitionKey)
+	w.U32(counter)
+	body, err := (&protocol.HubHinted{Hub: hub, Body: w.Bytes()}).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("client: subscribe at: %w", err)
+	}
+	b, err := c.Do(ctx, protocol.MethodSubscribeAt, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: subscribe at: %w", err)
+	}
+	masked, err := decodeMasked(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: subscribe at: %w", ErrProtocol, err)
+	}
+	return masked, nil
+}
+
 // Unsubscribe stops the pushes of a partition on this socket.
 func (c *Client) Unsubscribe(ctx context.Context, masked []byte) error {
 	w := protocol.NewWriter(make([]byte, 0, len(masked)+2))

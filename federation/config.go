@@ -41,6 +41,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PingInterval is how often a link is pinged. Default 15s.
 	PingInterval time.Duration
+	// ProbeTimeout bounds the ping that decides, when a peer's new link would
+	// lose to the link that is up (§5.2), whether that link is still alive; one
+	// that does not answer in time is replaced. Default 1s.
+	ProbeTimeout time.Duration
 	// PeerRefresh is how often the allow-list is read again from the store (peers
 	// added or removed by `mimids peer` in another process). Default 2s.
 	PeerRefresh time.Duration
@@ -67,6 +71,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.PingInterval, 15*time.Second)
 	def(&c.PeerRefresh, 2*time.Second)
+	def(&c.ProbeTimeout, time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,8 +102,8 @@ func (c Config) Validate() error {
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		bad("backoff %v..%v: min must be positive and max at least min", c.MinBackoff, c.MaxBackoff)
 	}
-	if c.DialTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PeerRefresh <= 0 {
-		bad("dial timeout, write timeout, ping interval and peer refresh must be positive")
+	if c.DialTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PeerRefresh <= 0 || c.ProbeTimeout <= 0 {
+		bad("dial timeout, write timeout, ping interval, peer refresh and probe timeout must be positive")
 	}
 	return errors.Join(errs...)
 }

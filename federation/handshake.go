@@ -25,6 +25,9 @@ import (
 func (l *Links) serve(done chan<- error) func() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+protocol.FederationPath, l.accept)
+	for _, h := range l.httpHandlers {
+		mux.Handle(h.pattern, l.peerOnly(h.h))
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: l.cfg.DialTimeout,                                        // also bounds the TLS handshake

@@ -78,8 +78,9 @@ type Links struct {
 	ln      net.Listener // nil when not listening
 
 	// Registered before Run; read-only after.
-	handlers map[protocol.EnvelopeType]handler
-	answers  map[protocol.EnvelopeType]AnswerFunc
+	handlers     map[protocol.EnvelopeType]handler
+	answers      map[protocol.EnvelopeType]AnswerFunc
+	httpHandlers []httpHandler // served on the listener (http.go)
 
 	trustSet  atomic.Pointer[trustSet]
 	refreshMu sync.Mutex // one Refresh at a time, so the newest allow-list wins
@@ -419,6 +420,9 @@ func (l *Links) stopAll() {
 	l.mu.Unlock()
 	for _, ps := range peers {
 		ps.shutdown()
+		ps.mu.Lock()
+		ps.dropHTTP()
+		ps.mu.Unlock()
 	}
 	l.work.Wait()
 	for _, ps := range peers {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type peerState struct {
 	removed bool          // Guarded by mu.
 	backoff time.Duration // the last wait between dials; 0 after progress; Guarded by mu.
 	status  PeerStatus    // Guarded by mu.
+	httpc   *http.Client  // PeerHTTP's client, made on demand; Guarded by mu.
 
 	statusMu sync.Mutex // orders status writes; never held with mu
 
@@ -75,6 +77,9 @@ func (ps *peerState) update(p Peer) {
 	old := ps.peer
 	ps.peer = p
 	cur := ps.cur
+	if old.URL != p.URL || string(old.CA) != string(p.CA) || string(old.Pin) != string(p.Pin) {
+		ps.dropHTTP()
+	}
 	ps.mu.Unlock()
 	if old.Stream != p.Stream {
 		ps.inStale.Store(true) // not inMu: update runs under l.mu (lock order)
@@ -106,6 +111,7 @@ func (ps *peerState) remove() {
 	ps.mu.Lock()
 	ps.removed = true
 	cur := ps.cur
+	ps.dropHTTP()
 	ps.signal()
 	ps.mu.Unlock()
 	if cur != nil {
@@ -135,29 +141,64 @@ func (ps *peerState) wake() {
 
 // attach makes lk the peer's link unless the link that is up wins over it. The
 // rule (docs/protocol.md §5.2): of two links dialled by the same side, the newer
-// wins; otherwise the one dialled by the provider whose domain sorts first wins.
-// The loser is closed with 4020. It reports whether lk won.
+// wins; otherwise the one dialled by the provider whose domain sorts first wins,
+// if it is alive: it must answer a ping within Config.ProbeTimeout, else it is
+// dropped as stale (reason 4008, no close handshake) and lk takes its place. The loser is closed with 4020.
+// It reports whether lk won. It may wait for the probe; call it before lk runs.
 func (ps *peerState) attach(lk *link) bool {
-	ps.mu.Lock()
-	if ps.removed {
+	for range 3 { // a link that came while probing is probed in turn, a few times
+		ps.mu.Lock()
+		if ps.removed {
+			ps.mu.Unlock()
+			return false
+		}
+		old := ps.cur
+		if old == nil || !ps.keeps(old, lk) {
+			ps.install(lk) // unlocks
+			if old != nil {
+				old.c.Close(protocol.CloseDuplicateLink, "replaced by another link")
+			}
+			return true
+		}
 		ps.mu.Unlock()
-		return false
+		if ps.alive(old) {
+			return false
+		}
+		ps.mu.Lock()
+		if ps.cur != old || ps.removed {
+			ps.mu.Unlock()
+			continue
+		}
+		ps.install(lk) // unlocks
+		ps.log.Warn("federation: the link that was up did not answer a probe; replaced by the peer's new link",
+			"dialer", lk.dialer, "probe_timeout", ps.l.cfg.ProbeTimeout)
+		old.c.Abort(protocol.CloseSlowConsumer, "stale: no answer to a probe")
+		return true
 	}
-	old := ps.cur
-	if old != nil && old.dialer != lk.dialer && old.dialer == min(ps.l.cfg.Domain, ps.domain) {
-		ps.mu.Unlock()
-		return false
-	}
+	return false
+}
+
+// keeps reports whether old, the link that is up, wins over lk by the rule of
+// §5.2 (before the probe). Call with mu held.
+func (ps *peerState) keeps(old, lk *link) bool {
+	return old.dialer != lk.dialer && old.dialer == min(ps.l.cfg.Domain, ps.domain)
+}
+
+// install makes lk the link that is up. Call with mu held; it unlocks.
+func (ps *peerState) install(lk *link) {
 	ps.cur = lk
 	ps.status.State, ps.status.Dialer, ps.status.Since, ps.status.Attempts = StateUp, lk.dialer, time.Now(), 0
 	ps.signal()
 	ps.mu.Unlock()
-	if old != nil {
-		old.c.Close(protocol.CloseDuplicateLink, "replaced by another link")
-	}
 	ps.log.Info("federation link up", "dialer", lk.dialer)
 	ps.recordStatus()
-	return true
+}
+
+// alive pings old and reports whether it answered within Config.ProbeTimeout.
+func (ps *peerState) alive(old *link) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), ps.l.cfg.ProbeTimeout)
+	defer cancel()
+	return old.c.Ping(ctx) == nil
 }
 
 // detach forgets lk once it ended, and records why.

@@ -36,7 +36,13 @@ type OHTTP struct {
 	Keys        *ohttp.KeySet
 	KeyPackages OHTTPKeyPackages
 	Discovery   Discovery
-	// Peers maps each peer provider's domain to its base URL, where its gateway is.
+	// Route names, for a peer domain, the base URL of its gateway and the client
+	// that reaches it while checking the peer's certificate (the federation
+	// allow-list: federation.Links.PeerHTTP); nil or not ok falls back to Peers.
+	Route func(peer string) (base string, c *http.Client, ok bool)
+	// Peers maps each peer provider's domain to its base URL, where its gateway is:
+	// the hop for a peer Route does not know (no certificate is checked beyond
+	// the URL's own TLS, if https).
 	Peers map[string]string
 	// RelayLimiter rate-limits each client's relay requests (directory.TokenBuckets).
 	RelayLimiter ohttp.Limiter
@@ -70,9 +76,15 @@ func (s *Server) MountOHTTP(o OHTTP) error {
 	if err != nil {
 		return err
 	}
-	s.echo.POST(protocol.RelayPathPrefix+":peer", echo.WrapHandler(rm.time(relay, relayTarget(s.deps.Directory.Domain(), o.Peers))))
+	s.echo.POST(protocol.RelayPathPrefix+":peer", echo.WrapHandler(rm.time(relay, relayTarget(s.deps.Directory.Domain(), o.Peers, o.Route))))
+	s.ohttpGateway = gw
 	return nil
 }
+
+// OHTTPGateway is the Oblivious HTTP gateway MountOHTTP mounted (metered, as on
+// the gateway's own listener), for a provider to serve elsewhere too (its
+// federation listener, to peers' relays); nil before MountOHTTP.
+func (s *Server) OHTTPGateway() http.Handler { return s.ohttpGateway }
 
 // ohttpRoutes is the gateway's handler table: the only things the gateway serves.
 func ohttpRoutes(kps OHTTPKeyPackages, disc Discovery, now func() time.Time) map[ohttp.Route]ohttp.HandlerFunc {
@@ -141,6 +153,13 @@ func newRelay(o OHTTP, dir Directory, tr *http.Transport, own http.Handler, obse
 	for domain, base := range o.Peers {
 		peers[domain] = strings.TrimSuffix(base, "/") + ohttp.WellKnownGatewayPath
 	}
+	var route func(string) (string, *http.Client, bool)
+	if o.Route != nil {
+		route = func(peer string) (string, *http.Client, bool) {
+			base, c, ok := o.Route(peer)
+			return strings.TrimSuffix(base, "/") + ohttp.WellKnownGatewayPath, c, ok
+		}
+	}
 	authorize, limitKey := relayAuthorizer(dir)
 	// Our own transport, so Serve can close its idle connections to the peers on the
 	// way out (a peer's graceful shutdown would otherwise wait for them).
@@ -152,6 +171,7 @@ func newRelay(o OHTTP, dir Directory, tr *http.Transport, own http.Handler, obse
 	return ohttp.NewRelay(ohttp.RelayConfig{
 		Client:    hc,
 		Peers:     peers,
+		Route:     route,
 		Local:     map[string]http.Handler{dir.Domain(): own},
 		PeerFunc:  func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, protocol.RelayPathPrefix) },
 		Authorize: authorize,
@@ -210,13 +230,20 @@ func methodLabel(m string) string {
 }
 
 // relayTarget names where a relay request goes: local (our own domain, served in
-// process), peer (a configured peer) or unknown (refused).
-func relayTarget(own string, peers map[string]string) func(*http.Request) string {
+// process), peer (a peer of the allow-list, or a configured one) or unknown
+// (refused).
+func relayTarget(own string, peers map[string]string, route func(string) (string, *http.Client, bool)) func(*http.Request) string {
 	return func(r *http.Request) string {
-		switch d := strings.ToLower(strings.TrimPrefix(r.URL.Path, protocol.RelayPathPrefix)); {
-		case d == own:
+		d := strings.ToLower(strings.TrimPrefix(r.URL.Path, protocol.RelayPathPrefix))
+		if d == own {
 			return "local"
-		case peers[d] != "":
+		}
+		if route != nil {
+			if _, _, ok := route(d); ok {
+				return "peer"
+			}
+		}
+		if peers[d] != "" {
 			return "peer"
 		}
 		return "unknown"

@@ -27,6 +27,14 @@ type Partitions interface {
 	Masked(ctx context.Context, partitionKey []byte) ([]byte, error)
 }
 
+// HintedPartitions is a Partitions that can also find a partition at a hub the
+// client names (subscribe_at, docs/protocol.md §5.12).
+type HintedPartitions interface {
+	// MaskedAt is Masked, asking hub for a partition not hosted here and not
+	// followed at a known hub.
+	MaskedAt(ctx context.Context, hub string, partitionKey []byte) ([]byte, error)
+}
+
 // topic is the gateway's single hub subscription for one partition, fanned out to
 // every subscribed session: the push frame is encoded once per message. The hub
 // offers entries on its store's writer goroutine; the topic only queues them there
@@ -261,16 +269,50 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 
 // subscribe starts pushing a partition from counter on; the answer is the masked key.
 func (ss *session) subscribe(ctx context.Context, body []byte) ([]byte, error) {
-	r := protocol.NewReader(body)
-	pk := r.Opaque("subscribe.partition_key")
-	counter := r.U32("subscribe.counter")
-	if err := r.Done(); err != nil {
-		return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: "subscribe: " + err.Error()}
+	pk, counter, err := decodeSubscribe(body)
+	if err != nil {
+		return nil, err
 	}
 	masked, err := ss.srv.deps.Partitions.Masked(ctx, pk)
 	if err != nil {
 		return nil, err
 	}
+	return ss.subscribed(masked, counter)
+}
+
+// subscribeAt is subscribe naming the partition's hub (a HubHinted body).
+func (ss *session) subscribeAt(ctx context.Context, body []byte) ([]byte, error) {
+	hinted, ok := ss.srv.deps.Partitions.(HintedPartitions)
+	if !ok {
+		return nil, &protocol.Error{Code: protocol.CodeUnknownMethod, Message: protocol.MethodSubscribeAt.String()}
+	}
+	var h protocol.HubHinted
+	if err := h.UnmarshalBinary(body); err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeMalformed, Message: "subscribe_at: " + err.Error()}
+	}
+	pk, counter, err := decodeSubscribe(h.Body)
+	if err != nil {
+		return nil, err
+	}
+	masked, err := hinted.MaskedAt(ctx, h.Hub, pk)
+	if err != nil {
+		return nil, err
+	}
+	return ss.subscribed(masked, counter)
+}
+
+func decodeSubscribe(body []byte) (pk []byte, counter uint32, err error) {
+	r := protocol.NewReader(body)
+	pk = r.Opaque("subscribe.partition_key")
+	counter = r.U32("subscribe.counter")
+	if err := r.Done(); err != nil {
+		return nil, 0, &protocol.Error{Code: protocol.CodeMalformed, Message: "subscribe: " + err.Error()}
+	}
+	return pk, counter, nil
+}
+
+// subscribed registers (or moves) this socket's subscription to masked.
+func (ss *session) subscribed(masked []byte, counter uint32) ([]byte, error) {
 	ss.mu.Lock()
 	if old := ss.subs[string(masked)]; old != nil {
 		// Re-subscribing moves the position.

@@ -45,3 +45,15 @@ func (p RoutedPartitions) Masked(ctx context.Context, partitionKey []byte) ([]by
 	}
 	return p.Remote.Masked(ctx, partitionKey)
 }
+
+// MaskedAt is Masked with the partition's hub named: Hosted first, then Remote at
+// hub (a known route wins over the hint). Without a Remote that takes hints, the
+// hint is ignored.
+func (p RoutedPartitions) MaskedAt(ctx context.Context, hub string, partitionKey []byte) ([]byte, error) {
+	m, err := p.Hosted.Masked(ctx, partitionKey)
+	hinted, ok := p.Remote.(HintedPartitions)
+	if code, _ := protocol.CodeOf(err); err == nil || !ok || code != protocol.CodeNotFound {
+		return m, err
+	}
+	return hinted.MaskedAt(ctx, hub, partitionKey)
+}

@@ -100,6 +100,7 @@ type Deps struct {
 type Server struct {
 	// Static after construction.
 	relayTransport *http.Transport // the relay's connections to peers; set by MountOHTTP
+	ohttpGateway   http.Handler    // the metered OHTTP gateway; set by MountOHTTP
 	cfg            Config
 	deps           Deps
 	log            *slog.Logger

@@ -281,6 +281,8 @@ func (ss *session) handleRequest(ctx context.Context, req *protocol.Request) {
 			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.subscribe(ctx, b) }
 		case protocol.MethodUnsubscribe:
 			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.unsubscribe(ctx, b) }
+		case protocol.MethodSubscribeAt:
+			h = func(ctx context.Context, _ *Caller, b []byte) ([]byte, error) { return ss.subscribeAt(ctx, b) }
 		}
 	}
 	var body []byte

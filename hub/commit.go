@@ -70,6 +70,9 @@ func (h *Hub) planCommit(ctx context.Context, ps *partState, op *sendOp) (*commi
 	var res *mls.CommitResult
 	if op.public && ps.view != nil {
 		pm := op.msg.PublicMessage
+		if err := checkPeerMember(op.sender, ps.view, &pm.Content); err != nil {
+			return nil, err
+		}
 		if c := &pm.Content; c.Sender.SenderType == mls.SenderTypeMember {
 			if m, ok := ps.view.Member(c.Sender.LeafIndex); ok {
 				if err := h.checkUser(ctx, identityOf(m), nil, "committer"); err != nil {

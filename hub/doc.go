@@ -105,7 +105,11 @@
 // otherwise). Checked: the GroupInfo signer's leaf at CreateGroup, and in
 // PublicMessages a commit's UpdatePath leaf (member or external joiner), an
 // Update proposal's leaf and a new_member_proposal Add. Remote senders are
-// vouched for by their provider.
+// vouched for by their provider, for its own users only: a sender a peer
+// forwarded (protocol.Sender.Peer) must name the forwarded user in the same
+// leaves, and a user of the peer's domain in the member leaf its public
+// commits and proposals come from (ErrForeignIdentity for another
+// provider's user, ErrIdentityMismatch for another user of the peer).
 //
 // # External joins and GroupInfo requests
 //

@@ -66,6 +66,11 @@ var (
 	// or Update leaf) whose credential is not a BasicCredential naming that
 	// client (its client URI or user URI).
 	ErrIdentityMismatch = protocol.NewError(protocol.CodePolicy, "hub: credential does not name the sender")
+	// ErrForeignIdentity means a request a peer forwarded (protocol.Sender.Peer)
+	// that introduces a leaf naming a user of another provider than that peer,
+	// or that commits or proposes from the leaf of another provider's user: a
+	// follower acts for its own users only.
+	ErrForeignIdentity = protocol.NewError(protocol.CodeUnauthorized, "hub: credential names a user of another provider than the forwarding one")
 	// ErrMuted means an application message from a muted user.
 	ErrMuted = protocol.NewError(protocol.CodePolicy, "hub: user is muted")
 	// ErrRateLimited means a local user over the per-user rate limit; the

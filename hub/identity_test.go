@@ -266,3 +266,46 @@ func introducesLeaf(t *testing.T, msg []byte) bool {
 	}
 	return m.PublicMessage != nil && m.PublicMessage.Content.Commit != nil && m.PublicMessage.Content.Commit.Path != nil
 }
+
+// TestForwardedSenderIdentity: a sender a peer forwarded (Sender.Peer) may put in
+// the group leaves of the forwarded user only: a joiner's leaf naming a user of
+// another provider is ErrForeignIdentity, one naming another user of the peer
+// ErrIdentityMismatch; the user's own client or user URI is sequenced.
+func TestForwardedSenderIdentity(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "localhost", nil)
+	creator := localSender(1, "carol", "laptop")
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{creator.ClientURI}, ExternalPub: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.CreateGroup(ctx, creator, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
+	}
+	dave := protocol.Sender{UserURI: "mimi://b.example/u/dave", Peer: "b.example"}
+	for _, tc := range []struct {
+		identity string
+		want     error
+	}{
+		{"mimi://c.example/u/dave", hub.ErrForeignIdentity},
+		{"mimi://localhost/d/carol/laptop", hub.ErrForeignIdentity},
+		{"not a uri", hub.ErrForeignIdentity},
+		{"mimi://b.example/u/eve", hub.ErrIdentityMismatch},
+		{"mimi://b.example/d/eve/phone", hub.ErrIdentityMismatch},
+	} {
+		j, err := g.ExternalJoin(tc.identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.h.ExternalJoin(ctx, dave, joinRequest(j)); !errors.Is(err, tc.want) {
+			t.Errorf("join as %q forwarded by b.example for dave: %v, want %v", tc.identity, err, tc.want)
+		}
+	}
+	j, err := g.ExternalJoin("mimi://b.example/d/dave/phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.ExternalJoin(ctx, dave, joinRequest(j)); err != nil {
+		t.Fatalf("dave's own join: %v", err)
+	}
+}

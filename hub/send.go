@@ -246,6 +246,9 @@ func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint
 	viewChanged := false
 	if op.public && ps.view != nil {
 		pm := op.msg.PublicMessage
+		if err := checkPeerMember(op.sender, ps.view, &pm.Content); err != nil {
+			return 0, err
+		}
 		if err := h.checkProposalPolicy(ctx, ps, pm); err != nil {
 			return 0, err
 		}

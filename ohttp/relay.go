@@ -27,6 +27,11 @@ type RelayConfig struct {
 	// Peers maps each allow-listed peer domain (lowercase) to the URL of
 	// its gateway, normally "https://<domain>" + WellKnownGatewayPath.
 	Peers map[string]string
+	// Route, if set, is asked for each requested peer that is not Local
+	// before Peers: the URL of its gateway and the client to reach it with
+	// (one that checks the peer's certificate, say). Not ok falls back to
+	// Peers. It must not block.
+	Route func(peer string) (gateway string, client *http.Client, ok bool)
 	// Local maps each domain served in this process (lowercase, normally
 	// the provider's own) to its gateway handler. A request for such a
 	// domain is handed to the handler as a new request that carries only
@@ -70,7 +75,7 @@ type RelayConfig struct {
 func (c RelayConfig) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("ohttp: relay: "+format, a...)) }
-	if len(c.Peers)+len(c.Local) == 0 {
+	if len(c.Peers)+len(c.Local) == 0 && c.Route == nil {
 		add("no peers")
 	}
 	validName := func(peer string) bool {
@@ -220,8 +225,8 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	peer := strings.ToLower(rl.cfg.PeerFunc(r))
-	gw, ok := rl.cfg.Peers[peer]
 	local := rl.cfg.Local[peer]
+	gw, client, ok := rl.route(peer, local != nil)
 	if !ok && local == nil {
 		rl.fail(w, &Problem{Title: "unknown peer", Status: http.StatusNotFound}, OutcomeUnknownPeer, nil)
 		return
@@ -244,11 +249,26 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rl.serveLocal(WithSource(r.Context(), rl.localSource(r)), w, local, peer, body)
 		return
 	}
-	rl.forward(r.Context(), w, gw, body)
+	rl.forward(r.Context(), w, client, gw, body)
 }
 
-// forward sends body to the gateway and copies its answer.
-func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, body []byte) {
+// route names the gateway of peer and the client to reach it with: Route's
+// answer, else Peers' entry with the relay's client.
+func (rl *Relay) route(peer string, local bool) (string, *http.Client, bool) {
+	if local {
+		return "", nil, false
+	}
+	if rl.cfg.Route != nil {
+		if gw, c, ok := rl.cfg.Route(peer); ok && c != nil {
+			return gw, c, true
+		}
+	}
+	gw, ok := rl.cfg.Peers[peer]
+	return gw, rl.client, ok
+}
+
+// forward sends body to the gateway with client and copies its answer.
+func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, client *http.Client, gw string, body []byte) {
 	ctx, cancel := context.WithTimeout(ctx, rl.cfg.Timeout)
 	defer cancel()
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, gw, bytes.NewReader(body))
@@ -258,7 +278,7 @@ func (rl *Relay) forward(ctx context.Context, w http.ResponseWriter, gw string, 
 	}
 	// Only what carries the request; an empty User-Agent suppresses Go's.
 	out.Header = http.Header{"Content-Type": {MediaTypeRequest}, "User-Agent": {""}}
-	resp, err := rl.client.Do(out)
+	resp, err := client.Do(out)
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

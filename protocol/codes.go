@@ -67,6 +67,8 @@ func (m Method) String() string {
 		return "group_info_at"
 	case MethodExternalJoinAt:
 		return "external_join_at"
+	case MethodSubscribeAt:
+		return "subscribe_at"
 	}
 	return fmt.Sprintf("method(0x%04x)", uint16(m))
 }

@@ -20,6 +20,9 @@ const (
 	// MethodExternalJoinAt is external_join with the hub named: body HubHinted over
 	// an ExternalJoinRequest.
 	MethodExternalJoinAt Method = 0x020a
+	// MethodSubscribeAt is subscribe with the partition's hub named: body HubHinted
+	// over a SubscribeRequest (docs/protocol.md §5.12).
+	MethodSubscribeAt Method = 0x020b
 )
 
 // MaxUserURISize bounds the sender_user_uri of a GroupRequest.

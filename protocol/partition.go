@@ -10,12 +10,16 @@ import "context"
 // ClientURI and UserURI are its MIMI URIs), or a follower acting for one of its own
 // users (not Local: ClientID is 0, ClientURI is empty, and UserURI, where known, is
 // vouched for by the follower's provider). The hub requires the credentials a Local
-// sender introduces for itself to name ClientURI or UserURI.
+// sender introduces for itself to name ClientURI or UserURI, and those a sender
+// forwarded by Peer introduces to name a user of Peer (UserURI's user).
 type Sender struct {
 	ClientID  int64
 	ClientURI string // mimi://<domain>/d/<user>/<client>
 	UserURI   string // mimi://<domain>/u/<user>
 	Local     bool
+	// Peer is, for a request a follower forwarded over the federation link, the
+	// domain the link proved (UserURI is a user of it); empty otherwise.
+	Peer string
 }
 
 // PartitionEntry is one message sequenced to a partition, as pushed to subscribers,

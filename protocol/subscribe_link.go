@@ -9,6 +9,9 @@ const (
 	// from a counter on: body PartitionSubscribe, ack body the masked partition key
 	// (opaque<V>).
 	EnvelopeSubscribe EnvelopeType = 0x0102
+	// EnvelopeUnsubscribe (follower to hub) ends the follower's subscription to a
+	// partition: body PartitionUnsubscribe, empty ack (also when there was none).
+	EnvelopeUnsubscribe EnvelopeType = 0x0103
 	// EnvelopePush (hub to follower) carries consecutive entries of one partition:
 	// body PartitionPush, ack body PushAnswer.
 	EnvelopePush EnvelopeType = 0x0203
@@ -43,6 +46,36 @@ func (s *PartitionSubscribe) UnmarshalBinary(b []byte) error {
 	s.PartitionKey = r.PartitionKey("PartitionSubscribe.partition_key")
 	s.From = r.U32("PartitionSubscribe.from")
 	return r.Done()
+}
+
+// PartitionUnsubscribe is the body of an unsubscribe envelope.
+//
+//	struct {
+//	  opaque masked_partition_key<V>;   // 1..MaxMaskedLen bytes
+//	} PartitionUnsubscribe;
+type PartitionUnsubscribe struct {
+	Masked []byte
+}
+
+// MarshalBinary encodes u.
+func (u *PartitionUnsubscribe) MarshalBinary() ([]byte, error) {
+	w := NewWriter(make([]byte, 0, 2+len(u.Masked)))
+	w.Opaque(u.Masked)
+	return w.Result()
+}
+
+// UnmarshalBinary decodes u.
+func (u *PartitionUnsubscribe) UnmarshalBinary(b []byte) error {
+	*u = PartitionUnsubscribe{}
+	r := NewReader(b)
+	u.Masked = r.OpaqueMax("PartitionUnsubscribe.masked_partition_key", MaxMaskedLen)
+	if err := r.Done(); err != nil {
+		return err
+	}
+	if len(u.Masked) == 0 {
+		return fmt.Errorf("%w: PartitionUnsubscribe: empty masked key", ErrMalformed)
+	}
+	return nil
 }
 
 // PushEntry is one entry of a PartitionPush: a message (the encoded Message, as

@@ -71,3 +71,22 @@ func TestPartitionPushDocExample(t *testing.T) {
 		t.Errorf("PushAnswer: %s", got)
 	}
 }
+
+// PartitionUnsubscribe round-trips, refuses an empty or over-long key, and encodes
+// as docs/protocol.md §5.14 shows.
+func TestPartitionUnsubscribe(t *testing.T) {
+	b, err := (&PartitionUnsubscribe{Masked: []byte{0xaa, 0xbb}}).MarshalBinary()
+	if err != nil || fmt.Sprintf("%x", b) != "02aabb" {
+		t.Fatalf("encoding %x, %v", b, err)
+	}
+	var u PartitionUnsubscribe
+	if err := u.UnmarshalBinary(b); err != nil || string(u.Masked) != "\xaa\xbb" {
+		t.Fatalf("decode: %+v %v", u, err)
+	}
+	long, _ := (&PartitionUnsubscribe{Masked: make([]byte, MaxMaskedLen+1)}).MarshalBinary()
+	for _, bad := range [][]byte{{0x00}, long, append(b, 0), {}} {
+		if err := u.UnmarshalBinary(bad); err == nil {
+			t.Errorf("%x accepted", bad)
+		}
+	}
+}

@@ -15,40 +15,86 @@ var _ follower.CopyStore = (*DB)(nil)
 // Partition copies (migration 0013): the follower's local copies of partitions
 // hosted elsewhere, and the hub's record of each follower's progress.
 
-func (db *DB) FollowCopy(ctx context.Context, masked []byte, hub string) (string, error) {
-	var recorded string
+func (db *DB) FollowCopy(ctx context.Context, masked, digest []byte, hub string, at time.Time) (follower.CopyRecord, error) {
+	var rec follower.CopyRecord
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO follower_copies (masked, hub, learned_at) VALUES (?, ?, ?)`,
-			masked, hub, time.Now().UnixMilli()); err != nil {
+			masked, hub, at.UnixMilli()); err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `SELECT hub FROM follower_copies WHERE masked = ?`, masked).Scan(&recorded)
+		if _, err := tx.ExecContext(ctx, `UPDATE follower_copies SET digest = coalesce(digest, ?), used_at = ? WHERE masked = ?`,
+			digest, at.UnixMilli(), masked); err != nil {
+			return err
+		}
+		row := tx.QueryRowContext(ctx, `SELECT masked, digest, hub, next, done, used_at, learned_at FROM follower_copies WHERE masked = ?`, masked)
+		return scanCopy(row.Scan, &rec)
 	})
 	if err != nil {
-		return "", fmt.Errorf("sqlite: follow copy: %w", err)
+		return follower.CopyRecord{}, fmt.Errorf("sqlite: follow copy: %w", err)
 	}
-	return recorded, nil
+	return rec, nil
 }
 
-func (db *DB) CopyHubs(ctx context.Context) (map[string]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT masked, hub FROM follower_copies`)
+func scanCopy(scan func(...any) error, rec *follower.CopyRecord) error {
+	var next, used, learned int64
+	var done int
+	if err := scan(&rec.Masked, &rec.Digest, &rec.Hub, &next, &done, &used, &learned); err != nil {
+		return err
+	}
+	if used == 0 {
+		used = learned
+	}
+	rec.Next, rec.Done, rec.UsedAt = uint32(next), done != 0, time.UnixMilli(used)
+	return nil
+}
+
+func (db *DB) CopyRecords(ctx context.Context) ([]follower.CopyRecord, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT masked, digest, hub, next, done, used_at, learned_at FROM follower_copies`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: copy hubs: %w", err)
+		return nil, fmt.Errorf("sqlite: copy records: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]string{}
+	var out []follower.CopyRecord
 	for rows.Next() {
-		var m []byte
-		var h string
-		if err := rows.Scan(&m, &h); err != nil {
-			return nil, fmt.Errorf("sqlite: copy hubs: %w", err)
+		var rec follower.CopyRecord
+		if err := scanCopy(rows.Scan, &rec); err != nil {
+			return nil, fmt.Errorf("sqlite: copy records: %w", err)
 		}
-		out[string(m)] = h
+		out = append(out, rec)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: copy hubs: %w", err)
+		return nil, fmt.Errorf("sqlite: copy records: %w", err)
 	}
 	return out, nil
+}
+
+func (db *DB) TouchCopies(ctx context.Context, masked [][]byte, at time.Time) error {
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		for _, m := range masked {
+			if _, err := tx.ExecContext(ctx, `UPDATE follower_copies SET used_at = ? WHERE masked = ?`, at.UnixMilli(), m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: touch copies: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) RemoveCopy(ctx context.Context, masked []byte) error {
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM follower_copy_log WHERE masked = ?`, masked); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM follower_copies WHERE masked = ?`, masked)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: remove copy: %w", err)
+	}
+	return nil
 }
 
 func (db *DB) AppendCopy(ctx context.Context, masked []byte, entries []protocol.PushEntry, after func([]protocol.PushEntry)) (uint32, bool, error) {
@@ -180,6 +226,23 @@ func (db *DB) SetPushProgress(ctx context.Context, peer string, masked []byte, n
 		return fmt.Errorf("sqlite: set push progress: %w", err)
 	}
 	return nil
+}
+
+// RemovePushSub forgets a follower's subscription; it reports whether there was one.
+func (db *DB) RemovePushSub(ctx context.Context, peer string, masked []byte) (bool, error) {
+	var n int64
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM hub_push_subs WHERE peer = ? AND masked = ?`, peer, masked)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("sqlite: remove push sub: %w", err)
+	}
+	return n > 0, nil
 }
 
 // PushSubs returns every follower subscription not done.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mimids/mimids/protocol"
 )
@@ -27,12 +28,13 @@ func TestPartitionCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	masked := []byte("masked-key-0123456789")
-	if h, err := db.FollowCopy(ctx, masked, "a.example"); err != nil || h != "a.example" {
-		t.Fatalf("follow: %q %v", h, err)
+	masked, digest := []byte("masked-key-0123456789"), []byte("digest")
+	at := time.UnixMilli(1_000_000)
+	if r, err := db.FollowCopy(ctx, masked, digest, "a.example", at); err != nil || r.Hub != "a.example" || !r.UsedAt.Equal(at) {
+		t.Fatalf("follow: %+v %v", r, err)
 	}
-	if h, err := db.FollowCopy(ctx, masked, "evil.example"); err != nil || h != "a.example" {
-		t.Fatalf("follow again: %q %v, want the first hub", h, err)
+	if r, err := db.FollowCopy(ctx, masked, []byte("other"), "evil.example", at); err != nil || r.Hub != "a.example" || string(r.Digest) != "digest" {
+		t.Fatalf("follow again: %+v %v, want the first hub and digest", r, err)
 	}
 	for _, c := range []struct {
 		name    string
@@ -59,9 +61,13 @@ func TestPartitionCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	hubs, err := db.CopyHubs(ctx)
-	if err != nil || hubs[string(masked)] != "a.example" || len(hubs) != 1 {
-		t.Fatalf("copy hubs after reopen: %v %v", hubs, err)
+	used := time.UnixMilli(2_000_000)
+	if err := db.TouchCopies(ctx, [][]byte{masked}, used); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := db.CopyRecords(ctx)
+	if err != nil || len(recs) != 1 || recs[0].Hub != "a.example" || recs[0].Next != 6 || !recs[0].Done || !recs[0].UsedAt.Equal(used) {
+		t.Fatalf("copy records after reopen: %+v %v", recs, err)
 	}
 	es, err := db.FetchCopy(ctx, masked, 1, 100)
 	if err != nil || len(es) != 5 || es[0].Counter != 2 || !es[4].Terminated || string(es[3].Message) != "m5" {
@@ -82,5 +88,23 @@ func TestPartitionCopies(t *testing.T) {
 	}
 	if subs, err := db.PushSubs(ctx); err != nil || len(subs) != 0 {
 		t.Fatalf("push subs: %+v %v, want none left (done)", subs, err)
+	}
+	for i, want := range []bool{true, false} {
+		if ok, err := db.RemovePushSub(ctx, "b.example", masked); err != nil || ok != want {
+			t.Fatalf("remove push sub %d: %v %v, want %v", i, ok, err, want)
+		}
+	}
+	if s, err := db.AddPushSub(ctx, "b.example", masked, 3); err != nil || s.Next != 3 {
+		t.Fatalf("subscribe after the removal: %+v %v, want a new one from 3", s, err)
+	}
+
+	if err := db.RemoveCopy(ctx, masked); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := db.CopyRecords(ctx); err != nil || len(recs) != 0 {
+		t.Fatalf("records after RemoveCopy: %+v %v", recs, err)
+	}
+	if es, err := db.FetchCopy(ctx, masked, -1, 100); err != nil || len(es) != 0 {
+		t.Fatalf("entries after RemoveCopy: %d %v", len(es), err)
 	}
 }

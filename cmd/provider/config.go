@@ -18,6 +18,7 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
+	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/protocol"
 )
@@ -155,6 +156,11 @@ type FederationConfig struct {
 	WriteTimeout gateway.Duration `json:"write_timeout"` // one write, one pong
 	PingInterval gateway.Duration `json:"ping_interval"` // link pings
 	PeerRefresh  gateway.Duration `json:"peer_refresh"`  // how often the allow-list is read again
+	// CopyIdle and CopyRetention: a local copy of a partition followed elsewhere
+	// that no local client subscribes to is unsubscribed at its hub after
+	// CopyIdle, and deleted after CopyRetention (docs/protocol.md §5.14).
+	CopyIdle      gateway.Duration `json:"copy_idle"`
+	CopyRetention gateway.Duration `json:"copy_retention"`
 }
 
 // Enabled reports whether the provider federates (a certificate is configured).
@@ -180,6 +186,9 @@ func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
 	}
 	if f.MinBackoff <= 0 || f.MaxBackoff < f.MinBackoff {
 		bad("federation.min_backoff must be positive and federation.max_backoff at least min_backoff")
+	}
+	if f.CopyIdle <= 0 || f.CopyRetention < f.CopyIdle {
+		bad("federation.copy_idle must be positive and federation.copy_retention at least copy_idle")
 	}
 	if f.DialTimeout <= 0 || f.WriteTimeout <= 0 || f.PingInterval <= 0 || f.PeerRefresh <= 0 {
 		bad("federation.dial_timeout, write_timeout, ping_interval and peer_refresh must be positive")
@@ -211,7 +220,8 @@ func DefaultConfig() Config {
 	c.Federation = FederationConfig{Window: 64, WindowBytes: 16 << 20, MinBackoff: gateway.Duration(500 * time.Millisecond),
 		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
-		PeerRefresh: gateway.Duration(2 * time.Second)}
+		PeerRefresh: gateway.Duration(2 * time.Second), CopyIdle: gateway.Duration(follower.DefaultCopyIdle),
+		CopyRetention: gateway.Duration(follower.DefaultCopyRetention)}
 	return c
 }
 

@@ -2,10 +2,12 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/follower"
+	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -61,7 +63,12 @@ func (p *Provider) registerGroupRequests() {
 				"user", req.UserURI, "method", req.Method.String())
 			return nil, fmt.Errorf("%w: %q from %s", ErrNotForPeer, req.UserURI, in.Peer)
 		}
-		return h(ctx, protocol.Sender{UserURI: req.UserURI, Local: false}, req.Body)
+		out, err := h(ctx, protocol.Sender{UserURI: req.UserURI, Peer: in.Peer}, req.Body)
+		if errors.Is(err, hub.ErrForeignIdentity) || errors.Is(err, hub.ErrIdentityMismatch) {
+			log.Warn("peer forwarded a credential that does not name its sender; refused", "peer", in.Peer,
+				"user", req.UserURI, "method", req.Method.String(), "err", err)
+		}
+		return out, err
 	})
 }
 

@@ -131,14 +131,15 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
-	// The relay still takes its peers from the configuration (cfg.Peers). Issue 10
-	// wants its hop to a peer's gateway to use the federation allow-list
-	// (federation.PeerStore) and verify the peer's certificate: not done yet.
+	// The relay's hop to a peer on the federation allow-list goes to the peer's
+	// federation listener, its certificate checked against the entry (relay.go);
+	// the configured peers (cfg.Peers) serve providers without federation.
 	peers := make(map[string]string, len(cfg.Peers))
 	for _, peer := range cfg.Peers {
 		peers[peer.Domain] = peer.URL
 	}
 	if err := p.Gateway.MountOHTTP(gateway.OHTTP{Keys: p.Keys, KeyPackages: p.KPs, Discovery: p.Disc, Peers: peers, Now: now,
+		Route:          p.relayRoute,
 		RelayLimiter:   directory.NewTokenBuckets(cfg.OHTTP.RelayRate, cfg.OHTTP.RelayBurst, 100_000, nil),
 		ReplayCapacity: cfg.OHTTP.ReplayCapacity, ReplayPerSource: cfg.OHTTP.ReplayPerSource}); err != nil {
 		return nil, err
@@ -152,6 +153,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		p.registerGroupRequests()
 		p.registerTerms()
 		p.registerSubscriptions()
+		p.registerRelayHop()
 	}
 	return p, nil
 }
@@ -227,6 +229,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 		g.Go(func() error { return p.welcomes.run(ctx) })
 		g.Go(func() error { return p.terms.run(ctx) })
 		g.Go(func() error { return p.pushers.run(ctx) })
+		g.Go(func() error { return p.copies.Run(ctx) })
 	}
 	g.Go(func() error {
 		t := time.NewTicker(p.Config.KeyPackages.PurgeInterval.D())

@@ -36,7 +36,9 @@ func (p *Provider) newCopies(ctx context.Context) (*follower.Copies, error) {
 	if !p.Config.Federation.Enabled() {
 		return nil, nil
 	}
-	return follower.NewCopies(ctx, p.DB, peerLink{p}, p.DB, 0, p.Log)
+	f := p.Config.Federation
+	return follower.NewCopies(ctx, follower.CopiesConfig{Store: p.DB, Link: peerLink{p}, Routes: p.DB,
+		Idle: f.CopyIdle.D(), Retention: f.CopyRetention.D(), Logger: p.Log})
 }
 
 // partitions is what the gateway serves subscriptions from.
@@ -52,6 +54,7 @@ func (p *Provider) registerSubscriptions() {
 	p.pushers = &pushers{db: p.DB, log: p.Hub.Log(), link: p.Federation, logger: p.Log.With("part", "pushes"),
 		running: map[string]*pusher{}}
 	p.Federation.Handle(protocol.EnvelopeSubscribe, p.pushers.subscribe)
+	p.Federation.Handle(protocol.EnvelopeUnsubscribe, p.pushers.unsubscribe)
 	p.Federation.Handle(protocol.EnvelopePush, func(ctx context.Context, in *federation.Inbound) ([]byte, error) {
 		return p.copies.Push(ctx, in.Peer, in.Body)
 	})
@@ -91,6 +94,30 @@ func (ps *pushers) subscribe(ctx context.Context, in *federation.Inbound) ([]byt
 	return w.Result()
 }
 
+// unsubscribe answers a follower's unsubscribe: its subscription is forgotten and
+// its pusher stopped (an unknown one is not an error: the envelope may be a retry).
+func (ps *pushers) unsubscribe(ctx context.Context, in *federation.Inbound) ([]byte, error) {
+	var u protocol.PartitionUnsubscribe
+	if err := u.UnmarshalBinary(in.Body); err != nil {
+		return nil, protocol.NewError(protocol.CodeMalformed, "provider: unsubscribe: "+err.Error())
+	}
+	k := in.Peer + "\x00" + string(u.Masked)
+	ps.mu.Lock()
+	if pu := ps.running[k]; pu != nil {
+		pu.stop()
+		delete(ps.running, k)
+	}
+	ps.mu.Unlock()
+	removed, err := ps.db.RemovePushSub(ctx, in.Peer, u.Masked)
+	if err != nil {
+		return nil, err
+	}
+	if removed {
+		ps.logger.Info("follower unsubscribed from a partition", "peer", in.Peer, "partition", fmt.Sprintf("%x", u.Masked))
+	}
+	return nil, nil
+}
+
 // run starts a pusher for every recorded subscription and waits for ctx.
 func (ps *pushers) run(ctx context.Context) error {
 	ps.mu.Lock()
@@ -123,14 +150,18 @@ func (ps *pushers) start(s sqlite.PushSub) {
 	if ps.ctx == nil {
 		return
 	}
-	pu := &pusher{ps: ps, peer: s.Peer, masked: s.Masked, next: s.Next, woken: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(ps.ctx)
+	pu := &pusher{ps: ps, peer: s.Peer, masked: s.Masked, next: s.Next, woken: make(chan struct{}, 1), stop: cancel}
 	ps.running[k] = pu
 	ps.wg.Add(1)
 	go func() {
 		defer ps.wg.Done()
-		pu.run(ps.ctx)
+		defer cancel()
+		pu.run(ctx)
 		ps.mu.Lock()
-		delete(ps.running, k)
+		if ps.running[k] == pu {
+			delete(ps.running, k)
+		}
 		ps.mu.Unlock()
 	}()
 }
@@ -142,6 +173,7 @@ type pusher struct {
 	masked []byte
 	next   uint32
 	woken  chan struct{}
+	stop   context.CancelFunc // ends run (an unsubscribe)
 }
 
 func (pu *pusher) wake() {

@@ -304,6 +304,14 @@ func (c *Conn) Close(code websocket.StatusCode, text string) {
 	go c.ws.Close(code, text)
 }
 
+// Abort ends the connection at once, with code and text as its reason unless it
+// is closing already, without a close handshake: for a peer that stopped
+// answering (a close frame would wait for it in vain). It never blocks.
+func (c *Conn) Abort(code websocket.StatusCode, text string) {
+	c.reason.CompareAndSwap(nil, &Reason{Code: code, Text: text})
+	c.stop() // coder/websocket drops the connection when the reader's context ends
+}
+
 // CloseWith writes last at once, ahead of the queue and within a second, then
 // closes: for a final error the peer should read before the close frame. It blocks
 // the caller for up to that second. (This is the one Write that is not the writer's;
@@ -352,6 +360,19 @@ func (c *Conn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// Ping sends a ping and waits for its pong until ctx ends or the connection does
+// (an error then). The pong is taken by Run's reader: on a connection that is not
+// running yet, Ping waits for Run.
+func (c *Conn) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
+	if err := c.ws.Ping(ctx); err != nil {
+		return fmt.Errorf("conn: ping: %w", err)
+	}
+	return nil
 }
 
 // ping runs on its own timer goroutine: a ping needs the reader to see the pong,

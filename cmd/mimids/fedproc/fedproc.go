@@ -84,8 +84,9 @@ func freePort() (int, error) {
 
 // Setup makes the test federation's CA and a certificate per domain (mimids cert),
 // picks the ports, and writes each provider's configuration: its gateway, its
-// federation listener, short backoffs, and the other providers' gateways as OHTTP
-// relay peers.
+// federation listener and short backoffs. There is no "peers" list: the OHTTP relay
+// reaches the other providers' gateways through the allow-list (peer add), over their
+// federation listeners.
 func (f *Federation) Setup(ctx context.Context) error {
 	fed := filepath.Join(f.Dir, "fed")
 	if _, err := f.Mimids(ctx, "cert", "ca", "-out", fed); err != nil {
@@ -104,17 +105,10 @@ func (f *Federation) Setup(ctx context.Context) error {
 		}
 	}
 	for _, dom := range f.Domains {
-		var peers []map[string]string
-		for _, o := range f.Domains {
-			if o != dom {
-				peers = append(peers, map[string]string{"domain": o, "url": f.Base(o)})
-			}
-		}
 		c := map[string]any{
 			"domain":   dom,
 			"listen":   fmt.Sprintf("127.0.0.1:%d", f.GW[dom]),
 			"data_dir": filepath.Join(f.Dir, "data", dom),
-			"peers":    peers,
 			"federation": map[string]any{
 				"listen":        fmt.Sprintf("127.0.0.1:%d", f.Fed[dom]),
 				"cert_file":     filepath.Join(fed, dom+".pem"),

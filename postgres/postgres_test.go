@@ -1,0 +1,83 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/directory/mailbox/mailboxtest"
+	"github.com/mimids/mimids/directory/storetest"
+	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/hub/hubtest"
+	"github.com/mimids/mimids/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// openTest opens a store on a fresh database.
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	return openDSN(t, pgtest.Start(t))
+}
+
+// openDSN opens a store (a "node") on the database dsn names.
+func openDSN(t testing.TB, dsn string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestHubConformance(t *testing.T) {
+	hubtest.Run(t, func(t *testing.T) hub.Store { return openTest(t) })
+}
+
+func TestDirectoryConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) directory.Store { return openTest(t) })
+}
+
+func TestDirectoryIDsNeverReused(t *testing.T) {
+	storetest.RunIDs(t, func(t *testing.T) directory.Store { return openTest(t) })
+}
+
+func TestPolicyConformance(t *testing.T) {
+	storetest.RunPolicy(t, func(t *testing.T) directory.PolicyStore { return openTest(t) })
+}
+
+func TestMailboxConformance(t *testing.T) {
+	mailboxtest.Run(t, func(t *testing.T) mailboxtest.Store { return openTest(t) })
+}
+
+func TestGatewayKeyConformance(t *testing.T) {
+	storetest.RunGatewayKeys(t, func(t *testing.T) directory.GatewayKeyStore { return openTest(t) })
+}
+
+func TestKeyPackageConformance(t *testing.T) {
+	storetest.RunKeyPackages(t, func(t *testing.T) storetest.KeyPackageBackend { return openTest(t) })
+}
+
+func TestMigrationsRecordedAndIdempotent(t *testing.T) {
+	dsn := pgtest.Start(t)
+	var inc []byte
+	for i := 0; i < 2; i++ {
+		db, err := Open(context.Background(), dsn, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := db.SchemaVersion(context.Background())
+		if err != nil || v < 1 {
+			t.Fatalf("SchemaVersion = %d, %v", v, err)
+		}
+		if i == 1 && string(db.Incarnation().ID) != string(inc) {
+			t.Fatalf("incarnation changed on reopen: %x, then %x", inc, db.Incarnation().ID)
+		}
+		inc = db.Incarnation().ID
+		db.Close()
+	}
+	if len(inc) != 16 {
+		t.Fatalf("incarnation %x, want 16 bytes", inc)
+	}
+}

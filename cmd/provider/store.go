@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/mimids/mimids/directory"
@@ -179,3 +180,36 @@ func (s pgStore) Ready(ctx context.Context) []gateway.ReadyCheck {
 
 // storeDescription is where the store is, for the startup banner.
 func storeDescription(s Store) string { return fmt.Sprintf("%s (%s)", s.Path(), s.Driver()) }
+
+// CopySQLiteToPostgres copies the provider's SQLite store (cfg.StorePath(), which
+// no server may be running on) into the empty PostgreSQL database dsn names; the
+// copy keeps the store's incarnation. The SQLite store is migrated to the current
+// schema first and left as it was otherwise.
+func CopySQLiteToPostgres(ctx context.Context, cfg Config, dsn string) (postgres.CopyStats, error) {
+	path := cfg.StorePath()
+	served, err := sqlite.Served(path)
+	if err != nil {
+		return nil, err
+	}
+	if served {
+		return nil, fmt.Errorf("store copy: a server is running on %s: stop it first (the copy would miss its later writes)", path)
+	}
+	src, err := sqlite.Open(ctx, path, sqlite.Options{Synchronous: cfg.Store.Synchronous})
+	if err != nil {
+		return nil, err
+	}
+	if err := src.Close(); err != nil {
+		return nil, err
+	}
+	raw, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return nil, fmt.Errorf("store copy: %w", err)
+	}
+	defer raw.Close()
+	dst, err := postgres.Open(ctx, dsn, postgres.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+	return dst.CopyFrom(ctx, raw)
+}

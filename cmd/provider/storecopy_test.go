@@ -1,0 +1,115 @@
+package provider_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/client"
+	"github.com/mimids/mimids/cmd/provider"
+	"github.com/mimids/mimids/cmd/provider/providertest"
+	"github.com/mimids/mimids/mls/mlstest"
+	"github.com/mimids/mimids/postgres/pgtest"
+	"github.com/mimids/mimids/protocol"
+)
+
+// TestStoreCopySQLiteToPostgres fills a provider on SQLite through its client
+// socket and admin API, copies the stopped store into PostgreSQL, starts the
+// provider on PostgreSQL and reads the same state through the same APIs: the
+// tokens authenticate, the group's log is whole and goes on from where it was,
+// the offline client's mailbox entry is delivered, and the incarnation is kept.
+func TestStoreCopySQLiteToPostgres(t *testing.T) {
+	srv := pgtest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	p := providertest.Start(t, "a.example", nil, func(c *provider.Config) { c.DataDir = dir })
+	_, aliceToken, err := p.Dir.AddClient(ctx, "alice", "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop, laptopToken, err := p.Dir.AddClient(ctx, "alice", "laptop", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := client.Dial(ctx, client.Config{URL: p.Socket, Token: aliceToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
+	}
+	var sent [][]byte
+	for i := range 3 {
+		m, _ := g.RandomApplication(100 + i)
+		if c, err := alice.Send(ctx, &protocol.SendRequest{Message: m, PartitionKey: g.PartitionKey}); err != nil || c != uint32(i) {
+			t.Fatalf("send %d: counter %d, %v", i, c, err)
+		}
+		sent = append(sent, m)
+	}
+	if st, _, out := adminNotice(t, p, map[string]any{"client": p.Dir.ClientURI(laptop)}, "while you were away"); st != http.StatusAccepted {
+		t.Fatalf("notice: %d %v", st, out)
+	}
+	alice.Close(ctx)
+	inc := p.DB.IncarnationID()
+	p.Stop()
+
+	cfg := p.Config
+	dsn := srv.DSN("postgres")
+	st, err := provider.CopySQLiteToPostgres(ctx, cfg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["hub_log"] != 3 || st["clients"] != 2 || st["mailbox"] != 1 {
+		t.Fatalf("copied %v; want 3 hub_log rows, 2 clients, 1 mailbox entry", st)
+	}
+	if _, err := provider.CopySQLiteToPostgres(ctx, cfg, dsn); err == nil {
+		t.Fatal("a second copy into the filled database was accepted")
+	}
+
+	q := providertest.Start(t, "a.example", nil, func(c *provider.Config) {
+		c.Store.Driver, c.Store.DSN = provider.DriverPostgres, dsn
+	})
+	if q.DB.Driver() != provider.DriverPostgres || !bytes.Equal(q.DB.IncarnationID(), inc) {
+		t.Fatalf("store %s with incarnation %x; want postgres with %x", q.DB.Driver(), q.DB.IncarnationID(), inc)
+	}
+	alice, err = client.Dial(ctx, client.Config{URL: q.Socket, Token: aliceToken})
+	if err != nil {
+		t.Fatalf("alice's token on the copy: %v", err)
+	}
+	defer alice.Close(ctx)
+	r, err := alice.Receive(ctx, g.PartitionKey, 0)
+	if err != nil || len(r.Epoch.Messages) != 3 {
+		t.Fatalf("receive on the copy: %+v, %v", r, err)
+	}
+	for i, m := range sent {
+		if !bytes.Equal(r.Epoch.Messages[i].Message, m) {
+			t.Fatalf("message %d on the copy is not what was sent", i)
+		}
+	}
+	m, _ := g.RandomApplication(80)
+	if c, err := alice.Send(ctx, &protocol.SendRequest{Message: m, PartitionKey: g.PartitionKey}); err != nil || c != 3 {
+		t.Fatalf("send on the copy: counter %d, %v; want 3", c, err)
+	}
+	box := &inbox{}
+	lc, err := client.Dial(ctx, client.Config{URL: q.Socket, Token: laptopToken, Handler: box.handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close(ctx)
+	waitFor(t, "the laptop's notice", func() bool { return len(box.got()) == 1 })
+	if n, err := box.got()[0].Notice(); err != nil || n.Text != "while you were away" {
+		t.Fatalf("the laptop's entry: %+v, %v", n, err)
+	}
+	// A client added on the copy gets an id the SQLite store never gave.
+	c, _, err := q.Dir.AddClient(ctx, "bob", "phone", true)
+	if err != nil || c.ID <= laptop.ID {
+		t.Fatalf("new client on the copy: id %d, %v; want above %d", c.ID, err, laptop.ID)
+	}
+}

@@ -3,6 +3,8 @@ package provider_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -111,5 +113,59 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 	c, _, err := q.Dir.AddClient(ctx, "bob", "phone", true)
 	if err != nil || c.ID <= laptop.ID {
 		t.Fatalf("new client on the copy: id %d, %v; want above %d", c.ID, err, laptop.ID)
+	}
+}
+
+// TestReadyzPostgres: /readyz of a provider on PostgreSQL reports the store's
+// reads and commits, down while the database server is stopped and up again once
+// it is back; a send while it is down fails with an error and is not
+// acknowledged.
+func TestReadyzPostgres(t *testing.T) {
+	srv := pgtest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := providertest.Start(t, "a.example", nil, func(c *provider.Config) {
+		c.Store.Driver, c.Store.DSN = provider.DriverPostgres, srv.DSN("postgres")
+	})
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	ready := func() (int, map[string]any) {
+		resp, err := hc.Get(p.Base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, out := ready(); st != http.StatusOK || fmt.Sprint(out["checks"]) != "map[store_read:ok store_write:ok]" {
+		t.Fatalf("/readyz = %d %v", st, out)
+	}
+	alice := dialNewClient(ctx, t, p, "alice")
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/readyz down", func() bool { st, _ := ready(); return st == http.StatusServiceUnavailable })
+	if _, out := ready(); out["checks"].(map[string]any)["store_write"] == "ok" {
+		t.Fatalf("/readyz with the database down: %v", out)
+	}
+	m, _ := g.RandomApplication(50)
+	if c, err := alice.Send(ctx, &protocol.SendRequest{Message: m, PartitionKey: g.PartitionKey}); err == nil {
+		t.Fatalf("send with the database down acknowledged at %d", c)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/readyz up", func() bool { st, _ := ready(); return st == http.StatusOK })
+	if c, err := alice.Send(ctx, &protocol.SendRequest{Message: m, PartitionKey: g.PartitionKey}); err != nil || c != 0 {
+		t.Fatalf("send after the database is back: counter %d, %v; want 0 (the refused send was not sequenced)", c, err)
 	}
 }

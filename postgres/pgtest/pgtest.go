@@ -54,7 +54,7 @@ func Main(m *testing.M) {
 		if dsn := os.Getenv(EnvDSN); dsn != "" {
 			server.base = dsn
 		} else {
-			s, err := startServer(context.Background())
+			s, err := startServer(context.Background(), false)
 			if err != nil {
 				server.err = err
 			} else {
@@ -139,10 +139,11 @@ type Server struct {
 }
 
 // StartServer starts a server of its own (for tests that stop and restart it);
-// most tests use Start.
+// most tests use Start. Its commits survive Stop (an immediate shutdown, as in
+// a crash of the server process); the shared server's do not wait for the WAL.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	s, err := startServer(context.Background())
+	s, err := startServer(context.Background(), true)
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("pgtest: start PostgreSQL: %v", err)
@@ -177,7 +178,7 @@ func version(dir string) int {
 	return n
 }
 
-func startServer(ctx context.Context) (*Server, error) {
+func startServer(ctx context.Context, crashSafe bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func startServer(ctx context.Context) (*Server, error) {
 		}
 		s.runAs = []string{"runuser", "-u", "postgres", "--"}
 	}
-	if err := s.initdb(ctx); err != nil {
+	if err := s.initdb(ctx, crashSafe); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -236,7 +237,10 @@ func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-func (s *Server) initdb(ctx context.Context) error {
+// initdb makes the data directory. Without EnvDurable, fsync is off (a crash of
+// the machine may lose commits, a crash of the server does not); without
+// crashSafe, commits do not wait for the WAL either.
+func (s *Server) initdb(ctx context.Context, crashSafe bool) error {
 	if err := s.run(ctx, "initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8",
 		"--locale=C", "--no-sync"); err != nil {
 		return err
@@ -249,7 +253,10 @@ func (s *Server) initdb(ctx context.Context) error {
 		"log_min_messages = warning",
 	}
 	if os.Getenv(EnvDurable) != "1" {
-		conf = append(conf, "fsync = off", "synchronous_commit = off", "full_page_writes = off")
+		conf = append(conf, "fsync = off", "full_page_writes = off")
+		if !crashSafe {
+			conf = append(conf, "synchronous_commit = off")
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(s.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/mls"
-	"github.com/mimids/mimids/postgres/pgtest"
 )
 
 // The tests in this file open two stores ("nodes", each with its own pool) on one
@@ -21,7 +20,7 @@ import (
 var testTime = time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
 
 func twoNodes(t *testing.T) [2]*DB {
-	dsn := pgtest.Start(t)
+	dsn := freshDSN(t)
 	return [2]*DB{openDSN(t, dsn), openDSN(t, dsn)}
 }
 

@@ -8,6 +8,9 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox/mailboxtest"
 	"github.com/mimids/mimids/directory/storetest"
+	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/federation/fedtest"
+	"github.com/mimids/mimids/follower/followertest"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/hub/hubtest"
 	"github.com/mimids/mimids/postgres/pgtest"
@@ -18,7 +21,20 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // openTest opens a store on a fresh database.
 func openTest(t testing.TB) *DB {
 	t.Helper()
-	return openDSN(t, pgtest.Start(t))
+	return openDSN(t, freshDSN(t))
+}
+
+// freshDSN names a new database with the schema applied (copied from a
+// template, which is faster than migrating each).
+func freshDSN(t testing.TB) string {
+	t.Helper()
+	return pgtest.StartFrom(t, "schema", func(ctx context.Context, dsn string) error {
+		db, err := Open(ctx, dsn, Options{})
+		if err != nil {
+			return err
+		}
+		return db.Close()
+	})
 }
 
 // openDSN opens a store (a "node") on the database dsn names.
@@ -96,4 +112,19 @@ func TestCopyCoversEveryTable(t *testing.T) {
 	if !slices.Equal(tables, known) {
 		t.Fatalf("tables %v\ncopied or skipped %v", tables, known)
 	}
+}
+
+func TestFederationConformance(t *testing.T) {
+	fedtest.Run(t, func(t *testing.T) federation.Store { return openTest(t) })
+}
+
+func TestFederationRecordJoinsOtherStores(t *testing.T) {
+	fedtest.RunJoins(t, func(t *testing.T) fedtest.JoinStore { return openTest(t) })
+}
+
+func TestFollowerConformance(t *testing.T) {
+	followertest.Run(t, func(t *testing.T) (followertest.Store, func() followertest.Store) {
+		dsn := freshDSN(t)
+		return openDSN(t, dsn), func() followertest.Store { return openDSN(t, dsn) }
+	})
 }

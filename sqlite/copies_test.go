@@ -2,72 +2,15 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"testing"
-
-	"github.com/mimids/mimids/protocol"
 )
 
-func pushEntries(from, n uint32) []protocol.PushEntry {
-	var es []protocol.PushEntry
-	for c := from; c < from+n; c++ {
-		es = append(es, protocol.PushEntry{Counter: c, Message: []byte(fmt.Sprintf("m%d", c))})
-	}
-	return es
-}
-
-// A partition copy keeps the first hub, appends only from where it stands
-// (duplicates skipped, a gap stops), ends at the terminated event, and survives a
-// reopen; the hub's record of a follower keeps its progress.
-func TestPartitionCopies(t *testing.T) {
+// The hub's record of a follower keeps its progress (the follower's copies are in
+// followertest).
+func TestPushSubs(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "mimids.db")
-	db, err := Open(ctx, path, Options{Synchronous: "normal"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openTest(t)
 	masked := []byte("masked-key-0123456789")
-	if h, err := db.FollowCopy(ctx, masked, "a.example"); err != nil || h != "a.example" {
-		t.Fatalf("follow: %q %v", h, err)
-	}
-	if h, err := db.FollowCopy(ctx, masked, "evil.example"); err != nil || h != "a.example" {
-		t.Fatalf("follow again: %q %v, want the first hub", h, err)
-	}
-	for _, c := range []struct {
-		name    string
-		entries []protocol.PushEntry
-		applied int
-		next    uint32
-		done    bool
-	}{
-		{"first", pushEntries(0, 3), 3, 3, false},
-		{"duplicate", pushEntries(0, 3), 0, 3, false},
-		{"overlap", pushEntries(2, 3), 2, 5, false},
-		{"gap", pushEntries(7, 2), 0, 5, false},
-		{"terminated", append(pushEntries(5, 1), protocol.PushEntry{Counter: 6, Terminated: true}), 2, 6, true},
-		{"after the end", pushEntries(6, 1), 0, 6, true},
-	} {
-		var applied []protocol.PushEntry
-		next, done, err := db.AppendCopy(ctx, masked, c.entries, func(a []protocol.PushEntry) { applied = a })
-		if err != nil || next != c.next || done != c.done || len(applied) != c.applied {
-			t.Fatalf("%s: next %d done %v applied %d, %v; want %d %v %d", c.name, next, done, len(applied), err, c.next, c.done, c.applied)
-		}
-	}
-	db.Close()
-	if db, err = Open(ctx, path, Options{Synchronous: "normal"}); err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hubs, err := db.CopyHubs(ctx)
-	if err != nil || hubs[string(masked)] != "a.example" || len(hubs) != 1 {
-		t.Fatalf("copy hubs after reopen: %v %v", hubs, err)
-	}
-	es, err := db.FetchCopy(ctx, masked, 1, 100)
-	if err != nil || len(es) != 5 || es[0].Counter != 2 || !es[4].Terminated || string(es[3].Message) != "m5" {
-		t.Fatalf("fetch copy: %+v %v", es, err)
-	}
-
 	if s, err := db.AddPushSub(ctx, "b.example", masked, 4); err != nil || s.Next != 4 {
 		t.Fatalf("add push sub: %+v %v", s, err)
 	}

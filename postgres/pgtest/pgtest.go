@@ -64,7 +64,9 @@ func Main(m *testing.M) {
 		defer func() {
 			if server.stop != nil {
 				server.stop()
+				return
 			}
+			dropTemplates() // on a server pgtest did not start
 		}()
 		return m.Run()
 	}()
@@ -72,8 +74,25 @@ func Main(m *testing.M) {
 }
 
 // Start returns the DSN of a new, empty database for t on the package's server; the
-// database is dropped when t ends.
+// database is dropped when t ends (on a server pgtest started, with the server).
 func Start(t testing.TB) string {
+	t.Helper()
+	return StartFrom(t, "", nil)
+}
+
+// templates are the template databases made by StartFrom, by name.
+var templates sync.Map // name -> *template
+
+type template struct {
+	once sync.Once
+	err  error
+}
+
+// StartFrom is Start, with the new database a copy of the template database
+// called name, which prepare fills the first time (applying a schema's
+// migrations, say): copying a template is faster than preparing each database.
+// prepare must close its connections before it returns.
+func StartFrom(t testing.TB, name string, prepare func(ctx context.Context, dsn string) error) string {
 	t.Helper()
 	if server.base == "" {
 		reason := server.err
@@ -87,22 +106,55 @@ func Start(t testing.TB) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := fmt.Sprintf("mimids_test_%d_%d", os.Getpid(), server.created.Add(1))
-	if err := admin(ctx, "CREATE DATABASE "+name); err != nil {
+	db := fmt.Sprintf("mimids_test_%d_%d", os.Getpid(), server.created.Add(1))
+	stmt := "CREATE DATABASE " + db
+	if name != "" {
+		tpl := templateName(name)
+		v, _ := templates.LoadOrStore(name, &template{})
+		tp := v.(*template)
+		tp.once.Do(func() { tp.err = makeTemplate(ctx, tpl, prepare) })
+		if tp.err != nil {
+			t.Fatalf("pgtest: template %s: %v", name, tp.err)
+		}
+		stmt += " TEMPLATE " + tpl
+	}
+	if err := admin(ctx, stmt); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
+	}
+	if server.stop != nil {
+		// The server and its databases go when the tests end.
+		return dsnOf(t, db)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := admin(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop database %s: %v", name, err)
+		if err := admin(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+			t.Logf("pgtest: drop database %s: %v", db, err)
 		}
 	})
+	return dsnOf(t, db)
+}
+
+func dsnOf(t testing.TB, name string) string {
 	dsn, err := withDatabase(server.base, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return dsn
+}
+
+func templateName(name string) string { return fmt.Sprintf("mimids_template_%d_%s", os.Getpid(), name) }
+
+// makeTemplate creates the template database tpl and has prepare fill it.
+func makeTemplate(ctx context.Context, tpl string, prepare func(ctx context.Context, dsn string) error) error {
+	if err := admin(ctx, "CREATE DATABASE "+tpl); err != nil {
+		return err
+	}
+	dsn, err := withDatabase(server.base, tpl)
+	if err != nil {
+		return err
+	}
+	return prepare(ctx, dsn)
 }
 
 // admin runs one statement on the maintenance database.
@@ -298,4 +350,13 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func dropTemplates() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	templates.Range(func(k, _ any) bool {
+		admin(ctx, "DROP DATABASE IF EXISTS "+templateName(k.(string))+" WITH (FORCE)")
+		return true
+	})
 }

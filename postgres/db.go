@@ -13,10 +13,10 @@
 //
 // What SQLite's store does with files has other equivalents here: the incarnation
 // is minted once when the schema is created and kept (PostgreSQL's own WAL keeps
-// committed writes; an operator who restores an older backup runs
-// `mimids store mint` …  not provided: see Incarnation); there is no lock file
-// (several nodes share a store by design) and no integrity check (PostgreSQL has
-// data checksums and amcheck for that); Health probes a read and a commit.
+// committed writes; after restoring an older backup an operator mints a new one,
+// Mint); there is no lock file (several nodes share a store by design) and no
+// integrity check (PostgreSQL has data checksums and amcheck for that); Health
+// probes a read and a commit.
 package postgres
 
 import (

@@ -128,3 +128,18 @@ func TestFollowerConformance(t *testing.T) {
 		return openDSN(t, dsn), func() followertest.Store { return openDSN(t, dsn) }
 	})
 }
+
+// TestMint: a new incarnation is kept by the store and read by the next Open.
+func TestMint(t *testing.T) {
+	ctx := context.Background()
+	dsn := freshDSN(t)
+	db := openDSN(t, dsn)
+	old := db.Incarnation().ID
+	inc, err := db.Mint(ctx, "restored the 02:00 backup")
+	if err != nil || len(inc.ID) != 16 || string(inc.ID) == string(old) {
+		t.Fatalf("Mint = %x, %v (old %x)", inc.ID, err, old)
+	}
+	if again := openDSN(t, dsn).Incarnation(); string(again.ID) != string(inc.ID) || again.Minted != "restored the 02:00 backup" {
+		t.Fatalf("reopened with %+v, want %x", again, inc.ID)
+	}
+}

@@ -111,6 +111,7 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 		"store restore":      store,
 		"store copy":         {"config", "data", "dsn", "from", "to"},
 		"migrate":            store,
+		"store mint":         {"config", "data", "reason"},
 		"version":            nil,
 		"mls decode":         {"f", "type"},
 		"mls keypackage":     {"f", "now"},

@@ -68,3 +68,27 @@ func storeCopy(fs *flag.FlagSet) action {
 		return nil
 	}
 }
+
+// storeMintVerb gives a PostgreSQL store a new incarnation: what `store restore`
+// does on SQLite, for an operator who restored an older backup with the database's
+// own tools.
+var storeMintVerb = verb{Help: usage.Help{Name: "store mint", Summary: "Gives the postgres store a new incarnation after a restore of an older backup (stop every node first).",
+	Example: "store mint -config mimids.json -reason 'restored the 02:00 backup'",
+	Details: "Clients see the new incarnation in auth_ok and start their marks over (docs/protocol.md §1.3)."},
+	setup: storeMint}
+
+func storeMint(fs *flag.FlagSet) action {
+	reason := fs.String("reason", "restored from a backup", "why, recorded with the incarnation")
+	return func(ctx context.Context, e env, _ []string) error {
+		db, ok := provider.Postgres(e.db)
+		if !ok {
+			return fmt.Errorf("store mint works on the postgres store; on sqlite, store restore mints")
+		}
+		inc, err := db.Mint(ctx, *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "new incarnation: %x (clients start their marks over)\n", inc.ID)
+		return nil
+	}
+}

@@ -30,6 +30,7 @@ var storeGroup = group{name: "store", summary: "Inspects, checks, backs up and r
 			"incarnation in auth_ok and start their marks over (docs/protocol.md §1.3)."},
 		min: 1, max: 1, ownStore: true, setup: noFlags(storeRestore)},
 	storeCopyVerb,
+	storeMintVerb,
 }}
 
 // sqliteOnly is the SQLite store of e, or an error naming verb for another driver.

@@ -192,6 +192,12 @@ func (db *DB) FindRequest(ctx context.Context, requestHash []byte) ([]byte, uint
 var errDuplicateRequest = errors.New("postgres: duplicate request")
 
 func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hub.Entry)) (hub.AppendResult, error) {
+	if a.Next == nil && len(a.Welcomes) == 0 && !joinedIn(ctx, db) {
+		if res, ok, err := db.appendOne(ctx, a, published); ok || err != nil {
+			return res, err
+		}
+		// Nothing was sequenced: the full path says why.
+	}
 	var res hub.AppendResult
 	fn := func(tx *sql.Tx) error {
 		res = hub.AppendResult{Masked: a.Masked}
@@ -258,6 +264,46 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 		return hub.AppendResult{}, err
 	}
 	return res, nil
+}
+
+// appendOneSQL sequences a message without commit data or Welcomes in one
+// statement: the partition's row lock (the UPDATE) orders it with every node's
+// appends, and a duplicate request hash fails the statement, undoing the UPDATE.
+// No row comes back for an unknown, terminated or full partition.
+const appendOneSQL = `WITH p AS (
+	UPDATE hub_partitions SET length = length + 1
+	WHERE masked = $1 AND terminated_at IS NULL AND length <= 4294967295
+	RETURNING id, length - 1 AS counter)
+INSERT INTO hub_log (partition, counter, content_type, public, message, sender_client, request_hash, at)
+	SELECT id, counter, $2, $3, $4, $5, $6, $7 FROM p
+	RETURNING counter`
+
+// appendOne is Append for a message without commit data or Welcomes, in one round
+// trip (a statement outside an explicit transaction). ok is false, with no error,
+// when nothing was sequenced and the full path must say why.
+func (db *DB) appendOne(ctx context.Context, a hub.AppendRequest, published func(hub.Entry)) (_ hub.AppendResult, ok bool, _ error) {
+	defer db.ord.lock(partitionKey(a.Masked))()
+	var counter int64
+	err := db.pool.QueryRowContext(ctx, appendOneSQL, a.Masked, int(a.ContentType), a.Public, a.Message, a.SenderClient,
+		a.RequestHash, a.At.UnixMilli()).Scan(&counter)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return hub.AppendResult{}, false, nil
+	case isUnique(err):
+		masked, c, found, ferr := db.FindRequest(ctx, a.RequestHash)
+		if ferr != nil || !found {
+			return hub.AppendResult{}, false, errors.Join(err, ferr)
+		}
+		return hub.AppendResult{Masked: masked, Counter: c, Duplicate: true}, true, nil
+	case retryable(err):
+		return hub.AppendResult{}, false, nil // the full path retries
+	case err != nil:
+		return hub.AppendResult{}, false, err
+	}
+	if published != nil {
+		published(hub.Entry{Masked: a.Masked, Counter: uint32(counter), ContentType: a.ContentType, Public: a.Public, Message: a.Message})
+	}
+	return hub.AppendResult{Masked: a.Masked, Counter: uint32(counter)}, true, nil
 }
 
 // appendNext opens the partition a commit names and reports a fork.

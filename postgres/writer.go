@@ -156,6 +156,12 @@ func runSavepoint(ctx context.Context, tx *sql.Tx, fn func(*sql.Tx) error) (err 
 	return nil
 }
 
+// joinedIn reports whether writes of db made with ctx join a transaction.
+func joinedIn(ctx context.Context, db *DB) bool {
+	j, ok := ctx.Value(joinKey{}).(*joined)
+	return ok && j.db == db && j.tx != nil
+}
+
 // joinKey marks a context whose writes join a transaction in progress.
 type joinKey struct{}
 

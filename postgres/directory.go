@@ -161,6 +161,9 @@ func (db *DB) RevokeClient(ctx context.Context, user, client string, at time.Tim
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET revoked_at = $1 WHERE id = $2`, at.UnixMilli(), c.ID); err != nil {
 			return err
 		}
+		if err := xactLock(ctx, tx, lockChangeLog); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, at) VALUES ($1, $2, $3)`,
 			directory.ChangeRevoked, c.ID, at.UnixMilli())
 		return err
@@ -209,6 +212,9 @@ func (db *DB) RecordChange(ctx context.Context, c directory.Change, at time.Time
 		var cid any
 		if c.ClientID != 0 {
 			cid = c.ClientID
+		}
+		if err := xactLock(ctx, tx, lockChangeLog); err != nil {
+			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO change_log (kind, client_id, entries, at) VALUES ($1, $2, $3, $4)`,
 			c.Kind, cid, c.Entries, at.UnixMilli())

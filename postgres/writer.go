@@ -202,10 +202,14 @@ func (db *DB) writeJoined(ctx context.Context, fn func(ctx context.Context, tx *
 	})
 }
 
-// Advisory lock keys of writes that check, then insert, a singleton.
+// Advisory lock keys: of writes that check, then insert, a singleton; and of the
+// change log's inserts, which take their ids under the lock until they commit, so
+// that ids commit in order and a reader polling for ids above the last it saw
+// never passes over one committed later (as identity values alone would allow).
 const (
 	lockDiscoverySecrets = 0x6d696d6964730002
 	lockSharedToken      = 0x6d696d6964730003
+	lockChangeLog        = 0x6d696d6964730004
 )
 
 // xactLock takes an advisory lock until tx ends: writes of every node that take

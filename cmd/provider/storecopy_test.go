@@ -169,3 +169,60 @@ func TestReadyzPostgres(t *testing.T) {
 		t.Fatalf("send after the database is back: counter %d, %v; want 0 (the refused send was not sequenced)", c, err)
 	}
 }
+
+// TestNodesShareAPostgresStore: two providers (nodes of one domain) on one
+// PostgreSQL database: a client made on one authenticates on the other, a group's
+// sends through both nodes share one log, and a client revoked on one node loses
+// its socket on the other.
+func TestNodesShareAPostgresStore(t *testing.T) {
+	srv := pgtest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	onPostgres := func(c *provider.Config) {
+		c.Store.Driver, c.Store.DSN = provider.DriverPostgres, srv.DSN("postgres")
+	}
+	a := providertest.Start(t, "a.example", nil, onPostgres)
+	b := providertest.Start(t, "a.example", nil, onPostgres)
+	_, tokenA, err := a.Dir.AddClient(ctx, "alice", "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tokenB, err := a.Dir.AddClient(ctx, "alice", "laptop", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA, err := client.Dial(ctx, client.Config{URL: a.Socket, Token: tokenA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onA.Close(ctx)
+	onB, err := client.Dial(ctx, client.Config{URL: b.Socket, Token: tokenB})
+	if err != nil {
+		t.Fatalf("a client made on node a, on node b: %v", err)
+	}
+	defer onB.Close(ctx)
+	g, err := mlstest.NewGroup(mlstest.Options{Identities: []string{"mimi://a.example/u/alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onA.CreateGroup(ctx, &protocol.CreateGroupRequest{GroupInfo: g.GroupInfoMessage, PartitionKey: g.PartitionKey}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*client.Client{onA, onB, onA, onB} {
+		m, _ := g.RandomApplication(60)
+		if n, err := c.Send(ctx, &protocol.SendRequest{Message: m, PartitionKey: g.PartitionKey}); err != nil || n != uint32(i) {
+			t.Fatalf("send %d: counter %d, %v", i, n, err)
+		}
+	}
+	if r, err := onB.Receive(ctx, g.PartitionKey, 0); err != nil || len(r.Epoch.Messages) != 4 {
+		t.Fatalf("receive on node b: %+v, %v", r, err)
+	}
+	if _, err := a.Dir.RevokeClient(ctx, "alice", "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-onB.Done():
+	case <-ctx.Done():
+		t.Fatal("the client revoked on node a kept its socket on node b")
+	}
+}

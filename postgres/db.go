@@ -45,9 +45,6 @@ var migrations embed.FS
 type Options struct {
 	// MaxConns is the pool's size (default 16).
 	MaxConns int32
-	// NoMigrate opens the store without applying pending migrations (it fails if
-	// the schema is older than this binary's).
-	NoMigrate bool
 }
 
 // DB is an open store.
@@ -61,9 +58,6 @@ type DB struct {
 
 	health health
 }
-
-// ErrClosed reports a write submitted after Close.
-var ErrClosed = errors.New("postgres: store closed")
 
 // Open connects to the database dsn names, applies pending migrations and reads
 // the store's incarnation.
@@ -89,10 +83,8 @@ func Open(ctx context.Context, dsn string, opts Options) (_ *DB, err error) {
 	if err := db.pool.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	if !opts.NoMigrate {
-		if _, err := db.Migrate(ctx); err != nil {
-			return nil, err
-		}
+	if _, err := db.Migrate(ctx); err != nil {
+		return nil, err
 	}
 	if err := db.readIncarnation(ctx); err != nil {
 		return nil, err

@@ -19,16 +19,22 @@ import (
 //
 // SQLite runs with synchronous=normal (a commit survives a crash of the process),
 // PostgreSQL with synchronous_commit on and fsync off (the same: the server
-// process may crash, not the machine); MIMIDS_TEST_POSTGRES_DURABLE=1 turns fsync
-// on.
+// process may crash, not the machine). MIMIDS_TEST_POSTGRES_DURABLE=1 makes both
+// durable through a power loss: SQLite synchronous=full, PostgreSQL fsync on.
 func BenchmarkSequencingStores(b *testing.B) {
 	srv := pgtest.StartServer(b)
+	durable := os.Getenv(pgtest.EnvDurable) == "1"
 	duration, groups := envOr("MIMIDS_BENCH_DURATION", "5s"), envOr("MIMIDS_BENCH_GROUPS", "1000")
 	stores := []struct {
 		name string
 		edit func(*provider.Config)
 	}{
-		{"sqlite", func(c *provider.Config) { noRateLimit(c) }},
+		{"sqlite", func(c *provider.Config) {
+			noRateLimit(c)
+			if durable {
+				c.Store.Synchronous = "full"
+			}
+		}},
 		{"postgres", func(c *provider.Config) {
 			noRateLimit(c)
 			c.Store.Driver, c.Store.DSN, c.Store.MaxConns = provider.DriverPostgres, srv.DSN("postgres"), 32

@@ -55,6 +55,7 @@ type DB struct {
 	inc     Incarnation
 	ord     ordering // appends, terminations, federation queues, copies
 	mailOrd ordering // mailbox enqueues
+	appends appendQueues
 
 	health health
 }

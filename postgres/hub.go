@@ -278,11 +278,11 @@ INSERT INTO hub_log (partition, counter, content_type, public, message, sender_c
 	SELECT id, counter, $2, $3, $4, $5, $6, $7 FROM p
 	RETURNING counter`
 
-// appendOne is Append for a message without commit data or Welcomes, in one round
-// trip (a statement outside an explicit transaction). ok is false, with no error,
-// when nothing was sequenced and the full path must say why.
-func (db *DB) appendOne(ctx context.Context, a hub.AppendRequest, published func(hub.Entry)) (_ hub.AppendResult, ok bool, _ error) {
-	defer db.ord.lock(partitionKey(a.Masked))()
+// appendSingle is Append for a message without commit data or Welcomes, in one
+// round trip (a statement outside an explicit transaction), with the partition's
+// ordering lock held. ok is false, with no error, when nothing was sequenced and
+// the full path must say why.
+func (db *DB) appendSingle(ctx context.Context, a hub.AppendRequest, published func(hub.Entry)) (_ hub.AppendResult, ok bool, _ error) {
 	var counter int64
 	err := db.pool.QueryRowContext(ctx, appendOneSQL, a.Masked, int(a.ContentType), a.Public, a.Message, a.SenderClient,
 		a.RequestHash, a.At.UnixMilli()).Scan(&counter)

@@ -24,7 +24,7 @@ var storeGroups = []group{userGroup, clientGroup, adminTokenGroup, keysGroup, to
 
 // leafVerbs are the command lines of every verb that takes flags, for the help tests.
 func leafVerbs() [][]string {
-	out := [][]string{{"serve"}, {"notice"}, {"version"}, {"bench"}, {"bench-group"},
+	out := [][]string{{"serve"}, {"notice"}, {"migrate"}, {"version"}, {"bench"}, {"bench-group"},
 		{"mls", "decode"}, {"mls", "keypackage"}, {"mls", "replay"}}
 	for _, g := range storeGroups {
 		for _, v := range g.verbs {
@@ -109,6 +109,9 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 		"store check":        {"config", "data", "full"},
 		"store backup":       store,
 		"store restore":      store,
+		"store copy":         {"config", "data", "dsn", "from", "to"},
+		"migrate":            store,
+		"store mint":         {"config", "data", "reason"},
 		"version":            nil,
 		"mls decode":         {"f", "type"},
 		"mls keypackage":     {"f", "now"},

@@ -65,7 +65,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return storeHint(err)
 	}
 	defer db.Close()
-	inc := db.Incarnation()
+	inc := struct {
+		ID     []byte
+		Minted string
+	}{db.IncarnationID(), db.Minted()}
 	if inc.Minted != "" {
 		// Clients start their marks over when they see the new incarnation; what
 		// was lost is lost, and the operator must know.
@@ -115,8 +118,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  WARNING:       new store incarnation: %s\n", inc.Minted)
 	}
 	fmt.Fprintf(stdout, "  incarnation:   %x\n", inc.ID)
-	fmt.Fprintf(stdout, "  store:         %s\n", cfg.StorePath())
-	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", cfg.StorePath(), "incarnation", fmt.Sprintf("%x", inc.ID))
+	fmt.Fprintf(stdout, "  store:         %s\n", storeName(cfg, db))
+	log.Info("serving", "domain", cfg.Domain, "addr", addr, "store", storeName(cfg, db), "incarnation", fmt.Sprintf("%x", inc.ID))
 	err = p.Run(ctx, ln)
 	log.Info("stopped", "err", err)
 	return err
@@ -133,4 +136,13 @@ func storeHint(err error) error {
 			" -integrity-check off serves it anyway, at the risk of serving damaged data", err)
 	}
 	return err
+}
+
+// storeName is where the store is, for the banner and the log: the SQLite file,
+// or the PostgreSQL database (never its DSN, which may hold a password).
+func storeName(cfg Config, db provider.Store) string {
+	if db.Driver() == provider.DriverSQLite {
+		return cfg.StorePath()
+	}
+	return db.Path()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/cmd/internal/usage"
+	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -28,25 +29,47 @@ var storeGroup = group{name: "store", summary: "Inspects, checks, backs up and r
 		Details: "The current store files are renamed *.pre-restore-<time>, not deleted. Clients see the new\n" +
 			"incarnation in auth_ok and start their marks over (docs/protocol.md §1.3)."},
 		min: 1, max: 1, ownStore: true, setup: noFlags(storeRestore)},
+	storeCopyVerb,
+	storeMintVerb,
 }}
 
+// sqliteOnly is the SQLite store of e, or an error naming verb for another driver.
+func sqliteOnly(e env, verb string) (*sqlite.DB, error) {
+	db, ok := provider.SQLite(e.db)
+	if !ok {
+		return nil, fmt.Errorf("store %s works on the sqlite store only; on %s use the database's own tools (pg_dump, pg_restore, amcheck)",
+			verb, e.db.Driver())
+	}
+	return db, nil
+}
+
 func storeStatus(ctx context.Context, e env, _ []string) error {
-	m, err := e.db.Meta(ctx)
+	db, ok := provider.SQLite(e.db)
+	if !ok {
+		v, err := e.db.SchemaVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.out, "store:        %s (%s, schema %d)\n", e.db.Path(), e.db.Driver(), v)
+		fmt.Fprintf(e.out, "incarnation:  %x\n", e.db.IncarnationID())
+		return nil
+	}
+	m, err := db.Meta(ctx)
 	if err != nil {
 		return err
 	}
-	v, err := e.db.SchemaVersion(ctx)
+	v, err := db.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}
-	served, err := sqlite.Served(e.db.Path())
+	served, err := sqlite.Served(db.Path())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.out, "store:        %s (schema %d)\n", e.db.Path(), v)
 	fmt.Fprintf(e.out, "incarnation:  %x (since %s: %s)\n", m.Incarnation, m.MintedAt.UTC().Format(time.RFC3339), m.MintReason)
 	fmt.Fprintf(e.out, "commits:      %d\n", m.Commits)
-	mark, err := sqlite.ReadMark(sqlite.MarkPath(e.db.Path()))
+	mark, err := sqlite.ReadMark(sqlite.MarkPath(db.Path()))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fmt.Fprintln(e.out, "mark:         none")
@@ -70,7 +93,11 @@ func storeCheck(fs *flag.FlagSet) action {
 		if *full {
 			mode = sqlite.IntegrityFull
 		}
-		if err := e.db.Check(ctx, mode); err != nil {
+		db, err := sqliteOnly(e, "check")
+		if err != nil {
+			return err
+		}
+		if err := db.Check(ctx, mode); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.out, "ok (%s check)\n", mode)
@@ -79,10 +106,14 @@ func storeCheck(fs *flag.FlagSet) action {
 }
 
 func storeBackup(ctx context.Context, e env, a []string) error {
-	if err := e.db.Backup(ctx, a[0]); err != nil {
+	db, err := sqliteOnly(e, "backup")
+	if err != nil {
 		return err
 	}
-	m, err := e.db.Meta(ctx)
+	if err := db.Backup(ctx, a[0]); err != nil {
+		return err
+	}
+	m, err := db.Meta(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,6 +122,9 @@ func storeBackup(ctx context.Context, e env, a []string) error {
 }
 
 func storeRestore(ctx context.Context, e env, a []string) error {
+	if e.cfg.Store.Driver != provider.DriverSQLite {
+		return fmt.Errorf("store restore works on the sqlite store only; on %s use pg_restore", e.cfg.Store.Driver)
+	}
 	db, err := sqlite.Restore(ctx, e.cfg.StorePath(), a[0], sqlite.Options{Synchronous: e.cfg.Store.Synchronous})
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	"github.com/mimids/mimids/cmd/internal/usage"
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/directory"
-	"github.com/mimids/mimids/sqlite"
 )
 
 // verb is one administration verb: it opens the store, does one thing and exits.
@@ -34,7 +33,7 @@ type action func(ctx context.Context, e env, args []string) error
 // env is what an action works with.
 type env struct {
 	cfg Config
-	db  *sqlite.DB
+	db  provider.Store
 	dir *directory.Directory
 	out io.Writer
 }

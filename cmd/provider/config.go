@@ -56,8 +56,17 @@ type Config struct {
 	Clock func() time.Time `json:"-"`
 }
 
-// StoreConfig tunes the SQLite store.
+// StoreConfig chooses and tunes the store.
 type StoreConfig struct {
+	// Driver is "sqlite" (the embedded default: a file in the data directory) or
+	// "postgres" (a PostgreSQL database that several nodes of the provider share).
+	Driver string `json:"driver"`
+	// DSN names the PostgreSQL database (postgres://user:password@host:port/db or
+	// key=value pairs); postgres only.
+	DSN string `json:"dsn"`
+	// MaxConns is the size of each node's PostgreSQL connection pool (0: 16).
+	MaxConns int32 `json:"max_conns"`
+	// The rest tunes the SQLite store.
 	// Synchronous is "full" (a commit survives power loss) or "normal" (it
 	// survives a crash of the process).
 	Synchronous string `json:"synchronous"`
@@ -205,7 +214,7 @@ type LogConfig struct {
 // 127.0.0.1:8080 with the store under ./data.
 func DefaultConfig() Config {
 	c := Config{Domain: "localhost", Listen: "127.0.0.1:8080", DataDir: "./data", Log: LogConfig{Format: "text", Level: "info"}}
-	c.Store = StoreConfig{Synchronous: "full", IntegrityCheck: "quick", MinFreeBytes: 16 << 20}
+	c.Store = StoreConfig{Driver: DriverSQLite, Synchronous: "full", IntegrityCheck: "quick", MinFreeBytes: 16 << 20}
 	c.Gateway = c.Gateway.WithDefaults()
 	c.Discovery = DiscoveryConfig{TokenPolicy: "per_requester", TokenTTL: gateway.Duration(30 * 24 * time.Hour),
 		RatePerSource: 10, BurstPerSource: 100}
@@ -248,6 +257,18 @@ func (c Config) Validate() error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Store.Driver {
+	case DriverSQLite:
+	case DriverPostgres:
+		if c.Store.DSN == "" {
+			bad("store.dsn must be set for store.driver postgres")
+		}
+	default:
+		bad("store.driver %q must be sqlite or postgres", c.Store.Driver)
+	}
+	if c.Store.MaxConns < 0 {
+		bad("store.max_conns must not be negative")
 	}
 	switch c.Store.Synchronous {
 	case "full", "normal":

@@ -17,7 +17,6 @@ import (
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/ohttp"
-	"github.com/mimids/mimids/sqlite"
 	"github.com/mimids/mimids/web"
 )
 
@@ -26,7 +25,7 @@ import (
 type Provider struct {
 	Config  Config
 	Log     *slog.Logger
-	DB      *sqlite.DB
+	DB      Store
 	Dir     *directory.Directory
 	Mailbox *mailbox.Mailbox
 	Disc    *directory.Discovery
@@ -53,30 +52,8 @@ type Provider struct {
 	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
 }
 
-// OpenStore opens the provider's SQLite store for an admin command, which works
-// beside a running server.
-func OpenStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
-	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous})
-}
-
-// ServeStore opens the store for the server: it holds the store's lock (one server
-// per store), runs the configured integrity check, keeps the mark file that detects
-// a store gone back in time, and probes the disk for /readyz.
-func ServeStore(ctx context.Context, cfg Config) (*sqlite.DB, error) {
-	return sqlite.Open(ctx, cfg.StorePath(), sqlite.Options{Synchronous: cfg.Store.Synchronous, Owner: true,
-		IntegrityCheck: cfg.Store.IntegrityCheck, ForceNew: cfg.Store.ForceNew, MinFreeBytes: cfg.Store.MinFreeBytes})
-}
-
-// storeReadiness is what /readyz reports of the store: reads, commits and disk.
-func storeReadiness(db *sqlite.DB) func(context.Context) []gateway.ReadyCheck {
-	return func(ctx context.Context) []gateway.ReadyCheck {
-		h := db.Health(ctx)
-		return []gateway.ReadyCheck{{Name: "store_read", Err: h.Read}, {Name: "store_write", Err: h.Write}, {Name: "store_disk", Err: h.Disk}}
-	}
-}
-
 // New wires the parts of a provider over an open store.
-func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Provider, error) {
+func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (*Provider, error) {
 	p := &Provider{Config: cfg, Log: log, DB: db, Dir: directory.New(db, cfg.Domain)}
 	reg := gateway.NewRegistry()
 	mm := mailboxMetrics(reg)
@@ -125,7 +102,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 		return nil, err
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
-		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
+		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ready, Incarnation: db.IncarnationID(), Logger: log, Registry: reg,
 		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
@@ -160,7 +137,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 
 // newFederation makes the link layer from the configuration; it listens at once
 // when federation.listen is set.
-func newFederation(cfg Config, db *sqlite.DB, log *slog.Logger) (*federation.Links, error) {
+func newFederation(cfg Config, db Store, log *slog.Logger) (*federation.Links, error) {
 	f := cfg.Federation
 	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
@@ -260,7 +237,7 @@ type OfflineServices struct {
 }
 
 // Offline builds the domain services over the store for the admin CLI.
-func Offline(cfg Config, db *sqlite.DB, d *directory.Directory) (OfflineServices, error) {
+func Offline(cfg Config, db Store, d *directory.Directory) (OfflineServices, error) {
 	log := slog.New(slog.DiscardHandler)
 	var o OfflineServices
 	var err error

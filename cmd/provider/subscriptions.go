@@ -13,7 +13,6 @@ import (
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/protocol"
-	"github.com/mimids/mimids/sqlite"
 )
 
 // Partition subscriptions across providers (docs/protocol.md §5.12). The follower
@@ -63,7 +62,7 @@ func (p *Provider) registerSubscriptions() {
 // pushers is the hub side: the running pusher of each follower subscription.
 type pushers struct {
 	// Static after registerSubscriptions.
-	db     *sqlite.DB
+	db     Store
 	log    hub.PartitionLog
 	link   *federation.Links
 	logger *slog.Logger
@@ -136,7 +135,7 @@ func (ps *pushers) run(ctx context.Context) error {
 }
 
 // start runs s's pusher, or wakes it if it runs. Before Run, run starts it.
-func (ps *pushers) start(s sqlite.PushSub) {
+func (ps *pushers) start(s PushSub) {
 	if s.Done {
 		return
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/protocol"
-	"github.com/mimids/mimids/sqlite"
 )
 
 // Policy across providers (docs/protocol.md §5.11). As a hub, this provider hands
@@ -82,7 +81,7 @@ type termsSender struct {
 	// Static after registerTerms.
 	links     *federation.Links
 	policy    *directory.Policy
-	db        *sqlite.DB
+	db        Store
 	log       *slog.Logger
 	rateMilli uint32
 	burst     uint32

@@ -10,7 +10,6 @@ import (
 	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/protocol"
-	"github.com/mimids/mimids/sqlite"
 )
 
 // Welcomes across providers (docs/protocol.md §5.9). The hub stores a Welcome for
@@ -56,7 +55,7 @@ type welcomeSender struct {
 	// Static after registerWelcomes.
 	hub   *hub.Hub
 	links *federation.Links
-	db    *sqlite.DB
+	db    Store
 	log   *slog.Logger
 	// inflight holds, per peer, the ids of the Welcomes with an envelope in the
 	// peer's queue (welcome_init or welcome); a peer is missing until its queue was

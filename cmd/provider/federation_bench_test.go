@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/client"
-	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/cmd/mimids/fedproc"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/protocol"
 	"golang.org/x/sync/errgroup"

@@ -50,6 +50,10 @@ type Config struct {
 	// Federation configures the authenticated links to peer providers (federation/);
 	// its peers are on the allow-list in the store (`mimids peer add`).
 	Federation FederationConfig `json:"federation"`
+	// Cluster makes this process one node of several that serve one provider
+	// (scale-out): with cluster.nats_url, the nodes tell each other over NATS what
+	// they commit (natsbus/). Without it, a single node.
+	Cluster ClusterConfig `json:"cluster"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -186,6 +190,38 @@ func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
 	}
 }
 
+// ClusterConfig joins the nodes of one provider over NATS (docs/scale-out.md).
+type ClusterConfig struct {
+	NATSURL string `json:"nats_url"` // e.g. nats://10.0.0.5:4222; "" (default): a single node
+	NodeID  string `json:"node_id"`  // names this node in NATS and logs (default: the host name)
+	// Subject is the prefix of the provider's NATS subjects (default "mimids");
+	// providers sharing a NATS server need their own.
+	Subject string `json:"subject"`
+	// PollInterval: how often a node compares the partitions its sockets follow with
+	// the store and makes live mailboxes refetch, in case a notification was lost.
+	PollInterval gateway.Duration `json:"poll_interval"`
+}
+
+// Enabled reports whether this process is one node of several.
+func (c ClusterConfig) Enabled() bool { return c.NATSURL != "" }
+
+func (c ClusterConfig) validate(bad func(string, ...any)) {
+	if c.PollInterval < gateway.Duration(100*time.Millisecond) {
+		bad("cluster.poll_interval must be at least 100ms")
+	}
+	if c.Subject == "" || strings.ContainsAny(c.Subject, " \t\r\n*>") || strings.HasPrefix(c.Subject, ".") || strings.HasSuffix(c.Subject, ".") {
+		bad("cluster.subject %q must be dot-separated NATS tokens without wildcards", c.Subject)
+	}
+	if c.NATSURL != "" {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
+				bad("cluster.nats_url %q is not a URL list (nats://host:port,...)", c.NATSURL)
+				break
+			}
+		}
+	}
+}
+
 // LogConfig selects the log format and level.
 type LogConfig struct {
 	Format string `json:"format"` // text or json
@@ -212,6 +248,7 @@ func DefaultConfig() Config {
 		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
 		PeerRefresh: gateway.Duration(2 * time.Second)}
+	c.Cluster = ClusterConfig{Subject: "mimids", PollInterval: gateway.Duration(10 * time.Second)}
 	return c
 }
 
@@ -308,6 +345,7 @@ func (c Config) Validate() error {
 		bad("mailbox: %v (max_entries, max_bytes)", err)
 	}
 	c.Federation.validate(c.Domain, bad)
+	c.Cluster.validate(bad)
 	return errors.Join(errs...)
 }
 

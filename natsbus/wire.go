@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/mimids/mimids/hub"
@@ -49,6 +50,17 @@ func appendClient(buf []byte, kind uint8, clientID int64) []byte {
 	return w.Bytes()
 }
 
+func readBool(r *protocol.Reader, field string) bool {
+	switch r.U8(field) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	r.Fail(field, errors.New("not 0 or 1"))
+	return false
+}
+
 func b2u(b bool) uint8 {
 	if b {
 		return 1
@@ -76,7 +88,7 @@ func decode(data []byte) (message, error) {
 		e.Masked = r.Opaque("masked")
 		e.Counter = r.U32("counter")
 		e.ContentType = mls.ContentType(r.U8("content_type"))
-		e.Public = r.U8("public") == 1
+		e.Public = readBool(r, "public")
 		e.Message = r.Opaque("message")
 		if next := r.Opaque("next"); len(next) > 0 {
 			e.NextMasked = next
@@ -87,7 +99,7 @@ func decode(data []byte) (message, error) {
 	case kindNotice:
 		m.masked = r.Opaque("masked")
 		m.length = r.U32("length")
-		m.terminated = r.U8("terminated") == 1
+		m.terminated = readBool(r, "terminated")
 	case kindEntries, kindRevoked:
 		m.clientID = int64(r.U64("client_id"))
 	case kindAll:

@@ -27,7 +27,11 @@ type node struct {
 }
 
 func (n *node) Deliver(e hub.Entry) { n.mu.Lock(); n.entries = append(n.entries, e); n.mu.Unlock() }
-func (n *node) Poke(masked []byte)  { n.mu.Lock(); n.pokes = append(n.pokes, string(masked)); n.mu.Unlock() }
+func (n *node) Poke(masked []byte) {
+	n.mu.Lock()
+	n.pokes = append(n.pokes, string(masked))
+	n.mu.Unlock()
+}
 func (n *node) Partition(_ context.Context, masked []byte) (hub.PartitionInfo, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

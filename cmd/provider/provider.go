@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (_ *P
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: p.readiness(), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
 		Revocations: revocations,
-		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Dashboard:   web.Placeholder(cfg.Domain), OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})

@@ -254,3 +254,20 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestStartsWithoutNATS: a node whose NATS server is down starts, reports it (Health),
+// and connects when the server comes up, then resyncs its subscribers.
+func TestStartsWithoutNATS(t *testing.T) {
+	s := natstest.Start(t)
+	s.Stop()
+	b, err := natsbus.Connect(context.Background(), natsbus.Config{URL: s.URL(), ReconnectWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("connect while NATS is down: %v", err)
+	}
+	defer b.Close()
+	if b.Health() == nil {
+		t.Fatal("Health reports a connection to a server that is down")
+	}
+	s.Restart(t)
+	waitFor(t, "the bus connects", func() bool { return b.Health() == nil })
+}

@@ -68,3 +68,7 @@ func TestFederationRecordJoinsOtherStores(t *testing.T) {
 		t.Fatalf("applied: %d entries, published %d", st.Pending, published)
 	}
 }
+
+func TestLeaseConformance(t *testing.T) {
+	fedtest.RunLeases(t, func(t *testing.T) federation.LeaseStore { return openTest(t) })
+}

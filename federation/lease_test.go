@@ -42,7 +42,11 @@ func TestLeaserTakeover(t *testing.T) {
 	changes := map[string][]bool{}
 	newLeaser := func(node string) *federation.Leaser {
 		l, err := federation.NewLeaser(federation.LeaserConfig{Node: node, TTL: 9 * time.Second, Now: clk.now,
-			Peers: func(context.Context) ([]string, error) { mu.Lock(); defer mu.Unlock(); return append([]string(nil), peers...), nil },
+			Peers: func(context.Context) ([]string, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]string(nil), peers...), nil
+			},
 			OnChange: func(peer string, held bool) {
 				mu.Lock()
 				changes[node] = append(changes[node], held)

@@ -346,6 +346,12 @@ func (c Config) Validate() error {
 	}
 	c.Federation.validate(c.Domain, bad)
 	c.Cluster.validate(bad)
+	if c.Cluster.Enabled() && c.Federation.Enabled() {
+		// Each node would run its own link to every peer, and a followed
+		// partition's copy would wake only the sockets of the node whose link
+		// took the push: link leases (federation.Leaser) are not wired yet.
+		bad("cluster.nats_url with federation is not supported yet (one node per federating provider)")
+	}
 	return errors.Join(errs...)
 }
 

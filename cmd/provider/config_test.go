@@ -11,6 +11,18 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	}
 }
 
+func TestClusterRefusesFederation(t *testing.T) {
+	c := DefaultConfig()
+	c.Cluster.NATSURL = "nats://127.0.0.1:4222"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a cluster node: %v", err)
+	}
+	c.Federation.CertFile, c.Federation.KeyFile = "cert.pem", "key.pem"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "with federation is not supported yet") {
+		t.Fatalf("a federating cluster node: %v", err)
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := DefaultConfig()
 	c.Domain = "Not A Domain"

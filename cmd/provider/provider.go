@@ -150,6 +150,9 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (_ *P
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
+	if p.Bus != nil {
+		registerClusterMetrics(reg, p.Bus)
+	}
 	// The relay still takes its peers from the configuration (cfg.Peers). Issue 10
 	// wants its hop to a peer's gateway to use the federation allow-list
 	// (federation.PeerStore) and verify the peer's certificate: not done yet.

@@ -194,8 +194,8 @@ func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
 type ClusterConfig struct {
 	NATSURL string `json:"nats_url"` // e.g. nats://10.0.0.5:4222; "" (default): a single node
 	NodeID  string `json:"node_id"`  // names this node in NATS and logs (default: the host name)
-	// Subject is the prefix of the provider's NATS subjects (default "mimids");
-	// providers sharing a NATS server need their own.
+	// Subject is the prefix of the provider's NATS subjects (default
+	// "mimids.<domain>", so providers can share a NATS server).
 	Subject string `json:"subject"`
 	// PollInterval: how often a node compares the partitions its sockets follow with
 	// the store and makes live mailboxes refetch, in case a notification was lost.
@@ -209,7 +209,7 @@ func (c ClusterConfig) validate(bad func(string, ...any)) {
 	if c.PollInterval < gateway.Duration(100*time.Millisecond) {
 		bad("cluster.poll_interval must be at least 100ms")
 	}
-	if c.Subject == "" || strings.ContainsAny(c.Subject, " \t\r\n*>") || strings.HasPrefix(c.Subject, ".") || strings.HasSuffix(c.Subject, ".") {
+	if strings.ContainsAny(c.Subject, " \t\r\n*>") || strings.HasPrefix(c.Subject, ".") || strings.HasSuffix(c.Subject, ".") {
 		bad("cluster.subject %q must be dot-separated NATS tokens without wildcards", c.Subject)
 	}
 	if c.NATSURL != "" {
@@ -248,7 +248,7 @@ func DefaultConfig() Config {
 		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
 		PeerRefresh: gateway.Duration(2 * time.Second)}
-	c.Cluster = ClusterConfig{Subject: "mimids", PollInterval: gateway.Duration(10 * time.Second)}
+	c.Cluster = ClusterConfig{PollInterval: gateway.Duration(10 * time.Second)}
 	return c
 }
 

@@ -185,7 +185,11 @@ func connectBus(ctx context.Context, cfg Config, log *slog.Logger) (*natsbus.Bus
 	if node == "" {
 		node, _ = os.Hostname()
 	}
-	return natsbus.Connect(ctx, natsbus.Config{URL: c.NATSURL, NodeID: node, Subject: c.Subject,
+	subject := c.Subject
+	if subject == "" {
+		subject = "mimids." + cfg.Domain
+	}
+	return natsbus.Connect(ctx, natsbus.Config{URL: c.NATSURL, NodeID: node, Subject: subject,
 		PollInterval: c.PollInterval.D(), Logger: log.With("node", node)})
 }
 

@@ -43,6 +43,29 @@ func sharedSQLite(t testing.TB, n int) []*sqlite.DB {
 	return dbs
 }
 
+// fileSQLite opens one SQLite file n times: the first node holds it as a server
+// does, the others open it as the admin CLI does beside a server. Each node has its
+// own writer and readers, as nodes on one database have their own pools.
+func fileSQLite(t testing.TB, n int) []*sqlite.DB {
+	cfg := provider.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Store.Synchronous = "normal"
+	dbs := make([]*sqlite.DB, n)
+	for i := range dbs {
+		open := provider.OpenStore
+		if i == 0 {
+			open = provider.ServeStore
+		}
+		db, err := open(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	return dbs
+}
+
 // cluster is n nodes of a.example on one store and one NATS server.
 type cluster struct {
 	nats  *natstest.Server
@@ -205,7 +228,10 @@ func (s *sender) total() int {
 	return len(s.sent)
 }
 
-func TestClusterSQLite(t *testing.T) { testCluster(t, sharedSQLite) }
+func TestClusterSQLite(t *testing.T) {
+	t.Run("one handle", func(t *testing.T) { testCluster(t, sharedSQLite) })
+	t.Run("a handle per node", func(t *testing.T) { testCluster(t, fileSQLite) })
+}
 
 // testCluster is the two-node suite over any store that several nodes can share.
 func testCluster(t *testing.T, stores clusterStores) {

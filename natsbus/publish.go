@@ -1,6 +1,8 @@
 package natsbus
 
 import (
+	"fmt"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/mimids/mimids/directory/mailbox"
@@ -57,7 +59,7 @@ func (b *Bus) WatchPartition(masked []byte) (cancel func()) {
 	w := &partWatch{masked: append([]byte(nil), masked...), next: -1}
 	sub, err := b.nc.ChanSubscribe(b.partSubject(masked), b.in)
 	if err != nil {
-		b.log.Warn("natsbus: subscribe partition", "partition", masked, "err", err)
+		b.log.Warn("natsbus: subscribe partition", "partition", fmt.Sprintf("%x", masked), "err", err)
 	}
 	w.sub = sub
 	key := string(w.masked)

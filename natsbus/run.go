@@ -15,8 +15,8 @@ import (
 const flushTimeout = 2 * time.Second
 
 // Run delivers the other nodes' notifications to t until ctx ends, keeps the
-// subscribers whole after reconnects and drops, and runs the safety-net poll. It
-// closes the connection when it returns.
+// subscribers whole after reconnects and drops, and runs the safety-net poll. Call
+// it once; it closes the connection when it returns.
 func (b *Bus) Run(ctx context.Context, t Targets) error {
 	defer b.nc.Close()
 	for _, subj := range []string{b.cfg.Subject + ".r", b.cfg.Subject + ".m.all"} {

@@ -57,7 +57,8 @@ type Config struct {
 	// PollInterval is how often the safety-net poll compares followed partitions
 	// with the store and makes live mailboxes refetch (default 10 s).
 	PollInterval time.Duration
-	// MaxInline bounds the encoded partition entry carried whole (default 64 KiB);
+	// MaxInline bounds the encoded partition entry carried whole (default 8 KiB:
+	// most application messages);
 	// a larger one is announced by its counter, and subscribers read it from the
 	// store.
 	MaxInline int
@@ -75,7 +76,7 @@ func (c *Config) applyDefaults() {
 		c.PollInterval = 10 * time.Second
 	}
 	if c.MaxInline <= 0 {
-		c.MaxInline = 64 << 10
+		c.MaxInline = 8 << 10
 	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = 250 * time.Millisecond
@@ -156,9 +157,10 @@ type partWatch struct {
 	terminated bool
 }
 
-// inboxSize bounds the messages received and not yet dispatched; past it NATS
-// drops, reports a slow consumer, and the bus resyncs from the store.
-const inboxSize = 1 << 16
+// inboxSize bounds the messages received and not yet dispatched (with MaxInline's
+// default, 64 MiB at most); past it NATS drops, reports a slow consumer, and the bus
+// resyncs from the store.
+const inboxSize = 8192
 
 // Connect dials the NATS server. It returns at once if the server is down: the
 // connection retries in the background, and the node works alone (from the store

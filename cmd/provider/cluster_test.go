@@ -203,10 +203,12 @@ type sender struct {
 	sent map[uint32][]byte
 }
 
-func (s *sender) send(t testing.TB, d *device, n int) {
+func (s *sender) send(t testing.TB, d *device, n int) { s.sendSized(t, d, n, 60) }
+
+func (s *sender) sendSized(t testing.TB, d *device, n, size int) {
 	t.Helper()
 	for range n {
-		m, err := s.g.RandomApplication(60)
+		m, err := s.g.RandomApplication(size)
 		if err != nil {
 			t.Error(err)
 			return
@@ -241,8 +243,9 @@ func testCluster(t *testing.T, stores clusterStores) {
 	t.Run("the poll finds what no node announced", func(t *testing.T) { testClusterPoll(t, stores) })
 }
 
-// testClusterSends: devices on node 1 and node 2 send to one group at once; a
-// subscriber on each node gets every message once, in counter order, and the
+// testClusterSends: devices on node 1 and node 2 send to one group at once (some
+// messages too large to travel whole); a subscriber on each node gets every message
+// once, in counter order, and the
 // partition's termination on node 1 reaches node 2's subscriber.
 func testClusterSends(t *testing.T, stores clusterStores) {
 	c := startCluster(t, stores, 2, nil)
@@ -253,6 +256,7 @@ func testClusterSends(t *testing.T, stores clusterStores) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.send(t, phone, 40) })
 	wg.Go(func() { s.send(t, laptop, 40) })
+	wg.Go(func() { s.sendSized(t, laptop, 5, 12_000) }) // past MaxInline: announced by counter
 	wg.Wait()
 	for i, w := range []*device{watch1, watch2} {
 		poll(t, fmt.Sprintf("node %d's subscriber gets every message", i+1), func() bool { return w.pushes.count() >= s.total() })

@@ -12,7 +12,7 @@ type Bus interface {
 	// slices past its return.
 	PartitionCommitted(e Entry)
 	// WatchPartition says this node has sinks for the partition (by masked key)
-	// from now until cancel is called. It must not block.
+	// from now until cancel is called. Neither it nor cancel may block.
 	WatchPartition(masked []byte) (cancel func())
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/gateway"
+	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/mls/mlstest"
 	"github.com/mimids/mimids/natsbus/natstest"
 	"github.com/mimids/mimids/protocol"
@@ -241,6 +243,32 @@ func testCluster(t *testing.T, stores clusterStores) {
 	t.Run("mailbox entries and revocations cross nodes", func(t *testing.T) { testClusterMailboxRevoke(t, stores) })
 	t.Run("NATS restarted mid-stream", func(t *testing.T) { testClusterNATSRestart(t, stores) })
 	t.Run("the poll finds what no node announced", func(t *testing.T) { testClusterPoll(t, stores) })
+	t.Run("a lost notification is a gap filled from the store", func(t *testing.T) { testClusterGap(t, stores) })
+}
+
+// testClusterGap: a message committed with no notification (as if NATS dropped it)
+// and then one announced as usual: the subscriber on node 2 sees the gap, reads the
+// store, and gets both once, in counter order.
+func testClusterGap(t *testing.T, stores clusterStores) {
+	c := startCluster(t, stores, 2, nil)
+	phone, watch2 := dialDevice(t, c.nodes[0], "phone"), dialDevice(t, c.nodes[1], "watch2")
+	g := clusterGroup(t, phone, watch2)
+	s := &sender{g: g, sent: map[uint32][]byte{}}
+	s.send(t, phone, 3)
+	poll(t, "node 2's subscriber follows", func() bool { return watch2.pushes.count() == 3 })
+	m, err := g.RandomApplication(60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.nodes[0].DB.Append(context.Background(), hub.AppendRequest{Masked: g.MaskedPartitionKey(),
+		RequestHash: randomBytes(32), ContentType: mls.ContentTypeApplication, Message: m, At: time.Now()}, nil)
+	if err != nil || res.Counter != 3 {
+		t.Fatalf("append without a notification: counter %d, %v", res.Counter, err)
+	}
+	s.sent[res.Counter] = m
+	s.send(t, phone, 2)
+	poll(t, "node 2's subscriber fills the gap", func() bool { return watch2.pushes.count() >= 6 })
+	watch2.pushes.check(t, "node 2's subscriber", s.sent)
 }
 
 // testClusterSends: devices on node 1 and node 2 send to one group at once (some

@@ -129,7 +129,10 @@ func (l *Leaser) Renew(ctx context.Context) error {
 		ls, err := l.store.AcquireLease(ctx, p, l.cfg.Node, l.cfg.Now(), l.cfg.TTL)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("federation: lease %s: %w", p, err))
-			continue // Holds ends by the clock if renewals keep failing
+			if !l.Holds(p) {
+				l.set(p, Lease{}, false) // past its safe term: stop the link
+			}
+			continue
 		}
 		l.set(p, ls, ls.Owner == l.cfg.Node)
 	}

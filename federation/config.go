@@ -48,6 +48,11 @@ type Config struct {
 	// PeerRefresh is how often the allow-list is read again from the store (peers
 	// added or removed by `mimids peer` in another process). Default 2s.
 	PeerRefresh time.Duration
+	// Owns, if set, says whether this node runs the link with a peer, on a
+	// provider of several nodes (scale-out): Leaser.Holds. A node that does not
+	// neither dials the peer nor accepts its link (HTTP 503), so one node at a
+	// time runs it. Nil: this node runs every link.
+	Owns func(peer string) bool
 	// Logger receives the link layer's logs; nil discards them.
 	Logger *slog.Logger
 }

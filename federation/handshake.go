@@ -84,6 +84,10 @@ func (l *Links) accept(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown peer", http.StatusForbidden)
 		return
 	}
+	if !l.owns(claimed) {
+		http.Error(w, "another node of this provider runs the link", http.StatusServiceUnavailable)
+		return
+	}
 	w.Header().Set(protocol.HeaderDomain, l.cfg.Domain)
 	w.Header().Set(protocol.HeaderStream, formatStream(ps.entry().Stream))
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.FederationSubprotocol}})

@@ -237,6 +237,29 @@ func (l *Links) enqueue(ctx context.Context, peer string, typ protocol.EnvelopeT
 }
 
 // wake tells peer's link, if one is up, that its queue has more.
+// owns reports whether this node runs the link with peer (Config.Owns).
+func (l *Links) owns(peer string) bool { return l.cfg.Owns == nil || l.cfg.Owns(peer) }
+
+// Handover closes the link with peer, if one is up, with 1001 for another node of
+// this provider to run it (call it when this node lost the peer's lease: Owns says
+// no from now on), and forgets what this node read of the peer's inbox, which the
+// other node changes meanwhile.
+func (l *Links) Handover(peer string) {
+	l.mu.Lock()
+	ps := l.peers[peer]
+	l.mu.Unlock()
+	if ps == nil {
+		return
+	}
+	ps.inStale.Store(true)
+	ps.mu.Lock()
+	cur := ps.cur
+	ps.mu.Unlock()
+	if cur != nil {
+		cur.c.Close(protocol.CloseGoingAway, "handed over to another node")
+	}
+}
+
 func (l *Links) wake(peer string) {
 	l.mu.Lock()
 	ps := l.peers[peer]

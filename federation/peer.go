@@ -283,6 +283,9 @@ func (ps *peerState) dialLoop(ctx context.Context) {
 		if up {
 			continue // the peer dialled us meanwhile
 		}
+		if !ps.l.owns(p.Domain) {
+			continue // another node of this provider runs the link
+		}
 		ws, stream, err := ps.l.dial(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -163,6 +163,7 @@ func (s *Server) removeUser(c echo.Context) error {
 	}
 	for _, cl := range cs {
 		s.CloseClient(cl.ID, protocol.CloseRevoked, "user removed")
+		s.revoked(cl.ID)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"removed_clients": len(cs)})
 }
@@ -203,6 +204,7 @@ func (s *Server) revokeClient(c echo.Context) error {
 		return domainProblem(err)
 	}
 	n := s.CloseClient(cl.ID, protocol.CloseRevoked, "token revoked")
+	s.revoked(cl.ID)
 	out := s.clientJSON(cl)
 	out.Connected = 0
 	return c.JSON(http.StatusOK, map[string]any{"client": out, "closed_sockets": n})

@@ -94,6 +94,24 @@ type Deps struct {
 	// OnChange, if set, receives every store change made by other processes, after
 	// the gateway applied those it handles itself (revocations, mailbox pokes).
 	OnChange func(directory.Change)
+	// Revocations, if set, tells the other nodes of this provider (scale-out,
+	// package natsbus) of the clients whose tokens this node revoked, so that they
+	// close their sockets at once; the change log tells them too, later (and is
+	// what a node that missed the notification relies on).
+	Revocations Revocations
+}
+
+// Revocations carries this node's revocations to the other nodes of its provider,
+// which call CloseClient. Revoked must not block.
+type Revocations interface {
+	Revoked(clientID int64)
+}
+
+// revoked tells the other nodes, if any, that a client lost its token.
+func (s *Server) revoked(clientID int64) {
+	if s.deps.Revocations != nil {
+		s.deps.Revocations.Revoked(clientID)
+	}
 }
 
 // Server is the client gateway.

@@ -47,6 +47,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the hub's logs (default: discard).
 	Logger *slog.Logger
+	// Bus, if set, tells the other nodes of this provider what this hub
+	// commits (scale-out, package natsbus); nil: a single node.
+	Bus Bus
 }
 
 // DefaultConfig returns the defaults.

@@ -37,8 +37,9 @@ type Hub struct {
 	groups  *groupCache
 	metrics counters
 
-	subMu sync.RWMutex
-	subs  map[string]map[Sink]struct{} // by masked key. Guarded by subMu.
+	subMu   sync.RWMutex
+	subs    map[string]map[Sink]struct{} // by masked key. Guarded by subMu.
+	watches map[string]func()            // cancels of cfg.Bus's watches, by masked key; Guarded by subMu.
 }
 
 // counters are the hub's running totals.
@@ -76,6 +77,9 @@ func New(cfg Config, store Store, router WelcomeRouter, mailbox Mailbox) (*Hub, 
 		states: newStateCache(cfg.StateCacheSize),
 		groups: &groupCache{m: map[string]mls.CipherSuite{}},
 		subs:   make(map[string]map[Sink]struct{}),
+	}
+	if cfg.Bus != nil {
+		h.watches = make(map[string]func())
 	}
 	return h, nil
 }
@@ -121,6 +125,9 @@ func (h *Hub) Subscribe(masked []byte, s Sink) (cancel func()) {
 	if set == nil {
 		set = make(map[Sink]struct{}, 1)
 		h.subs[key] = set
+		if h.cfg.Bus != nil {
+			h.watches[key] = h.cfg.Bus.WatchPartition(masked)
+		}
 	}
 	set[s] = struct{}{}
 	h.subMu.Unlock()
@@ -131,14 +138,26 @@ func (h *Hub) Subscribe(masked []byte, s Sink) (cancel func()) {
 			delete(set, s)
 			if len(set) == 0 {
 				delete(h.subs, key)
+				if cancel := h.watches[key]; cancel != nil {
+					delete(h.watches, key)
+					cancel()
+				}
 			}
 		}
 	}
 }
 
-// publish offers a committed entry to the partition's sinks. It runs on the
-// store's writer, in commit order.
+// publish offers an entry this node committed to the partition's sinks and to
+// the other nodes. It runs on the store's writer, in commit order.
 func (h *Hub) publish(e Entry) {
+	h.fanout(e)
+	if h.cfg.Bus != nil {
+		h.cfg.Bus.PartitionCommitted(e)
+	}
+}
+
+// fanout offers a committed entry to this node's sinks of its partition.
+func (h *Hub) fanout(e Entry) {
 	h.subMu.RLock()
 	defer h.subMu.RUnlock()
 	for s := range h.subs[string(e.Masked)] {

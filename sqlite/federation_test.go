@@ -14,3 +14,7 @@ func TestFederationConformance(t *testing.T) {
 func TestFederationRecordJoinsOtherStores(t *testing.T) {
 	fedtest.RunJoins(t, func(t *testing.T) fedtest.JoinStore { return openTest(t) })
 }
+
+func TestLeaseConformance(t *testing.T) {
+	fedtest.RunLeases(t, func(t *testing.T) federation.LeaseStore { return openTest(t) })
+}

@@ -51,6 +51,10 @@ type Config struct {
 	// Federation configures the authenticated links to peer providers (federation/);
 	// its peers are on the allow-list in the store (`mimids peer add`).
 	Federation FederationConfig `json:"federation"`
+	// Cluster makes this process one node of several that serve one provider
+	// (scale-out): with cluster.nats_url, the nodes tell each other over NATS what
+	// they commit (natsbus/). Without it, a single node.
+	Cluster ClusterConfig `json:"cluster"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -204,6 +208,38 @@ func (f FederationConfig) validate(domain string, bad func(string, ...any)) {
 	}
 }
 
+// ClusterConfig joins the nodes of one provider over NATS (docs/scale-out.md).
+type ClusterConfig struct {
+	NATSURL string `json:"nats_url"` // e.g. nats://10.0.0.5:4222; "" (default): a single node
+	NodeID  string `json:"node_id"`  // names this node in NATS and logs (default: the host name)
+	// Subject is the prefix of the provider's NATS subjects (default
+	// "mimids.<domain>", so providers can share a NATS server).
+	Subject string `json:"subject"`
+	// PollInterval: how often a node compares the partitions its sockets follow with
+	// the store and makes live mailboxes refetch, in case a notification was lost.
+	PollInterval gateway.Duration `json:"poll_interval"`
+}
+
+// Enabled reports whether this process is one node of several.
+func (c ClusterConfig) Enabled() bool { return c.NATSURL != "" }
+
+func (c ClusterConfig) validate(bad func(string, ...any)) {
+	if c.PollInterval < gateway.Duration(100*time.Millisecond) {
+		bad("cluster.poll_interval must be at least 100ms")
+	}
+	if strings.ContainsAny(c.Subject, " \t\r\n*>") || strings.HasPrefix(c.Subject, ".") || strings.HasSuffix(c.Subject, ".") {
+		bad("cluster.subject %q must be dot-separated NATS tokens without wildcards", c.Subject)
+	}
+	if c.NATSURL != "" {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
+				bad("cluster.nats_url %q is not a URL list (nats://host:port,...)", c.NATSURL)
+				break
+			}
+		}
+	}
+}
+
 // LogConfig selects the log format and level.
 type LogConfig struct {
 	Format string `json:"format"` // text or json
@@ -231,6 +267,7 @@ func DefaultConfig() Config {
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
 		PeerRefresh: gateway.Duration(2 * time.Second), CopyIdle: gateway.Duration(follower.DefaultCopyIdle),
 		CopyRetention: gateway.Duration(follower.DefaultCopyRetention)}
+	c.Cluster = ClusterConfig{PollInterval: gateway.Duration(10 * time.Second)}
 	return c
 }
 
@@ -339,6 +376,13 @@ func (c Config) Validate() error {
 		bad("mailbox: %v (max_entries, max_bytes)", err)
 	}
 	c.Federation.validate(c.Domain, bad)
+	c.Cluster.validate(bad)
+	if c.Cluster.Enabled() && c.Federation.Enabled() {
+		// Each node would run its own link to every peer, and a followed
+		// partition's copy would wake only the sockets of the node whose link
+		// took the push: link leases (federation.Leaser) are not wired yet.
+		bad("cluster.nats_url with federation is not supported yet (one node per federating provider)")
+	}
 	return errors.Join(errs...)
 }
 

@@ -11,6 +11,18 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	}
 }
 
+func TestClusterRefusesFederation(t *testing.T) {
+	c := DefaultConfig()
+	c.Cluster.NATSURL = "nats://127.0.0.1:4222"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a cluster node: %v", err)
+	}
+	c.Federation.CertFile, c.Federation.KeyFile = "cert.pem", "key.pem"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "with federation is not supported yet") {
+		t.Fatalf("a federating cluster node: %v", err)
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := DefaultConfig()
 	c.Domain = "Not A Domain"
@@ -27,13 +39,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Hub.ReportRate = 0
 	c.KeyPackages.UploadRate = 0
 	c.Mailbox.MaxBytes = 1000
+	c.Cluster = ClusterConfig{NATSURL: "::nowhere", Subject: "mimids.*", PollInterval: 0}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
 		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls",
-		"report_rate", "upload_rate", "mailbox: "} {
+		"report_rate", "upload_rate", "mailbox: ", "cluster.nats_url", "cluster.subject", "cluster.poll_interval"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s:\n%v", want, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/directory/mailbox"
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/natsbus"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -47,5 +48,27 @@ func registerHubMetrics(reg prometheus.Registerer, h *hub.Hub) {
 		counter("mimids_hub_welcomes_remote_total", "Welcomes stored for other providers.", func(s hub.Stats) int64 { return s.WelcomesRemote }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_hub_cached_states", Help: "Partition states in memory."},
 			func() float64 { return float64(h.Stats().CachedStates) }),
+	)
+}
+
+// registerClusterMetrics exports the NATS bus's counters (a node of several).
+func registerClusterMetrics(reg prometheus.Registerer, b *natsbus.Bus) {
+	counter := func(name, help string, v func(natsbus.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(b.Stats())) })
+	}
+	reg.MustRegister(
+		counter("mimids_cluster_published_total", "Notifications published to the other nodes.", func(s natsbus.Stats) int64 { return s.Published }),
+		counter("mimids_cluster_publish_errors_total", "Notifications NATS refused (the others catch up from the store).", func(s natsbus.Stats) int64 { return s.PublishErrors }),
+		counter("mimids_cluster_received_total", "Notifications received from the other nodes.", func(s natsbus.Stats) int64 { return s.Received }),
+		counter("mimids_cluster_resyncs_total", "Times every subscriber refetched from the store (NATS reconnect or drop).", func(s natsbus.Stats) int64 { return s.Resyncs }),
+		counter("mimids_cluster_poll_pokes_total", "Partitions the safety-net poll found ahead of what NATS announced.", func(s natsbus.Stats) int64 { return s.PollPokes }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_cluster_nats_connected", Help: "1 while the node is connected to NATS."},
+			func() float64 {
+				if b.Health() == nil {
+					return 1
+				}
+				return 0
+			}),
 	)
 }

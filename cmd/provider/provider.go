@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -16,6 +17,7 @@ import (
 	"github.com/mimids/mimids/follower"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/natsbus"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/web"
 )
@@ -40,6 +42,9 @@ type Provider struct {
 	// configured (federation.cert_file). Later parts register their envelope
 	// handlers on it (Handle, HandleAtomic, OnAnswer) in New, before Run.
 	Federation *federation.Links
+	// Bus tells the other nodes of this provider what this one commits (scale-out);
+	// nil unless cluster.nats_url is set.
+	Bus *natsbus.Bus
 
 	welcomes *welcomeSender // offers stored Welcomes to peers; nil without federation
 	// Terms are the hubs' terms this provider enforces on its users as a
@@ -53,13 +58,26 @@ type Provider struct {
 }
 
 // New wires the parts of a provider over an open store.
-func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (*Provider, error) {
+func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (_ *Provider, err error) {
 	p := &Provider{Config: cfg, Log: log, DB: db, Dir: directory.New(db, cfg.Domain)}
 	reg := gateway.NewRegistry()
 	mm := mailboxMetrics(reg)
 	p.enqueued = mm.Enqueued
-	p.Mailbox = mailbox.NewWithQuota(db, mm, cfg.Mailbox.Quota())
-	var err error
+	var hubBus hub.Bus
+	var mailboxBus mailbox.Bus
+	var revocations gateway.Revocations
+	if cfg.Cluster.Enabled() {
+		if p.Bus, err = connectBus(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				p.Bus.Close()
+			}
+		}()
+		hubBus, mailboxBus, revocations = p.Bus, p.Bus, p.Bus
+	}
+	p.Mailbox = mailbox.NewClustered(db, mm, cfg.Mailbox.Quota(), mailboxBus)
 	now := cfg.Clock
 	if now == nil {
 		now = time.Now
@@ -88,7 +106,7 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (*Provider
 		return nil, err
 	}
 	p.Hub, err = hub.New(hub.Config{Domain: cfg.Domain, Policy: p.Policy,
-		MaxMessageSize: cfg.Hub.MaxMessageSize, StateCacheSize: cfg.Hub.StateCacheSize, Logger: log},
+		MaxMessageSize: cfg.Hub.MaxMessageSize, StateCacheSize: cfg.Hub.StateCacheSize, Logger: log, Bus: hubBus},
 		db, HubRouter{p.KPs}, HubMailbox{p.Mailbox})
 	if err != nil {
 		return nil, err
@@ -102,12 +120,16 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (*Provider
 		return nil, err
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
-		Directory: p.Dir, Mailbox: p.Mailbox, Ready: db.Ready, Incarnation: db.IncarnationID(), Logger: log, Registry: reg,
-		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Directory: p.Dir, Mailbox: p.Mailbox, Ready: p.readiness(), Incarnation: db.IncarnationID(), Logger: log, Registry: reg,
+		Revocations: revocations,
+		Dashboard:   web.Placeholder(cfg.Domain), OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
 	registerHubMetrics(reg, p.Hub)
+	if p.Bus != nil {
+		registerClusterMetrics(reg, p.Bus)
+	}
 	// The relay's hop to a peer on the federation allow-list goes to the peer's
 	// federation listener, its certificate checked against the entry (relay.go);
 	// the configured peers (cfg.Peers) serve providers without federation.
@@ -133,6 +155,32 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (*Provider
 		p.registerRelayHop()
 	}
 	return p, nil
+}
+
+// connectBus joins the provider's other nodes over NATS (cluster.nats_url).
+func connectBus(ctx context.Context, cfg Config, log *slog.Logger) (*natsbus.Bus, error) {
+	c := cfg.Cluster
+	node := c.NodeID
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	subject := c.Subject
+	if subject == "" {
+		subject = "mimids." + cfg.Domain
+	}
+	return natsbus.Connect(ctx, natsbus.Config{URL: c.NATSURL, NodeID: node, Subject: subject,
+		PollInterval: c.PollInterval.D(), Logger: log.With("node", node)})
+}
+
+// readiness is what /readyz reports: the store, and NATS on a node of several.
+func (p *Provider) readiness() func(context.Context) []gateway.ReadyCheck {
+	store := p.DB.Ready
+	if p.Bus == nil {
+		return store
+	}
+	return func(ctx context.Context) []gateway.ReadyCheck {
+		return append(store(ctx), gateway.ReadyCheck{Name: "nats", Err: p.Bus.Health()})
+	}
 }
 
 // newFederation makes the link layer from the configuration; it listens at once
@@ -201,6 +249,11 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Gateway.Serve(ctx, ln) })
 	g.Go(func() error { return p.Hub.Run(ctx) })
+	if p.Bus != nil {
+		g.Go(func() error {
+			return p.Bus.Run(ctx, natsbus.Targets{Hub: p.Hub, Mailbox: p.Mailbox, Sockets: p.Gateway})
+		})
+	}
 	if p.Federation != nil {
 		g.Go(func() error { return p.Federation.Run(ctx) })
 		g.Go(func() error { return p.welcomes.run(ctx) })

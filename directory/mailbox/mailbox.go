@@ -158,8 +158,11 @@ type Mailbox struct {
 	quota   Quota
 	now     func() time.Time
 
-	mu    sync.RWMutex
-	sinks map[int64]map[Sink]struct{} // Guarded by mu.
+	bus Bus // nil: a single node
+
+	mu      sync.RWMutex
+	sinks   map[int64]map[Sink]struct{} // Guarded by mu.
+	watches map[int64]func()            // cancels of bus's watches; Guarded by mu.
 
 	ackMu       sync.Mutex
 	ackBatch    *ackBatch // acks waiting for the next flush; Guarded by ackMu.
@@ -178,14 +181,36 @@ func New(store Store, m Metrics) *Mailbox { return NewWithQuota(store, m, Defaul
 
 // NewWithQuota returns a Mailbox over store whose clients' mailboxes are bounded by q;
 // a field of q that is zero or less takes DefaultQuota's value.
-func NewWithQuota(store Store, m Metrics, q Quota) *Mailbox {
+func NewWithQuota(store Store, m Metrics, q Quota) *Mailbox { return NewClustered(store, m, q, nil) }
+
+// Bus carries the entries this node commits to the other nodes of its provider
+// (package natsbus), and learns whose mailboxes this node's sinks follow. The store
+// stays the source of truth: a node told of new entries, or that may have missed
+// some, makes its sinks refetch (Poke).
+type Bus interface {
+	// MailboxCommitted is called with the entries of every Enqueue this node
+	// committed, after the commit, on the store's writer: it must not block, and
+	// must not keep entries past its return.
+	MailboxCommitted(entries []Entry)
+	// WatchMailbox says this node has sinks for the client from now until cancel
+	// is called. Neither it nor cancel may block.
+	WatchMailbox(clientID int64) (cancel func())
+}
+
+// NewClustered is NewWithQuota for one node of several sharing one store: bus (nil:
+// a single node) tells the other nodes of the entries this one commits.
+func NewClustered(store Store, m Metrics, q Quota, bus Bus) *Mailbox {
 	if q.MaxEntries <= 0 {
 		q.MaxEntries = DefaultQuota.MaxEntries
 	}
 	if q.MaxBytes <= 0 {
 		q.MaxBytes = DefaultQuota.MaxBytes
 	}
-	return &Mailbox{store: store, metrics: m, quota: q, now: time.Now, sinks: make(map[int64]map[Sink]struct{})}
+	mb := &Mailbox{store: store, metrics: m, quota: q, now: time.Now, bus: bus, sinks: make(map[int64]map[Sink]struct{})}
+	if bus != nil {
+		mb.watches = make(map[int64]func())
+	}
+	return mb
 }
 
 // Quota returns the quota of every client's mailbox.
@@ -263,6 +288,9 @@ func (m *Mailbox) Usage(ctx context.Context, clientID int64) (Usage, error) {
 }
 
 func (m *Mailbox) publish(entries []Entry) {
+	if m.bus != nil {
+		m.bus.MailboxCommitted(entries)
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if len(m.sinks) == 0 {
@@ -283,6 +311,9 @@ func (m *Mailbox) Subscribe(clientID int64, s Sink) (cancel func()) {
 	if set == nil {
 		set = make(map[Sink]struct{}, 1)
 		m.sinks[clientID] = set
+		if m.bus != nil {
+			m.watches[clientID] = m.bus.WatchMailbox(clientID)
+		}
 	}
 	set[s] = struct{}{}
 	m.mu.Unlock()
@@ -293,6 +324,10 @@ func (m *Mailbox) Subscribe(clientID int64, s Sink) (cancel func()) {
 			delete(set, s)
 			if len(set) == 0 {
 				delete(m.sinks, clientID)
+				if cancel := m.watches[clientID]; cancel != nil {
+					delete(m.watches, clientID)
+					cancel()
+				}
 			}
 		}
 	}

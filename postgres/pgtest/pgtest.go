@@ -206,6 +206,24 @@ func StartServer(t testing.TB) *Server {
 	return s
 }
 
+// NewDatabase creates an empty database on the server and returns its DSN; it goes
+// with the server.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("mimids_own_%d", server.created.Add(1))
+	conn, err := pgx.Connect(ctx, s.dsn("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	return s.dsn(name)
+}
+
 // DSN is the server's DSN for database name.
 func (s *Server) DSN(name string) string { return s.dsn(name) }
 

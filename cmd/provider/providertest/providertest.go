@@ -54,7 +54,21 @@ func StartWith(t testing.TB, domain string, ln net.Listener, edit func(*provider
 	return start(t, domain, ln, edit, slog.New(slog.DiscardHandler), setup)
 }
 
+// StartNode runs one node of a provider (scale-out) over db, which the caller opened
+// and closes after the test: several nodes share one store and, through
+// cluster.nats_url set by edit, one NATS. Each node has its own listener and
+// data_dir. Stop stops the node and leaves db open.
+func StartNode(t testing.TB, domain string, db provider.Store, edit func(*provider.Config)) *Provider {
+	t.Helper()
+	return startOn(t, domain, nil, edit, slog.New(slog.DiscardHandler), nil, db)
+}
+
 func start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), log *slog.Logger, setup func(*provider.Provider)) *Provider {
+	t.Helper()
+	return startOn(t, domain, ln, edit, log, setup, nil)
+}
+
+func startOn(t testing.TB, domain string, ln net.Listener, edit func(*provider.Config), log *slog.Logger, setup func(*provider.Provider), shared provider.Store) *Provider {
 	t.Helper()
 	if ln == nil {
 		var err error
@@ -74,9 +88,12 @@ func start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Con
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := provider.ServeStore(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
+	db := shared
+	if db == nil {
+		var err error
+		if db, err = provider.ServeStore(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, err := provider.New(ctx, cfg, db, log)
 	if err != nil {
@@ -103,7 +120,9 @@ func start(t testing.TB, domain string, ln net.Listener, edit func(*provider.Con
 			case <-time.After(20 * time.Second):
 				t.Errorf("provider %s did not stop", domain)
 			}
-			db.Close()
+			if shared == nil {
+				db.Close()
+			}
 		})
 	}
 	t.Cleanup(stop)

@@ -1,0 +1,9 @@
+-- Leases of peer links among the nodes of one provider (scale-out): the node that
+-- holds a peer's lease, until expires_at (Unix ms), runs its link; epoch increases
+-- each time the lease changes owner (a fencing token).
+CREATE TABLE federation_leases (
+    peer       TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    epoch      INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -73,12 +73,15 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return problem(http.StatusUnauthorized, "unauthorized", "an admin bearer token is required")
 		}
-		valid, err := s.deps.Directory.AdminAuthenticate(c.Request().Context(), token)
+		t, valid, err := s.deps.Directory.AdminTokenFor(c.Request().Context(), token)
 		if err != nil {
 			return err
 		}
 		if !valid {
 			return problem(http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired admin token")
+		}
+		if t.ReadOnly && c.Request().Method != http.MethodGet && c.Request().Method != http.MethodHead {
+			return problem(http.StatusForbidden, "forbidden", "a read-only admin token changes nothing")
 		}
 		return next(c)
 	}

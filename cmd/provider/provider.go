@@ -37,6 +37,8 @@ type Provider struct {
 	// GatewayKeys loads and rotates Keys in the store.
 	GatewayKeys *directory.GatewayKeys
 	Gateway     *gateway.Server
+	// Dashboard is the admin dashboard the gateway serves under /dashboard/.
+	Dashboard *web.Dashboard
 	// Federation is the link layer to peer providers, nil unless federation is
 	// configured (federation.cert_file). Later parts register their envelope
 	// handlers on it (Handle, HandleAtomic, OnAnswer) in New, before Run.
@@ -124,9 +126,12 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	if p.copies, err = p.newCopies(ctx); err != nil {
 		return nil, err
 	}
+	if p.Dashboard, err = p.newDashboard(reg); err != nil {
+		return nil, err
+	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
-		Dashboard: web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Dashboard: p.Dashboard, OnChange: p.onChange,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
@@ -222,6 +227,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Gateway.Serve(ctx, ln) })
 	g.Go(func() error { return p.Hub.Run(ctx) })
+	g.Go(func() error { return p.Dashboard.Run(ctx) })
 	if p.Federation != nil {
 		g.Go(func() error { return p.Federation.Run(ctx) })
 		g.Go(func() error { return p.welcomes.run(ctx) })

@@ -1,0 +1,140 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/ohttp"
+	"github.com/mimids/mimids/web"
+)
+
+// newDashboard wires the admin dashboard over the provider's parts. The gateway is
+// made after it (it serves the dashboard), so its sockets are reached through p.
+func (p *Provider) newDashboard(reg *prometheus.Registry) (*web.Dashboard, error) {
+	cfg := p.Config
+	var peers web.Peers
+	if cfg.Federation.Enabled() {
+		peers = dashPeers{p}
+	}
+	return web.New(web.Config{Domain: cfg.Domain, Logger: p.Log, Limits: []web.Limit{
+		{Name: "messages per second per user", Value: fmt.Sprint(cfg.Hub.RatePerSecond)},
+		{Name: "message burst per user", Value: fmt.Sprint(cfg.Hub.RateBurst)},
+		{Name: "reports per second per client", Value: fmt.Sprint(cfg.Hub.ReportRate)},
+		{Name: "sockets per client", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerClient)},
+		{Name: "sockets per user", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerUser)},
+		{Name: "discovery requests per second per source", Value: fmt.Sprint(cfg.Discovery.RatePerSource)},
+	}}, web.Deps{
+		Admins: directory.NewAdmins(p.Dir, p.DB), Users: p.Dir, Sockets: dashSockets{p}, KeyPackages: p.KPs,
+		Groups: p.Hub, Policy: p.Policy, Keys: dashKeys{p}, Peers: peers, Metrics: dashMetrics{p, reg},
+	})
+}
+
+// dashSockets reaches the gateway's sockets once it exists.
+type dashSockets struct{ p *Provider }
+
+func (s dashSockets) ClientSockets(id int64) (int, time.Time) { return s.p.Gateway.ClientSockets(id) }
+func (s dashSockets) CloseClient(id int64, code int, reason string) int {
+	return s.p.Gateway.CloseClient(id, code, reason)
+}
+
+type dashKeys struct{ p *Provider }
+
+func (k dashKeys) OHTTPKeys() []ohttp.KeyState { return k.p.Keys.States() }
+
+func (k dashKeys) RotateOHTTPKey(ctx context.Context) (uint8, error) {
+	key, err := k.p.GatewayKeys.Rotate(ctx, k.p.Keys, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	return key.ID(), nil
+}
+
+func (k dashKeys) DiscoveryTokens(ctx context.Context) (directory.TokenList, error) {
+	return k.p.Disc.Tokens(ctx)
+}
+
+func (k dashKeys) RevokeDiscoveryToken(ctx context.Context, id int64) error {
+	_, err := k.p.Disc.RevokeToken(ctx, id)
+	return err
+}
+
+func (k dashKeys) RotateDiscoverySecret(ctx context.Context) error {
+	_, err := k.p.Disc.RotateSecret(ctx, false)
+	return err
+}
+
+type dashPeers struct{ p *Provider }
+
+func (d dashPeers) Peers(ctx context.Context) ([]web.Peer, error) {
+	ps, err := d.p.DB.Peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	depths, err := d.p.DB.FederationQueueDepths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.Peer, 0, len(ps))
+	for _, pe := range ps {
+		w := web.Peer{Domain: pe.Domain, URL: pe.URL, State: "unknown", Queue: depths[pe.Domain]}
+		if d.p.Federation != nil {
+			if st, ok := d.p.Federation.Status(pe.Domain); ok {
+				w.State, w.Since, w.LastError, w.LastErrorAt, w.Attempts = string(st.State), st.Since, st.LastError, st.LastErrorAt, st.Attempts
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func (d dashPeers) RemovePeer(ctx context.Context, domain string) (bool, error) {
+	ok, err := d.p.DB.RemovePeer(ctx, domain)
+	if err != nil || !ok || d.p.Federation == nil {
+		return ok, err
+	}
+	return true, d.p.Federation.Refresh(ctx)
+}
+
+// dashMetrics reads the overview's numbers from the Prometheus registry and the
+// store's queue depths (sums over the clients' running counts and the federation
+// queue: a few milliseconds at 10,000 clients).
+type dashMetrics struct {
+	p   *Provider
+	reg prometheus.Gatherer
+}
+
+func (m dashMetrics) Sample(ctx context.Context) (web.Sample, error) {
+	fams, err := m.reg.Gather()
+	if err != nil {
+		return web.Sample{}, err
+	}
+	s := web.Sample{Connections: m.p.Gateway.Connected(), Errors: map[string]float64{}}
+	for _, f := range fams {
+		switch f.GetName() {
+		case "mimids_hub_sequenced_total":
+			s.Sequenced = f.GetMetric()[0].GetCounter().GetValue()
+		case "mimids_mailbox_delivered_total":
+			s.Delivered = f.GetMetric()[0].GetCounter().GetValue()
+		case "mimids_requests_total":
+			for _, mt := range f.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "code" && l.GetValue() != "ok" {
+						s.Errors[l.GetValue()] += mt.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	if s.MailboxDepth, err = m.p.DB.MailboxDepth(ctx); err != nil {
+		return s, err
+	}
+	depths, err := m.p.DB.FederationQueueDepths(ctx)
+	for _, n := range depths {
+		s.FederationDepth += n
+	}
+	return s, err
+}

@@ -33,7 +33,7 @@ type nodeArgs struct {
 
 var funcs = template.FuncMap{
 	"args": func(n *node, csrf string, ro bool, group string) nodeArgs { return nodeArgs{n, csrf, ro, group} },
-	"hex": func(b []byte) string { return hex.EncodeToString(b) },
+	"hex":  func(b []byte) string { return hex.EncodeToString(b) },
 	"short": func(b []byte) string {
 		s := hex.EncodeToString(b)
 		if len(s) > 16 {

@@ -264,31 +264,32 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 // dialClient opens an authenticated client socket.
 func dialClient(t *testing.T, url, token string) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	c, err := dial(url, token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
-	if err := c.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: 1, Token: []byte(token)})); err != nil {
-		t.Fatal(err)
-	}
-	_, b, err := c.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := mustDecode(t, b).(*protocol.AuthOK); !ok {
-		t.Fatal("no auth_ok")
-	}
 	return c
 }
 
-func mustDecode(t *testing.T, b []byte) protocol.Frame {
-	t.Helper()
-	f, err := protocol.Decode(b)
+func dial(url, token string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return f
+	if err := c.Write(ctx, websocket.MessageBinary, protocol.Encode(&protocol.Auth{RequestID: 1, Token: []byte(token)})); err != nil {
+		return nil, err
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f, err := protocol.Decode(b); err != nil {
+		return nil, err
+	} else if _, ok := f.(*protocol.AuthOK); !ok {
+		return nil, fmt.Errorf("no auth_ok: %T", f)
+	}
+	return c, nil
 }

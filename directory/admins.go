@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -89,12 +90,14 @@ type Admins struct {
 	// Static after construction.
 	dir   *Directory
 	store AdminStore
-	dummy string // a hash checked when the name is unknown, so timing tells nothing
+
+	dummyOnce sync.Once
+	dummy     string // a hash checked when the name is unknown, so timing tells nothing; set by dummyOnce
 }
 
 // NewAdmins returns the admin accounts of d over store.
 func NewAdmins(d *Directory, store AdminStore) *Admins {
-	return &Admins{dir: d, store: store, dummy: hashPassword("not a password at all", make([]byte, 16))}
+	return &Admins{dir: d, store: store}
 }
 
 // SetPassword sets the dashboard password of an admin name.
@@ -122,6 +125,7 @@ func (a *Admins) LoginPassword(ctx context.Context, name, password string) (Admi
 	}
 	p, err := a.store.AdminPassword(ctx, name)
 	if errors.Is(err, ErrNotFound) {
+		a.dummyOnce.Do(func() { a.dummy = hashPassword("not a password at all", make([]byte, 16)) })
 		checkPassword(a.dummy, password)
 		return AdminPrincipal{}, ErrBadLogin
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
 	"runtime/debug"
@@ -83,7 +84,18 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if t.ReadOnly && c.Request().Method != http.MethodGet && c.Request().Method != http.MethodHead {
 			return problem(http.StatusForbidden, "forbidden", "a read-only admin token changes nothing")
 		}
+		c.Set(adminActorKey, fmt.Sprintf("token:%s#%d", t.Name, t.ID))
 		return next(c)
+	}
+}
+
+const adminActorKey = "mimids.admin"
+
+// audit records a change made through the admin API.
+func (s *Server) audit(c echo.Context, action, format string, args ...any) {
+	if s.deps.Audit != nil {
+		actor, _ := c.Get(adminActorKey).(string)
+		s.deps.Audit(c.Request().Context(), "api "+actor, action, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -98,6 +110,7 @@ func (s *Server) adminRoutes(g *echo.Group) {
 	g.POST("/debug/gc", func(c echo.Context) error {
 		runtime.GC()
 		debug.FreeOSMemory()
+		s.audit(c, "debug.gc", "")
 		return c.JSON(http.StatusOK, map[string]any{"sockets": s.Connected()})
 	})
 }
@@ -156,6 +169,7 @@ func (s *Server) addUser(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "user.add", "user %s", u.Name)
 	return c.JSON(http.StatusCreated, userJSON{Name: u.Name, UserID: s.deps.Directory.UserURI(u.Name), CreatedAt: u.CreatedAt.Format(timeFormat)})
 }
 
@@ -167,6 +181,7 @@ func (s *Server) removeUser(c echo.Context) error {
 	for _, cl := range cs {
 		s.CloseClient(cl.ID, protocol.CloseRevoked, "user removed")
 	}
+	s.audit(c, "user.remove", "user %s (%d clients)", c.Param("user"), len(cs))
 	return c.JSON(http.StatusOK, map[string]any{"removed_clients": len(cs)})
 }
 
@@ -195,6 +210,7 @@ func (s *Server) addClient(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "client.add", "client %s", s.deps.Directory.ClientURI(cl))
 	out := s.clientJSON(cl)
 	out.Token = token
 	return c.JSON(http.StatusCreated, out)
@@ -206,6 +222,7 @@ func (s *Server) revokeClient(c echo.Context) error {
 		return domainProblem(err)
 	}
 	n := s.CloseClient(cl.ID, protocol.CloseRevoked, "token revoked")
+	s.audit(c, "client.revoke", "client %s (%d sockets closed)", s.deps.Directory.ClientURI(cl), n)
 	out := s.clientJSON(cl)
 	out.Connected = 0
 	return c.JSON(http.StatusOK, map[string]any{"client": out, "closed_sockets": n})
@@ -236,5 +253,6 @@ func (s *Server) postNotice(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "notice.send", "%d entries", n)
 	return c.JSON(http.StatusAccepted, map[string]any{"enqueued": n})
 }

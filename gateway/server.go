@@ -91,6 +91,9 @@ type Deps struct {
 	Reports Reports
 	// KeyPackages, if set, serves key_package_upload and key_package_count.
 	KeyPackages KeyPackages
+	// Audit, if set, records every change made through the admin API: who (the
+	// admin token), what, and its detail.
+	Audit func(ctx context.Context, actor, action, detail string)
 	// OnChange, if set, receives every store change made by other processes, after
 	// the gateway applied those it handles itself (revocations, mailbox pokes).
 	OnChange func(directory.Change)

@@ -299,8 +299,15 @@ func TestChangesAreAudited(t *testing.T) {
 	if n := len(p.Keys.States()); n != keys+1 {
 		t.Errorf("%d OHTTP keys after a rotation, want %d", n, keys+1)
 	}
+	// A change through the admin API is audited too.
+	req, _ := http.NewRequest(http.MethodPost, p.Base+"/admin/v1/users", strings.NewReader(`{"name":"zed"}`))
+	req.Header.Set("Authorization", "Bearer "+p.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("API add user: %v %v", resp, err)
+	}
 	_, body = a.get("/dashboard/audit")
-	for _, what := range []string{"user.add", "client.add", "client.revoke", "ban.add", "ban.remove", "ohttp.rotate", "discovery.revoke", "discovery.rotate", "token:first-admin"} {
+	for _, what := range []string{"api token:first-admin#1", "user zed", "user.add", "client.add", "client.revoke", "ban.add", "ban.remove", "ohttp.rotate", "discovery.revoke", "discovery.rotate", "token:first-admin"} {
 		if !strings.Contains(body, what) {
 			t.Errorf("the audit page lacks %s", what)
 		}

@@ -16,6 +16,7 @@ import (
 // made after it (it serves the dashboard), so its sockets are reached through p.
 func (p *Provider) newDashboard(reg *prometheus.Registry) (*web.Dashboard, error) {
 	cfg := p.Config
+	p.admins = directory.NewAdmins(p.Dir, p.DB)
 	var peers web.Peers
 	if cfg.Federation.Enabled() {
 		peers = dashPeers{p}
@@ -28,9 +29,17 @@ func (p *Provider) newDashboard(reg *prometheus.Registry) (*web.Dashboard, error
 		{Name: "sockets per user", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerUser)},
 		{Name: "discovery requests per second per source", Value: fmt.Sprint(cfg.Discovery.RatePerSource)},
 	}}, web.Deps{
-		Admins: directory.NewAdmins(p.Dir, p.DB), Users: p.Dir, Sockets: dashSockets{p}, KeyPackages: p.KPs,
+		Admins: p.admins, Users: p.Dir, Sockets: dashSockets{p}, KeyPackages: p.KPs,
 		Groups: p.Hub, Policy: p.Policy, Keys: dashKeys{p}, Peers: peers, Metrics: dashMetrics{p, reg},
 	})
+}
+
+// auditAPI writes a change made through the admin API to the audit log; a failure
+// to write it is logged (the change is made).
+func (p *Provider) auditAPI(ctx context.Context, actor, action, detail string) {
+	if err := p.admins.Record(ctx, actor, action, detail); err != nil {
+		p.Log.Error("audit", "action", action, "err", err)
+	}
 }
 
 // dashSockets reaches the gateway's sockets once it exists.

@@ -52,7 +52,8 @@ type Provider struct {
 	copies  *follower.Copies // local copies of partitions followed elsewhere; nil without federation
 	pushers *pushers         // pushes hosted partitions to followers; nil without federation
 
-	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
+	enqueued func(n int)       // counts mailbox entries in mimids_mailbox_enqueued_total
+	admins   *directory.Admins // admin logins and the audit log
 }
 
 // OpenStore opens the provider's SQLite store for an admin command, which works
@@ -131,7 +132,7 @@ func New(ctx context.Context, cfg Config, db *sqlite.DB, log *slog.Logger) (*Pro
 	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: storeReadiness(db), Incarnation: db.Incarnation().ID, Logger: log, Registry: reg,
-		Dashboard: p.Dashboard, OnChange: p.onChange,
+		Dashboard: p.Dashboard, OnChange: p.onChange, Audit: p.auditAPI,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})

@@ -101,7 +101,12 @@ func forkedGroup(t *testing.T, p *providertest.Provider) (groupID, fork []byte) 
 	}
 	var last step
 	for _, br := range g.Branches {
-		if br.Name == "a" || br.Name == "b" {
+		switch br.Name {
+		case "a": // alice removes carol, then sets the moderation list
+			for _, st := range br.Steps[:3] {
+				send(st)
+			}
+		case "b": // bob adds erin: a fork
 			send(br.Steps[0])
 			last = br.Steps[0]
 		}
@@ -150,7 +155,8 @@ func until(t *testing.T, ctx context.Context, what, js string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
+			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+			t.Fatalf("%s: not within 10s; the page says:\n%s", what, text)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -218,6 +224,7 @@ func TestBrowser(t *testing.T) {
 	run(t, ctx, "group page", chromedp.Navigate(fmt.Sprintf("%s/dashboard/groups/%x", base, groupID)),
 		chromedp.WaitVisible(forkSel))
 	until(t, ctx, "the tree shows a fork", `document.querySelectorAll(".node.fork").length == 2 && document.querySelectorAll(".node.terminated").length == 0`)
+	until(t, ctx, "members and policy show", `document.querySelector(".members") != null && /banned mimi:\/\/a.example\/u\/carol/.test(document.getElementById("tree").textContent)`)
 	screenshot(t, ctx, "group")
 	run(t, ctx, "terminate", chromedp.Click(forkSel+` > form input[name=confirm]`),
 		chromedp.Click(forkSel+` > form button`), chromedp.WaitVisible(".flash"))

@@ -49,6 +49,8 @@ type Groups interface {
 	Groups(ctx context.Context, after []byte, limit int) ([]hub.Group, error)
 	Partitions(ctx context.Context, groupID []byte) ([]hub.PartitionInfo, error)
 	Terminate(ctx context.Context, groupID, masked []byte) error
+	// View is what the hub sees of a partition: members, moderation list.
+	View(ctx context.Context, masked []byte) (hub.PartitionView, error)
 }
 
 // Policy is the provider-wide policy (directory.Policy).

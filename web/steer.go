@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -50,9 +51,14 @@ func (d *Dashboard) groupsPage(w http.ResponseWriter, r *http.Request, s *sessio
 // node is one partition in the tree of a group's forks.
 type node struct {
 	hub.PartitionInfo
+	View     hub.PartitionView
+	ViewErr  string
 	Children []*node
 	Fork     bool // its parent has more than one child
 }
+
+// maxViews bounds the partitions whose state one group page loads (the newest).
+const maxViews = 64
 
 type groupData struct {
 	ID    string
@@ -60,12 +66,19 @@ type groupData struct {
 	Count int
 }
 
-// tree arranges partitions (in opening order) by parent.
-func tree(ps []hub.PartitionInfo) []*node {
+// tree arranges partitions (in opening order) by parent, with the views of the
+// newest maxViews.
+func (d *Dashboard) tree(ctx context.Context, ps []hub.PartitionInfo) []*node {
 	by := map[string]*node{}
 	var roots []*node
-	for _, p := range ps {
+	for i, p := range ps {
 		n := &node{PartitionInfo: p}
+		if i >= len(ps)-maxViews {
+			var err error
+			if n.View, err = d.deps.Groups.View(ctx, p.Masked); err != nil {
+				n.ViewErr = err.Error()
+			}
+		}
 		by[string(p.Masked)] = n
 		if parent := by[string(p.Parent)]; p.Parent != nil && parent != nil {
 			parent.Children = append(parent.Children, n)
@@ -98,7 +111,7 @@ func (d *Dashboard) groupPage(w http.ResponseWriter, r *http.Request, s *session
 		d.internal(w, r, s, err)
 		return
 	}
-	d.render(w, r, s, http.StatusOK, "group", "Group", groupData{ID: hex.EncodeToString(id), Roots: tree(ps), Count: len(ps)})
+	d.render(w, r, s, http.StatusOK, "group", "Group", groupData{ID: hex.EncodeToString(id), Roots: d.tree(r.Context(), ps), Count: len(ps)})
 }
 
 func (d *Dashboard) terminate(w http.ResponseWriter, r *http.Request, s *session) {

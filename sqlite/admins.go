@@ -115,22 +115,3 @@ func (db *DB) MailboxDepth(ctx context.Context) (int64, error) {
 	err := db.r.QueryRowContext(ctx, `SELECT COALESCE(sum(mailbox_entries), 0) FROM clients`).Scan(&n)
 	return n, err
 }
-
-// FederationQueueDepths is the envelopes waiting for each peer's answer.
-func (db *DB) FederationQueueDepths(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT peer, count(*) FROM federation_outbound GROUP BY peer`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var p string
-		var n int64
-		if err := rows.Scan(&p, &n); err != nil {
-			return nil, err
-		}
-		out[p] = n
-	}
-	return out, rows.Err()
-}

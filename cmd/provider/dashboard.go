@@ -83,13 +83,19 @@ func (d dashPeers) Peers(ctx context.Context) ([]web.Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	depths, err := d.p.DB.FederationQueueDepths(ctx)
+	qs, err := d.p.DB.QueueStats(ctx)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	out := make([]web.Peer, 0, len(ps))
 	for _, pe := range ps {
-		w := web.Peer{Domain: pe.Domain, URL: pe.URL, State: "unknown", Queue: depths[pe.Domain]}
+		w := web.Peer{Domain: pe.Domain, URL: pe.URL, State: "unknown"}
+		for _, q := range qs {
+			if q.Peer == pe.Domain && q.Depth > 0 {
+				w.Queue, w.Lag = int64(q.Depth), now.Sub(q.Oldest).Round(time.Second)
+			}
+		}
 		if d.p.Federation != nil {
 			if st, ok := d.p.Federation.Status(pe.Domain); ok {
 				w.State, w.Since, w.LastError, w.LastErrorAt, w.Attempts = string(st.State), st.Since, st.LastError, st.LastErrorAt, st.Attempts
@@ -141,9 +147,9 @@ func (m dashMetrics) Sample(ctx context.Context) (web.Sample, error) {
 	if s.MailboxDepth, err = m.p.DB.MailboxDepth(ctx); err != nil {
 		return s, err
 	}
-	depths, err := m.p.DB.FederationQueueDepths(ctx)
-	for _, n := range depths {
-		s.FederationDepth += n
+	qs, err := m.p.DB.QueueStats(ctx)
+	for _, q := range qs {
+		s.FederationDepth += int64(q.Depth)
 	}
 	return s, err
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/mimids/mimids/directory"
@@ -79,9 +80,15 @@ type Peer struct {
 	Lag                           time.Duration // age of the oldest of them
 }
 
+// ErrBadPeer is a peer that cannot be added: its message says why.
+var ErrBadPeer = errors.New("web: bad peer")
+
 // Peers is the federation allow-list and its links; nil without federation.
 type Peers interface {
 	Peers(ctx context.Context) ([]Peer, error)
+	// AddPeer puts a peer on the allow-list, proven by a certificate pin (hex
+	// SHA-256) or a CA bundle (PEM), exactly one; ErrBadPeer for bad input.
+	AddPeer(ctx context.Context, domain, url, pin, caPEM string) error
 	RemovePeer(ctx context.Context, domain string) (bool, error)
 }
 

@@ -152,8 +152,35 @@ func (d *Dashboard) peersPage(w http.ResponseWriter, r *http.Request, s *session
 	}{d.deps.Peers != nil, ps})
 }
 
+func (d *Dashboard) addPeer(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostForm
+	domain, u, pin, ca := strings.TrimSpace(f.Get("domain")), strings.TrimSpace(f.Get("url")), strings.TrimSpace(f.Get("pin")), f.Get("ca")
+	if d.deps.Peers == nil {
+		d.fail(w, r, s, http.StatusBadRequest, "No federation", "Federation is not configured on this provider.")
+		return
+	}
+	if (pin == "") == (strings.TrimSpace(ca) == "") {
+		d.fail(w, r, s, http.StatusBadRequest, "Invalid peer", "Give exactly one of a certificate pin and a CA bundle. Nothing was changed.")
+		return
+	}
+	if err := d.deps.Peers.AddPeer(r.Context(), domain, u, pin, ca); err != nil {
+		if errors.Is(err, ErrBadPeer) {
+			d.fail(w, r, s, http.StatusBadRequest, "Invalid peer", err.Error()+". Nothing was changed.")
+			return
+		}
+		d.internal(w, r, s, err)
+		return
+	}
+	d.audit(r, s, "peer.add", "peer %s at %s", domain, u)
+	d.done(w, r, s, "/dashboard/peers", "Added peer "+domain+"; the link starts within the peer refresh interval.")
+}
+
 func (d *Dashboard) removePeer(w http.ResponseWriter, r *http.Request, s *session) {
 	domain := strings.TrimSpace(r.PostForm.Get("domain"))
+	if r.PostForm.Get("confirm") != "yes" {
+		d.fail(w, r, s, http.StatusBadRequest, "Not confirmed", "Tick the confirmation box to remove a peer: nothing was changed.")
+		return
+	}
 	if d.deps.Peers == nil {
 		d.fail(w, r, s, http.StatusBadRequest, "No federation", "Federation is not configured on this provider.")
 		return

@@ -134,6 +134,7 @@ func (d *Dashboard) routes() {
 	view("/dashboard/groups/{group}", d.groupPage)
 	act("/dashboard/groups/{group}/terminate", d.terminate)
 	view("/dashboard/peers", d.peersPage)
+	act("/dashboard/peers", d.addPeer)
 	act("/dashboard/peers/remove", d.removePeer)
 	view("/dashboard/policy", d.policyPage)
 	act("/dashboard/bans", d.ban)

@@ -2,12 +2,14 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mimids/mimids/directory"
+	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/web"
 )
@@ -104,6 +106,29 @@ func (d dashPeers) Peers(ctx context.Context) ([]web.Peer, error) {
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+func (d dashPeers) AddPeer(ctx context.Context, domain, url, pin, caPEM string) error {
+	pe := federation.Peer{Domain: domain, URL: url}
+	if pin != "" {
+		b, err := federation.ParsePin(pin)
+		if err != nil {
+			return fmt.Errorf("%w: %w", web.ErrBadPeer, err)
+		}
+		pe.Pin = b
+	} else {
+		pe.CA = []byte(caPEM)
+	}
+	if _, err := federation.AddPeer(ctx, d.p.DB, d.p.Config.Domain, pe); err != nil {
+		if errors.Is(err, federation.ErrBadPeer) {
+			return fmt.Errorf("%w: %w", web.ErrBadPeer, err)
+		}
+		return err
+	}
+	if d.p.Federation != nil {
+		return d.p.Federation.Refresh(ctx)
+	}
+	return nil
 }
 
 func (d dashPeers) RemovePeer(ctx context.Context, domain string) (bool, error) {

@@ -50,6 +50,8 @@ type Config struct {
 	// Federation configures the authenticated links to peer providers (federation/);
 	// its peers are on the allow-list in the store (`mimids peer add`).
 	Federation FederationConfig `json:"federation"`
+	// Dashboard tunes the admin dashboard's sessions and logins.
+	Dashboard DashboardConfig `json:"dashboard"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -212,6 +214,8 @@ func DefaultConfig() Config {
 		MaxBackoff: gateway.Duration(30 * time.Second), DialTimeout: gateway.Duration(10 * time.Second),
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
 		PeerRefresh: gateway.Duration(2 * time.Second)}
+	c.Dashboard = DashboardConfig{IdleTimeout: gateway.Duration(30 * time.Minute), MaxAge: gateway.Duration(12 * time.Hour),
+		LoginsPerMinute: 10, LoginBurst: 10, MaxSessions: 1000}
 	return c
 }
 
@@ -308,6 +312,7 @@ func (c Config) Validate() error {
 		bad("mailbox: %v (max_entries, max_bytes)", err)
 	}
 	c.Federation.validate(c.Domain, bad)
+	c.Dashboard.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -27,13 +27,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Hub.ReportRate = 0
 	c.KeyPackages.UploadRate = 0
 	c.Mailbox.MaxBytes = 1000
+	c.Dashboard.MaxAge = 0
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
 		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls",
-		"report_rate", "upload_rate", "mailbox: "} {
+		"report_rate", "upload_rate", "mailbox: ", "dashboard: idle_timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s:\n%v", want, err)
 		}

@@ -10,9 +10,32 @@ import (
 
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/ohttp"
 	"github.com/mimids/mimids/web"
 )
+
+// DashboardConfig tunes the admin dashboard (web/): its sessions and logins.
+type DashboardConfig struct {
+	// IdleTimeout ends a session unused for this long; MaxAge ends any session
+	// this long after its login.
+	IdleTimeout gateway.Duration `json:"idle_timeout"`
+	MaxAge      gateway.Duration `json:"max_age"`
+	// LoginsPerMinute and LoginBurst bound login attempts per source address.
+	LoginsPerMinute float64 `json:"logins_per_minute"`
+	LoginBurst      int     `json:"login_burst"`
+	// MaxSessions bounds the open sessions; a login beyond it is refused.
+	MaxSessions int `json:"max_sessions"`
+}
+
+func (c DashboardConfig) validate(bad func(string, ...any)) {
+	if c.IdleTimeout < gateway.Duration(time.Minute) || c.MaxAge < c.IdleTimeout {
+		bad("dashboard: idle_timeout >= 1m and max_age >= idle_timeout")
+	}
+	if c.LoginsPerMinute <= 0 || c.LoginBurst < 1 || c.MaxSessions < 1 {
+		bad("dashboard: logins_per_minute > 0, login_burst >= 1, max_sessions >= 1")
+	}
+}
 
 // newDashboard wires the admin dashboard over the provider's parts. The gateway is
 // made after it (it serves the dashboard), so its sockets are reached through p.
@@ -23,14 +46,16 @@ func (p *Provider) newDashboard(reg *prometheus.Registry) (*web.Dashboard, error
 	if cfg.Federation.Enabled() {
 		peers = dashPeers{p}
 	}
-	return web.New(web.Config{Domain: cfg.Domain, Logger: p.Log, Limits: []web.Limit{
-		{Name: "messages per second per user", Value: fmt.Sprint(cfg.Hub.RatePerSecond)},
-		{Name: "message burst per user", Value: fmt.Sprint(cfg.Hub.RateBurst)},
-		{Name: "reports per second per client", Value: fmt.Sprint(cfg.Hub.ReportRate)},
-		{Name: "sockets per client", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerClient)},
-		{Name: "sockets per user", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerUser)},
-		{Name: "discovery requests per second per source", Value: fmt.Sprint(cfg.Discovery.RatePerSource)},
-	}}, web.Deps{
+	dc := cfg.Dashboard
+	return web.New(web.Config{Domain: cfg.Domain, Logger: p.Log, IdleTimeout: dc.IdleTimeout.D(), MaxAge: dc.MaxAge.D(),
+		LoginRate: dc.LoginsPerMinute / 60, LoginBurst: dc.LoginBurst, MaxSessions: dc.MaxSessions, Limits: []web.Limit{
+			{Name: "messages per second per user", Value: fmt.Sprint(cfg.Hub.RatePerSecond)},
+			{Name: "message burst per user", Value: fmt.Sprint(cfg.Hub.RateBurst)},
+			{Name: "reports per second per client", Value: fmt.Sprint(cfg.Hub.ReportRate)},
+			{Name: "sockets per client", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerClient)},
+			{Name: "sockets per user", Value: fmt.Sprint(cfg.Gateway.MaxSocketsPerUser)},
+			{Name: "discovery requests per second per source", Value: fmt.Sprint(cfg.Discovery.RatePerSource)},
+		}}, web.Deps{
 		Admins: p.admins, Users: p.Dir, Sockets: dashSockets{p}, KeyPackages: p.KPs,
 		Groups: p.Hub, Policy: p.Policy, Keys: dashKeys{p}, Peers: peers, Metrics: dashMetrics{p, reg},
 	})

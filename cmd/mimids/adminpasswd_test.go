@@ -59,4 +59,24 @@ func TestAdminPasswdAndReadOnlyToken(t *testing.T) {
 	if p, err := admins.LoginToken(ctx, token); err != nil || !p.ReadOnly || p.Name != "watcher" {
 		t.Fatalf("read-only token: %+v %v", p, err)
 	}
+	// The CLI's changes are audited (the failed ones and the listings are not), and a
+	// token given as an argument is not written down.
+	if code, _, errs := mimids(t, "admin", "token", "revoke", "-data", data, token); code != 0 {
+		t.Fatalf("revoke: %q", errs)
+	}
+	es, err := admins.Audit(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Action+" "+e.Detail)
+		if !strings.HasPrefix(e.Actor, "cli") || strings.Contains(e.Detail, "mat_") {
+			t.Errorf("audit entry %+v", e)
+		}
+	}
+	want := []string{"admin token revoke (a token)", "admin token add watcher", "admin passwd viewer", "admin passwd carol"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("audit %q, want %q", got, want)
+	}
 }

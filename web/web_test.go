@@ -166,6 +166,21 @@ func TestRefusedWithoutSession(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("bearer admin token on a page: %d", resp.StatusCode)
 	}
+	// The login page and the static files are all that is served without a session.
+	for path, typ := range map[string]string{"/dashboard/login": "text/html", "/dashboard/static/app.js": "javascript", "/dashboard/static/app.css": "text/css"} {
+		resp, err := a.c.Get(p.Base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), typ) ||
+			!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: %d %v", path, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp, err := a.c.Get(p.Base + "/"); err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/dashboard/" {
+		t.Errorf("GET /: %v %v", resp, err)
+	}
 	unchanged(t, p, keys)
 }
 

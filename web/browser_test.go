@@ -197,7 +197,6 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys("#token", p.AdminToken), chromedp.Click("#login-token"),
 		chromedp.WaitVisible("#m-connections"))
 	until(t, ctx, "the charts draw", `document.querySelectorAll("svg polyline").length == 4`)
-	screenshot(t, ctx, "overview")
 
 	// A client connects: its live sockets change without a reload.
 	run(t, ctx, "user page", chromedp.Navigate(base+"/dashboard/users/alice"), chromedp.WaitVisible("#sockets-phone"))
@@ -240,6 +239,10 @@ func TestBrowser(t *testing.T) {
 		run(t, ctx, page, chromedp.Navigate(base+"/dashboard/"+page), chromedp.WaitVisible("main h1"))
 		screenshot(t, ctx, page)
 	}
+
+	run(t, ctx, "overview again", chromedp.Navigate(base+"/dashboard/"), chromedp.WaitVisible("#m-connections"))
+	until(t, ctx, "the charts draw the history", `document.querySelectorAll("svg polyline").length == 4`)
+	screenshot(t, ctx, "overview")
 
 	// At phone width the overview fits without scrolling sideways.
 	run(t, ctx, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/dashboard/"),

@@ -84,16 +84,13 @@ func (d *Dashboard) renderUser(w http.ResponseWriter, r *http.Request, s *sessio
 			}
 			row.Low = len(row.Stock) == 0
 			for _, st := range row.Stock {
-				row.Low = row.Low || st.Available < lowStock
+				row.Low = row.Low || st.Available < d.cfg.LowStock
 			}
 		}
 		data.Clients = append(data.Clients, row)
 	}
 	d.render(w, r, s, http.StatusOK, "user", "User "+name, data)
 }
-
-// lowStock is the KeyPackage count the users page marks as low.
-const lowStock = 10
 
 func (d *Dashboard) addUser(w http.ResponseWriter, r *http.Request, s *session) {
 	name := strings.TrimSpace(r.PostForm.Get("name"))

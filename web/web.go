@@ -43,6 +43,9 @@ type Config struct {
 	MaxSessions int
 	// Limits are shown on the policy page.
 	Limits []Limit
+	// LowStock is the KeyPackage count under which a client's stock is shown as low
+	// (the provider's key_packages.low_threshold; default 5).
+	LowStock int
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -63,6 +66,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = 1000
+	}
+	if c.LowStock <= 0 {
+		c.LowStock = 5
 	}
 	if c.Now == nil {
 		c.Now = time.Now

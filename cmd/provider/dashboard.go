@@ -48,7 +48,8 @@ func (p *Provider) newDashboard(reg *prometheus.Registry) (*web.Dashboard, error
 	}
 	dc := cfg.Dashboard
 	return web.New(web.Config{Domain: cfg.Domain, Logger: p.Log, IdleTimeout: dc.IdleTimeout.D(), MaxAge: dc.MaxAge.D(),
-		LoginRate: dc.LoginsPerMinute / 60, LoginBurst: dc.LoginBurst, MaxSessions: dc.MaxSessions, Limits: []web.Limit{
+		LoginRate: dc.LoginsPerMinute / 60, LoginBurst: dc.LoginBurst, MaxSessions: dc.MaxSessions,
+		LowStock: cfg.KeyPackages.LowThreshold, Limits: []web.Limit{
 			{Name: "messages per second per user", Value: fmt.Sprint(cfg.Hub.RatePerSecond)},
 			{Name: "message burst per user", Value: fmt.Sprint(cfg.Hub.RateBurst)},
 			{Name: "reports per second per client", Value: fmt.Sprint(cfg.Hub.ReportRate)},

@@ -24,8 +24,22 @@
         line = document.createElementNS(svgNS, "polyline");
         label = document.createElementNS(svgNS, "text");
         label.setAttribute("x", "4");
-        label.setAttribute("y", "12");
-        svg.append(line, label);
+        label.setAttribute("y", "24");
+        const base = document.createElementNS(svgNS, "line");
+        base.setAttribute("x1", "0");
+        base.setAttribute("x2", "600");
+        base.setAttribute("y1", "115");
+        base.setAttribute("y2", "115");
+        const ago = document.createElementNS(svgNS, "text");
+        ago.setAttribute("x", "4");
+        ago.setAttribute("y", "108");
+        ago.textContent = "10 min ago";
+        const now = document.createElementNS(svgNS, "text");
+        now.setAttribute("x", "596");
+        now.setAttribute("y", "108");
+        now.setAttribute("text-anchor", "end");
+        now.textContent = "now";
+        svg.append(base, ago, now, line, label);
       }
       line.setAttribute("points", pts);
       label.textContent = "max " + fmt(key, top);

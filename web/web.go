@@ -46,8 +46,8 @@ type Config struct {
 	// LowStock is the KeyPackage count under which a client's stock is shown as low
 	// (the provider's key_packages.low_threshold; default 5).
 	LowStock int
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // WithDefaults fills in what is unset.

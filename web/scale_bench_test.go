@@ -30,6 +30,9 @@ import (
 // TestDialerProcess), so each process needs about 10,000 open files.
 func BenchmarkDashboard10k(b *testing.B) {
 	const clients = 10_000
+	if testing.Short() {
+		b.Skip("opens 10,000 sockets for two minutes: not with -short")
+	}
 	raiseNoFile(b, 15_000)
 	p := providertest.Start(b, "a.example", nil, func(c *provider.Config) {
 		c.Gateway.MaxUnauthenticated, c.Gateway.MaxUnauthenticatedPerAddress = 4096, 4096

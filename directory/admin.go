@@ -32,6 +32,7 @@ type AdminToken struct {
 	ExpiresAt  time.Time // zero: never expires
 	RevokedAt  time.Time // zero while not revoked
 	LastUsedAt time.Time // zero: never used; updated at most once a minute
+	ReadOnly   bool      // the token may look (GET) but change nothing
 }
 
 // Active reports whether the token authenticates requests at now.
@@ -82,6 +83,13 @@ func (d *Directory) EnsureAdmin(ctx context.Context) (string, error) {
 // NewAdminToken creates an admin credential named name that expires after ttl (0:
 // never) and returns it; only its hash is kept.
 func (d *Directory) NewAdminToken(ctx context.Context, name string, ttl time.Duration) (string, AdminToken, error) {
+	return d.NewAdminTokenRole(ctx, name, ttl, false)
+}
+
+// NewAdminTokenRole is NewAdminToken for a token that is read-only when readOnly
+// is set: it may look at everything (the API's GETs, the dashboard's pages) and
+// change nothing.
+func (d *Directory) NewAdminTokenRole(ctx context.Context, name string, ttl time.Duration, readOnly bool) (string, AdminToken, error) {
 	if err := ValidAdminTokenName(name); err != nil {
 		return "", AdminToken{}, err
 	}
@@ -89,7 +97,7 @@ func (d *Directory) NewAdminToken(ctx context.Context, name string, ttl time.Dur
 		return "", AdminToken{}, fmt.Errorf("directory: new admin token: negative lifetime %v", ttl)
 	}
 	now := d.now().UTC().Truncate(time.Millisecond)
-	t := AdminToken{Name: name, CreatedAt: now}
+	t := AdminToken{Name: name, CreatedAt: now, ReadOnly: readOnly}
 	if ttl > 0 {
 		t.ExpiresAt = now.Add(ttl)
 	}
@@ -170,22 +178,29 @@ func (d *Directory) findAdminToken(ctx context.Context, ref string) (AdminToken,
 // use at most once a minute per token; a failure to record it does not refuse the
 // request (a store that cannot write must still be inspectable).
 func (d *Directory) AdminAuthenticate(ctx context.Context, token string) (bool, error) {
-	if len(token) == 0 || len(token) > 256 {
-		return false, nil
+	_, ok, err := d.AdminTokenFor(ctx, token)
+	return ok, err
+}
+
+// AdminTokenFor is AdminAuthenticate that also returns the token's record (its id,
+// name and role) when it authenticates.
+func (d *Directory) AdminTokenFor(ctx context.Context, token string) (AdminToken, bool, error) {
+	if len(token) == 0 || len(token) > 256 || !strings.HasPrefix(token, AdminTokenPrefix) {
+		return AdminToken{}, false, nil
 	}
 	t, err := d.store.AdminTokenByHash(ctx, HashToken(token))
 	if errors.Is(err, ErrNotFound) {
-		return false, nil
+		return AdminToken{}, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("directory: admin authenticate: %w", err)
+		return AdminToken{}, false, fmt.Errorf("directory: admin authenticate: %w", err)
 	}
 	now := d.now()
 	if !t.Active(now) {
-		return false, nil
+		return AdminToken{}, false, nil
 	}
 	if now.Sub(t.LastUsedAt) >= adminTouchEvery {
 		_ = d.store.TouchAdminToken(ctx, t.ID, now)
 	}
-	return true, nil
+	return t, true, nil
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"runtime"
 	"runtime/debug"
@@ -73,14 +74,28 @@ func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok {
 			return problem(http.StatusUnauthorized, "unauthorized", "an admin bearer token is required")
 		}
-		valid, err := s.deps.Directory.AdminAuthenticate(c.Request().Context(), token)
+		t, valid, err := s.deps.Directory.AdminTokenFor(c.Request().Context(), token)
 		if err != nil {
 			return err
 		}
 		if !valid {
 			return problem(http.StatusUnauthorized, "unauthorized", "unknown, revoked or expired admin token")
 		}
+		if t.ReadOnly && c.Request().Method != http.MethodGet && c.Request().Method != http.MethodHead {
+			return problem(http.StatusForbidden, "forbidden", "a read-only admin token changes nothing")
+		}
+		c.Set(adminActorKey, fmt.Sprintf("token:%s#%d", t.Name, t.ID))
 		return next(c)
+	}
+}
+
+const adminActorKey = "mimids.admin"
+
+// audit records a change made through the admin API.
+func (s *Server) audit(c echo.Context, action, format string, args ...any) {
+	if s.deps.Audit != nil {
+		actor, _ := c.Get(adminActorKey).(string)
+		s.deps.Audit(c.Request().Context(), "api "+actor, action, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -95,6 +110,7 @@ func (s *Server) adminRoutes(g *echo.Group) {
 	g.POST("/debug/gc", func(c echo.Context) error {
 		runtime.GC()
 		debug.FreeOSMemory()
+		s.audit(c, "debug.gc", "")
 		return c.JSON(http.StatusOK, map[string]any{"sockets": s.Connected()})
 	})
 }
@@ -153,6 +169,7 @@ func (s *Server) addUser(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "user.add", "user %s", u.Name)
 	return c.JSON(http.StatusCreated, userJSON{Name: u.Name, UserID: s.deps.Directory.UserURI(u.Name), CreatedAt: u.CreatedAt.Format(timeFormat)})
 }
 
@@ -165,6 +182,7 @@ func (s *Server) removeUser(c echo.Context) error {
 		s.CloseClient(cl.ID, protocol.CloseRevoked, "user removed")
 		s.revoked(cl.ID)
 	}
+	s.audit(c, "user.remove", "user %s (%d clients)", c.Param("user"), len(cs))
 	return c.JSON(http.StatusOK, map[string]any{"removed_clients": len(cs)})
 }
 
@@ -193,6 +211,7 @@ func (s *Server) addClient(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "client.add", "client %s", s.deps.Directory.ClientURI(cl))
 	out := s.clientJSON(cl)
 	out.Token = token
 	return c.JSON(http.StatusCreated, out)
@@ -205,6 +224,7 @@ func (s *Server) revokeClient(c echo.Context) error {
 	}
 	n := s.CloseClient(cl.ID, protocol.CloseRevoked, "token revoked")
 	s.revoked(cl.ID)
+	s.audit(c, "client.revoke", "client %s (%d sockets closed)", s.deps.Directory.ClientURI(cl), n)
 	out := s.clientJSON(cl)
 	out.Connected = 0
 	return c.JSON(http.StatusOK, map[string]any{"client": out, "closed_sockets": n})
@@ -235,5 +255,6 @@ func (s *Server) postNotice(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
+	s.audit(c, "notice.send", "%d entries", n)
 	return c.JSON(http.StatusAccepted, map[string]any{"enqueued": n})
 }

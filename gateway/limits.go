@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -67,6 +68,18 @@ func (s *Server) admit(ss *session) (refused string) {
 	return ""
 }
 
+// ClientSockets returns how many authenticated sockets a client has and when it was
+// last seen: now while connected, else when its last socket closed since this
+// process started (zero if it never connected).
+func (s *Server) ClientSockets(clientID int64) (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cs := s.byClient[clientID]; cs != nil {
+		return len(cs.sessions), time.Now()
+	}
+	return 0, s.lastSeen[clientID]
+}
+
 // unregister forgets a session that has ended.
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
@@ -81,6 +94,7 @@ func (s *Server) unregister(ss *session) {
 		delete(cs.sessions, ss)
 		if len(cs.sessions) == 0 {
 			delete(s.byClient, id)
+			s.lastSeen[id] = time.Now()
 		}
 	}
 	if s.byUser[user]--; s.byUser[user] <= 0 {

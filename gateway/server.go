@@ -34,7 +34,7 @@ import (
 type Directory interface {
 	Domain() string
 	Authenticate(ctx context.Context, token []byte) (directory.Client, error)
-	AdminAuthenticate(ctx context.Context, token string) (bool, error)
+	AdminTokenFor(ctx context.Context, token string) (directory.AdminToken, bool, error)
 	UserURI(user string) string
 	ClientURI(c directory.Client) string
 	AddUser(ctx context.Context, name string) (directory.User, error)
@@ -91,6 +91,9 @@ type Deps struct {
 	Reports Reports
 	// KeyPackages, if set, serves key_package_upload and key_package_count.
 	KeyPackages KeyPackages
+	// Audit, if set, records every change made through the admin API: who (the
+	// admin token), what, and its detail.
+	Audit func(ctx context.Context, actor, action, detail string)
 	// OnChange, if set, receives every store change made by other processes, after
 	// the gateway applied those it handles itself (revocations, mailbox pokes).
 	OnChange func(directory.Change)
@@ -138,6 +141,7 @@ type Server struct {
 	sessions     map[*session]struct{}    // Guarded by mu.
 	byClient     map[int64]*clientSockets // authenticated sockets; Guarded by mu.
 	byUser       map[string]int           // authenticated sockets per user name; Guarded by mu.
+	lastSeen     map[int64]time.Time      // when a client's last socket closed; Guarded by mu.
 	unauth       int                      // sockets accepted, not yet authenticated; Guarded by mu.
 	unauthByAddr map[string]int           // the same per source address; Guarded by mu.
 }
@@ -155,7 +159,7 @@ func New(cfg Config, deps Deps) *Server {
 		cfg: cfg, deps: deps, log: deps.Logger, metrics: newMetrics(deps.Registry),
 		handlers: make(map[protocol.Method]Handler),
 		sessions: make(map[*session]struct{}), byClient: make(map[int64]*clientSockets),
-		byUser: make(map[string]int), unauthByAddr: make(map[string]int), ownBodyLimit: make(map[string]bool),
+		byUser: make(map[string]int), lastSeen: make(map[int64]time.Time), unauthByAddr: make(map[string]int), ownBodyLimit: make(map[string]bool),
 	}
 	s.connCfg = s.connConfig()
 	s.metrics.queueGauges(deps.Registry, s.connCfg.Total)

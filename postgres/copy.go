@@ -14,7 +14,7 @@ import (
 // copyOrder is every table of the schema that CopyFrom fills, parents before the
 // tables that refer to them.
 var copyOrder = []string{
-	"users", "clients", "admin_tokens", "mailbox", "change_log",
+	"users", "clients", "admin_tokens", "admin_passwords", "admin_audit", "mailbox", "change_log",
 	"key_packages", "served_key_packages", "key_package_low",
 	"hub_groups", "hub_partitions", "hub_log", "hub_welcomes", "hub_bans", "hub_reports",
 	"ohttp_keys",

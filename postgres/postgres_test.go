@@ -143,3 +143,7 @@ func TestMint(t *testing.T) {
 		t.Fatalf("reopened with %+v, want %x", again, inc.ID)
 	}
 }
+
+func TestAdminStore(t *testing.T) {
+	storetest.RunAdmins(t, func(t *testing.T) storetest.AdminBackend { return openTest(t) })
+}

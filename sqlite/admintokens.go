@@ -10,12 +10,12 @@ import (
 	"github.com/mimids/mimids/directory"
 )
 
-const adminTokenCols = `id, name, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0), COALESCE(last_used_at, 0)`
+const adminTokenCols = `id, name, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0), COALESCE(last_used_at, 0), read_only`
 
 func scanAdminToken(s scanner) (directory.AdminToken, error) {
 	var t directory.AdminToken
 	var at, exp, rev, used int64
-	if err := s.Scan(&t.ID, &t.Name, &at, &exp, &rev, &used); err != nil {
+	if err := s.Scan(&t.ID, &t.Name, &at, &exp, &rev, &used, &t.ReadOnly); err != nil {
 		return t, err
 	}
 	t.CreatedAt = unixTime(at)
@@ -45,8 +45,8 @@ func (db *DB) CreateAdminToken(ctx context.Context, t directory.AdminToken, hash
 		t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Millisecond)
 	}
 	err := db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-			t.Name, hash, t.CreatedAt.UnixMilli(), optMillis(t.ExpiresAt))
+		res, err := tx.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at, expires_at, read_only) VALUES (?, ?, ?, ?, ?)`,
+			t.Name, hash, t.CreatedAt.UnixMilli(), optMillis(t.ExpiresAt), t.ReadOnly)
 		if isUnique(err) {
 			return fmt.Errorf("%w: admin token hash", directory.ErrExists)
 		}

@@ -138,3 +138,7 @@ var mailboxTargetAll = mailbox.Target{All: true}
 func TestGatewayKeyConformance(t *testing.T) {
 	storetest.RunGatewayKeys(t, func(t *testing.T) directory.GatewayKeyStore { return openTest(t) })
 }
+
+func TestAdminStore(t *testing.T) {
+	storetest.RunAdmins(t, func(t *testing.T) storetest.AdminBackend { return openTest(t) })
+}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -175,12 +178,51 @@ var adminTokenLegacy = verb{Help: usage.Help{Name: "admin token", Args: "[NAME]"
 
 // adminCommand is `mimids admin`: its one word is token.
 func adminCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	code, ok := usage.Group("admin", "Manages admin API credentials.",
-		[]usage.Verb{{Name: "token", Summary: "add | list | revoke admin API bearer tokens"}}, args, stdout, stderr)
+	code, ok := usage.Group("admin", "Manages admin API and dashboard credentials.",
+		[]usage.Verb{{Name: "token", Summary: "add | list | revoke admin API bearer tokens"},
+			{Name: "passwd", Summary: adminPasswd.Summary}}, args, stdout, stderr)
 	if !ok {
 		return code
 	}
+	if args[0] == "passwd" {
+		passwdInput = stdin
+		return adminPasswd.run(args[1:], stdout, stderr)
+	}
 	return adminTokenCommand(args[1:], stdin, stdout, stderr)
+}
+
+// passwdInput is where `mimids admin passwd` reads the password (the command's
+// standard input).
+var passwdInput io.Reader = os.Stdin
+
+// adminPasswd is `mimids admin passwd NAME`: it sets the dashboard password of an
+// admin name, read as the first line of standard input.
+var adminPasswd = verb{Help: usage.Help{Name: "admin passwd", Args: "NAME",
+	Summary: "Sets the dashboard password of admin NAME, read from the first line of standard input.",
+	Example: "admin passwd -data ./data alice < pw.txt",
+	Details: fmt.Sprintf("NAME is as for admin tokens; the password has %d to %d bytes and is stored as an argon2id hash.\n"+
+		"-read-only makes a login that sees everything and changes nothing. Setting a password again ends the\n"+
+		"dashboard sessions opened with the old one.", directory.MinAdminPassword, directory.MaxAdminPassword)},
+	min: 1, max: 1, check: func(a []string) error { return directory.ValidAdminTokenName(a[0]) }, setup: adminPasswdSetup}
+
+func adminPasswdSetup(fs *flag.FlagSet) action {
+	readOnly := fs.Bool("read-only", false, "the login sees everything and changes nothing")
+	return func(ctx context.Context, e env, a []string) error {
+		line, err := bufio.NewReader(io.LimitReader(passwdInput, directory.MaxAdminPassword+2)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read the password: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if err := directory.NewAdmins(e.dir, e.db).SetPassword(ctx, a[0], pw, *readOnly); err != nil {
+			return err
+		}
+		role := "full"
+		if *readOnly {
+			role = "read-only"
+		}
+		fmt.Fprintf(e.out, "password set for admin %s (%s); only its argon2id hash is stored\n", a[0], role)
+		return nil
+	}
 }
 
 // adminTokenCommand is `mimids admin token`: a verb, a help word or a reserved word go
@@ -230,17 +272,18 @@ func (f *expiresFlag) Set(s string) error {
 func adminTokenAdd(fs *flag.FlagSet) action {
 	var expires expiresFlag
 	fs.Var(&expires, "expires", "lifetime of the token, e.g. 12h or 30d (default: never expires)")
+	readOnly := fs.Bool("read-only", false, "the token sees everything (API GETs, dashboard pages) and changes nothing")
 	return func(ctx context.Context, e env, a []string) error {
 		name := "admin"
 		if len(a) > 0 {
 			name = a[0]
 		}
-		token, t, err := e.dir.NewAdminToken(ctx, name, expires.d)
+		token, t, err := e.dir.NewAdminTokenRole(ctx, name, expires.d, *readOnly)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.out, "admin token: %s\n(shown once; only its hash is stored)\n", token)
-		fmt.Fprintf(e.out, "id: %d, name: %s, expires: %s\n", t.ID, t.Name, orNever(t.ExpiresAt))
+		fmt.Fprintf(e.out, "id: %d, name: %s, expires: %s, read-only: %t\n", t.ID, t.Name, orNever(t.ExpiresAt), t.ReadOnly)
 		return nil
 	}
 }
@@ -251,12 +294,16 @@ func adminTokenList(ctx context.Context, e env, _ []string) error {
 		return err
 	}
 	if len(ts) > 0 {
-		fmt.Fprintln(e.out, "id\tname\tcreated\texpires\tlast used\tstate")
+		fmt.Fprintln(e.out, "id\tname\tcreated\texpires\tlast used\tstate\trole")
 	}
 	now := time.Now()
 	for _, t := range ts {
-		fmt.Fprintf(e.out, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339),
-			orNever(t.ExpiresAt), orNever(t.LastUsedAt), t.State(now))
+		role := "full"
+		if t.ReadOnly {
+			role = "read-only"
+		}
+		fmt.Fprintf(e.out, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339),
+			orNever(t.ExpiresAt), orNever(t.LastUsedAt), t.State(now), role)
 	}
 	none(e.out, len(ts), "admin tokens")
 	return nil

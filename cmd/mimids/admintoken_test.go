@@ -95,7 +95,7 @@ func TestAdminTokensAgainstRunningServer(t *testing.T) {
 
 	code, out, errs = mimids(t, "admin", "token", "list", "-data", data)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || len(lines) != 6 || lines[0] != "id\tname\tcreated\texpires\tlast used\tstate" {
+	if code != 0 || len(lines) != 6 || lines[0] != "id\tname\tcreated\texpires\tlast used\tstate\trole" {
 		t.Fatalf("list: exit %d, stderr %q, stdout:\n%s", code, errs, out)
 	}
 	for i, want := range []struct{ name, state string }{
@@ -103,7 +103,7 @@ func TestAdminTokensAgainstRunningServer(t *testing.T) {
 	} {
 		f := strings.Split(lines[i+1], "\t")
 		used := want.name == "short" || f[4] != "never" // short may expire before its first use
-		if len(f) != 6 || f[1] != want.name || !strings.HasPrefix(f[5], want.state) || !used {
+		if len(f) != 7 || f[6] != "full" || f[1] != want.name || !strings.HasPrefix(f[5], want.state) || !used {
 			t.Errorf("list line %d %q, want %s %s, used", i+1, lines[i+1], want.name, want.state)
 		}
 	}

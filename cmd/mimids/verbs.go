@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -90,7 +91,37 @@ func (v verb) run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mimids %s: %v\n", v.Name, err)
 		return 1
 	}
+	auditCLI(ctx, e, v.Name, fs.Args(), stderr)
 	return 0
+}
+
+// auditedVerbs are the verbs that change what the dashboard's audit log covers.
+var auditedVerbs = map[string]bool{"admin passwd": true, "admin token": true, "admin token add": true,
+	"admin token revoke": true, "ban add": true, "ban remove": true, "client add": true, "client revoke": true,
+	"group terminate": true, "keys rotate": true, "notice": true, "peer add": true, "peer remove": true,
+	"tokens revoke": true, "tokens rotate": true, "user add": true, "user remove": true}
+
+// auditCLI writes a change made with the CLI to the audit log, as "cli USER"; an
+// argument that is a credential is left out. A failure to write it is reported, not
+// fatal: the change is made.
+func auditCLI(ctx context.Context, e env, name string, args []string, stderr io.Writer) {
+	if !auditedVerbs[name] {
+		return
+	}
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = a
+		if strings.HasPrefix(a, directory.AdminTokenPrefix) || strings.HasPrefix(a, "mdt_") || strings.HasPrefix(a, "mbt_") {
+			shown[i] = "(a token)"
+		}
+	}
+	who := "cli"
+	if u := os.Getenv("USER"); u != "" {
+		who += " " + u
+	}
+	if err := directory.NewAdmins(e.dir, e.db).Record(ctx, who, name, strings.Join(shown, " ")); err != nil {
+		fmt.Fprintf(stderr, "mimids %s: the change is made but not audited: %v\n", name, err)
+	}
 }
 
 // word is the verb's last word ("add" of "user add").

@@ -55,6 +55,8 @@ type Config struct {
 	// (scale-out): with cluster.nats_url, the nodes tell each other over NATS what
 	// they commit (natsbus/). Without it, a single node.
 	Cluster ClusterConfig `json:"cluster"`
+	// Dashboard tunes the admin dashboard's sessions and logins.
+	Dashboard DashboardConfig `json:"dashboard"`
 	// Clock, if set, is the time of KeyPackage validation, claims and discovery
 	// tokens (tests run real KeyPackages at their fixture time). Not configurable.
 	Clock func() time.Time `json:"-"`
@@ -268,6 +270,8 @@ func DefaultConfig() Config {
 		PeerRefresh: gateway.Duration(2 * time.Second), CopyIdle: gateway.Duration(follower.DefaultCopyIdle),
 		CopyRetention: gateway.Duration(follower.DefaultCopyRetention)}
 	c.Cluster = ClusterConfig{PollInterval: gateway.Duration(10 * time.Second)}
+	c.Dashboard = DashboardConfig{IdleTimeout: gateway.Duration(30 * time.Minute), MaxAge: gateway.Duration(12 * time.Hour),
+		LoginsPerMinute: 10, LoginBurst: 10, MaxSessions: 1000}
 	return c
 }
 
@@ -383,6 +387,7 @@ func (c Config) Validate() error {
 		// took the push: link leases (federation.Leaser) are not wired yet.
 		bad("cluster.nats_url with federation is not supported yet (one node per federating provider)")
 	}
+	c.Dashboard.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -40,13 +40,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.KeyPackages.UploadRate = 0
 	c.Mailbox.MaxBytes = 1000
 	c.Cluster = ClusterConfig{NATSURL: "::nowhere", Subject: "mimids.*", PollInterval: 0}
+	c.Dashboard.MaxAge = 0
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
 		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls",
-		"report_rate", "upload_rate", "mailbox: ", "cluster.nats_url", "cluster.subject", "cluster.poll_interval"} {
+		"report_rate", "upload_rate", "mailbox: ", "cluster.nats_url", "cluster.subject", "cluster.poll_interval", "dashboard: idle_timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s:\n%v", want, err)
 		}

@@ -38,6 +38,8 @@ type Provider struct {
 	// GatewayKeys loads and rotates Keys in the store.
 	GatewayKeys *directory.GatewayKeys
 	Gateway     *gateway.Server
+	// Dashboard is the admin dashboard the gateway serves under /dashboard/.
+	Dashboard *web.Dashboard
 	// Federation is the link layer to peer providers, nil unless federation is
 	// configured (federation.cert_file). Later parts register their envelope
 	// handlers on it (Handle, HandleAtomic, OnAnswer) in New, before Run.
@@ -54,7 +56,8 @@ type Provider struct {
 	copies  *follower.Copies // local copies of partitions followed elsewhere; nil without federation
 	pushers *pushers         // pushes hosted partitions to followers; nil without federation
 
-	enqueued func(n int) // counts mailbox entries in mimids_mailbox_enqueued_total
+	enqueued func(n int)       // counts mailbox entries in mimids_mailbox_enqueued_total
+	admins   *directory.Admins // admin logins and the audit log
 }
 
 // New wires the parts of a provider over an open store.
@@ -119,10 +122,13 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (_ *Provid
 	if p.copies, err = p.newCopies(ctx); err != nil {
 		return nil, err
 	}
+	if p.Dashboard, err = p.newDashboard(reg); err != nil {
+		return nil, err
+	}
 	p.Gateway = gateway.New(cfg.Gateway, gateway.Deps{
 		Directory: p.Dir, Mailbox: p.Mailbox, Ready: p.readiness(), Incarnation: db.IncarnationID(), Logger: log, Registry: reg,
 		Revocations: revocations,
-		Dashboard:   web.Placeholder(cfg.Domain), OnChange: p.onChange,
+		Dashboard:   p.Dashboard, OnChange: p.onChange, Audit: p.auditAPI,
 		Groups:     &gateway.Router{Hub: p.Hub.Methods(), Follower: p.newFollower().Methods(), NotHosted: hub.NotHosted},
 		Partitions: p.partitions(), Reports: p.Policy, KeyPackages: p.KPs,
 	})
@@ -254,6 +260,7 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 			return p.Bus.Run(ctx, natsbus.Targets{Hub: p.Hub, Mailbox: p.Mailbox, Sockets: p.Gateway})
 		})
 	}
+	g.Go(func() error { return p.Dashboard.Run(ctx) })
 	if p.Federation != nil {
 		g.Go(func() error { return p.Federation.Run(ctx) })
 		g.Go(func() error { return p.welcomes.run(ctx) })

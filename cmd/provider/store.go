@@ -31,6 +31,7 @@ type Store interface {
 	directory.DiscoveryStore
 	directory.PolicyStore
 	directory.GatewayKeyStore
+	directory.AdminStore
 	mailbox.Store
 	hub.Store
 	federation.Store
@@ -48,6 +49,8 @@ type Store interface {
 	// Ready is what /readyz reports of the store.
 	Ready(ctx context.Context) []gateway.ReadyCheck
 	SchemaVersion(ctx context.Context) (int, error)
+	// MailboxDepth is every entry waiting in a mailbox (the dashboard's overview).
+	MailboxDepth(ctx context.Context) (int64, error)
 	// TotalRows counts the rows of every table.
 	TotalRows(ctx context.Context) (int64, error)
 	Close() error

@@ -1,0 +1,130 @@
+// Two TypeScript clients against a real `mimids` built from this repository.
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import * as M from "ts-mls";
+import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { treeHashRoot } from "ts-mls/treeHash.js";
+import { fromUtf8, toHex, type Group, MimidsError } from "../src/index.js";
+import { buildMimids, poll, Provider, tempDir, User } from "./harness.js";
+
+const tmp = tempDir();
+let a: Provider;
+let alice: User;
+let bob: User;
+
+before(async () => {
+  const bin = await buildMimids(tmp.dir);
+  a = new Provider(bin, tmp.dir, "a.example");
+  await a.configure();
+  await a.start();
+  alice = new User("alice", a, await a.addClient("alice"));
+  bob = new User("bob", a, await a.addClient("bob"));
+  await alice.connect();
+  await bob.connect();
+});
+
+after(async () => {
+  alice?.close();
+  bob?.close();
+  await a?.stop();
+  tmp.cleanup();
+});
+
+/** The hub's public view of the group, from group_info. */
+async function hubView(u: User, g: Group): Promise<{ epoch: bigint; treeHash: string; members: string[] }> {
+  const r = await u.client.groupInfo(g.groupId);
+  const msg = M.decodeMlsMessage(r.groupInfo, 0)?.[0];
+  assert.ok(msg && msg.wireformat === "mls_group_info");
+  const gi = msg.groupInfo;
+  let tree = r.ratchetTree ? decodeRatchetTree(r.ratchetTree, 0)?.[0] : undefined;
+  const ext = gi.extensions.find((e) => e.extensionType === "ratchet_tree" || e.extensionType === 2);
+  if (!tree && ext) tree = decodeRatchetTree(ext.extensionData, 0)?.[0];
+  assert.ok(tree, "hub serves a tree");
+  const members: string[] = [];
+  tree.forEach((n, i) => {
+    if (i % 2 === 0 && n !== undefined && n.nodeType === "leaf" && n.leaf.credential.credentialType === "basic") members.push(fromUtf8(n.leaf.credential.identity));
+  });
+  const impl = g.member.impl;
+  assert.equal(toHex(await treeHashRoot(tree, impl.hash)), toHex(gi.groupContext.treeHash));
+  return { epoch: gi.groupContext.epoch, treeHash: toHex(gi.groupContext.treeHash), members };
+}
+
+async function sameView(u: User, ...gs: Group[]): Promise<void> {
+  const hub = await hubView(u, gs[0]);
+  for (const g of gs) assert.deepEqual(await g.view(), hub);
+}
+
+const plaintexts: string[] = [];
+function say(g: Group, text: string): Promise<number> {
+  plaintexts.push(text);
+  return g.send(text);
+}
+
+test("KeyPackages: upload with one last resort, stock counted", async () => {
+  const refs = await bob.member.publishKeyPackages(3, true);
+  assert.equal(refs.length, 4);
+  const c = await bob.client.keyPackageCount(1);
+  assert.deepEqual(c, { cipherSuite: 1, available: 3, lastResort: true });
+  await alice.member.publishKeyPackages(2, true);
+  // Pipelined requests on one socket are answered each.
+  const answers = await Promise.all(await alice.client.pipeline([1, 2, 3].map((i) => ({ method: 1, body: new Uint8Array([i]) }))));
+  assert.deepEqual(answers.map((b) => b[0]), [1, 2, 3]);
+  // Typed errors: an unknown method.
+  await assert.rejects(alice.client.request(0x7777, new Uint8Array(0)), (e: unknown) => e instanceof MimidsError && e.codeName === "unknown_method");
+});
+
+test("full flow on one provider: create, add by fetch, Welcome, chat both ways, remove, re-add", async () => {
+  const g = await alice.member.createGroup();
+  await sameView(alice, g);
+
+  const add = await g.add([bob.uri]);
+  assert.equal(add.won, true);
+  await poll("bob joins", () => bob.events.some((e) => e.type === "joined") || undefined);
+  const gb = bob.member.groups.get(toHex(g.groupId));
+  assert.ok(gb);
+  await sameView(alice, g, gb);
+  assert.deepEqual(g.members(), [alice.uri, bob.uri]);
+  assert.equal(toHex(gb.partitionKey), toHex(g.partitionKey), "one partition key rule on both sides");
+
+  await say(g, "hello bob, secret-plaintext-1");
+  await bob.waitText("hello bob, secret-plaintext-1");
+  await say(gb, "hi alice, secret-plaintext-2");
+  await alice.waitText("hi alice, secret-plaintext-2");
+  for (let i = 0; i < 20; i++) await say(i % 2 ? g : gb, `burst-plaintext-${i}`);
+  await bob.waitText("burst-plaintext-19");
+  await alice.waitText("burst-plaintext-18");
+  // In order, once each.
+  const odd = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19];
+  assert.deepEqual(bob.texts().filter((t) => t.includes("burst-plaintext-")), odd.map((i) => `${alice.uri}: burst-plaintext-${i}`));
+  assert.deepEqual(alice.texts().filter((t) => t.includes("burst-plaintext-")), odd.map((i) => `${bob.uri}: burst-plaintext-${i - 1}`));
+
+  const rm = await g.remove([bob.uri]);
+  assert.equal(rm.won, true);
+  await poll("bob removed", () => bob.events.some((e) => e.type === "removed") || undefined);
+  await sameView(alice, g);
+  assert.deepEqual(g.members(), [alice.uri]);
+
+  bob.events = bob.events.filter((e) => e.type === "message");
+  const re = await g.add([bob.uri]);
+  assert.equal(re.won, true);
+  await poll("bob joins again", () => bob.events.some((e) => e.type === "joined") || undefined);
+  const gb2 = bob.member.groups.get(toHex(g.groupId));
+  assert.ok(gb2 && gb2 !== gb);
+  await sameView(alice, g, gb2);
+  await say(gb2, "back again, secret-plaintext-3");
+  await alice.waitText("back again, secret-plaintext-3");
+  await say(g, "welcome back, secret-plaintext-4");
+  await bob.waitText("welcome back, secret-plaintext-4");
+});
+
+test("the store holds no plaintext of any application message", async () => {
+  assert.ok(plaintexts.length > 20);
+  const files = readdirSync(a.dataDir).map((f) => join(a.dataDir, f));
+  const blob = Buffer.concat(files.map((f) => readFileSync(f)));
+  assert.ok(blob.length > 0);
+  for (const p of plaintexts) assert.equal(blob.indexOf(Buffer.from(p)), -1, `plaintext ${p} in the store`);
+  // The check can see: a string the server does store is found.
+  assert.notEqual(blob.indexOf(Buffer.from(alice.uri)), -1);
+});

@@ -49,3 +49,12 @@ lint:
 
 clean:
 	rm -rf bin
+
+# --- TypeScript SDK (issue 14): sdk/typescript, needs Node 20+ and npm ---
+# sdk-test: its codec, OHTTP and integration tests (against a bin built from this tree).
+# test-all: the Go tests, then the SDK's.
+.PHONY: sdk-test test-all
+sdk-test:
+	cd sdk/typescript && npm ci --no-audit --no-fund && npm test
+test-all: test sdk-test
+

@@ -232,8 +232,14 @@ export class Group {
   /** Encrypts and sends an application message; resolves with its counter. */
   async send(text: string): Promise<number> {
     const bytes = await this.locked(() => this.encrypt(text));
-    return this.member.client.send({ message: bytes, partitionKey: this.partitionKey, commitData: null });
+    const pk = this.partitionKey;
+    // One send in flight per group: the server may sequence concurrent requests in
+    // any order, and a chat wants the order the user typed.
+    const run = this.sendChain.then(() => this.member.client.send({ message: bytes, partitionKey: pk, commitData: null }));
+    this.sendChain = run.catch(() => undefined);
+    return run;
   }
+  private sendChain: Promise<unknown> = Promise.resolve();
 
   private async encrypt(text: string): Promise<Uint8Array> {
     const body = utf8(JSON.stringify({ from: this.member.identity, text }));

@@ -128,3 +128,63 @@ test("the store holds no plaintext of any application message", async () => {
   // The check can see: a string the server does store is found.
   assert.notEqual(blob.indexOf(Buffer.from(alice.uri)), -1);
 });
+
+test("provider restart mid-chat: both clients reconnect and resume, nothing lost or duplicated", async () => {
+  const g = alice.member.groups.values().next().value as Group;
+  const gb = bob.member.groups.get(toHex(g.groupId));
+  assert.ok(g && gb);
+  const before = bob.client.reconnects;
+  const sends: Promise<number>[] = [];
+  for (let i = 0; i < 5; i++) sends.push(say(g, `restart-plaintext-${i}`));
+  await Promise.all(sends);
+  await a.stop();
+  // Sent while the provider is down: encrypted now, delivered after the restart.
+  for (let i = 5; i < 10; i++) sends.push(say(g, `restart-plaintext-${i}`));
+  await a.start();
+  const counters = await Promise.all(sends);
+  assert.equal(new Set(counters).size, 10, "ten distinct counters");
+  await bob.waitText("restart-plaintext-9");
+  assert.ok(bob.client.reconnects > before, "bob reconnected");
+  const got = bob.texts().filter((t) => t.includes("restart-plaintext-"));
+  assert.deepEqual(got, [...Array(10).keys()].map((i) => `${alice.uri}: restart-plaintext-${i}`));
+  await say(gb, "after restart, secret-plaintext-5");
+  await alice.waitText("after restart, secret-plaintext-5");
+});
+
+test("a Welcome whose KeyPackage was already used is reported, not joined", async () => {
+  // carol's only KeyPackage is a one-time one; a second group's Welcome reuses its ref.
+  const carol = new User("carol", a, await a.addClient("carol"));
+  await carol.connect();
+  try {
+    await carol.member.publishKeyPackages(1, false);
+    const g1 = await alice.member.createGroup();
+    assert.equal((await g1.add([carol.uri])).won, true);
+    await poll("carol joins", () => carol.events.some((e) => e.type === "joined") || undefined);
+    // A second Welcome naming the same ref (alice replays the first Welcome in a new group).
+    const g2 = await alice.member.createGroup();
+    await assert.rejects(g2.add([carol.uri])); // no KeyPackage left: fetch fails
+    const joined = carol.events.filter((e) => e.type === "joined").length;
+    assert.equal(joined, 1);
+    await carol.member.handleMailbox({
+      seq: 0n,
+      kind: 2,
+      enqueuedAtMs: 0n,
+      payload: (await import("../src/messages.js")).encodeWelcomeDelivery({
+        groupId: g2.groupId,
+        keyPackageRefs: [new Uint8Array(32)],
+        welcome: (await welcomeOf(g1)) ?? new Uint8Array(0),
+      }),
+    });
+    assert.ok(carol.events.some((e) => e.type === "welcome_unusable"));
+  } finally {
+    carol.close();
+  }
+});
+
+/** A Welcome-shaped MLSMessage for the unusable-Welcome check: re-encode the group's own GroupInfo is not one, so make a real Welcome by adding a throwaway KeyPackage locally. */
+async function welcomeOf(g: Group): Promise<Uint8Array | undefined> {
+  const impl = g.member.impl;
+  const kp = await M.generateKeyPackage({ credentialType: "basic", identity: new TextEncoder().encode("mimi://a.example/u/nobody") }, M.defaultCapabilities(), M.defaultLifetime, [], impl);
+  const res = await M.createCommit({ state: g.state, cipherSuite: impl }, { ratchetTreeExtension: true, extraProposals: [{ proposalType: "add", add: { keyPackage: kp.publicPackage } }] });
+  return res.welcome ? M.encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: res.welcome }) : undefined;
+}

@@ -10,6 +10,7 @@ import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { treeHashRoot } from "ts-mls/treeHash.js";
 import { equalBytes, fromUtf8, toHex, utf8 } from "./codec.js";
 import type { MailboxEntry, MimidsClient } from "./client.js";
+import { MimidsError } from "./errors.js";
 import * as m from "./messages.js";
 import { domainOf, type Remote } from "./remote.js";
 
@@ -222,7 +223,16 @@ export class Group {
     const masked = this.masked;
     const pk = this.partitionKey;
     this.counter = counter;
-    await this.member.client.subscribe(pk, counter, (c, msg) => this.onPush(masked, c, msg), undefined, masked);
+    const sub = () => this.member.client.subscribe(pk, counter, (c, msg) => this.onPush(masked, c, msg), undefined, masked);
+    try {
+      await sub();
+    } catch (err) {
+      // A follower learns a partition's hub from a `receive` (docs/protocol.md §5.10):
+      // a client just welcomed to a group hosted elsewhere reads first, then subscribes.
+      if (!(err instanceof MimidsError) || err.codeName !== "not_found") throw err;
+      await this.member.client.receive(pk, counter);
+      await sub();
+    }
   }
 
   stop(): void {

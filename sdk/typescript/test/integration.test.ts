@@ -119,16 +119,6 @@ test("full flow on one provider: create, add by fetch, Welcome, chat both ways, 
   await bob.waitText("welcome back, secret-plaintext-4");
 });
 
-test("the store holds no plaintext of any application message", async () => {
-  assert.ok(plaintexts.length > 20);
-  const files = readdirSync(a.dataDir).map((f) => join(a.dataDir, f));
-  const blob = Buffer.concat(files.map((f) => readFileSync(f)));
-  assert.ok(blob.length > 0);
-  for (const p of plaintexts) assert.equal(blob.indexOf(Buffer.from(p)), -1, `plaintext ${p} in the store`);
-  // The check can see: a string the server does store is found.
-  assert.notEqual(blob.indexOf(Buffer.from(alice.uri)), -1);
-});
-
 test("provider restart mid-chat: both clients reconnect and resume, nothing lost or duplicated", async () => {
   const g = alice.member.groups.values().next().value as Group;
   const gb = bob.member.groups.get(toHex(g.groupId));
@@ -188,3 +178,34 @@ async function welcomeOf(g: Group): Promise<Uint8Array | undefined> {
   const res = await M.createCommit({ state: g.state, cipherSuite: impl }, { ratchetTreeExtension: true, extraProposals: [{ proposalType: "add", add: { keyPackage: kp.publicPackage } }] });
   return res.welcome ? M.encodeMlsMessage({ version: "mls10", wireformat: "mls_welcome", welcome: res.welcome }) : undefined;
 }
+
+test("a commit that lost a fork race: the loser follows the first sequenced commit and is told", async () => {
+  const g = alice.member.groups.values().next().value as Group;
+  const gb = bob.member.groups.get(toHex(g.groupId));
+  assert.ok(g && gb);
+  const epoch = g.epoch;
+  alice.events = [];
+  bob.events = [];
+  // Both commit in the same partition at once (empty commits: a full UpdatePath each).
+  const [ra, rb] = await Promise.all([g.commit([], () => []), gb.commit([], () => [])]);
+  assert.equal(ra.won !== rb.won, true, "exactly one commit won");
+  const loser = ra.won ? bob : alice;
+  await poll("the loser is told", () => loser.events.some((e) => e.type === "fork" && e.lost) || undefined);
+  await poll("both in the next epoch", () => (g.epoch === epoch + 1n && gb.epoch === epoch + 1n) || undefined);
+  assert.deepEqual(await g.view(), await gb.view());
+  assert.equal(toHex(g.partitionKey), toHex(gb.partitionKey));
+  await say(g, "after the fork, secret-plaintext-6");
+  await bob.waitText("after the fork, secret-plaintext-6");
+  await say(gb, "after the fork, secret-plaintext-7");
+  await alice.waitText("after the fork, secret-plaintext-7");
+});
+
+test("the store holds no plaintext of any application message", async () => {
+  assert.ok(plaintexts.length > 20);
+  const files = readdirSync(a.dataDir).map((f) => join(a.dataDir, f));
+  const blob = Buffer.concat(files.map((f) => readFileSync(f)));
+  assert.ok(blob.length > 0);
+  for (const p of plaintexts) assert.equal(blob.indexOf(Buffer.from(p)), -1, `plaintext ${p} in the store`);
+  // The check can see: a string the server does store is found.
+  assert.notEqual(blob.indexOf(Buffer.from(alice.uri)), -1);
+});

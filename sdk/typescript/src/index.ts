@@ -7,6 +7,7 @@ export * from "./client.js";
 export * from "./bhttp.js";
 export * from "./ohttp.js";
 export * from "./remote.js";
+export * from "./storage.js";
 export { Member, Group, partitionKeyOf, PARTITION_KEY_LABEL, PARTITION_KEY_LENGTH, EXT_LAST_RESORT } from "./member.js";
 export type { GroupEvent, CommitOutcome } from "./member.js";
 export * as messages from "./messages.js";

@@ -8,7 +8,9 @@ import * as M from "ts-mls";
 import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { treeHashRoot } from "ts-mls/treeHash.js";
-import { equalBytes, fromUtf8, toHex, utf8 } from "./codec.js";
+import { defaultClientConfig } from "ts-mls/clientConfig.js";
+import { equalBytes, fromHex, fromUtf8, toHex, utf8 } from "./codec.js";
+import { MemoryStorage, type Storage } from "./storage.js";
 import type { MailboxEntry, MimidsClient } from "./client.js";
 import { MimidsError } from "./errors.js";
 import * as m from "./messages.js";
@@ -54,13 +56,65 @@ export class Member {
     readonly remote: Remote,
     readonly identity: string,
     readonly impl: M.CiphersuiteImpl,
+    readonly storage: Storage,
   ) {}
 
-  /** A member for the client's user; call after connect (the identity is the user URI). */
-  static async create(client: MimidsClient, remote: Remote): Promise<Member> {
+  /**
+   * A member for the client's user; call after connect (the identity is the user
+   * URI). With a storage, the KeyPackages and groups stored there come back and
+   * each group follows its partition again from the stored counter.
+   */
+  static async create(client: MimidsClient, remote: Remote, storage: Storage = new MemoryStorage()): Promise<Member> {
     const s = client.info ?? (await client.ready());
     const impl = await M.getCiphersuiteImpl(M.getCiphersuiteFromName(SUITE_NAME));
-    return new Member(client, remote, s.userId, impl);
+    const mb = new Member(client, remote, s.userId, impl, storage);
+    await mb.restore();
+    return mb;
+  }
+
+  private async restore(): Promise<void> {
+    for (const k of await this.storage.keys("kp:")) {
+      const v = await this.storage.get(k);
+      if (v === undefined) continue;
+      const o = JSON.parse(v) as { pub: string; init: string; hpke: string; sig: string; lastResort: boolean };
+      const pub = decodeKeyPackage(fromHex(o.pub), 0)?.[0];
+      if (!pub) continue;
+      this.keyPackages.set(k.slice(3), {
+        publicPackage: pub,
+        privatePackage: { initPrivateKey: fromHex(o.init), hpkePrivateKey: fromHex(o.hpke), signaturePrivateKey: fromHex(o.sig) },
+        lastResort: o.lastResort,
+      });
+    }
+    for (const k of await this.storage.keys("group:")) {
+      const v = await this.storage.get(k);
+      if (v === undefined) continue;
+      const o = JSON.parse(v) as { state: string; counter: number };
+      const gs = M.decodeGroupState(fromHex(o.state), 0)?.[0];
+      if (!gs) continue;
+      const g = await Group.open(this, { ...gs, clientConfig: defaultClientConfig });
+      this.groups.set(k.slice(6), g);
+      await g.follow(o.counter);
+    }
+  }
+
+  private async saveKeyPackage(ref: string, k: StoredKeyPackage): Promise<void> {
+    await this.storage.set(
+      `kp:${ref}`,
+      JSON.stringify({
+        pub: toHex(encodeKeyPackage(k.publicPackage)),
+        init: toHex(k.privatePackage.initPrivateKey),
+        hpke: toHex(k.privatePackage.hpkePrivateKey),
+        sig: toHex(k.privatePackage.signaturePrivateKey),
+        lastResort: k.lastResort,
+      }),
+    );
+  }
+
+  /** @internal Persists a group's state and position. */
+  async saveGroup(g: Group): Promise<void> {
+    const key = `group:${toHex(g.groupId)}`;
+    if (g.isStopped) await this.storage.delete(key);
+    else await this.storage.set(key, JSON.stringify({ state: toHex(M.encodeGroupState(g.state)), counter: g.counter }));
   }
 
   on(fn: (e: GroupEvent) => void): void {
@@ -85,7 +139,10 @@ export class Member {
     }
     const wire = made.map((k) => M.encodeMlsMessage({ version: "mls10", wireformat: "mls_key_package", keyPackage: k.publicPackage }));
     const refs = await this.client.uploadKeyPackages(wire);
-    refs.forEach((r, i) => this.keyPackages.set(toHex(r), made[i]));
+    for (const [i, r] of refs.entries()) {
+      this.keyPackages.set(toHex(r), made[i]);
+      await this.saveKeyPackage(toHex(r), made[i]);
+    }
     return refs;
   }
 
@@ -104,6 +161,7 @@ export class Member {
     });
     this.groups.set(toHex(groupId), g);
     await g.follow(0);
+    await this.saveGroup(g);
     return g;
   }
 
@@ -126,12 +184,17 @@ export class Member {
       return;
     }
     // One-time KeyPackages are used up; the last resort stays.
-    if (!stored.lastResort) for (const r of d.keyPackageRefs) this.keyPackages.delete(toHex(r));
+    if (!stored.lastResort)
+      for (const r of d.keyPackageRefs) {
+        this.keyPackages.delete(toHex(r));
+        await this.storage.delete(`kp:${toHex(r)}`);
+      }
     const key = toHex(state.groupContext.groupId);
     this.groups.get(key)?.stop();
     const g = await Group.open(this, state);
     this.groups.set(key, g);
     await g.follow(0);
+    await this.saveGroup(g);
     this.emit({ type: "joined", group: g });
   }
 
@@ -238,6 +301,9 @@ export class Group {
   stop(): void {
     this.stopped = true;
   }
+  get isStopped(): boolean {
+    return this.stopped;
+  }
 
   /** Encrypts and sends an application message; resolves with its counter. */
   async send(text: string): Promise<number> {
@@ -257,6 +323,7 @@ export class Group {
     this.state = newState;
     const bytes = M.encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage });
     this.sent.add(toHex(bytes));
+    await this.member.saveGroup(this);
     return bytes;
   }
 
@@ -306,7 +373,10 @@ export class Group {
   }
 
   private onPush(masked: Uint8Array, counter: number, hm: m.HubMessage): Promise<void> {
-    return this.locked(() => this.handlePush(masked, counter, hm));
+    return this.locked(async () => {
+      await this.handlePush(masked, counter, hm);
+      await this.member.saveGroup(this);
+    });
   }
 
   private async handlePush(masked: Uint8Array, counter: number, hm: m.HubMessage): Promise<void> {
@@ -378,6 +448,7 @@ export class Group {
 
   private removed(): void {
     this.stopped = true;
+    void this.member.saveGroup(this);
     this.member.emit({ type: "removed", group: this });
   }
 

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import * as M from "ts-mls";
 import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { treeHashRoot } from "ts-mls/treeHash.js";
-import { fromUtf8, toHex, type Group, MimidsError } from "../src/index.js";
+import { fromUtf8, toHex, type Group, MimidsError, MemoryStorage, StorageMarkStore, MimidsClient, Member, Remote } from "../src/index.js";
+import { nodeSocketFactory } from "../src/node.js";
 import { buildMimids, poll, Provider, tempDir, User } from "./harness.js";
 
 const tmp = tempDir();
@@ -198,6 +199,46 @@ test("a commit that lost a fork race: the loser follows the first sequenced comm
   await bob.waitText("after the fork, secret-plaintext-6");
   await say(gb, "after the fork, secret-plaintext-7");
   await alice.waitText("after the fork, secret-plaintext-7");
+});
+
+test("a client restarted from its storage resumes its groups and mailbox", async () => {
+  const storage = new MemoryStorage();
+  const token = await a.addClient("dora");
+  const open = async (events: string[]) => {
+    let mb: Member | undefined;
+    const c = new MimidsClient({
+      url: a.socketUrl,
+      token,
+      socket: nodeSocketFactory,
+      marks: new StorageMarkStore(storage),
+      onMailbox: async (e) => {
+        await poll("member", () => mb);
+        await mb?.handleMailbox(e);
+      },
+    });
+    const s = await c.connect();
+    mb = await Member.create(c, new Remote({ baseUrl: a.url, token, ownDomain: s.domain }), storage);
+    mb.on((e) => e.type === "message" && !e.own && events.push(e.text));
+    return { c, mb };
+  };
+  const ev1: string[] = [];
+  const d1 = await open(ev1);
+  await d1.mb.publishKeyPackages(2, true);
+  const g = await alice.member.createGroup();
+  await g.add(["mimi://a.example/u/dora"]);
+  await poll("dora joins", () => d1.mb.groups.get(toHex(g.groupId)));
+  await say(g, "before restart, secret-plaintext-8");
+  await poll("dora reads", () => ev1.includes("before restart, secret-plaintext-8") || undefined);
+  d1.c.close();
+  await say(g, "while away, secret-plaintext-9");
+  const ev2: string[] = [];
+  const d2 = await open(ev2);
+  const gd = await poll("group restored", () => d2.mb.groups.get(toHex(g.groupId)));
+  await poll("dora reads what came while away", () => ev2.includes("while away, secret-plaintext-9") || undefined);
+  assert.ok(!ev2.includes("before restart, secret-plaintext-8"), "nothing handed over twice");
+  await say(gd, "restored, secret-plaintext-10");
+  await alice.waitText("restored, secret-plaintext-10");
+  d2.c.close();
 });
 
 test("the store holds no plaintext of any application message", async () => {

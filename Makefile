@@ -53,8 +53,13 @@ clean:
 # --- TypeScript SDK (issue 14): sdk/typescript, needs Node 20+ and npm ---
 # sdk-test: its codec, OHTTP and integration tests (against a bin built from this tree).
 # test-all: the Go tests, then the SDK's.
-.PHONY: sdk-test test-all
+# chat: builds the SDK's web chat, starts two federated providers and serves the chat
+# (CHAT_PORT, default 8090; open ?user=alice and ?user=bob in two tabs).
+.PHONY: sdk-test test-all chat
 sdk-test:
 	cd sdk/typescript && npm ci --no-audit --no-fund && npm test
 test-all: test sdk-test
+CHAT_PORT ?= 8090
+chat:
+	cd sdk/typescript && npm ci --no-audit --no-fund && CHAT_PORT=$(CHAT_PORT) npx tsx examples/chat/serve.ts
 

@@ -329,7 +329,11 @@ export class Group {
 
   /** Adds users: fetches their KeyPackages, commits, and sends the Welcome naming their providers. */
   async add(users: string[]): Promise<CommitOutcome> {
-    const kps = await this.member.fetchKeyPackages(users);
+    return this.addKeyPackages(await this.member.fetchKeyPackages(users));
+  }
+
+  /** Adds members from KeyPackages fetched before (Member.fetchKeyPackages). */
+  async addKeyPackages(kps: { keyPackage: M.KeyPackage; provider: string }[]): Promise<CommitOutcome> {
     const proposals: M.Proposal[] = kps.map((k) => ({ proposalType: "add", add: { keyPackage: k.keyPackage } }));
     const providerByRef = new Map<string, string>();
     for (const k of kps) providerByRef.set(toHex(await makeKeyPackageRef(k.keyPackage, this.member.impl.hash)), k.provider);

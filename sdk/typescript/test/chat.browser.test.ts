@@ -20,7 +20,7 @@ before(async () => {
   const t0 = Date.now();
   serve = spawn(process.execPath, ["--import", "tsx", "examples/chat/serve.ts"], {
     cwd: `${repo}sdk/typescript`,
-    env: { ...process.env, CHAT_PORT: String(port) },
+    env: { ...process.env, CHAT_PORT: String(port), CHAT_TEST_CONTROL: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -83,5 +83,19 @@ test("two pages chat across two providers; a reload restores history and state",
   await seen(alice, "yes, state came back");
   const lines = await bob.$$eval("#messages li", (els) => els.map((e) => e.textContent ?? ""));
   assert.equal(lines.filter((l) => l.includes("hello bob, from a.example")).length, 1, "no duplicate after reload");
+
+  // Fault: bob's provider (b.example, the follower) restarts mid-chat. alice keeps
+  // writing; bob's page reconnects and resumes: every message once, in order.
+  const restart = fetch(`${base}/api/restart?domain=b.example&downMs=500`, { method: "POST" });
+  for (let i = 0; i < 5; i++) await sendText(alice, `during the restart ${i}`);
+  assert.equal((await restart).status, 200);
+  await seen(bob, "during the restart 4");
+  const reconnects = await bob.evaluate(() => (globalThis as unknown as { mimids: { client: { reconnects: number } } }).mimids.client.reconnects);
+  assert.ok(reconnects >= 1, "bob's page reconnected");
+  await sendText(bob, "back after the restart");
+  await seen(alice, "back after the restart");
+  const after = await bob.$$eval("#messages li", (els) => els.map((e) => e.textContent ?? ""));
+  const during = after.filter((l) => l.includes("during the restart"));
+  assert.deepEqual(during, [0, 1, 2, 3, 4].map((i) => `mimi://a.example/u/alice: during the restart ${i}`));
   if (process.env.CHAT_SCREENSHOT) await bob.screenshot({ path: process.env.CHAT_SCREENSHOT });
 });

@@ -160,4 +160,6 @@ $<HTMLFormElement>("compose").onsubmit = async (ev) => {
   append(current ?? "", { from: cfg.userId, text });
   await g.send(text);
 };
+// For tests and the curious: the SDK objects of this page.
+(globalThis as { mimids?: unknown }).mimids = { client, member: m };
 document.body.dataset.ready = "1";

@@ -82,6 +82,21 @@ const server = createServer((req: IncomingMessage, res) => {
     res.end(JSON.stringify({ user: name, userId: `mimi://${user.domain}/u/${name}`, token: user.token, domain: user.domain, providerUrls, users: Object.keys(users).map((n) => `mimi://${users[n].domain}/u/${n}`) }));
     return;
   }
+  if (u.pathname === "/api/restart" && req.method === "POST" && process.env.CHAT_TEST_CONTROL === "1") {
+    // Test control (only with CHAT_TEST_CONTROL=1): restart one provider process.
+    const p = providers.get(u.searchParams.get("domain") ?? "");
+    if (!p) {
+      res.writeHead(404).end("unknown provider");
+      return;
+    }
+    void (async () => {
+      await p.stop();
+      await new Promise((r) => setTimeout(r, Number(u.searchParams.get("downMs") ?? 0)));
+      await p.start();
+      res.writeHead(200).end("restarted");
+    })();
+    return;
+  }
   const f = files[u.pathname];
   if (f) {
     res.writeHead(200, { "content-type": f[1], "cache-control": "no-store" });

@@ -68,6 +68,8 @@ export class Provider {
   get socketUrl(): string {
     return `ws://127.0.0.1:${this.port}/v1/socket`;
   }
+  /** Further configuration keys merged into the file (e.g. {hub: {rate_per_second: -1}}). */
+  extra: Record<string, unknown> = {};
   async configure(peers: Provider[] = [], fed?: { ca: string }): Promise<void> {
     this.port ||= await freePort();
     if (fed) this.fedPort ||= await freePort();
@@ -87,7 +89,7 @@ export class Provider {
         peer_refresh: "100ms",
       };
     mkdirSync(this.dataDir, { recursive: true });
-    writeFileSync(this.config, JSON.stringify(c, null, 2));
+    writeFileSync(this.config, JSON.stringify({ ...c, ...this.extra }, null, 2));
   }
   async start(): Promise<void> {
     this.proc = spawn(this.bin, ["serve", "-config", this.config], { stdio: ["ignore", "ignore", "pipe"] });

@@ -6,7 +6,7 @@
  */
 import * as M from "ts-mls";
 import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef } from "ts-mls/keyPackage.js";
-import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { treeHashRoot } from "ts-mls/treeHash.js";
 import { defaultClientConfig } from "ts-mls/clientConfig.js";
 import { equalBytes, fromHex, fromUtf8, toHex, utf8 } from "./codec.js";
@@ -196,6 +196,33 @@ export class Member {
     await g.follow(0);
     await this.saveGroup(g);
     this.emit({ type: "joined", group: g });
+  }
+
+  /**
+   * Joins a group by external commit from the GroupInfo its hub serves
+   * (group_info, then external_join; docs/protocol.md §4.8).
+   */
+  async joinExternal(groupId: Uint8Array): Promise<Group> {
+    const r = await this.client.groupInfo(groupId);
+    const gi = M.decodeMlsMessage(r.groupInfo, 0)?.[0];
+    if (!gi || gi.wireformat !== "mls_group_info") throw new Error("group_info answered no GroupInfo");
+    const tree = r.ratchetTree ? decodeRatchetTree(r.ratchetTree, 0)?.[0] : undefined;
+    const kp = await M.generateKeyPackage({ credentialType: "basic", identity: utf8(this.identity) }, M.defaultCapabilities(), M.defaultLifetime, [], this.impl);
+    const { publicMessage, newState } = await M.joinGroupExternal(gi.groupInfo, kp.publicPackage, kp.privatePackage, false, this.impl, tree);
+    const next = await partitionKeyOf(newState, this.impl);
+    const ngi = await M.createGroupInfoWithExternalPubAndRatchetTree(newState, [], this.impl);
+    await this.client.externalJoin({
+      message: M.encodeMlsMessage({ version: "mls10", wireformat: "mls_public_message", publicMessage }),
+      commitData: { nextPartitionKey: next, groupInfo: M.encodeMlsMessage({ version: "mls10", wireformat: "mls_group_info", groupInfo: ngi }), welcomeData: null },
+    });
+    const key = toHex(groupId);
+    this.groups.get(key)?.stop();
+    const g = await Group.open(this, newState);
+    this.groups.set(key, g);
+    await g.follow(0);
+    await this.saveGroup(g);
+    this.emit({ type: "joined", group: g });
+    return g;
   }
 
   /** Fetches one KeyPackage of each user through the relay. */

@@ -228,6 +228,25 @@ test("a client restarted from its storage resumes its groups and mailbox", async
   d2.c.close();
 });
 
+test("external join from the hub's GroupInfo; a report is filed", async () => {
+  const erin = new User("erin", a, await a.addClient("erin"));
+  await erin.connect();
+  try {
+    const g = await alice.member.createGroup();
+    const ge = await erin.member.joinExternal(g.groupId);
+    await poll("alice follows erin's external commit", () => (g.epoch === ge.epoch ? true : undefined));
+    assert.deepEqual(await g.view(), await ge.view());
+    await sameView(alice, g, ge);
+    assert.deepEqual(g.members(), [alice.uri, erin.uri]);
+    await say(ge, "joined from outside, secret-plaintext-11");
+    await alice.waitText("joined from outside, secret-plaintext-11");
+    const id = await erin.client.report({ kind: 1, groupId: g.groupId, subject: new TextEncoder().encode(alice.uri), reason: "test report" });
+    assert.ok(id > 0n);
+  } finally {
+    erin.close();
+  }
+});
+
 test("the store holds no plaintext of any application message", async () => {
   assert.ok(plaintexts.length > 20);
   const files = readdirSync(a.dataDir).map((f) => join(a.dataDir, f));

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import * as M from "ts-mls";
 import { decodeRatchetTree } from "ts-mls/ratchetTree.js";
 import { treeHashRoot } from "ts-mls/treeHash.js";
-import { fromUtf8, toHex, type Group, MimidsError, MemoryStorage, StorageMarkStore, MimidsClient, Member, Remote } from "../src/index.js";
+import { fromUtf8, toHex, type Group, MimidsError, ConnectionClosedError, MemoryStorage, StorageMarkStore, MimidsClient, Member, Remote } from "../src/index.js";
 import { nodeSocketFactory } from "../src/node.js";
 import { buildMimids, poll, Provider, tempDir, User } from "./harness.js";
 
@@ -74,6 +74,16 @@ test("KeyPackages: upload with one last resort, stock counted", async () => {
   assert.deepEqual(answers.map((b) => b[0]), [1, 2, 3]);
   // Typed errors: an unknown method.
   await assert.rejects(alice.client.request(0x7777, new Uint8Array(0)), (e: unknown) => e instanceof MimidsError && e.codeName === "unknown_method");
+});
+
+test("a bad token: typed connection error, close 4001, no reconnect", async () => {
+  let closes = 0;
+  const c = new MimidsClient({ url: a.socketUrl, token: "mdt_not-a-token", socket: nodeSocketFactory, onClose: () => closes++ });
+  await assert.rejects(c.connect(), (e: unknown) => e instanceof ConnectionClosedError && e.closeCode === 4001 && e.fatal);
+  assert.equal(c.lastConnError?.codeName, "unauthorized");
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(c.reconnects, 0);
+  assert.equal(closes, 1);
 });
 
 test("full flow on one provider: create, add by fetch, Welcome, chat both ways, remove, re-add", async () => {

@@ -24,8 +24,16 @@ endif
 run: build
 	./bin/mimids serve $(RUNFLAGS)
 
-# Unit, integration and multi-process tests, with the race detector.
-test:
+# Every test: the Go tests (unit, integration and multi-process, with the race
+# detector), then the TypeScript SDK's (sdk-test) where npm is installed. Without
+# npm they are skipped with a message, unless CI is set: then that is a failure.
+test: test-go
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory sdk-test; \
+	elif [ -n "$$CI" ]; then echo "make test: npm is missing: the TypeScript SDK's tests need Node 20+ and npm" >&2; exit 1; \
+	else echo "make test: npm not found: skipped the TypeScript SDK's tests (sdk/typescript, make sdk-test)"; fi
+
+# The Go tests alone.
+test-go:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 # The conformance vectors in testdata/ are unchanged (names any file missing or changed).
@@ -49,3 +57,16 @@ lint:
 
 clean:
 	rm -rf bin
+
+# --- TypeScript SDK (issue 14): sdk/typescript, needs Node 20+ and npm ---
+# sdk-test: its codec, OHTTP, integration and browser tests (against a mimids built
+# from this tree; the browser test needs Debian's chromium). make test runs it.
+# chat: builds the SDK's web chat, starts two federated providers and serves the chat
+# (CHAT_PORT, default 8090; open ?user=alice and ?user=bob in two tabs).
+.PHONY: sdk-test chat test-go
+sdk-test:
+	cd sdk/typescript && npm ci --no-audit --no-fund && npm test
+CHAT_PORT ?= 8090
+chat:
+	cd sdk/typescript && npm ci --no-audit --no-fund && CHAT_PORT=$(CHAT_PORT) npx tsx examples/chat/serve.ts
+

@@ -36,6 +36,10 @@ var ErrOptions = errors.New("mlstest: invalid options")
 // `opaque PartitionKey<16>`).
 const PartitionKeySize = 16
 
+// PartitionKeyLabel is the MLS exporter label of the partition key rule
+// (docs/protocol.md §4): partition_key = MLS-Exporter(PartitionKeyLabel, "", 16).
+const PartitionKeyLabel = "mimi partition key"
+
 // MaxMembers bounds Options.Members and Options.Identities.
 const MaxMembers = 1 << 12
 
@@ -288,7 +292,10 @@ func hpkeKeyPair(cs mls.CipherSuite) (priv, pub []byte, err error) {
 	return k.Bytes(), k.PublicKey().Bytes(), nil
 }
 
-// NewPartitionKey returns a random partition key.
+// NewPartitionKey returns a random partition key. Real clients derive it as
+// MLS-Exporter("mimi partition key", "", 16) of the epoch (docs/protocol.md §4,
+// PartitionKeyLabel); these groups have no key schedule, and the hub cannot tell
+// a random key from a derived one.
 func NewPartitionKey() []byte { return random(PartitionKeySize) }
 
 // MaskedPartitionKey returns Hash(partition_key) with the group's suite hash,

@@ -137,7 +137,7 @@ func (n *node) open() {
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, DialTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, PingInterval: time.Second, PeerRefresh: 100 * time.Millisecond,
 		ProbeTimeout: 3 * time.Second, // a live link's pong, on a loaded machine
-		Logger: testLogger()}
+		Logger:       testLogger()}
 	if n.cfg != nil {
 		n.cfg(&cfg)
 	}

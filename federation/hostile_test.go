@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/federation/fedcert"
 	"github.com/mimids/mimids/protocol"
 )
@@ -155,6 +156,11 @@ func TestPinned(t *testing.T) {
 func TestGarbage(t *testing.T) {
 	f := newFed(t)
 	a, b := f.newNode("a.example"), f.newNode("b.example")
+	// The raw peer does not read while it writes (a message over the read limit
+	// takes seconds on a loaded machine under the race detector), so it would not
+	// answer a's pings: a's ping period and write timeout must outlast the write,
+	// or a closes with 4008 before its read limit closes with 1009.
+	a.cfg = func(c *federation.Config) { c.PingInterval, c.WriteTimeout = time.Minute, 30*time.Second }
 	a.trust(b)
 	a.start()
 	big := protocol.NewWriter(nil)

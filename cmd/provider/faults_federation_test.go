@@ -282,7 +282,7 @@ func TestLinkCutAndDelayedMidStream(t *testing.T) {
 // 3 KiB: about 6 MiB) of a partition B follows. What A keeps for B stays bounded
 // by one push (the pusher has one envelope in flight, so the outbound queue, which
 // the link's in-memory window is a part of, holds at most one push of at most
-// 4 MiB, whatever the backlog); the backlog stays in A's log. Once the link is
+// 1 MiB, whatever the backlog); the backlog stays in A's log. Once the link is
 // fast again B catches up and bob, subscribed through B, gets every message once,
 // in order. The link is also cut twice while slow: a new link adds nothing to
 // what A holds for B either. The test logs the process heap (both providers)
@@ -358,8 +358,8 @@ func TestSlowFollowerBounded(t *testing.T) {
 	if behind := n - int(subs[0].Next); behind < n/2 {
 		t.Fatalf("B is only %d messages behind: the throttle did not slow it", behind)
 	}
-	if bound.Depth > 2 || bound.Bytes > 4<<20+64<<10 {
-		t.Fatalf("A held up to %d envelopes (%d bytes) for the slow B; want at most one push of 4 MiB (and one other): %s", bound.Depth, bound.Bytes, queued)
+	if bound.Depth > 2 || bound.Bytes > 1<<20+64<<10 {
+		t.Fatalf("A held up to %d envelopes (%d bytes) for the slow B; want at most one push of 1 MiB (and one other): %s", bound.Depth, bound.Bytes, queued)
 	}
 	t.Logf("%d messages (%d MiB) sequenced with B slow: A queued at most %d envelopes, %d KiB for B; B was %d behind; heap in use %d MiB -> %d MiB",
 		n, n*size>>20, bound.Depth, bound.Bytes>>10, n-int(subs[0].Next), heap0>>20, heap1>>20)

@@ -23,8 +23,10 @@ import (
 const (
 	// pushBatch is how many entries one push envelope carries at most.
 	pushBatch = 1024
-	// pushBytes bounds the messages of one push envelope.
-	pushBytes = 4 << 20
+	// pushBytes bounds the messages of one push envelope (one larger message goes
+	// alone). A push is one WebSocket message written within the link's write
+	// timeout: a smaller bound keeps a slow link moving.
+	pushBytes = 1 << 20
 	// pushRetry is the pause after a push the link could not deliver or the
 	// follower could not apply.
 	pushRetry = time.Second

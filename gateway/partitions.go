@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"runtime/trace"
+	"strconv"
 	"sync"
 
 	"github.com/mimids/mimids/protocol"
@@ -100,9 +102,34 @@ func (t *topic) deliver() {
 				continue
 			}
 			frame := encodePartitionEntry(t.masked, it.e) // once for every subscriber
+			traced := trace.IsEnabled()
+			if traced {
+				traceLog("fanout", it.e.Counter)
+			}
 			for _, s := range subs {
 				s.ss.notifyPartition(s.sub, it.e.Counter, frame)
 			}
+			if traced {
+				traceLog("fanout-queued", it.e.Counter)
+			}
+		}
+	}
+}
+
+// traceLog records a step of a partition entry's way under runtime/trace
+// (docs/performance.md, "Latency budget").
+func traceLog(step string, counter uint32) {
+	trace.Log(context.Background(), "mimids", step+" "+strconv.FormatUint(uint64(counter), 10))
+}
+
+// tracePushes records the push frames among frames.
+func tracePushes(step string, frames [][]byte) {
+	for _, b := range frames {
+		if protocol.FrameType(b[0]) != protocol.TypePush {
+			continue
+		}
+		if f, _, err := protocol.Next(b); err == nil {
+			traceLog(step, f.(*protocol.Push).Counter)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,7 +246,20 @@ func (ss *session) handleFrame(f protocol.Frame) error {
 	ss.srv.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
 	switch f := f.(type) {
 	case *protocol.Request:
-		return ss.c.Go(func(ctx context.Context) { ss.handleRequest(ctx, f) })
+		// Under runtime/trace a request is a task from the moment its frame was
+		// read (docs/performance.md, "Latency budget").
+		var task *trace.Task
+		tctx := ss.c.Context()
+		if trace.IsEnabled() {
+			tctx, task = trace.NewTask(tctx, "request "+f.Method.String())
+		}
+		return ss.c.Go(func(ctx context.Context) {
+			if task != nil {
+				ctx = tctx
+				defer task.End()
+			}
+			ss.handleRequest(ctx, f)
+		})
 	case *protocol.Ack:
 		return ss.ack(f.Seq)
 	default:
@@ -390,6 +404,9 @@ func (ss *session) Wrote(frames [][]byte) {
 		if b[0] == byte(protocol.TypeDeliver) {
 			delivers++
 		}
+	}
+	if trace.IsEnabled() {
+		tracePushes("wrote", frames)
 	}
 	ss.srv.metrics.framesOut.Add(float64(len(frames)))
 	ss.srv.metrics.delivered.Add(float64(delivers))

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/trace"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +141,9 @@ func (h *Hub) Subscribe(masked []byte, s Sink) (cancel func()) {
 // publish offers a committed entry to the partition's sinks. It runs on the
 // store's writer, in commit order.
 func (h *Hub) publish(e Entry) {
+	if trace.IsEnabled() { // docs/performance.md, "Latency budget"
+		trace.Log(context.Background(), "mimids", "committed "+strconv.FormatUint(uint64(e.Counter), 10))
+	}
 	h.subMu.RLock()
 	defer h.subMu.RUnlock()
 	for s := range h.subs[string(e.Masked)] {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"runtime"
 	"runtime/trace"
 	"strconv"
 	"sync"
@@ -80,6 +81,7 @@ type sessionSub struct {
 // deliver fans out what is pending until nothing is, then exits.
 func (t *topic) deliver() {
 	var subs []sessionSub
+	var frames [][]byte
 	for {
 		t.mu.Lock()
 		items := t.pending
@@ -94,25 +96,63 @@ func (t *topic) deliver() {
 			subs = append(subs, sessionSub{ss, sub})
 		}
 		t.mu.Unlock()
+		frames = frames[:0]
 		for _, it := range items {
-			if it.refetch {
-				for _, s := range subs {
-					s.ss.refetchPartition(s.sub)
-				}
-				continue
+			var f []byte
+			if !it.refetch {
+				f = encodePartitionEntry(t.masked, it.e) // once for every subscriber
 			}
-			frame := encodePartitionEntry(t.masked, it.e) // once for every subscriber
-			traced := trace.IsEnabled()
-			if traced {
+			frames = append(frames, f)
+		}
+		traced := trace.IsEnabled()
+		if traced {
+			for _, it := range items {
 				traceLog("fanout", it.e.Counter)
 			}
-			for _, s := range subs {
-				s.ss.notifyPartition(s.sub, it.e.Counter, frame)
-			}
-			if traced {
+		}
+		fanOut(subs, items, frames)
+		if traced {
+			for _, it := range items {
 				traceLog("fanout-queued", it.e.Counter)
 			}
 		}
+	}
+}
+
+// fanShard is the fewest subscribers worth a goroutine of their own in fanOut.
+const fanShard = 256
+
+// fanOut queues items to every subscriber, then writes each subscriber's socket
+// once (conn.Conn.Flush): pushes that are due at once leave as one WebSocket
+// message, and no writer goroutine is started per push. The subscribers are split
+// among up to GOMAXPROCS goroutines, each writing its share in turn; fanOut returns
+// once all are done, so every subscriber gets the entries in order.
+func fanOut(subs []sessionSub, items []topicItem, frames [][]byte) {
+	shards := min(runtime.GOMAXPROCS(0), max(1, len(subs)/fanShard))
+	if shards == 1 {
+		fanOutTo(subs, items, frames)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(subs) + shards - 1) / shards
+	for i := per; i < len(subs); i += per {
+		part := subs[i:min(i+per, len(subs))]
+		wg.Go(func() { fanOutTo(part, items, frames) })
+	}
+	fanOutTo(subs[:per], items, frames)
+	wg.Wait()
+}
+
+func fanOutTo(subs []sessionSub, items []topicItem, frames [][]byte) {
+	for _, s := range subs {
+		for i, it := range items {
+			if it.refetch {
+				s.ss.refetchPartition(s.sub)
+			} else if frames[i] != nil {
+				s.ss.notifyPartition(s.sub, it.e.Counter, frames[i])
+			}
+		}
+		s.ss.c.Flush() // written here unless a writer runs
 	}
 }
 
@@ -201,7 +241,8 @@ type partSub struct {
 
 // notifyPartition queues a live entry (or the terminated event, which stands at the
 // position after the last message) if it is the next one for the subscription;
-// otherwise the subscription catches up from the store.
+// otherwise the subscription catches up from the store. The caller then writes the
+// socket (conn.Conn.Flush).
 func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 	event := protocol.FrameType(frame[0]) == protocol.TypePartitionEvent
 	ss.mu.Lock()
@@ -217,7 +258,6 @@ func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 		sub.next = counter + 1
 	}
 	ss.mu.Unlock()
-	ss.c.Wake()
 }
 
 func (ss *session) refetchPartition(sub *partSub) {

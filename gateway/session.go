@@ -77,17 +77,18 @@ func (s *Server) socket(c echo.Context) error {
 		return err
 	}
 	defer doneAuth()
-	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	sock, err := conn.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
 		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
 		return nil // Accept has written the HTTP error
 	}
+	ws := sock.WS
 	s.metrics.accepted.Inc()
 	ss := &session{srv: s, id: s.nextID.Add(1)}
 	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
-	ss.c = conn.New(ws, s.connCfg, ss, ss.log)
+	ss.c = conn.NewSocket(sock, s.connCfg, ss, ss.log)
 	ss.c.SetReadLimit(int64(s.cfg.MaxAuthFrameSize)) // until auth_ok
 	s.mu.Lock()
 	if s.draining.Load() {

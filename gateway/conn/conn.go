@@ -144,6 +144,7 @@ type Conn struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
+	out    *outConn               // set by NewSocket (nil for New); read-only after
 	log    *slog.Logger           // set before Run (SetLogger); read-only after
 	group  *Budget                // set before anything is queued (LimitBy); read-only after
 	reason atomic.Pointer[Reason] // the first close wins

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -95,20 +96,73 @@ func (c *Conn) dropQueue() {
 // Wake makes sure a writer goroutine will look at the queue (and the Refiller). It
 // never blocks. Before Run it does nothing: Run wakes the writer itself.
 func (c *Conn) Wake() {
-	if !c.writing.CompareAndSwap(false, true) {
+	if c.takeWriter() {
+		go c.writer()
+	}
+}
+
+// Flush is Wake, except that on a Socket's connection (NewSocket) it writes what is
+// queued on the caller's goroutine when no writer runs: the write never blocks (what
+// the kernel does not take waits in the socket's backlog), so a fan-out can write
+// to many sockets in turn without starting a goroutine for each. A writer goroutine
+// is started for what it leaves (a Refill, or what was queued meanwhile). It never
+// blocks.
+func (c *Conn) Flush() {
+	if c.out == nil || !c.out.inline() {
+		c.Wake()
 		return
 	}
-	// Starting a writer is ordered with Run's end under mu, so that no writers.Add
+	if !c.takeWriter() {
+		return
+	}
+	if c.ctx.Err() == nil && !c.out.blocked() {
+		c.mu.Lock()
+		batch, size := c.queue, c.qbytes
+		c.queue, c.qbytes = nil, 0
+		c.mu.Unlock()
+		err := c.writeBatch(batch)
+		c.written(size)
+		if err != nil {
+			c.writing.Store(false)
+			c.writers.Done()
+			c.Close(websocket.StatusAbnormalClosure, "") // unless closed with a better reason
+			return
+		}
+	}
+	c.writing.Store(false)
+	more := c.pending() && c.ctx.Err() == nil
+	c.writers.Done()
+	if more {
+		c.Wake()
+	}
+}
+
+// takeWriter takes the writer role if no one has it and the connection runs; the
+// caller then writes and calls writers.Done.
+func (c *Conn) takeWriter() bool {
+	if !c.writing.CompareAndSwap(false, true) {
+		return false
+	}
+	// Taking the role is ordered with Run's end under mu, so that no writers.Add
 	// can race the final writers.Wait.
 	c.mu.Lock()
 	if c.state != stateRunning {
 		c.mu.Unlock()
 		c.writing.Store(false)
-		return
+		return false
 	}
 	c.writers.Add(1)
 	c.mu.Unlock()
-	go c.writer()
+	return true
+}
+
+// written gives back to the budgets n bytes the writer took from the queue, or
+// leaves them charged until the socket's backlog holding them is written.
+func (c *Conn) written(n int) {
+	if c.out != nil && c.out.hold(int64(n)) {
+		return
+	}
+	c.uncharge(int64(n))
 }
 
 // writer writes until the queue is empty and nothing is to be refilled, then exits.
@@ -137,6 +191,9 @@ func (c *Conn) pending() bool {
 	c.mu.Lock()
 	n := len(c.queue)
 	c.mu.Unlock()
+	if c.out != nil && c.out.blocked() {
+		return false // the socket's flusher wakes the writer once it is done
+	}
 	fill, ok := c.h.(Refiller)
 	return n > 0 || (ok && !c.starved.Load() && fill.RefillPending())
 }
@@ -145,6 +202,9 @@ func (c *Conn) pending() bool {
 func (c *Conn) drain() error {
 	fill, canFill := c.h.(Refiller)
 	for c.ctx.Err() == nil {
+		if c.out != nil && c.out.blocked() {
+			return nil // the socket's flusher wakes the writer once it is done
+		}
 		c.mu.Lock()
 		batch, size := c.queue, c.qbytes
 		c.queue, c.qbytes = nil, 0
@@ -154,7 +214,7 @@ func (c *Conn) drain() error {
 			return nil
 		}
 		err := c.writeBatch(batch)
-		c.uncharge(int64(size)) // written, or dropped with the connection
+		c.written(size) // written, or dropped with the connection
 		if err != nil {
 			return err
 		}
@@ -201,6 +261,20 @@ func (c *Conn) write(msgs [][]byte) error {
 			*bp = append(*bp, m...)
 		}
 		msg = *bp
+	}
+	if c.out != nil {
+		// The socket bounds the write itself, without a context (and without the
+		// two timers and three allocations per write a deadline context costs).
+		if err := c.ws.Write(context.Background(), websocket.MessageBinary, msg); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.Close(c.cfg.SlowConsumer, "write timeout")
+			}
+			return fmt.Errorf("conn: write: %w", err)
+		}
+		if obs != nil {
+			obs.Wrote(msgs)
+		}
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.WriteTimeout)
 	err := c.ws.Write(ctx, websocket.MessageBinary, msg)

@@ -119,8 +119,8 @@ func (t *topic) deliver() {
 	}
 }
 
-// fanShard is the fewest subscribers worth a goroutine of their own in fanOut.
-const fanShard = 256
+// fanShard is about the fewest subscribers worth a goroutine of their own in fanOut.
+const fanShard = 128
 
 // fanOut queues items to every subscriber, then writes each subscriber's socket
 // once (conn.Conn.Flush): pushes that are due at once leave as one WebSocket
@@ -128,8 +128,8 @@ const fanShard = 256
 // among up to GOMAXPROCS goroutines, each writing its share in turn; fanOut returns
 // once all are done, so every subscriber gets the entries in order.
 func fanOut(subs []sessionSub, items []topicItem, frames [][]byte) {
-	shards := min(runtime.GOMAXPROCS(0), max(1, len(subs)/fanShard))
-	if shards == 1 {
+	shards := min(runtime.GOMAXPROCS(0), (len(subs)+fanShard-1)/fanShard)
+	if shards <= 1 {
 		fanOutTo(subs, items, frames)
 		return
 	}

@@ -115,11 +115,11 @@ func (c *Conn) Flush() {
 	if !c.takeWriter() {
 		return
 	}
-	if c.ctx.Err() == nil && !c.out.blocked() {
-		c.mu.Lock()
-		batch, size := c.queue, c.qbytes
-		c.queue, c.qbytes = nil, 0
-		c.mu.Unlock()
+	for c.ctx.Err() == nil && !c.out.blocked() {
+		batch, size := c.take()
+		if len(batch) == 0 {
+			break
+		}
 		err := c.writeBatch(batch)
 		c.written(size)
 		if err != nil {
@@ -205,10 +205,7 @@ func (c *Conn) drain() error {
 		if c.out != nil && c.out.blocked() {
 			return nil // the socket's flusher wakes the writer once it is done
 		}
-		c.mu.Lock()
-		batch, size := c.queue, c.qbytes
-		c.queue, c.qbytes = nil, 0
-		c.mu.Unlock()
+		batch, size := c.take()
 		refill := canFill && !c.starved.Load() && fill.RefillPending()
 		if len(batch) == 0 && !refill {
 			return nil
@@ -225,6 +222,31 @@ func (c *Conn) drain() error {
 		}
 	}
 	return nil
+}
+
+// take removes from the queue what the writer writes next: all of it for New's
+// connections; for a Socket's, what one WebSocket message carries, so that what the
+// socket does not take at once waits in the queue, within its bounds and shared
+// with other connections, rather than copied into the socket's backlog.
+func (c *Conn) take() (batch [][]byte, size int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out == nil {
+		batch, size = c.queue, c.qbytes
+		c.queue, c.qbytes = nil, 0
+		return batch, size
+	}
+	j := 0
+	for j < len(c.queue) && (j == 0 || size+len(c.queue[j]) <= c.cfg.MaxBatchBytes) {
+		size += len(c.queue[j])
+		j++
+	}
+	batch = c.queue[:j:j]
+	if c.queue = c.queue[j:]; len(c.queue) == 0 {
+		c.queue = nil
+	}
+	c.qbytes -= size
+	return batch, size
 }
 
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}

@@ -27,7 +27,7 @@ type onWrite struct {
 	gids map[string]int // Guarded by mu.
 }
 
-func (o *onWrite) bind(*Conn)                                                  {}
+func (o *onWrite) bind(*Conn)                                                   {}
 func (o *onWrite) Receive(context.Context, websocket.MessageType, []byte) error { return nil }
 func (o *onWrite) Writing([][]byte) {
 	o.mu.Lock()

@@ -164,6 +164,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	queue     [][]byte    // messages waiting for the writer; Guarded by mu.
+	rest      [][]byte    // of a batch taken from the queue, what the socket did not take yet; Guarded by mu.
+	restSize  int         // bytes of that whole batch, charged until it is all written; Guarded by mu.
 	qbytes    int         // Guarded by mu.
 	charged   int64       // bytes queued or being written, charged to the budgets; Guarded by mu.
 	state     state       // Guarded by mu.

@@ -86,6 +86,7 @@ func (c *Conn) dropQueue() {
 	c.mu.Lock()
 	n := c.charged
 	c.queue, c.qbytes, c.charged = nil, 0, 0
+	c.rest, c.restSize = nil, 0
 	c.mu.Unlock()
 	c.release(n)
 	if c.group != nil {
@@ -115,18 +116,16 @@ func (c *Conn) Flush() {
 	if !c.takeWriter() {
 		return
 	}
-	for c.ctx.Err() == nil && !c.out.blocked() {
-		batch, size := c.take()
-		if len(batch) == 0 {
-			break
-		}
-		err := c.writeBatch(batch)
-		c.written(size)
+	for c.ctx.Err() == nil {
+		more, err := c.writeNext()
 		if err != nil {
 			c.writing.Store(false)
 			c.writers.Done()
 			c.Close(websocket.StatusAbnormalClosure, "") // unless closed with a better reason
 			return
+		}
+		if !more {
+			break
 		}
 	}
 	c.writing.Store(false)
@@ -156,13 +155,36 @@ func (c *Conn) takeWriter() bool {
 	return true
 }
 
-// written gives back to the budgets n bytes the writer took from the queue, or
-// leaves them charged until the socket's backlog holding them is written.
-func (c *Conn) written(n int) {
-	if c.out != nil && c.out.hold(int64(n)) {
-		return
+// writeNext writes, as the writer, the rest of a batch the socket stopped taking,
+// or else what is queued, and reports whether it wrote something and the socket
+// takes more. A batch stays charged to the budgets until all of it is written (on
+// a Socket's connection: until its backlog is, too).
+func (c *Conn) writeNext() (more bool, err error) {
+	if c.out != nil && c.out.blocked() {
+		return false, nil // the socket's flusher wakes the writer once it is done
 	}
-	c.uncharge(int64(n))
+	c.mu.Lock()
+	batch, size := c.rest, c.restSize
+	if len(batch) == 0 {
+		batch, size = c.queue, c.qbytes
+		c.queue, c.qbytes = nil, 0
+	}
+	c.rest, c.restSize = nil, 0
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return false, nil
+	}
+	n, err := c.writeBatch(batch)
+	if err == nil && n < len(batch) {
+		c.mu.Lock()
+		c.rest, c.restSize = batch[n:], size
+		c.mu.Unlock()
+		return false, nil
+	}
+	if c.out == nil || !c.out.hold(int64(size)) {
+		c.uncharge(int64(size)) // written, or dropped with the connection
+	}
+	return err == nil, err
 }
 
 // writer writes until the queue is empty and nothing is to be refilled, then exits.
@@ -188,32 +210,31 @@ func (c *Conn) writer() {
 // pending reports whether the writer has work. The Refiller is asked outside mu: its
 // lock is taken before mu, never after.
 func (c *Conn) pending() bool {
-	c.mu.Lock()
-	n := len(c.queue)
-	c.mu.Unlock()
 	if c.out != nil && c.out.blocked() {
 		return false // the socket's flusher wakes the writer once it is done
 	}
+	c.mu.Lock()
+	n := len(c.queue) + len(c.rest)
+	c.mu.Unlock()
 	fill, ok := c.h.(Refiller)
 	return n > 0 || (ok && !c.starved.Load() && fill.RefillPending())
 }
 
-// drain writes what is queued and refills until nothing is left.
+// drain writes what is queued and refills until nothing is left, or the socket
+// takes no more for now.
 func (c *Conn) drain() error {
 	fill, canFill := c.h.(Refiller)
 	for c.ctx.Err() == nil {
 		if c.out != nil && c.out.blocked() {
 			return nil // the socket's flusher wakes the writer once it is done
 		}
-		batch, size := c.take()
 		refill := canFill && !c.starved.Load() && fill.RefillPending()
-		if len(batch) == 0 && !refill {
-			return nil
-		}
-		err := c.writeBatch(batch)
-		c.written(size) // written, or dropped with the connection
+		wrote, err := c.writeNext()
 		if err != nil {
 			return err
+		}
+		if !wrote && !refill {
+			return nil
 		}
 		if refill {
 			if err := fill.Refill(c.ctx); err != nil {
@@ -224,49 +245,28 @@ func (c *Conn) drain() error {
 	return nil
 }
 
-// take removes from the queue what the writer writes next: all of it for New's
-// connections; for a Socket's, what one WebSocket message carries, so that what the
-// socket does not take at once waits in the queue, within its bounds and shared
-// with other connections, rather than copied into the socket's backlog.
-func (c *Conn) take() (batch [][]byte, size int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.out == nil {
-		batch, size = c.queue, c.qbytes
-		c.queue, c.qbytes = nil, 0
-		return batch, size
-	}
-	j := 0
-	for j < len(c.queue) && (j == 0 || size+len(c.queue[j]) <= c.cfg.MaxBatchBytes) {
-		size += len(c.queue[j])
-		j++
-	}
-	batch = c.queue[:j:j]
-	if c.queue = c.queue[j:]; len(c.queue) == 0 {
-		c.queue = nil
-	}
-	c.qbytes -= size
-	return batch, size
-}
-
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // writeBatch writes queued messages, packing consecutive ones into one WebSocket
 // message of up to Config.MaxBatchBytes, so a peer that is behind costs one write
-// per batch instead of one per message.
-func (c *Conn) writeBatch(msgs [][]byte) error {
+// per batch instead of one per message. On a Socket's connection it stops once the
+// socket has a backlog; it returns how many messages it wrote.
+func (c *Conn) writeBatch(msgs [][]byte) (int, error) {
 	for i := 0; i < len(msgs); {
+		if i > 0 && c.out != nil && c.out.blocked() {
+			return i, nil
+		}
 		j, size := i, 0
 		for j < len(msgs) && (j == i || size+len(msgs[j]) <= c.cfg.MaxBatchBytes) {
 			size += len(msgs[j])
 			j++
 		}
 		if err := c.write(msgs[i:j]); err != nil {
-			return err
+			return i, err
 		}
 		i = j
 	}
-	return nil
+	return len(msgs), nil
 }
 
 // write sends msgs as one WebSocket message within the write timeout.

@@ -110,6 +110,7 @@ func (t *topic) deliver() {
 				traceLog("fanout", it.e.Counter)
 			}
 		}
+		t.fanout.release.busy()
 		fanOut(subs, items, frames)
 		if traced {
 			for _, it := range items {
@@ -189,9 +190,10 @@ func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 
 // fanout holds the topics of a gateway.
 type fanout struct {
-	src    Partitions
-	mu     sync.Mutex
-	topics map[string]*topic // Guarded by mu.
+	src     Partitions
+	release releaser
+	mu      sync.Mutex
+	topics  map[string]*topic // Guarded by mu.
 }
 
 func newFanout(src Partitions) *fanout {

@@ -161,7 +161,7 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 	alice := addBystander(t, p)
 	var stdout, stderr bytes.Buffer
 	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-senders", "4", "-groups", "20",
-		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
+		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-settle", "500ms", "-json"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
@@ -193,6 +193,8 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 			t.Errorf("%s: gaps %d, duplicates %d, foreign %d, failed %d", name, f.Gaps, f.Duplicates, f.Foreign, f.Failed)
 		case f.Latency.Count != uint64(f.DeliveriesReceived) || f.Latency.P99ms < f.Latency.P50ms || f.DeliveriesPerSecond <= 0:
 			t.Errorf("%s: figures %+v", name, f)
+		case f.Memory == nil || f.Memory.ConnectedRSS <= 0 || f.Memory.PeakRSS < f.Memory.ConnectedRSS || f.Memory.AfterRSS <= 0:
+			t.Errorf("%s: memory %+v", name, f.Memory)
 		}
 	}
 	if l := res.Latency; l != nil && (l.Mode != "open_loop" || l.Sequenced+l.Skipped != 100) {

@@ -66,6 +66,7 @@ func (c *Conn) uncharge(n int64) {
 		return
 	}
 	c.mu.Lock()
+	n = min(n, c.charged) // a Socket's flusher may end after dropQueue gave everything back
 	c.charged -= n
 	c.mu.Unlock()
 	c.release(n)

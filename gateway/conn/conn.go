@@ -6,6 +6,10 @@
 // something is queued, a write timeout, a periodic ping, and a close reason that is
 // logged and counted once.
 //
+// A connection made from an accepted Socket (Accept, NewSocket) also writes without
+// ever blocking its caller, so Flush lets a fan-out write on its own goroutine
+// (socket.go).
+//
 // An idle connection costs one goroutine (its reader) and the socket's buffers. The
 // protocol on top (client sockets in gateway/, federation sockets later) implements
 // Handler and, if it keeps what the queue cannot hold elsewhere, Refiller. The
@@ -43,8 +47,9 @@ type Config struct {
 	// into one WebSocket message of up to this size; the protocol on top must then
 	// delimit what it queues. 0 writes each queued message on its own.
 	MaxBatchBytes int
-	// WriteTimeout bounds one write and the wait for one pong: a peer that does not
-	// read for this long is a slow consumer and is disconnected.
+	// WriteTimeout bounds one write (on a Socket's connection: the write of its
+	// backlog) and the wait for one pong: a peer that does not read for this long is
+	// a slow consumer and is disconnected.
 	WriteTimeout time.Duration
 	// PingInterval is how often the connection is pinged; 0 never pings.
 	PingInterval time.Duration

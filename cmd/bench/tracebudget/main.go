@@ -184,7 +184,7 @@ func (b *budget) transition(ev *event) {
 	switch {
 	case from == "NotExist" && to == "Runnable":
 		b.creates++
-		if strings.Contains(stack, "(*Conn).Wake") {
+		if strings.Contains(stack, "gateway/conn.(*Conn).writer") {
 			b.wakeCreates++
 		}
 	case from == "Waiting" && to == "Runnable":
@@ -242,7 +242,7 @@ func (b *budget) print(w io.Writer) {
 		fmt.Fprintf(w, "%-26s %10v %10v %10v %10v\n", s, pct(d, .5), pct(d, .9), pct(d, .99), pct(d, 1))
 	}
 	per := func(x int) float64 { return float64(x) / float64(max(n, 1)) }
-	fmt.Fprintf(w, "per message from the first commit on: %.0f goroutines created (%.0f by Conn.Wake), %.0f wake-ups, %.0f syscalls (%.0f socket writes), %.2f GC cycles\n",
+	fmt.Fprintf(w, "per message from the first commit on: %.0f goroutines created (%.0f socket writers), %.0f wake-ups, %.0f syscalls (%.0f socket writes), %.2f GC cycles\n",
 		per(b.creates), per(b.wakeCreates), per(b.wakeups), per(b.syscalls), per(b.writeSyscalls), per(b.gcMarks))
 	fmt.Fprintf(w, "scheduler delay, runnable -> running: p50 %v, p90 %v, p99 %v (n=%d)\n",
 		pct(b.delays, .5), pct(b.delays, .9), pct(b.delays, .99), len(b.delays))

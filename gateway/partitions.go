@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"runtime"
+	"runtime/trace"
+	"strconv"
 	"sync"
 
 	"github.com/mimids/mimids/protocol"
@@ -86,6 +89,7 @@ type sessionSub struct {
 // deliver fans out what is pending until nothing is, then exits.
 func (t *topic) deliver() {
 	var subs []sessionSub
+	var frames [][]byte
 	for {
 		t.mu.Lock()
 		items := t.pending
@@ -100,17 +104,81 @@ func (t *topic) deliver() {
 			subs = append(subs, sessionSub{ss, sub})
 		}
 		t.mu.Unlock()
+		frames = frames[:0]
 		for _, it := range items {
+			var f []byte
+			if !it.refetch {
+				f = encodePartitionEntry(t.masked, it.e) // once for every subscriber
+			}
+			frames = append(frames, f)
+		}
+		traced := trace.IsEnabled()
+		if traced {
+			for _, it := range items {
+				traceLog("fanout", it.e.Counter)
+			}
+		}
+		t.fanout.release.busy()
+		fanOut(subs, items, frames)
+		if traced {
+			for _, it := range items {
+				traceLog("fanout-queued", it.e.Counter)
+			}
+		}
+	}
+}
+
+// fanShard is about the fewest subscribers worth a goroutine of their own in fanOut.
+const fanShard = 128
+
+// fanOut queues items to every subscriber, then writes each subscriber's socket
+// once (conn.Conn.Flush): pushes that are due at once leave as one WebSocket
+// message, and no writer goroutine is started per push. The subscribers are split
+// among up to GOMAXPROCS goroutines, each writing its share in turn; fanOut returns
+// once all are done, so every subscriber gets the entries in order.
+func fanOut(subs []sessionSub, items []topicItem, frames [][]byte) {
+	shards := min(runtime.GOMAXPROCS(0), (len(subs)+fanShard-1)/fanShard)
+	if shards <= 1 {
+		fanOutTo(subs, items, frames)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(subs) + shards - 1) / shards
+	for i := per; i < len(subs); i += per {
+		part := subs[i:min(i+per, len(subs))]
+		wg.Go(func() { fanOutTo(part, items, frames) })
+	}
+	fanOutTo(subs[:per], items, frames)
+	wg.Wait()
+}
+
+func fanOutTo(subs []sessionSub, items []topicItem, frames [][]byte) {
+	for _, s := range subs {
+		for i, it := range items {
 			if it.refetch {
-				for _, s := range subs {
-					s.ss.refetchPartition(s.sub)
-				}
-				continue
+				s.ss.refetchPartition(s.sub)
+			} else if frames[i] != nil {
+				s.ss.notifyPartition(s.sub, it.e.Counter, frames[i])
 			}
-			frame := encodePartitionEntry(t.masked, it.e) // once for every subscriber
-			for _, s := range subs {
-				s.ss.notifyPartition(s.sub, it.e.Counter, frame)
-			}
+		}
+		s.ss.c.Flush() // written here unless a writer runs
+	}
+}
+
+// traceLog records a step of a partition entry's way under runtime/trace
+// (docs/performance.md, "Latency budget").
+func traceLog(step string, counter uint32) {
+	trace.Log(context.Background(), "mimids", step+" "+strconv.FormatUint(uint64(counter), 10))
+}
+
+// tracePushes records the push frames among frames.
+func tracePushes(step string, frames [][]byte) {
+	for _, b := range frames {
+		if protocol.FrameType(b[0]) != protocol.TypePush {
+			continue
+		}
+		if f, _, err := protocol.Next(b); err == nil {
+			traceLog(step, f.(*protocol.Push).Counter)
 		}
 	}
 }
@@ -130,9 +198,10 @@ func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 
 // fanout holds the topics of a gateway.
 type fanout struct {
-	src    Partitions
-	mu     sync.Mutex
-	topics map[string]*topic // Guarded by mu.
+	src     Partitions
+	release releaser
+	mu      sync.Mutex
+	topics  map[string]*topic // Guarded by mu.
 }
 
 func newFanout(src Partitions) *fanout {
@@ -182,7 +251,8 @@ type partSub struct {
 
 // notifyPartition queues a live entry (or the terminated event, which stands at the
 // position after the last message) if it is the next one for the subscription;
-// otherwise the subscription catches up from the store.
+// otherwise the subscription catches up from the store. The caller then writes the
+// socket (conn.Conn.Flush).
 func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 	event := protocol.FrameType(frame[0]) == protocol.TypePartitionEvent
 	ss.mu.Lock()
@@ -198,7 +268,6 @@ func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 		sub.next = counter + 1
 	}
 	ss.mu.Unlock()
-	ss.c.Wake()
 }
 
 func (ss *session) refetchPartition(sub *partSub) {

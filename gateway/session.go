@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,17 +77,18 @@ func (s *Server) socket(c echo.Context) error {
 		return err
 	}
 	defer doneAuth()
-	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	sock, err := conn.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
 		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
 		return nil // Accept has written the HTTP error
 	}
+	ws := sock.WS
 	s.metrics.accepted.Inc()
 	ss := &session{srv: s, id: s.nextID.Add(1)}
 	ss.log = s.log.With("conn_id", ss.id, "remote", c.Request().RemoteAddr)
-	ss.c = conn.New(ws, s.connCfg, ss, ss.log)
+	ss.c = conn.NewSocket(sock, s.connCfg, ss, ss.log)
 	ss.c.SetReadLimit(int64(s.cfg.MaxAuthFrameSize)) // until auth_ok
 	s.mu.Lock()
 	if s.draining.Load() {
@@ -245,7 +247,20 @@ func (ss *session) handleFrame(f protocol.Frame) error {
 	ss.srv.metrics.framesIn.WithLabelValues(f.Type().String()).Inc()
 	switch f := f.(type) {
 	case *protocol.Request:
-		return ss.c.Go(func(ctx context.Context) { ss.handleRequest(ctx, f) })
+		// Under runtime/trace a request is a task from the moment its frame was
+		// read (docs/performance.md, "Latency budget").
+		var task *trace.Task
+		tctx := ss.c.Context()
+		if trace.IsEnabled() {
+			tctx, task = trace.NewTask(tctx, "request "+f.Method.String())
+		}
+		return ss.c.Go(func(ctx context.Context) {
+			if task != nil {
+				ctx = tctx
+				defer task.End()
+			}
+			ss.handleRequest(ctx, f)
+		})
 	case *protocol.Ack:
 		return ss.ack(f.Seq)
 	default:
@@ -392,6 +407,9 @@ func (ss *session) Wrote(frames [][]byte) {
 		if b[0] == byte(protocol.TypeDeliver) {
 			delivers++
 		}
+	}
+	if trace.IsEnabled() {
+		tracePushes("wrote", frames)
 	}
 	ss.srv.metrics.framesOut.Add(float64(len(frames)))
 	ss.srv.metrics.delivered.Add(float64(delivers))

@@ -36,6 +36,7 @@ type groupBenchOptions struct {
 	Suite          int
 	MaxMessages    int // per phase
 	DrainTimeout   time.Duration
+	Settle         time.Duration // push phases: how long after the last push the server's RSS is read again
 	CPUProfile     string
 }
 
@@ -87,6 +88,7 @@ func parseGroupBenchFlags(args []string, stdout, stderr io.Writer) (groupBenchOp
 	fs.IntVar(&o.Suite, "suite", 1, "MLS cipher suite of the groups (1-7)")
 	fs.IntVar(&o.MaxMessages, "max-messages", 1_000_000, "stop a phase after this many messages")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "wait this long after a phase for pushes still on their way")
+	fs.DurationVar(&o.Settle, "settle", 3*time.Second, "fanout and latency phases: read the server's RSS again this long after the last push (0: not at all)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to `file` (to see what the load generator costs)")
 	if err := usage.Parse(fs, groupBenchHelp, args, stdout, stderr); err != nil {
 		return o, err
@@ -118,6 +120,9 @@ func (o groupBenchOptions) validate() error {
 		if !slices.Contains(allGroupPhases, p) {
 			bad("-phases: unknown phase %q (want %s)", p, strings.Join(allGroupPhases, ", "))
 		}
+	}
+	if o.Settle < 0 || o.Settle > time.Minute {
+		bad("-settle %v: want [0, 1m]", o.Settle)
 	}
 	if o.Duration <= 0 || o.Duration > benchMaxDuration {
 		bad("-duration %v: want (0, %v]", o.Duration, benchMaxDuration)

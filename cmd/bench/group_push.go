@@ -229,6 +229,7 @@ type fanoutResult struct {
 	Reconnects          int64          `json:"reconnects"`
 	Latency             latencySummary `json:"latency"`
 	SendLatency         latencySummary `json:"send_latency"`
+	Memory              *memoryResult  `json:"memory,omitempty"`
 }
 
 // verdict reports whether every subscriber got every message in order.
@@ -302,6 +303,7 @@ func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, s
 	limited := gb.rateLimited.Load()
 	pc := &pushCounts{}
 	pc.maxCounter.Store(-1)
+	mem := gb.watchMemory(ctx)
 	start := time.Now()
 	if openLoop {
 		gb.sendOpenLoop(ctx, senders, g, pc, capacity)
@@ -323,6 +325,7 @@ func (gb *groupBench) pushPhase(ctx context.Context, senders []*client.Client, s
 	res.Foreign = t.foreign.Load() + t.overflow.Load()
 	gb.tally(res, t, subs, pc.maxCounter.Load()+1)
 	res.DeliveriesPerSecond = float64(res.DeliveriesReceived) / max(end.Sub(start).Seconds(), 0.001)
+	res.Memory = mem.settle(ctx, gb.o.Settle)
 	return res, ctx.Err()
 }
 
@@ -510,4 +513,82 @@ func (r *fanoutResult) print(w io.Writer) {
 		r.SubscribersComplete, r.Subscribers, r.LogLength, r.Gaps, r.Duplicates, r.Foreign, r.Reconnects)
 	fmt.Fprintf(w, "  latency (send -> push received, every delivery): %s\n", r.Latency)
 	fmt.Fprintf(w, "  send latency (request -> counter, after the commit): %s\n", r.SendLatency)
+	if m := r.Memory; m != nil {
+		const mib = 1 << 20
+		fmt.Fprintf(w, "  server RSS (no GC forced): %.1f MiB subscribed, %.1f MiB peak while pushing, %.1f MiB %.0fs after the last push (%+.0f%%)\n",
+			float64(m.ConnectedRSS)/mib, float64(m.PeakRSS)/mib, float64(m.AfterRSS)/mib, m.SettleSeconds,
+			100*float64(m.AfterRSS-m.ConnectedRSS)/float64(max(m.ConnectedRSS, 1)))
+	}
+}
+
+// memoryResult is the server's resident memory around a push phase, read from its
+// /metrics without forcing a GC: what an operator would see.
+type memoryResult struct {
+	ConnectedRSS  int64   `json:"rss_subscribed_bytes"` // before the first send
+	PeakRSS       int64   `json:"rss_peak_bytes"`       // highest reading until the last push
+	AfterRSS      int64   `json:"rss_after_bytes"`      // SettleSeconds after the last push
+	SettleSeconds float64 `json:"settle_seconds"`
+}
+
+// memoryWatch reads the server's RSS every memorySampleEvery while a phase runs.
+type memoryWatch struct {
+	gb   *groupBench
+	stop context.CancelFunc
+	done chan struct{}
+	res  memoryResult // written by the watcher until done is closed
+}
+
+const memorySampleEvery = 200 * time.Millisecond
+
+// watchMemory starts reading the server's RSS; nil if -settle is 0 or /metrics
+// cannot be read.
+func (gb *groupBench) watchMemory(ctx context.Context) *memoryWatch {
+	if gb.o.Settle == 0 {
+		return nil
+	}
+	first, err := gb.api.sample(ctx)
+	if err != nil {
+		gb.log.Warn("bench-group: server RSS not read", "err", err)
+		return nil
+	}
+	wctx, stop := context.WithCancel(ctx)
+	m := &memoryWatch{gb: gb, stop: stop, done: make(chan struct{})}
+	m.res.ConnectedRSS, m.res.PeakRSS = first.RSS, first.RSS
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(memorySampleEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			if s, err := gb.api.sample(wctx); err == nil {
+				m.res.PeakRSS = max(m.res.PeakRSS, s.RSS)
+			}
+		}
+	}()
+	return m
+}
+
+// settle stops the watch, waits d and reads the RSS once more.
+func (m *memoryWatch) settle(ctx context.Context, d time.Duration) *memoryResult {
+	if m == nil {
+		return nil
+	}
+	m.stop()
+	<-m.done
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(d):
+	}
+	s, err := m.gb.api.sample(ctx)
+	if err != nil {
+		return nil
+	}
+	res := m.res
+	res.AfterRSS, res.SettleSeconds = s.RSS, d.Seconds()
+	return &res
 }

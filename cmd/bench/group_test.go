@@ -28,10 +28,10 @@ func TestParseGroupBenchFlags(t *testing.T) {
 		{"remote host", []string{"-admin-token", "t", "-url", "http://10.1.2.3:8080"}, []string{"loopback"}},
 		{"everything wrong", []string{"-admin-token", "", "-phases", "sequence,nope", "-duration", "0s", "-senders", "0",
 			"-inflight", "0", "-groups", "0", "-subscribers", "0", "-rate", "0", "-size", "10", "-suite", "9",
-			"-max-messages", "0", "-drain-timeout", "0s", "-concurrency", "0", "-dial-concurrency", "0", "-fanout-inflight", "-1"},
+			"-max-messages", "0", "-drain-timeout", "0s", "-concurrency", "0", "-dial-concurrency", "0", "-fanout-inflight", "-1", "-settle", "-1s"},
 			[]string{"-admin-token is required", `unknown phase "nope"`, "-duration 0s", "-senders 0", "-inflight 0",
 				"-groups 0", "-subscribers 0", "-rate 0", "-size 10", "-suite 9", "-max-messages 0", "-drain-timeout",
-				"-concurrency 0", "-dial-concurrency 0", "-fanout-inflight -1"}},
+				"-concurrency 0", "-dial-concurrency 0", "-fanout-inflight -1", "-settle -1s"}},
 		{"no phase", []string{"-admin-token", "t", "-phases", " , "}, []string{"-phases is empty"}},
 		{"fanout senders over senders", []string{"-admin-token", "t", "-senders", "2", "-fanout-senders", "3"}, []string{"-fanout-senders 3"}},
 		{"too many sockets", []string{"-admin-token", "t", "-subscribers", "20000"}, []string{"exceed -max-conns 16384"}},
@@ -161,7 +161,7 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 	alice := addBystander(t, p)
 	var stdout, stderr bytes.Buffer
 	args := []string{"-url", p.Base, "-admin-token", p.AdminToken, "-senders", "4", "-groups", "20",
-		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-json"}
+		"-subscribers", "20", "-fanout-senders", "2", "-duration", "2s", "-rate", "50", "-timeout", "2m", "-settle", "500ms", "-json"}
 	if code := benchGroupCommand(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench-group exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
@@ -193,6 +193,8 @@ func TestBenchGroupAgainstServer(t *testing.T) {
 			t.Errorf("%s: gaps %d, duplicates %d, foreign %d, failed %d", name, f.Gaps, f.Duplicates, f.Foreign, f.Failed)
 		case f.Latency.Count != uint64(f.DeliveriesReceived) || f.Latency.P99ms < f.Latency.P50ms || f.DeliveriesPerSecond <= 0:
 			t.Errorf("%s: figures %+v", name, f)
+		case f.Memory == nil || f.Memory.ConnectedRSS <= 0 || f.Memory.PeakRSS < f.Memory.ConnectedRSS || f.Memory.AfterRSS <= 0:
+			t.Errorf("%s: memory %+v", name, f.Memory)
 		}
 	}
 	if l := res.Latency; l != nil && (l.Mode != "open_loop" || l.Sequenced+l.Skipped != 100) {

@@ -82,7 +82,7 @@ func TestVerbFlagsAreItsOwn(t *testing.T) {
 	store := []string{"config", "data"}
 	withDomain := []string{"config", "data", "domain"}
 	want := map[string][]string{
-		"serve":              {"config", "cpuprofile", "data", "domain", "force-new-store", "integrity-check", "listen", "log-format", "log-level"},
+		"serve":              {"blockprofile", "config", "cpuprofile", "data", "domain", "force-new-store", "integrity-check", "listen", "log-format", "log-level", "mutexprofile", "trace"},
 		"user add":           withDomain,
 		"user list":          withDomain,
 		"user remove":        withDomain,

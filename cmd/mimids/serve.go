@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/mimids/mimids/cmd/internal/usage"
@@ -29,6 +31,7 @@ func serveCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cf := serveConfigFlags(fs)
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to `file` until exit (for measurements)")
+	prof := profileFlags(fs)
 	if err := usage.Parse(fs, serveHelp, args, stdout, stderr); err != nil {
 		return usage.Code(err)
 	}
@@ -49,6 +52,12 @@ func serveCommand(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	stopProf, err := prof.start()
+	if err != nil {
+		fmt.Fprintf(stderr, "mimids serve: %v\n", err)
+		return 1
+	}
+	defer stopProf()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, cfg, stdout, stderr); err != nil {
@@ -145,4 +154,59 @@ func storeName(cfg Config, db provider.Store) string {
 		return cfg.StorePath()
 	}
 	return db.Path()
+}
+
+// measureFlags are the measurement flags of serve beside -cpuprofile
+// (docs/performance.md uses them).
+type measureFlags struct {
+	trace, block, mutex *string
+}
+
+func profileFlags(fs *flag.FlagSet) measureFlags {
+	return measureFlags{
+		trace: fs.String("trace", "", "write a runtime/trace execution trace to `file` until exit (for measurements)"),
+		block: fs.String("blockprofile", "", "record blocking and write the block profile to `file` at exit (for measurements)"),
+		mutex: fs.String("mutexprofile", "", "record lock contention and write the mutex profile to `file` at exit (for measurements)"),
+	}
+}
+
+// start starts what the flags ask for; the returned function stops it and writes
+// the profiles.
+func (m measureFlags) start() (func(), error) {
+	var stops []func()
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	if *m.trace != "" {
+		f, err := os.Create(*m.trace)
+		if err != nil {
+			return nil, err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	for _, p := range []struct {
+		file, name string
+		on         func()
+	}{
+		{*m.block, "block", func() { runtime.SetBlockProfileRate(10_000) }},
+		{*m.mutex, "mutex", func() { runtime.SetMutexProfileFraction(10) }},
+	} {
+		if p.file == "" {
+			continue
+		}
+		p.on()
+		stops = append(stops, func() {
+			if f, err := os.Create(p.file); err == nil {
+				pprof.Lookup(p.name).WriteTo(f, 0)
+				f.Close()
+			}
+		})
+	}
+	return stop, nil
 }

@@ -6,6 +6,10 @@
 // something is queued, a write timeout, a periodic ping, and a close reason that is
 // logged and counted once.
 //
+// A connection made from an accepted Socket (Accept, NewSocket) also writes without
+// ever blocking its caller, so Flush lets a fan-out write on its own goroutine
+// (socket.go).
+//
 // An idle connection costs one goroutine (its reader) and the socket's buffers. The
 // protocol on top (client sockets in gateway/, federation sockets later) implements
 // Handler and, if it keeps what the queue cannot hold elsewhere, Refiller. The
@@ -43,8 +47,9 @@ type Config struct {
 	// into one WebSocket message of up to this size; the protocol on top must then
 	// delimit what it queues. 0 writes each queued message on its own.
 	MaxBatchBytes int
-	// WriteTimeout bounds one write and the wait for one pong: a peer that does not
-	// read for this long is a slow consumer and is disconnected.
+	// WriteTimeout bounds one write (on a Socket's connection: the write of its
+	// backlog) and the wait for one pong: a peer that does not read for this long is
+	// a slow consumer and is disconnected.
 	WriteTimeout time.Duration
 	// PingInterval is how often the connection is pinged; 0 never pings.
 	PingInterval time.Duration
@@ -144,6 +149,7 @@ type Conn struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
+	out    *outConn               // set by NewSocket (nil for New); read-only after
 	log    *slog.Logger           // set before Run (SetLogger); read-only after
 	group  *Budget                // set before anything is queued (LimitBy); read-only after
 	reason atomic.Pointer[Reason] // the first close wins
@@ -163,6 +169,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	queue     [][]byte    // messages waiting for the writer; Guarded by mu.
+	rest      [][]byte    // of a batch taken from the queue, what the socket did not take yet; Guarded by mu.
+	restSize  int         // bytes of that whole batch, charged until it is all written; Guarded by mu.
 	qbytes    int         // Guarded by mu.
 	charged   int64       // bytes queued or being written, charged to the budgets; Guarded by mu.
 	state     state       // Guarded by mu.

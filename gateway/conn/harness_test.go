@@ -85,6 +85,7 @@ type setup struct {
 	ctx     context.Context // Run's context; nil: Background
 	noRun   bool            // call End(nil) instead of Run
 	dial    *websocket.DialOptions
+	plain   bool // New on websocket.Accept's connection (as federation does), not NewSocket
 }
 
 // side is one server connection under test and its peer.
@@ -107,15 +108,24 @@ func serve(t *testing.T, st setup) *side {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
 		h := st.handler
 		if h == nil {
 			h = &echo{}
 		}
-		c := New(ws, &cfg, h, nil)
+		var c *Conn
+		if st.plain {
+			ws, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			c = New(ws, &cfg, h, nil)
+		} else {
+			sock, err := Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			c = NewSocket(sock, &cfg, h, nil)
+		}
 		h.bind(c)
 		if st.before != nil {
 			st.before(c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -65,6 +66,7 @@ func (c *Conn) uncharge(n int64) {
 		return
 	}
 	c.mu.Lock()
+	n = min(n, c.charged) // a Socket's flusher may end after dropQueue gave everything back
 	c.charged -= n
 	c.mu.Unlock()
 	c.release(n)
@@ -85,6 +87,7 @@ func (c *Conn) dropQueue() {
 	c.mu.Lock()
 	n := c.charged
 	c.queue, c.qbytes, c.charged = nil, 0, 0
+	c.rest, c.restSize = nil, 0
 	c.mu.Unlock()
 	c.release(n)
 	if c.group != nil {
@@ -95,20 +98,94 @@ func (c *Conn) dropQueue() {
 // Wake makes sure a writer goroutine will look at the queue (and the Refiller). It
 // never blocks. Before Run it does nothing: Run wakes the writer itself.
 func (c *Conn) Wake() {
-	if !c.writing.CompareAndSwap(false, true) {
+	if c.takeWriter() {
+		go c.writer()
+	}
+}
+
+// Flush is Wake, except that on a Socket's connection (NewSocket) it writes what is
+// queued on the caller's goroutine when no writer runs: the write never blocks (what
+// the kernel does not take waits in the socket's backlog), so a fan-out can write
+// to many sockets in turn without starting a goroutine for each. A writer goroutine
+// is started for what it leaves (a Refill, or what was queued meanwhile). It never
+// blocks.
+func (c *Conn) Flush() {
+	if c.out == nil || !c.out.inline() {
+		c.Wake()
 		return
 	}
-	// Starting a writer is ordered with Run's end under mu, so that no writers.Add
+	if !c.takeWriter() {
+		return
+	}
+	for c.ctx.Err() == nil {
+		more, err := c.writeNext()
+		if err != nil {
+			c.writing.Store(false)
+			c.writers.Done()
+			c.Close(websocket.StatusAbnormalClosure, "") // unless closed with a better reason
+			return
+		}
+		if !more {
+			break
+		}
+	}
+	c.writing.Store(false)
+	more := c.pending() && c.ctx.Err() == nil
+	c.writers.Done()
+	if more {
+		c.Wake()
+	}
+}
+
+// takeWriter takes the writer role if no one has it and the connection runs; the
+// caller then writes and calls writers.Done.
+func (c *Conn) takeWriter() bool {
+	if !c.writing.CompareAndSwap(false, true) {
+		return false
+	}
+	// Taking the role is ordered with Run's end under mu, so that no writers.Add
 	// can race the final writers.Wait.
 	c.mu.Lock()
 	if c.state != stateRunning {
 		c.mu.Unlock()
 		c.writing.Store(false)
-		return
+		return false
 	}
 	c.writers.Add(1)
 	c.mu.Unlock()
-	go c.writer()
+	return true
+}
+
+// writeNext writes, as the writer, the rest of a batch the socket stopped taking,
+// or else what is queued, and reports whether it wrote something and the socket
+// takes more. A batch stays charged to the budgets until all of it is written (on
+// a Socket's connection: until its backlog is, too).
+func (c *Conn) writeNext() (more bool, err error) {
+	if c.out != nil && c.out.blocked() {
+		return false, nil // the socket's flusher wakes the writer once it is done
+	}
+	c.mu.Lock()
+	batch, size := c.rest, c.restSize
+	if len(batch) == 0 {
+		batch, size = c.queue, c.qbytes
+		c.queue, c.qbytes = nil, 0
+	}
+	c.rest, c.restSize = nil, 0
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return false, nil
+	}
+	n, err := c.writeBatch(batch)
+	if err == nil && n < len(batch) {
+		c.mu.Lock()
+		c.rest, c.restSize = batch[n:], size
+		c.mu.Unlock()
+		return false, nil
+	}
+	if c.out == nil || !c.out.hold(int64(size)) {
+		c.uncharge(int64(size)) // written, or dropped with the connection
+	}
+	return err == nil, err
 }
 
 // writer writes until the queue is empty and nothing is to be refilled, then exits.
@@ -134,29 +211,31 @@ func (c *Conn) writer() {
 // pending reports whether the writer has work. The Refiller is asked outside mu: its
 // lock is taken before mu, never after.
 func (c *Conn) pending() bool {
+	if c.out != nil && c.out.blocked() {
+		return false // the socket's flusher wakes the writer once it is done
+	}
 	c.mu.Lock()
-	n := len(c.queue)
+	n := len(c.queue) + len(c.rest)
 	c.mu.Unlock()
 	fill, ok := c.h.(Refiller)
 	return n > 0 || (ok && !c.starved.Load() && fill.RefillPending())
 }
 
-// drain writes what is queued and refills until nothing is left.
+// drain writes what is queued and refills until nothing is left, or the socket
+// takes no more for now.
 func (c *Conn) drain() error {
 	fill, canFill := c.h.(Refiller)
 	for c.ctx.Err() == nil {
-		c.mu.Lock()
-		batch, size := c.queue, c.qbytes
-		c.queue, c.qbytes = nil, 0
-		c.mu.Unlock()
-		refill := canFill && !c.starved.Load() && fill.RefillPending()
-		if len(batch) == 0 && !refill {
-			return nil
+		if c.out != nil && c.out.blocked() {
+			return nil // the socket's flusher wakes the writer once it is done
 		}
-		err := c.writeBatch(batch)
-		c.uncharge(int64(size)) // written, or dropped with the connection
+		refill := canFill && !c.starved.Load() && fill.RefillPending()
+		wrote, err := c.writeNext()
 		if err != nil {
 			return err
+		}
+		if !wrote && !refill {
+			return nil
 		}
 		if refill {
 			if err := fill.Refill(c.ctx); err != nil {
@@ -171,20 +250,24 @@ var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // writeBatch writes queued messages, packing consecutive ones into one WebSocket
 // message of up to Config.MaxBatchBytes, so a peer that is behind costs one write
-// per batch instead of one per message.
-func (c *Conn) writeBatch(msgs [][]byte) error {
+// per batch instead of one per message. On a Socket's connection it stops once the
+// socket has a backlog; it returns how many messages it wrote.
+func (c *Conn) writeBatch(msgs [][]byte) (int, error) {
 	for i := 0; i < len(msgs); {
+		if i > 0 && c.out != nil && c.out.blocked() {
+			return i, nil
+		}
 		j, size := i, 0
 		for j < len(msgs) && (j == i || size+len(msgs[j]) <= c.cfg.MaxBatchBytes) {
 			size += len(msgs[j])
 			j++
 		}
 		if err := c.write(msgs[i:j]); err != nil {
-			return err
+			return i, err
 		}
 		i = j
 	}
-	return nil
+	return len(msgs), nil
 }
 
 // write sends msgs as one WebSocket message within the write timeout.
@@ -201,6 +284,20 @@ func (c *Conn) write(msgs [][]byte) error {
 			*bp = append(*bp, m...)
 		}
 		msg = *bp
+	}
+	if c.out != nil {
+		// The socket bounds the write itself, without a context (and without the
+		// two timers and three allocations per write a deadline context costs).
+		if err := c.ws.Write(context.Background(), websocket.MessageBinary, msg); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.Close(c.cfg.SlowConsumer, "write timeout")
+			}
+			return fmt.Errorf("conn: write: %w", err)
+		}
+		if obs != nil {
+			obs.Wrote(msgs)
+		}
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.WriteTimeout)
 	err := c.ws.Write(ctx, websocket.MessageBinary, msg)

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package conn
+
+const nonBlockingWrites = false
+
+func writeNonBlocking(uintptr, []byte) (int, error) { panic("conn: no non-blocking writes here") }

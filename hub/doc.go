@@ -113,8 +113,9 @@
 //
 // # External joins and GroupInfo requests
 //
-// GroupInfoRequest is answered from the group's newest partition (the most
-// recently opened one that is not terminated), with the stored tree when
+// GroupInfoRequest is answered from the group's newest partition (the tip of
+// its main line: at each fork, the live partition the first sequenced commit
+// opened; Store.NewestPartition), with the stored tree when
 // its GroupInfo has none; ErrNoGroupInfo if that partition has no GroupInfo.
 // ExternalJoinRequest must carry a PublicMessage commit from a
 // new_member_commit sender; it is sequenced to the newest partition and

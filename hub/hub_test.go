@@ -203,9 +203,10 @@ func TestTerminatedFork(t *testing.T) {
 	aKey, bKey := mask(t, a[0].After.PartitionKey), mask(t, b[0].After.PartitionKey)
 	sink := &recorder{}
 	defer e.h.Subscribe(bKey, sink)()
-	// The newest partition is b's; terminate it.
-	if gi, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, b[0].After.GroupInfoWithTree) {
-		t.Fatalf("GroupInfo before termination is not branch b's: %v", err)
+	// GroupInfo follows the main line, branch a's (its commit was sequenced
+	// first), although b's partition opened later; terminate b.
+	if gi, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, a[0].After.GroupInfoWithTree) {
+		t.Fatalf("GroupInfo before termination is not branch a's: %v", err)
 	}
 	if err := e.h.Terminate(ctx, []byte("another group"), bKey); !errors.Is(err, hub.ErrWrongPartition) {
 		t.Fatalf("terminate through another group: %v", err)
@@ -226,7 +227,7 @@ func TestTerminatedFork(t *testing.T) {
 	if _, err := e.sendStep(&b[1], sendOpts{}); !errors.Is(err, hub.ErrTerminated) {
 		t.Fatalf("send to the terminated branch: %v", err)
 	}
-	// Branch a lives on and is now the newest partition.
+	// Branch a lives on and is still the main line.
 	if gi, err := e.h.GroupInfo(ctx, &protocol.GroupInfoRequest{GroupID: g.GroupID}); err != nil || !bytes.Equal(gi.GroupInfo, a[0].After.GroupInfoWithTree) {
 		t.Fatalf("GroupInfo after termination is not branch a's: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // ExternalJoin sequences an external commit to the group's newest partition
-// (the most recently opened one that is not terminated), verified like any
+// (the tip of its main line, Store.NewestPartition), verified like any
 // public commit; the hub must have that partition's public state. The
 // joiner's leaf must name a local sender, and the commit must publish the
 // new epoch's GroupInfo (with external_pub), so that a refused or bogus

@@ -97,8 +97,11 @@ type Store interface {
 	Partition(ctx context.Context, masked []byte) (Partition, error)
 	// Partitions lists a group's partitions in the order they were opened.
 	Partitions(ctx context.Context, groupID []byte) ([]Partition, error)
-	// NewestPartition is the most recently opened partition of the group
-	// that is not terminated.
+	// NewestPartition is the tip of the group's main line: from its first
+	// partition, at each fork the live partition the first sequenced commit
+	// opened (the smallest OpenedBy), to the end. When the first partition is
+	// terminated, the most recently opened live partition. ErrUnknownPartition
+	// when every partition is terminated.
 	NewestPartition(ctx context.Context, groupID []byte) (Partition, error)
 	// FindRequest looks up a sequenced request by its hash (unique across
 	// the store).

@@ -161,9 +161,26 @@ func (db *DB) queryPartitions(ctx context.Context, q string, args ...any) ([]hub
 	return out, rows.Err()
 }
 
+// mainLine walks a group's partitions from its first one, taking at each fork the
+// live partition the first sequenced commit opened (the smallest opened_by), and
+// ends at the tip. The walk is one index lookup (hub_partitions_parent) per epoch.
+const mainLine = `WITH RECURSIVE line(id, depth) AS (
+		SELECT min(id), 0 FROM hub_partitions WHERE group_id = $1 AND parent IS NULL AND terminated_at IS NULL
+		UNION ALL
+		SELECT (SELECT c.id FROM hub_partitions c WHERE c.parent = line.id AND c.terminated_at IS NULL
+			ORDER BY c.opened_by, c.id LIMIT 1), line.depth + 1
+		FROM line WHERE line.id IS NOT NULL)
+	SELECT id FROM line WHERE id IS NOT NULL ORDER BY depth DESC LIMIT 1`
+
+// NewestPartition is the tip of the group's main line (mainLine); when its first
+// partition is terminated, the most recently opened live partition.
 func (db *DB) NewestPartition(ctx context.Context, groupID []byte) (hub.Partition, error) {
-	ps, err := db.queryPartitions(ctx, `SELECT `+partitionCols+` WHERE p.group_id = $1 AND p.terminated_at IS NULL
+	q := `SELECT ` + partitionCols + ` WHERE p.id = (` + mainLine + `)`
+	ps, err := db.queryPartitions(ctx, q, groupID)
+	if err == nil && len(ps) == 0 {
+		ps, err = db.queryPartitions(ctx, `SELECT `+partitionCols+` WHERE p.group_id = $1 AND p.terminated_at IS NULL
 		ORDER BY p.id DESC LIMIT 1`, groupID)
+	}
 	if err != nil {
 		return hub.Partition{}, err
 	}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) hub.Store) {
 	t.Run("duplicate request", func(t *testing.T) { testDuplicate(t, newStore(t)) })
 	t.Run("commit opens partition and forks", func(t *testing.T) { testCommit(t, newStore(t)) })
 	t.Run("terminate", func(t *testing.T) { testTerminate(t, newStore(t)) })
+	t.Run("main line across forks", func(t *testing.T) { testMainLine(t, newStore(t)) })
 	t.Run("entries and handshakes", func(t *testing.T) { testEntries(t, newStore(t)) })
 	t.Run("welcomes", func(t *testing.T) { testWelcomes(t, newStore(t)) })
 }
@@ -220,14 +221,57 @@ func testCommit(t *testing.T, s hub.Store) {
 	if err != nil || len(ps) != 3 || !bytes.Equal(ps[1].Masked, key("next1")) || !bytes.Equal(ps[2].Masked, key("next2")) {
 		t.Fatalf("Partitions = %+v, %v", ps, err)
 	}
+	// The main line takes the first sequenced commit at a fork: next1, although
+	// next2 opened later.
 	newest, err := s.NewestPartition(ctx, []byte("g"))
-	if err != nil || !bytes.Equal(newest.Masked, key("next2")) {
-		t.Fatalf("NewestPartition = %x, %v", newest.Masked, err)
+	if err != nil || !bytes.Equal(newest.Masked, key("next1")) {
+		t.Fatalf("NewestPartition = %x, %v; want next1 (the first sequenced commit's)", newest.Masked, err)
 	}
 	es, _ := s.Entries(ctx, p.Masked, 0, 10, 1<<20)
 	if len(es) != 2 || !bytes.Equal(es[0].NextMasked, key("next1")) || string(es[0].GroupInfo) != "gi c1" || !es[0].Public {
 		t.Fatalf("commit entries = %+v", es)
 	}
+}
+
+// testMainLine: NewestPartition is the tip of the main line, which takes at each
+// fork the live partition the first sequenced commit opened, however many
+// partitions opened later elsewhere; a terminated branch is left for the next.
+func testMainLine(t *testing.T, s hub.Store) {
+	ctx := context.Background()
+	p := newGroup(t, s, "g")
+	newest := func(want string) {
+		t.Helper()
+		got, err := s.NewestPartition(ctx, []byte("g"))
+		if err != nil || !bytes.Equal(got.Masked, key(want)) {
+			t.Fatalf("NewestPartition = %x, %v; want %s", got.Masked, err, want)
+		}
+	}
+	mustAppend := func(a hub.AppendRequest) {
+		t.Helper()
+		if _, err := s.Append(ctx, a, nil); err != nil {
+			t.Fatalf("append %x: %v", a.RequestHash, err)
+		}
+	}
+	mustAppend(commit(p.Masked, "a", key("a")))   // main line: g/0 -> a
+	mustAppend(commit(p.Masked, "b", key("b")))   // fork of g/0
+	mustAppend(commit(key("b"), "b1", key("b1"))) // the fork goes on
+	mustAppend(commit(key("b1"), "b2", key("b2")))
+	newest("a")
+	mustAppend(commit(key("a"), "a1", key("a1")))
+	mustAppend(commit(key("a"), "a1x", key("a1x"))) // a fork of a, opened after
+	newest("a1")
+	if _, err := s.Terminate(ctx, key("a1"), at, nil); err != nil {
+		t.Fatal(err)
+	}
+	newest("a1x")
+	if _, err := s.Terminate(ctx, key("a"), at, nil); err != nil {
+		t.Fatal(err)
+	}
+	newest("b2") // a's branch is gone: the next fork of g/0 is the main line
+	if _, err := s.Terminate(ctx, p.Masked, at, nil); err != nil {
+		t.Fatal(err)
+	}
+	newest("a1x") // the first partition terminated: the most recently opened live one
 }
 
 func testTerminate(t *testing.T, s hub.Store) {

@@ -30,6 +30,7 @@ type member struct {
 	pushes   []uint32 // counters of the raw pushes, in arrival order (across sockets)
 	notices  []string
 	connects []time.Time // each authentication
+	acks     []time.Time // each send acknowledged to it
 }
 
 func dialMember(t testing.TB, url, token, name string) *member {
@@ -127,6 +128,9 @@ func (l *ledger) send(ctx context.Context, g *mlstest.Group, m *member) bool {
 			}
 			l.acked[ctr], l.started[ctr] = msg, start
 			l.mu.Unlock()
+			m.mu.Lock()
+			m.acks = append(m.acks, time.Now())
+			m.mu.Unlock()
 			return true
 		}
 		l.fails = append(l.fails, err)

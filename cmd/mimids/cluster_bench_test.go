@@ -31,6 +31,22 @@ func loadavg() string {
 	return strings.TrimSpace(string(b))
 }
 
+// cpuSeconds is the CPU time (user and system) process pid has used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces), from field 3 on.
+	fs := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fs) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fs[11], 64)
+	st, _ := strconv.ParseFloat(fs[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
 // fanoutFigures are the fields of `mimids bench-group -json` the cluster
 // benchmark reports.
 type fanoutFigures struct {
@@ -84,7 +100,18 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 				"-duration", duration, "-timeout", "10m", "-json")
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
+			before := make([]float64, len(c.nodes))
+			for i, nd := range c.nodes {
+				before[i] = cpuSeconds(nd.cmd.Process.Pid)
+			}
 			out, err := cmd.Output()
+			var cpu []string
+			for i, nd := range c.nodes {
+				cpu = append(cpu, fmt.Sprintf("%.1f", cpuSeconds(nd.cmd.Process.Pid)-before[i]))
+			}
+			if cmd.ProcessState != nil {
+				cpu = append(cpu, fmt.Sprintf("bench-group %.1f", (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()))
+			}
 			var res fanoutFigures
 			if jerr := json.Unmarshal(out, &res); jerr != nil || res.Fanout == nil {
 				b.Fatalf("%s: bench-group: %v %v\n%s\n%s", run.name, err, jerr, out, stderr.String())
@@ -97,8 +124,9 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			}
 			b.ReportMetric(f.DeliveriesPerSecond, run.name+"-deliveries/s")
 			b.ReportMetric(f.SequencedPerSecond, run.name+"-msg/s")
-			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; load %s",
-				run.name, f.Subscribers, f.Sequenced, f.SequencedPerSecond, f.DeliveriesPerSecond, f.Latency.P50ms, f.Latency.P99ms, loadavg())
+			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; CPU seconds (nodes 1-3, bench) %s; load %s",
+				run.name, f.Subscribers, f.Sequenced, f.SequencedPerSecond, f.DeliveriesPerSecond, f.Latency.P50ms, f.Latency.P99ms,
+				strings.Join(cpu, ", "), loadavg())
 		}
 	}
 }

@@ -31,6 +31,7 @@ type member struct {
 	notices  []string
 	connects []time.Time // each authentication
 	acks     []time.Time // each send acknowledged to it
+	tries    []time.Time // when the attempt that got each ack began (acks[i])
 }
 
 func dialMember(t testing.TB, url, token, name string) *member {
@@ -118,6 +119,7 @@ func (l *ledger) send(ctx context.Context, g *mlstest.Group, m *member) bool {
 	}
 	start := time.Now()
 	for ctx.Err() == nil {
+		try := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ctr, err := m.c.Send(sctx, &protocol.SendRequest{Message: msg, PartitionKey: g.PartitionKey})
 		cancel()
@@ -129,7 +131,7 @@ func (l *ledger) send(ctx context.Context, g *mlstest.Group, m *member) bool {
 			l.acked[ctr], l.started[ctr] = msg, start
 			l.mu.Unlock()
 			m.mu.Lock()
-			m.acks = append(m.acks, time.Now())
+			m.acks, m.tries = append(m.acks, time.Now()), append(m.tries, try)
 			m.mu.Unlock()
 			return true
 		}

@@ -80,6 +80,64 @@ func (m *member) firstAckAfter(at time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// waitResumed waits until each of ms resumed after at: the sender got an ack
+// for a send, the others' Feeds handed over the first message sent after at. It
+// logs each time and returns the longest.
+func waitResumed(t *testing.T, ctx context.Context, l *ledger, at time.Time, sender *member, ms ...*member) time.Duration {
+	t.Helper()
+	var worst time.Duration
+	for _, m := range ms {
+		var when time.Time
+		err := fedproc.Poll(ctx, resumeLimit, func() (bool, error) {
+			var ok bool
+			if m == sender {
+				when, ok = m.firstAckAfter(at)
+				return ok, nil
+			}
+			first, ok := l.firstAfter(at)
+			if !ok {
+				return false, nil
+			}
+			when, ok = m.resumed(first)
+			return ok, nil
+		})
+		if err != nil {
+			t.Fatalf("%s did not resume within %v of the kill: %v", m.name, resumeLimit, err)
+		}
+		worst = max(worst, when.Sub(at))
+		t.Logf("%s resumed %v after the kill (%d connections)", m.name, when.Sub(at).Round(time.Millisecond), len(m.connects))
+	}
+	return worst
+}
+
+// checkNotices waits until rcv handled every notice in acked, stops it (stop),
+// and fails if a notice came back after its ack was committed or was handled
+// twice.
+func checkNotices(t *testing.T, ctx context.Context, rcv *receiver, acked []string, stop func()) {
+	t.Helper()
+	if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		for _, n := range acked {
+			if rcv.texts[n] == 0 {
+				return false, fmt.Errorf("notice %s never arrived", n)
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if rcv.violation != "" {
+		t.Fatal(rcv.violation)
+	}
+	for text, n := range rcv.texts {
+		if n != 1 {
+			t.Fatalf("%s handled %d times", text, n)
+		}
+	}
+}
+
 // TestClusterProcessKill: three nodes, a sender and subscribers on each, and a
 // device on node 3 taking notices posted through node 1. Node 3 is killed with
 // SIGKILL mid-stream; its clients reconnect through their front to node 1 and
@@ -139,28 +197,7 @@ func TestClusterProcessKill(t *testing.T) {
 
 	c.kill(c.nodes[2])
 	killedAt := time.Now()
-	var worst time.Duration
-	for _, m := range onNode3 {
-		var at time.Time
-		err := fedproc.Poll(ctx, resumeLimit, func() (bool, error) {
-			var ok bool
-			if m == senders[2] {
-				at, ok = m.firstAckAfter(killedAt)
-				return ok, nil
-			}
-			first, ok := l.firstAfter(killedAt)
-			if !ok {
-				return false, nil
-			}
-			at, ok = m.resumed(first)
-			return ok, nil
-		})
-		if err != nil {
-			t.Fatalf("%s did not resume within %v of the kill: %v", m.name, resumeLimit, err)
-		}
-		worst = max(worst, at.Sub(killedAt))
-		t.Logf("%s resumed %v after the kill (%d connections)", m.name, at.Sub(killedAt).Round(time.Millisecond), len(m.connects))
-	}
+	worst := waitResumed(t, ctx, l, killedAt, senders[2], onNode3...)
 	for i, f := range fronts[2:] {
 		if f.served[1].Load() == 0 {
 			t.Fatalf("front %d sent nothing to the next node after the kill", i+3)
@@ -179,28 +216,7 @@ func TestClusterProcessKill(t *testing.T) {
 	mu.Lock()
 	acked := append([]string(nil), notices...)
 	mu.Unlock()
-	if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) {
-		rcv.mu.Lock()
-		defer rcv.mu.Unlock()
-		for _, n := range acked {
-			if rcv.texts[n] == 0 {
-				return false, fmt.Errorf("notice %s never arrived", n)
-			}
-		}
-		return true, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	stopRcv()
-	rwg.Wait()
-	if rcv.violation != "" {
-		t.Fatal(rcv.violation)
-	}
-	for text, n := range rcv.texts {
-		if n != 1 {
-			t.Fatalf("%s handled %d times", text, n)
-		}
-	}
+	checkNotices(t, ctx, rcv, acked, func() { stopRcv(); rwg.Wait() })
 	t.Logf("killed node 3: its clients resumed within %v; %d messages acknowledged (%d failed attempts retried), %d notices, nothing lost or repeated",
 		worst.Round(time.Millisecond), l.len(), len(l.fails), len(acked))
 }
@@ -209,6 +225,20 @@ func TestClusterProcessKill(t *testing.T) {
 func (c *procCluster) ready(i int) (bool, string) {
 	st, body, err := c.get(c.nodes[i], "/readyz")
 	return err == nil && st == http.StatusOK, body
+}
+
+// waitReady polls every node's /readyz until it answers 200 (up) or 503 naming
+// check (down).
+func (c *procCluster) waitReady(t *testing.T, ctx context.Context, up bool, check string) {
+	t.Helper()
+	for i := range c.nodes {
+		if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) {
+			ok, body := c.ready(i)
+			return ok == up && (up || strings.Contains(body, check)), fmt.Errorf("/readyz: %s", body)
+		}); err != nil {
+			t.Fatalf("node %d, waiting for /readyz up=%v (%s): %v", i+1, up, check, err)
+		}
+	}
 }
 
 // TestClusterProcessNATSRestart: the nats-server process is killed while node 1
@@ -242,14 +272,7 @@ func TestClusterProcessNATSRestart(t *testing.T) {
 	waitAll(t, ctx, 40, watchers...)
 
 	c.nats.stop()
-	for i := range c.nodes {
-		if err := fedproc.Poll(ctx, 15*time.Second, func() (bool, error) {
-			ok, body := c.ready(i)
-			return !ok && strings.Contains(body, "nats"), fmt.Errorf("/readyz: %s", body)
-		}); err != nil {
-			t.Fatalf("node %d with NATS down: %v", i+1, err)
-		}
-	}
+	c.waitReady(t, ctx, false, "nats")
 	both(20) // the nodes cannot tell each other of these
 	if l.len() != 80 {
 		t.Fatalf("%d sends acknowledged with NATS down, want 80 in all: %v", l.len(), l.fails)
@@ -258,11 +281,7 @@ func TestClusterProcessNATSRestart(t *testing.T) {
 	c.nats.start(t)
 	waitAll(t, ctx, 80, watchers...)
 	t.Logf("NATS restarted: every node's subscriber caught up from the store within %v", time.Since(restarted).Round(time.Millisecond))
-	for i := range c.nodes {
-		if err := fedproc.Poll(ctx, 15*time.Second, func() (bool, error) { ok, body := c.ready(i); return ok, fmt.Errorf("%s", body) }); err != nil {
-			t.Fatalf("node %d after NATS is back: %v", i+1, err)
-		}
-	}
+	c.waitReady(t, ctx, true, "")
 	both(10)
 	waitAll(t, ctx, 100, watchers...)
 	for _, w := range watchers {
@@ -305,14 +324,7 @@ func TestClusterProcessPostgresStop(t *testing.T) {
 	if err := c.pg.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := range c.nodes {
-		if err := fedproc.Poll(ctx, 15*time.Second, func() (bool, error) {
-			ok, body := c.ready(i)
-			return !ok && strings.Contains(body, "store_write"), fmt.Errorf("/readyz: %s", body)
-		}); err != nil {
-			t.Fatalf("node %d with PostgreSQL down: %v", i+1, err)
-		}
-	}
+	c.waitReady(t, ctx, false, "store_write")
 	down := time.Now()
 	l.mu.Lock()
 	failsBefore := len(l.fails)
@@ -346,11 +358,7 @@ func TestClusterProcessPostgresStop(t *testing.T) {
 	}
 	example := l.fails[len(l.fails)-1]
 	l.mu.Unlock()
-	for i := range c.nodes {
-		if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) { ok, body := c.ready(i); return ok, fmt.Errorf("%s", body) }); err != nil {
-			t.Fatalf("node %d after PostgreSQL is back: %v", i+1, err)
-		}
-	}
+	c.waitReady(t, ctx, true, "")
 	target := l.len() + 30
 	if err := fedproc.Poll(ctx, 20*time.Second, func() (bool, error) { return l.len() >= target, nil }); err != nil {
 		t.Fatalf("sends after the database is back: %d of %d: %v", l.len(), target, err)

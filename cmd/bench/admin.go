@@ -185,3 +185,8 @@ func socketURL(base *url.URL) string {
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/socket"
 	return u.String()
 }
+
+// nextSocket is the socket URL for the next socket: the nodes of -url in turn.
+func (b *bench) nextSocket() string {
+	return b.wsURLs[(b.dialed.Add(1)-1)%uint64(len(b.wsURLs))]
+}

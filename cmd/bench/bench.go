@@ -47,7 +47,7 @@ type benchCommon struct {
 
 // register adds the common flags to fs.
 func (c *benchCommon) register(fs *flag.FlagSet, dialHelp string) {
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only)")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base `URL` of the server (loopback only), or the comma-separated URLs of one provider's nodes: sockets go to them in turn, admin calls to the first")
 	fs.StringVar(&c.AdminToken, "admin-token", os.Getenv("MIMIDS_ADMIN_TOKEN"), "admin bearer `token` (default $MIMIDS_ADMIN_TOKEN)")
 	fs.IntVar(&c.MaxConns, "max-conns", 16384, "refuse to open more sockets than this")
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "admin API calls in parallel")
@@ -63,7 +63,7 @@ func (c *benchCommon) register(fs *flag.FlagSet, dialHelp string) {
 // validate reports the problems of the common flags; sockets is how many sockets
 // the run opens, described by what (e.g. "%d sockets exceed").
 func (c benchCommon) validate(sockets int, what string, bad func(format string, args ...any)) {
-	if _, err := checkLoopbackURL(c.URL); err != nil {
+	if _, err := checkLoopbackURLs(c.URL); err != nil {
 		bad("%v", err)
 	}
 	if c.AdminToken == "" {
@@ -173,13 +173,17 @@ func benchCommand(args []string, stdout, stderr io.Writer) int {
 // newBench sets up what both load generators share: the admin API client, the
 // socket URL, the run id and the log. o must have been validated.
 func newBench(o benchOptions, logw io.Writer) *bench {
-	base, _ := checkLoopbackURL(o.URL)
+	bases, _ := checkLoopbackURLs(o.URL)
+	var sockets []string
+	for _, u := range bases {
+		sockets = append(sockets, socketURL(u))
+	}
 	level := slog.LevelWarn
 	if o.Verbose {
 		level = slog.LevelInfo
 	}
 	return &bench{
-		o: o, api: newAdminAPI(base, o.AdminToken, o.Concurrency), wsURL: socketURL(base), run: randomRunID(),
+		o: o, api: newAdminAPI(bases[0], o.AdminToken, o.Concurrency), wsURLs: sockets, run: randomRunID(),
 		log:  slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level})),
 		note: logw, name: "bench", users: make(map[string]bool),
 	}
@@ -224,13 +228,14 @@ type benchResult struct {
 
 // bench is one run's state.
 type bench struct {
-	o     benchOptions // Static.
-	api   *adminAPI    // Static.
-	wsURL string       // Static.
-	run   string       // Static: names this run's users and notices.
-	log   *slog.Logger // Static.
-	note  io.Writer    // Static: where the run says what it creates and removes.
-	name  string       // Static: the verb ("bench", "bench-group"), for messages.
+	o      benchOptions  // Static.
+	api    *adminAPI     // Static.
+	wsURLs []string      // Static: the nodes' socket URLs, taken in turn (nextSocket).
+	dialed atomic.Uint64 // sockets dialed, for the turn
+	run    string        // Static: names this run's users and notices.
+	log    *slog.Logger  // Static.
+	note   io.Writer     // Static: where the run says what it creates and removes.
+	name   string        // Static: the verb ("bench", "bench-group"), for messages.
 
 	lat, post histogram    // Safe for concurrent use.
 	received  atomic.Int64 // deliveries of this run's notices
@@ -355,7 +360,7 @@ func (b *bench) connect(ctx context.Context, creds []createdClient, handler func
 			h = handler(bc)
 		}
 		cfg := client.Config{
-			URL: b.wsURL, Token: creds[i].Token, Handler: h,
+			URL: b.nextSocket(), Token: creds[i].Token, Handler: h,
 			HandshakeTimeout: 30 * time.Second, PingInterval: -1,
 			SendQueueLen: 16, DeliveryQueueLen: 256, MaxReconnectAttempts: 5,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,

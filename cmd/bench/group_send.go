@@ -157,7 +157,7 @@ func (gb *groupBench) dialSenders(ctx context.Context, creds []createdClient) []
 // registered for cleanup.
 func (gb *groupBench) dial(ctx context.Context, cred createdClient, edit func(*client.Config)) (*client.Client, error) {
 	cfg := client.Config{
-		URL: gb.wsURL, Token: cred.Token, HandshakeTimeout: 30 * time.Second, PingInterval: -1,
+		URL: gb.nextSocket(), Token: cred.Token, HandshakeTimeout: 30 * time.Second, PingInterval: -1,
 		DeliveryQueueLen: 1, MaxReconnectAttempts: 5,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, Logger: gb.log,
 	}

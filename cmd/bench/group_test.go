@@ -26,6 +26,9 @@ func TestParseGroupBenchFlags(t *testing.T) {
 		{"defaults", []string{"-admin-token", "mat_x"}, nil},
 		{"some phases", []string{"-admin-token", "t", "-phases", "latency, fanout,latency", "-subscribers", "10"}, nil},
 		{"remote host", []string{"-admin-token", "t", "-url", "http://10.1.2.3:8080"}, []string{"loopback"}},
+		{"nodes", []string{"-admin-token", "t", "-url", "http://127.0.0.1:8081, http://127.0.0.1:8082,http://localhost:8083"}, nil},
+		{"a remote node", []string{"-admin-token", "t", "-url", "http://127.0.0.1:8081,http://10.1.2.3:8080"}, []string{"loopback"}},
+		{"an empty node", []string{"-admin-token", "t", "-url", "http://127.0.0.1:8081,"}, []string{"scheme"}},
 		{"everything wrong", []string{"-admin-token", "", "-phases", "sequence,nope", "-duration", "0s", "-senders", "0",
 			"-inflight", "0", "-groups", "0", "-subscribers", "0", "-rate", "0", "-size", "10", "-suite", "9",
 			"-max-messages", "0", "-drain-timeout", "0s", "-concurrency", "0", "-dial-concurrency", "0", "-fanout-inflight", "-1", "-settle", "-1s"},
@@ -69,6 +72,20 @@ func TestParseGroupBenchFlags(t *testing.T) {
 	}
 	if _, err := parseGroupBenchFlags([]string{"-help"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v", err)
+	}
+}
+
+// TestNextSocketTakesTurns: with several -url nodes, sockets go to each in turn
+// and admin calls to the first.
+func TestNextSocketTakesTurns(t *testing.T) {
+	b := newBench(benchOptions{benchCommon: benchCommon{URL: "http://127.0.0.1:1,http://127.0.0.1:2/x,http://127.0.0.1:3", Concurrency: 1}}, io.Discard)
+	var got []string
+	for range 4 {
+		got = append(got, b.nextSocket())
+	}
+	want := "http://127.0.0.1:1/v1/socket http://127.0.0.1:2/x/v1/socket http://127.0.0.1:3/v1/socket http://127.0.0.1:1/v1/socket"
+	if strings.Join(got, " ") != want || b.api.base.Host != "127.0.0.1:1" {
+		t.Fatalf("sockets %q, admin %s", got, b.api.base)
 	}
 }
 

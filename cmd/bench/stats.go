@@ -111,6 +111,20 @@ func (s latencySummary) String() string {
 // errNotLoopback refuses a bench target that is not this machine.
 var errNotLoopback = errors.New("bench: target must be a loopback address (127.0.0.0/8, ::1 or localhost)")
 
+// checkLoopbackURLs parses list, one base URL or the comma-separated URLs of a
+// provider's nodes, each as checkLoopbackURL does.
+func checkLoopbackURLs(list string) ([]*url.URL, error) {
+	var out []*url.URL
+	for part := range strings.SplitSeq(list, ",") {
+		u, err := checkLoopbackURL(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
 // checkLoopbackURL parses base, an http or https URL whose host must be a loopback
 // address; names other than localhost are refused without resolving them.
 func checkLoopbackURL(base string) (*url.URL, error) {

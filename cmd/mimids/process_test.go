@@ -28,7 +28,7 @@ var (
 )
 
 // mimidsBinary builds the command once per test run.
-func mimidsBinary(t *testing.T) string {
+func mimidsBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mimids-bin")

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mimids/mimids/cmd/mimids/fedproc"
+)
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// cpuSeconds is the CPU time (user and system) process pid has used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces), from field 3 on.
+	fs := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(fs) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fs[11], 64)
+	st, _ := strconv.ParseFloat(fs[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// fanoutFigures are the fields of `mimids bench-group -json` the cluster
+// benchmark reports.
+type fanoutFigures struct {
+	ErrorCount int      `json:"error_count"`
+	Errors     []string `json:"errors"`
+	Fanout     *struct {
+		Subscribers         int     `json:"subscribers"`
+		Sequenced           int64   `json:"sequenced"`
+		SequencedPerSecond  float64 `json:"sequenced_per_second"`
+		DeliveriesExpected  int64   `json:"deliveries_expected"`
+		DeliveriesReceived  int64   `json:"deliveries_received"`
+		DeliveriesPerSecond float64 `json:"deliveries_per_second"`
+		SubscribersComplete int     `json:"subscribers_complete"`
+		Gaps                int64   `json:"gaps"`
+		Duplicates          int64   `json:"duplicates"`
+		Latency             struct {
+			P50ms float64 `json:"p50_ms"`
+			P99ms float64 `json:"p99_ms"`
+		} `json:"latency"`
+	} `json:"fanout"`
+}
+
+// BenchmarkClusterFanOutNodes runs `mimids bench-group`'s fanout phase (one
+// group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; 4 senders; phases of
+// MIMIDS_BENCH_DURATION, default 10s; at most 16 messages not yet pushed to
+// every subscriber) against a three-node provider (separate
+// processes on one PostgreSQL and one nats-server): first with every socket on
+// node 1, then with the sockets spread over the three nodes (-url with the three
+// nodes: in turn). Everything runs on this machine: the same cores serve one busy
+// node in the first run and three in the second. Run it with
+//
+//	go test -run '^$' -bench ClusterFanOutNodes -benchtime 1x ./cmd/mimids/
+func BenchmarkClusterFanOutNodes(b *testing.B) {
+	subs, duration := envOr("MIMIDS_BENCH_SUBSCRIBERS", "3000"), envOr("MIMIDS_BENCH_DURATION", "10s")
+	c := startProcCluster(b, 3, func(_ int, cfg map[string]any) {
+		cfg["cluster"].(map[string]any)["poll_interval"] = "10s"
+		cfg["store"].(map[string]any)["max_conns"] = 16
+	})
+	b.Logf("load average before: %s", loadavg())
+	for b.Loop() {
+		for _, run := range []struct {
+			name  string
+			nodes []*procNode
+		}{{"1node", c.nodes[:1]}, {"3nodes", c.nodes}} {
+			var urls []string
+			for _, nd := range run.nodes {
+				urls = append(urls, nd.base())
+			}
+			cmd := exec.Command(c.bin, "bench-group", "-url", strings.Join(urls, ","), "-admin-token", c.admin,
+				"-phases", "fanout", "-senders", "4", "-fanout-senders", "4", "-fanout-inflight", "16", "-subscribers", subs,
+				"-duration", duration, "-timeout", "10m", "-json")
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			before := make([]float64, len(c.nodes))
+			for i, nd := range c.nodes {
+				before[i] = cpuSeconds(nd.cmd.Process.Pid)
+			}
+			out, err := cmd.Output()
+			var cpu []string
+			for i, nd := range c.nodes {
+				cpu = append(cpu, fmt.Sprintf("%.1f", cpuSeconds(nd.cmd.Process.Pid)-before[i]))
+			}
+			if cmd.ProcessState != nil {
+				cpu = append(cpu, fmt.Sprintf("bench-group %.1f", (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()))
+			}
+			var res fanoutFigures
+			if jerr := json.Unmarshal(out, &res); jerr != nil || res.Fanout == nil {
+				b.Fatalf("%s: bench-group: %v %v\n%s\n%s", run.name, err, jerr, out, stderr.String())
+			}
+			f := res.Fanout
+			if err != nil || res.ErrorCount != 0 || f.Gaps+f.Duplicates != 0 || f.DeliveriesReceived != f.DeliveriesExpected {
+				e := stderr.String()
+				b.Fatalf("%s: bench-group: %v; errors %d %q; gaps %d, duplicates %d, %d of %d deliveries\n%s", run.name, err,
+					res.ErrorCount, res.Errors, f.Gaps, f.Duplicates, f.DeliveriesReceived, f.DeliveriesExpected, e[max(0, len(e)-2000):])
+			}
+			b.ReportMetric(f.DeliveriesPerSecond, run.name+"-deliveries/s")
+			b.ReportMetric(f.SequencedPerSecond, run.name+"-msg/s")
+			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; CPU seconds (nodes 1-3, bench) %s; load %s",
+				run.name, f.Subscribers, f.Sequenced, f.SequencedPerSecond, f.DeliveriesPerSecond, f.Latency.P50ms, f.Latency.P99ms,
+				strings.Join(cpu, ", "), loadavg())
+		}
+	}
+}
+
+// BenchmarkClusterKillResume connects MIMIDS_BENCH_CLIENTS devices (default 300)
+// to node 3 of a three-node provider through a front that fails over to node 1,
+// each following one group with a Feed, while a device on node 1 sends every
+// 20 ms. Node 3 is killed with SIGKILL; the benchmark reports the time from the
+// kill until each device has reconnected and its Feed handed over the first
+// message sent after the kill (p50, max).
+func BenchmarkClusterKillResume(b *testing.B) {
+	n, _ := strconv.Atoi(envOr("MIMIDS_BENCH_CLIENTS", "300"))
+	b.StopTimer()
+	for range b.N {
+		c := startProcCluster(b, 3, func(_ int, cfg map[string]any) { cfg["cluster"].(map[string]any)["poll_interval"] = "10s" })
+		fronts := c.frontsFor(b)
+		sender := dialMember(b, fronts[0].socket(), c.addDevice(c.nodes[0], "alice", "send"), "send")
+		ms := make([]*member, n)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		for i := range ms {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				name := fmt.Sprintf("dev%d", i)
+				ms[i] = dialMember(b, fronts[2].socket(), c.addDevice(c.nodes[0], "alice", name), name)
+			})
+		}
+		wg.Wait()
+		g := procGroup(b, sender, ms...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		l := newLedger()
+		sctx, stop := context.WithCancel(ctx)
+		var swg sync.WaitGroup
+		swg.Go(func() {
+			for sctx.Err() == nil && l.send(sctx, g, sender) {
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+		if err := fedproc.Poll(ctx, time.Minute, func() (bool, error) { return ms[n-1].count() >= 20, nil }); err != nil {
+			b.Fatal(err)
+		}
+		load := loadavg()
+		b.StartTimer()
+		c.kill(c.nodes[2])
+		killed := time.Now()
+		var took []time.Duration
+		for _, m := range ms {
+			var at time.Time
+			if err := fedproc.Poll(ctx, time.Minute, func() (bool, error) {
+				first, ok := l.firstAfter(killed)
+				if ok {
+					at, ok = m.resumed(first)
+				}
+				return ok, nil
+			}); err != nil {
+				b.Fatalf("%s did not resume: %v", m.name, err)
+			}
+			took = append(took, at.Sub(killed))
+		}
+		b.StopTimer()
+		stop()
+		swg.Wait()
+		cancel()
+		sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+		b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "resume-p50-ms")
+		b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "resume-max-ms")
+		b.Logf("%d clients of the killed node resumed on node 1: p50 %v, max %v; load before the kill %s", n,
+			took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), load)
+	}
+}

@@ -199,13 +199,19 @@ func TestFollowerKilledMidStream(t *testing.T) {
 	defer cancel()
 	w := newFedWorldWith(t, unlimited, "a.example", "b.example")
 	alice, bob, s, pushes := faultWorld(t, ctx, w)
+	const total = 600
 	done := make(chan struct{})
-	go func() { defer close(done); s.send(ctx, t, func() *client.Client { return alice.c }, 300) }()
+	go func() { defer close(done); s.send(ctx, t, func() *client.Client { return alice.c }, total) }()
 	poll(t, "bob gets pushes", func() bool { return len(pushes.snapshot()) >= 30 })
 	bob.c.Close(ctx)
 	w.ps["b.example"].Stop()
+	// alice goes on while B is down (stopping B can take long enough on a loaded
+	// machine for most of her sends to be done by then: wait for 50 more, or the end).
 	before, _ := s.counts()
-	poll(t, "alice sends while B is down", func() bool { n, _ := s.counts(); return n >= before+50 })
+	if before >= total {
+		t.Fatalf("alice sent all %d messages before B was down", total)
+	}
+	poll(t, "alice sends while B is down", func() bool { n, _ := s.counts(); return n >= min(before+50, total) })
 	b := w.start("b.example", nil)
 	dialPushes(t, b, bob, pushes)
 	if _, err := bob.c.Subscribe(ctx, s.g.PartitionKey, uint32(len(pushes.snapshot()))); err != nil {

@@ -239,8 +239,13 @@ func (ps *peerState) noteError(msg string) {
 	ps.mu.Unlock()
 }
 
-// recordStatus writes the current status to the store for `mimids peer list`.
+// recordStatus writes the current status to the store for `mimids peer list`:
+// only the node that runs the link does (Config.Owns), so the others do not
+// overwrite its state with theirs.
 func (ps *peerState) recordStatus() {
+	if !ps.l.owns(ps.domain) {
+		return
+	}
 	ps.statusMu.Lock()
 	defer ps.statusMu.Unlock()
 	ps.mu.Lock()

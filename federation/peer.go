@@ -289,7 +289,12 @@ func (ps *peerState) dialLoop(ctx context.Context) {
 			continue // the peer dialled us meanwhile
 		}
 		if !ps.l.owns(p.Domain) {
-			continue // another node of this provider runs the link
+			// Another node of this provider runs the link: look again soon (no
+			// backoff), so that a lease taken over is used at once.
+			ps.mu.Lock()
+			ps.backoff = 0
+			ps.mu.Unlock()
+			continue
 		}
 		ws, stream, err := ps.l.dial(ctx, p)
 		if err != nil {

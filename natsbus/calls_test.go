@@ -99,9 +99,14 @@ func TestForwardedCalls(t *testing.T) {
 		wantErr func(error) bool
 	}{
 		{"hi", "b.example/1/hi", nil},
-		{"refuse", "", func(err error) bool { c, _ := protocol.CodeOf(err); return c == protocol.CodePolicy && strings.Contains(err.Error(), "no thanks") }},
+		{"refuse", "", func(err error) bool {
+			c, _ := protocol.CodeOf(err)
+			return c == protocol.CodePolicy && strings.Contains(err.Error(), "no thanks")
+		}},
 		{"moved", "", func(err error) bool { return errors.Is(err, natsbus.ErrNotOwner) }},
-		{"fail", "", func(err error) bool { return err != nil && !protocol.Refusal(err) && strings.Contains(err.Error(), "store down") }},
+		{"fail", "", func(err error) bool {
+			return err != nil && !protocol.Refusal(err) && strings.Contains(err.Error(), "store down")
+		}},
 	} {
 		out, err := caller.bus.Call(ctx, "owner", "b.example", 1, []byte(tc.body))
 		if tc.wantErr == nil && (err != nil || string(out) != tc.want) || tc.wantErr != nil && !tc.wantErr(err) {

@@ -93,6 +93,10 @@ func TestForwardedCalls(t *testing.T) {
 	caller := startFedNode(t, s, "caller", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	waitFor(t, "the owner serves calls", func() bool { // its subscription reaches the server after it connected
+		_, err := caller.bus.Call(ctx, "owner", "b.example", 1, []byte("hi"))
+		return !errors.Is(err, natsbus.ErrNoNode)
+	})
 	for _, tc := range []struct {
 		body    string
 		want    string
@@ -125,8 +129,13 @@ func TestFederationNotices(t *testing.T) {
 	s := natstest.Start(t)
 	n1 := startFedNode(t, s, "n1", nil)
 	n2 := startFedNode(t, s, "n2", nil)
-	n1.bus.PeerQueued("b.example")
-	waitFor(t, "n2's link woken", func() bool { w, _ := n2.snapshot(); return has(w, "b.example") })
+	// Published until heard: n2's subscription reaches the server some time
+	// after it connected.
+	waitFor(t, "n2's link woken", func() bool {
+		n1.bus.PeerQueued("b.example")
+		w, _ := n2.snapshot()
+		return has(w, "b.example")
+	})
 	if w, _ := n1.snapshot(); len(w) != 0 {
 		t.Fatalf("n1 heard its own notice: %v", w)
 	}

@@ -35,6 +35,9 @@ const (
 	callFailed   = 3 // another failure: message
 )
 
+// defaultCallTimeout bounds a forwarded Call whose context has no deadline.
+const defaultCallTimeout = 30 * time.Second
+
 // maxCallsServed bounds the forwarded Calls a node runs at once; past it the
 // caller is told to try later.
 const maxCallsServed = 256
@@ -159,9 +162,13 @@ func refusalText(err error) string {
 // ErrNoNode (nothing was queued: try again once the leases moved), or another
 // error (the envelope may be queued, as when a Call times out).
 func (b *Bus) Call(ctx context.Context, node, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error) {
-	timeout := 30 * time.Second
+	timeout := defaultCallTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
+	} else { // an owner that dies with the Call must not hold the caller forever
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
 	w := protocol.NewWriter(nil)
 	w.U8(kindCall)

@@ -317,6 +317,16 @@ func testClusterFederation(t *testing.T, stores clusterStores) {
 	sends(ctx, t, gb, aliceOther.c, 1, &sentB)
 	checkPushes(t, "alice on the other node, from a's copy", aliceOther, maskedB, sentB)
 	checkPushes(t, "alice on the owner node, from a's copy", aliceOwn, maskedB, sentB)
+	// What forwarding a Call over NATS adds to a send to a group hosted at b.
+	for _, d := range []struct {
+		name string
+		c    *client.Client
+	}{{"the owner node", aliceOwn.c}, {"the other node (forwarded)", aliceOther.c}} {
+		start := time.Now()
+		sends(ctx, t, gb, d.c, 10, &sentB)
+		t.Logf("send to b's group from %s: %v each (mean of 10)", d.name, time.Since(start)/10)
+	}
+	checkPushes(t, "alice on the other node, after more sends", aliceOther, maskedB, sentB)
 
 	// An envelope queued on the node without the lease goes out at once (its
 	// NATS notice wakes the owner's link; no queue poll runs here).

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,10 +76,14 @@ func (b *Bus) callSubject(node string) string {
 }
 
 // ServeCalls runs h for the Calls other nodes forward to this one (Config.NodeID),
-// each in its own goroutine, at most maxCallsServed at once, until ctx ends. h
-// returns ErrNotOwner when this node does not run the peer's link.
+// each in its own goroutine, at most maxCallsServed at once, until ctx ends; it
+// returns once they have. h returns ErrNotOwner when this node does not run the
+// peer's link.
 func (b *Bus) ServeCalls(ctx context.Context, h CallHandler) error {
 	sem := make(chan struct{}, maxCallsServed)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stopped := false // Guarded by mu.
 	sub, err := b.nc.Subscribe(b.callSubject(b.cfg.NodeID), func(m *nats.Msg) {
 		select {
 		case sem <- struct{}{}:
@@ -86,8 +91,17 @@ func (b *Bus) ServeCalls(ctx context.Context, h CallHandler) error {
 			b.reply(m, nil, errors.New("natsbus: too many forwarded calls; try again"))
 			return
 		}
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-sem
+			b.reply(m, nil, errors.New("natsbus: the node is stopping"))
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
 		go func() {
-			defer func() { <-sem }()
+			defer func() { <-sem; wg.Done() }()
 			b.serveCall(ctx, m, h)
 		}()
 	})
@@ -96,6 +110,10 @@ func (b *Bus) ServeCalls(ctx context.Context, h CallHandler) error {
 	}
 	<-ctx.Done()
 	unsubscribe(sub)
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
+	wg.Wait() // the Calls end with ctx
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -53,6 +54,16 @@ type Config struct {
 	// neither dials the peer nor accepts its link (HTTP 503), so one node at a
 	// time runs it. Nil: this node runs every link.
 	Owns func(peer string) bool
+	// ForwardCall, if set with Owns, runs a Call made on a node that does not run
+	// the peer's link: it hands the call to the node that does (which runs it with
+	// CallHere) and returns its answer, so that the Call does not wait here for an
+	// answer that reaches the owner. Nil: such a Call waits here (and times out).
+	ForwardCall func(ctx context.Context, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error)
+	// Enqueued, if set with Owns, is called after an envelope for peer committed
+	// to the queue on a node that does not run peer's link: tell the owner node,
+	// whose Links.Wake sends it at once. Owners also read their queues every
+	// PeerRefresh, so an envelope whose notice is lost waits that long at most.
+	Enqueued func(peer string)
 	// Logger receives the link layer's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -59,6 +59,7 @@ type Leaser struct {
 
 	mu   sync.Mutex
 	held map[string]Lease // Guarded by mu.
+	seen map[string]Lease // the last lease read of each peer, whoever holds it; Guarded by mu.
 }
 
 // NewLeaser returns a Leaser of node over store.
@@ -75,7 +76,7 @@ func NewLeaser(cfg LeaserConfig, store LeaseStore) (*Leaser, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Leaser{cfg: cfg, store: store, held: make(map[string]Lease)}, nil
+	return &Leaser{cfg: cfg, store: store, held: make(map[string]Lease), seen: make(map[string]Lease)}, nil
 }
 
 // Holds reports whether this node holds peer's lease with a third of its term
@@ -87,6 +88,22 @@ func (l *Leaser) Holds(peer string) bool {
 	l.mu.Unlock()
 	return ok && l.cfg.Now().Before(ls.Expires.Add(-l.cfg.TTL/3))
 }
+
+// Owner returns the node that held peer's lease when this node last asked for it,
+// if that lease has not expired by this node's clock: the node to forward a Call
+// to (Config.ForwardCall).
+func (l *Leaser) Owner(peer string) (string, bool) {
+	l.mu.Lock()
+	ls, ok := l.seen[peer]
+	l.mu.Unlock()
+	if !ok || !l.cfg.Now().Before(ls.Expires) {
+		return "", false
+	}
+	return ls.Owner, true
+}
+
+// Node is this node's id.
+func (l *Leaser) Node() string { return l.cfg.Node }
 
 // Held returns the leases this node holds, by peer.
 func (l *Leaser) Held() map[string]Lease {
@@ -134,6 +151,9 @@ func (l *Leaser) Renew(ctx context.Context) error {
 			}
 			continue
 		}
+		l.mu.Lock()
+		l.seen[p] = ls
+		l.mu.Unlock()
 		l.set(p, ls, ls.Owner == l.cfg.Node)
 	}
 	l.mu.Lock()
@@ -141,6 +161,13 @@ func (l *Leaser) Renew(ctx context.Context) error {
 	for p := range l.held {
 		if !want[p] {
 			gone = append(gone, p)
+		}
+	}
+	l.mu.Unlock()
+	l.mu.Lock()
+	for p := range l.seen {
+		if !want[p] {
+			delete(l.seen, p)
 		}
 	}
 	l.mu.Unlock()
@@ -175,6 +202,9 @@ func (l *Leaser) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for p := range l.Held() {
+		l.mu.Lock()
+		delete(l.seen, p)
+		l.mu.Unlock()
 		l.set(p, Lease{}, false)
 		if err := l.store.ReleaseLease(ctx, p, l.cfg.Node); err != nil {
 			l.cfg.Logger.Warn("federation: release lease", "peer", p, "err", err)

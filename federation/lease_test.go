@@ -4,10 +4,12 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mimids/mimids/federation"
+	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
 
@@ -245,5 +247,62 @@ func TestLeaserStoreDown(t *testing.T) {
 	clk.add(3 * time.Second)
 	if err := l.Renew(ctx); err == nil || l.Holds("b.example") || len(lost) != 1 {
 		t.Fatalf("with two thirds gone: %v, holds %v, lost %v", err, l.Holds("b.example"), lost)
+	}
+}
+
+// TestNonOwnerNode: provider A as two nodes on one store, a1 running B's link and
+// a2 not (Owns). A Call made on a2 goes through its ForwardCall (here straight to
+// a1's CallHere, as NATS would carry it) and gets B's answer; an envelope queued
+// on a2 reaches B at once through its Enqueued notice (a1 reads its queue only
+// every hour here); a2 records no link status, even when it stops, so the status
+// in the store stays a1's.
+func TestNonOwnerNode(t *testing.T) {
+	f := newFed(t)
+	b := f.newNode("b.example")
+	hour := func(c *federation.Config) { c.PeerRefresh = time.Hour }
+	a1 := f.newNode("a.example", func(n *node) {
+		n.cfg = func(c *federation.Config) { hour(c); c.Owns = func(string) bool { return true } }
+	})
+	var forwarded, notices atomic.Int32
+	a2 := f.newNode("a.example", func(n *node) {
+		n.cfg = func(c *federation.Config) {
+			hour(c)
+			c.Owns = func(string) bool { return false }
+			c.ForwardCall = func(ctx context.Context, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error) {
+				forwarded.Add(1)
+				return a1.links.CallHere(ctx, peer, typ, body)
+			}
+			c.Enqueued = func(peer string) { notices.Add(1); a1.links.Wake(peer) }
+		}
+	})
+	a1.trust(b)
+	if err := a2.links.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.trust(a1)
+	b.start()
+	a1.start()
+	a2.start()
+	eventually(t, "a1 links to B", func() bool { return a1.up("b.example") })
+
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := a2.links.Call(cctx, "b.example", typeApply, []byte("call"))
+	if err != nil || string(out) != "ok:call" || forwarded.Load() != 1 {
+		t.Fatalf("call on a2: %q, %v (forwarded %d)", out, err, forwarded.Load())
+	}
+	_, err = a2.links.Call(cctx, "b.example", typeRefuse, nil)
+	if code, _ := protocol.CodeOf(err); code != protocol.CodePolicy {
+		t.Fatalf("refused call on a2: %v", err)
+	}
+	a2.sendN(t, "b.example", 1)
+	eventually(t, "B applies the envelope queued on a2", func() bool { return len(b.applied("a.example")) == 2 })
+	if notices.Load() != 1 {
+		t.Fatalf("a2 sent %d notices for one envelope", notices.Load())
+	}
+	a2.stop()
+	st, err := a1.db.PeerStatuses(ctx)
+	if err != nil || len(st) != 1 || st[0].State != federation.StateUp {
+		t.Fatalf("recorded status %+v, %v; want a1's link, up", st, err)
 	}
 }

@@ -191,8 +191,18 @@ func (l *Links) Send(ctx context.Context, peer string, typ protocol.EnvelopeType
 // Call is Send, then waits for the peer's answer: the ack's body, or the refusal as
 // a *protocol.EnvelopeError (protocol.CodeOf reports its code). If ctx ends first,
 // Call returns ctx's error and the envelope stays queued: it is delivered later,
-// and only OnAnswer sees its answer. ctx must not carry a store transaction.
+// and only OnAnswer sees its answer. ctx must not carry a store transaction. On a
+// node that does not run peer's link (Config.Owns), Config.ForwardCall runs it.
 func (l *Links) Call(ctx context.Context, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error) {
+	if l.cfg.ForwardCall != nil && !l.owns(peer) {
+		return l.cfg.ForwardCall(ctx, peer, typ, body)
+	}
+	return l.CallHere(ctx, peer, typ, body)
+}
+
+// CallHere is Call on this node, whether or not it runs peer's link: the node
+// that does runs the calls other nodes forward to it (Config.ForwardCall) with it.
+func (l *Links) CallHere(ctx context.Context, peer string, typ protocol.EnvelopeType, body []byte) ([]byte, error) {
 	ch := make(chan *Answer, 1)
 	id, err := l.enqueue(ctx, peer, typ, body, ch)
 	if err != nil {
@@ -228,6 +238,9 @@ func (l *Links) enqueue(ctx context.Context, peer string, typ protocol.EnvelopeT
 			l.mu.Unlock()
 		}
 		l.wake(peer)
+		if l.cfg.Enqueued != nil && !l.owns(peer) {
+			l.cfg.Enqueued(peer)
+		}
 	}
 	id, err := l.store.Enqueue(ctx, peer, typ, body, time.Now(), committed)
 	if err != nil {
@@ -236,7 +249,6 @@ func (l *Links) enqueue(ctx context.Context, peer string, typ protocol.EnvelopeT
 	return id, nil
 }
 
-// wake tells peer's link, if one is up, that its queue has more.
 // owns reports whether this node runs the link with peer (Config.Owns).
 func (l *Links) owns(peer string) bool { return l.cfg.Owns == nil || l.cfg.Owns(peer) }
 
@@ -259,6 +271,10 @@ func (l *Links) Handover(peer string) {
 		cur.c.Close(protocol.CloseGoingAway, "handed over to another node")
 	}
 }
+
+// Wake tells peer's link, if this node runs it, that the queue has more: another
+// node of this provider enqueued (Config.Enqueued).
+func (l *Links) Wake(peer string) { l.wake(peer) }
 
 func (l *Links) wake(peer string) {
 	l.mu.Lock()
@@ -424,11 +440,27 @@ loop:
 			if rerr := l.Refresh(ctx); rerr != nil && ctx.Err() == nil {
 				l.log.Warn("federation: refresh the allow-list", "err", rerr)
 			}
+			if l.cfg.Owns != nil {
+				l.wakeAll() // envelopes other nodes queued, should their notice be lost
+			}
 		}
 	}
 	stopSrv()
 	l.stopAll()
 	return err
+}
+
+// wakeAll makes every link that is up read its queue again.
+func (l *Links) wakeAll() {
+	l.mu.Lock()
+	peers := make([]*peerState, 0, len(l.peers))
+	for _, ps := range l.peers {
+		peers = append(peers, ps)
+	}
+	l.mu.Unlock()
+	for _, ps := range peers {
+		ps.wake()
+	}
 }
 
 // stopAll ends every dialer and link and waits for them; links close with 1001

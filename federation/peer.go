@@ -239,8 +239,13 @@ func (ps *peerState) noteError(msg string) {
 	ps.mu.Unlock()
 }
 
-// recordStatus writes the current status to the store for `mimids peer list`.
+// recordStatus writes the current status to the store for `mimids peer list`:
+// only the node that runs the link does (Config.Owns), so the others do not
+// overwrite its state with theirs.
 func (ps *peerState) recordStatus() {
+	if !ps.l.owns(ps.domain) {
+		return
+	}
 	ps.statusMu.Lock()
 	defer ps.statusMu.Unlock()
 	ps.mu.Lock()
@@ -284,7 +289,12 @@ func (ps *peerState) dialLoop(ctx context.Context) {
 			continue // the peer dialled us meanwhile
 		}
 		if !ps.l.owns(p.Domain) {
-			continue // another node of this provider runs the link
+			// Another node of this provider runs the link: look again soon (no
+			// backoff), so that a lease taken over is used at once.
+			ps.mu.Lock()
+			ps.backoff = 0
+			ps.mu.Unlock()
+			continue
 		}
 		ws, stream, err := ps.l.dial(ctx, p)
 		if err != nil {

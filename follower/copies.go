@@ -71,6 +71,20 @@ type CopiesConfig struct {
 	Retention time.Duration
 	Now       func() time.Time // default time.Now
 	Logger    *slog.Logger
+	// Bus, if set, joins the copies of the nodes of one provider (scale-out): a
+	// push applied on the node that runs the hub's link wakes the sinks of the
+	// others. Nil: a single node.
+	Bus CopyBus
+}
+
+// CopyBus tells the other nodes of this provider what the local copies commit
+// (natsbus.Bus). It may lose notices: sinks read the store on a gap.
+type CopyBus interface {
+	// CopyCommitted announces new entries of the copy of masked.
+	CopyCommitted(masked []byte)
+	// WatchCopy asks for the other nodes' announcements of masked (until cancel)
+	// and makes its sinks read the store once it holds (Copies.Poke).
+	WatchCopy(masked []byte) (cancel func())
 }
 
 // Defaults of the copies' lifecycle (docs/protocol.md §5.14).
@@ -96,6 +110,8 @@ type Copies struct {
 	state  map[string]*copyState             // by masked key; Guarded by mu.
 	masked map[string][]byte                 // KeyDigest -> masked key; Guarded by mu.
 	sinks  map[string]map[*copySink]struct{} // Guarded by mu.
+	// watches cancels cfg.Bus's watches, by masked key; Guarded by mu.
+	watches map[string]func()
 }
 
 // copyState is a followed partition in memory. Guarded by Copies.mu.
@@ -133,7 +149,8 @@ func NewCopies(ctx context.Context, cfg CopiesConfig) (*Copies, error) {
 		return nil, fmt.Errorf("follower: copies: %w", err)
 	}
 	c := &Copies{cfg: cfg, log: cfg.Logger.With("part", "copies"), state: make(map[string]*copyState, len(recs)),
-		masked: make(map[string][]byte, len(recs)), sinks: make(map[string]map[*copySink]struct{})}
+		masked: make(map[string][]byte, len(recs)), sinks: make(map[string]map[*copySink]struct{}),
+		watches: make(map[string]func())}
 	for _, r := range recs {
 		c.state[string(r.Masked)] = &copyState{hub: r.Hub, digest: r.Digest, next: r.Next, usedAt: r.UsedAt, subscribed: true}
 		if r.Digest != nil {
@@ -296,14 +313,42 @@ func (c *Copies) Subscribe(masked []byte, s protocol.PartitionSink) (cancel func
 		c.sinks[string(masked)] = set
 	}
 	set[k] = struct{}{}
+	if c.cfg.Bus != nil && c.watches[string(masked)] == nil {
+		c.watches[string(masked)] = c.cfg.Bus.WatchCopy(masked)
+	}
 	c.mu.Unlock()
 	return func() {
+		var unwatch func()
 		c.mu.Lock()
 		delete(c.sinks[string(masked)], k)
 		if len(c.sinks[string(masked)]) == 0 {
 			delete(c.sinks, string(masked))
+			unwatch = c.watches[string(masked)]
+			delete(c.watches, string(masked))
 		}
 		c.mu.Unlock()
+		if unwatch != nil {
+			unwatch()
+		}
+	}
+}
+
+// Poke makes the sinks of masked's copy (every copy's, for nil) read the store:
+// another node of this provider appended to it (CopiesConfig.Bus).
+func (c *Copies) Poke(masked []byte) {
+	var sinks []protocol.PartitionSink
+	c.mu.Lock()
+	for m, set := range c.sinks {
+		if masked != nil && m != string(masked) {
+			continue
+		}
+		for k := range set {
+			sinks = append(sinks, k.s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range sinks {
+		s.Refetch()
 	}
 }
 
@@ -351,6 +396,9 @@ func (c *Copies) Push(ctx context.Context, peer string, body []byte) ([]byte, er
 		hub = st.hub
 	}
 	c.mu.Unlock()
+	if !ok && c.cfg.Bus != nil {
+		hub, ok = c.load(ctx, p.Masked)
+	}
 	if !ok || hub != peer {
 		c.log.Warn("peer pushed a partition this provider does not follow at it; refused", "peer", peer,
 			"masked", fmt.Sprintf("%x", p.Masked), "followed_at", hub)
@@ -374,10 +422,42 @@ func (c *Copies) Push(ctx context.Context, peer string, body []byte) ([]byte, er
 	return (&protocol.PushAnswer{Next: next, Done: done}).MarshalBinary()
 }
 
-// offer hands committed entries to the local subscribers (Notify does not block).
+// load reads a copy another node of this provider followed (a client of that
+// node subscribed) from the store, so that this node, which runs the hub's link,
+// takes its pushes; it returns the copy's hub.
+func (c *Copies) load(ctx context.Context, masked []byte) (string, bool) {
+	recs, err := c.cfg.Store.CopyRecords(ctx)
+	if err != nil {
+		c.log.Warn("follower: read the copies", "err", err)
+		return "", false
+	}
+	for _, r := range recs {
+		if string(r.Masked) != string(masked) {
+			continue
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		st := c.state[string(masked)]
+		if st == nil {
+			st = &copyState{hub: r.Hub, digest: r.Digest, next: r.Next, usedAt: r.UsedAt, subscribed: true}
+			c.state[string(masked)] = st
+			if r.Digest != nil {
+				c.masked[string(r.Digest)] = r.Masked
+			}
+		}
+		return st.hub, true
+	}
+	return "", false
+}
+
+// offer hands committed entries to the local subscribers (Notify does not block),
+// and tells the other nodes.
 func (c *Copies) offer(masked []byte, applied []protocol.PushEntry) {
 	if len(applied) == 0 {
 		return
+	}
+	if c.cfg.Bus != nil {
+		c.cfg.Bus.CopyCommitted(masked)
 	}
 	c.mu.Lock()
 	sinks := make([]protocol.PartitionSink, 0, len(c.sinks[string(masked)]))

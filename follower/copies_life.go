@@ -65,12 +65,37 @@ func (c *Copies) Sweep(ctx context.Context) {
 			c.log.Warn("follower: copies used", "err", err)
 		}
 	}
+	if c.cfg.Bus != nil && len(unsub)+len(prune) > 0 && !c.usedElsewhere(ctx) {
+		return
+	}
 	for _, ic := range unsub {
 		c.unsubscribe(ctx, ic, now)
 	}
 	for _, ic := range prune {
 		c.prune(ctx, ic, now)
 	}
+}
+
+// usedElsewhere takes the use times the other nodes of this provider recorded
+// (their sweeps touch the copies their clients follow), so that no node
+// unsubscribes a copy another node's clients use: unsubscribe and prune check the
+// idle time again. It reports false when the store could not be read.
+func (c *Copies) usedElsewhere(ctx context.Context) bool {
+	recs, err := c.cfg.Store.CopyRecords(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("follower: read the copies", "err", err)
+		}
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		if st := c.state[string(r.Masked)]; st != nil && r.UsedAt.After(st.usedAt) {
+			st.usedAt = r.UsedAt
+		}
+	}
+	return true
 }
 
 // unsubscribe tells the copy's hub to stop pushing it, unless it was followed

@@ -18,6 +18,8 @@
 //	<prefix>.m.<client id>       a client's mailbox has new entries (likewise)
 //	<prefix>.m.all               every mailbox may have new entries (large fan-outs)
 //	<prefix>.r                   a client's token was revoked (every node)
+//
+// and those of the federation links among the nodes (calls.go).
 package natsbus
 
 import (
@@ -104,9 +106,11 @@ func (c Config) Validate() error {
 // Targets are this node's parts that the other nodes' notifications reach; Run
 // takes them, since the parts are built with the bus. Any may be nil.
 type Targets struct {
-	Hub     HubTarget
-	Mailbox MailboxTarget
-	Sockets SocketTarget
+	Hub        HubTarget
+	Mailbox    MailboxTarget
+	Sockets    SocketTarget
+	Federation FederationTarget // calls.go
+	Copies     CopyTarget       // calls.go
 }
 
 // HubTarget is what the bus needs from the hub (*hub.Hub).
@@ -147,6 +151,8 @@ type Bus struct {
 	mboxes        map[int64]*nats.Subscription // Guarded by mu.
 	pendingParts  []*partWatch                 // watches not yet confirmed by a flush; Guarded by mu.
 	pendingMboxes []int64                      // the same for mailboxes; Guarded by mu.
+	pendingCopies [][]byte                     // the same for copies (calls.go); Guarded by mu.
+	copies        int                          // copy watches (calls.go); Guarded by mu.
 }
 
 // partWatch is this node's NATS subscription to one partition. Guarded by Bus.mu.

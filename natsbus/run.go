@@ -19,7 +19,7 @@ const flushTimeout = 2 * time.Second
 // it once; it closes the connection when it returns.
 func (b *Bus) Run(ctx context.Context, t Targets) error {
 	defer b.nc.Close()
-	for _, subj := range []string{b.cfg.Subject + ".r", b.cfg.Subject + ".m.all"} {
+	for _, subj := range []string{b.cfg.Subject + ".r", b.cfg.Subject + ".m.all", b.cfg.Subject + ".q"} {
 		if _, err := b.nc.ChanSubscribe(subj, b.in); err != nil {
 			return fmt.Errorf("natsbus: subscribe %s: %w", subj, err)
 		}
@@ -68,6 +68,14 @@ func (b *Bus) dispatch(t Targets, nm *nats.Msg) {
 		if t.Sockets != nil {
 			t.Sockets.CloseClient(m.clientID, protocol.CloseRevoked, "token revoked")
 		}
+	case kindQueued:
+		if t.Federation != nil {
+			t.Federation.Wake(m.peer)
+		}
+	case kindCopy:
+		if t.Copies != nil {
+			t.Copies.Poke(m.masked)
+		}
 	}
 }
 
@@ -94,8 +102,8 @@ func (b *Bus) syncLoop(ctx context.Context, t Targets) {
 			return
 		case <-b.fresh:
 			b.mu.Lock()
-			parts, mboxes := b.pendingParts, b.pendingMboxes
-			b.pendingParts, b.pendingMboxes = nil, nil
+			parts, mboxes, copies := b.pendingParts, b.pendingMboxes, b.pendingCopies
+			b.pendingParts, b.pendingMboxes, b.pendingCopies = nil, nil, nil
 			b.mu.Unlock()
 			b.flush()
 			for _, w := range parts {
@@ -108,6 +116,11 @@ func (b *Bus) syncLoop(ctx context.Context, t Targets) {
 					t.Mailbox.Poke(id)
 				}
 			}
+			for _, masked := range copies {
+				if t.Copies != nil {
+					t.Copies.Poke(masked)
+				}
+			}
 		case <-b.resync:
 			b.resyncs.Add(1)
 			b.flush()
@@ -116,6 +129,9 @@ func (b *Bus) syncLoop(ctx context.Context, t Targets) {
 			}
 			if t.Mailbox != nil {
 				t.Mailbox.Poke(0)
+			}
+			if t.Copies != nil {
+				t.Copies.Poke(nil)
 			}
 		}
 	}
@@ -152,7 +168,7 @@ func (b *Bus) poll(ctx context.Context, t Targets) {
 	for _, w := range b.parts {
 		watches = append(watches, w)
 	}
-	mboxes := len(b.mboxes)
+	mboxes, copies := len(b.mboxes), b.copies
 	b.mu.Unlock()
 	if t.Hub != nil {
 		for _, w := range watches {
@@ -176,5 +192,8 @@ func (b *Bus) poll(ctx context.Context, t Targets) {
 	}
 	if mboxes > 0 && t.Mailbox != nil {
 		t.Mailbox.Poke(0)
+	}
+	if copies > 0 && t.Copies != nil {
+		t.Copies.Poke(nil) // copies have no length to compare: their sinks read the store
 	}
 }

@@ -76,6 +76,7 @@ type message struct {
 	length     uint32    // kindNotice
 	terminated bool      // kindNotice
 	clientID   int64     // kindEntries, kindRevoked
+	peer       string    // kindQueued
 }
 
 // decode reads a notification; the entry's slices alias data.
@@ -103,6 +104,10 @@ func decode(data []byte) (message, error) {
 	case kindEntries, kindRevoked:
 		m.clientID = int64(r.U64("client_id"))
 	case kindAll:
+	case kindQueued:
+		m.peer = string(r.OpaqueMax("peer", 255))
+	case kindCopy:
+		m.masked = r.OpaqueMax("masked", protocol.MaxMaskedLen)
 	default:
 		return m, fmt.Errorf("natsbus: unknown message kind %d", m.kind)
 	}

@@ -27,8 +27,9 @@ var copyOrder = []string{
 // copySkipped are the tables CopyFrom does not copy row by row: the schema's
 // bookkeeping (each store numbers its own migrations), the probe's row, the
 // incarnation (copied as one value) and the KeyPackage counts (the trigger on
-// key_packages makes them as the KeyPackages are copied).
-var copySkipped = []string{"schema_migrations", "store_probe", "store_meta", "key_package_counts"}
+// key_packages makes them as the KeyPackages are copied), and the link leases
+// (held by running nodes only: a copy is made with the server stopped).
+var copySkipped = []string{"schema_migrations", "store_probe", "store_meta", "key_package_counts", "federation_leases"}
 
 // ErrNotEmpty reports a copy into a store that holds data already.
 var ErrNotEmpty = errors.New("postgres: the destination store is not empty")

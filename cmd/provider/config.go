@@ -220,6 +220,10 @@ type ClusterConfig struct {
 	// PollInterval: how often a node compares the partitions its sockets follow with
 	// the store and makes live mailboxes refetch, in case a notification was lost.
 	PollInterval gateway.Duration `json:"poll_interval"`
+	// LeaseTTL is how long a node's lease of a peer's link lasts unrenewed
+	// (renewed every third of it): a node that dies hands its links over to the
+	// others within it (docs/scale-out.md "Federation link leases").
+	LeaseTTL gateway.Duration `json:"lease_ttl"`
 }
 
 // Enabled reports whether this process is one node of several.
@@ -228,6 +232,9 @@ func (c ClusterConfig) Enabled() bool { return c.NATSURL != "" }
 func (c ClusterConfig) validate(bad func(string, ...any)) {
 	if c.PollInterval < gateway.Duration(100*time.Millisecond) {
 		bad("cluster.poll_interval must be at least 100ms")
+	}
+	if c.LeaseTTL < gateway.Duration(time.Second) {
+		bad("cluster.lease_ttl must be at least 1s")
 	}
 	if strings.ContainsAny(c.Subject, " \t\r\n*>") || strings.HasPrefix(c.Subject, ".") || strings.HasSuffix(c.Subject, ".") {
 		bad("cluster.subject %q must be dot-separated NATS tokens without wildcards", c.Subject)
@@ -269,7 +276,7 @@ func DefaultConfig() Config {
 		WriteTimeout: gateway.Duration(10 * time.Second), PingInterval: gateway.Duration(15 * time.Second),
 		PeerRefresh: gateway.Duration(2 * time.Second), CopyIdle: gateway.Duration(follower.DefaultCopyIdle),
 		CopyRetention: gateway.Duration(follower.DefaultCopyRetention)}
-	c.Cluster = ClusterConfig{PollInterval: gateway.Duration(10 * time.Second)}
+	c.Cluster = ClusterConfig{PollInterval: gateway.Duration(10 * time.Second), LeaseTTL: gateway.Duration(15 * time.Second)}
 	c.Dashboard = DashboardConfig{IdleTimeout: gateway.Duration(30 * time.Minute), MaxAge: gateway.Duration(12 * time.Hour),
 		LoginsPerMinute: 10, LoginBurst: 10, MaxSessions: 1000}
 	return c
@@ -381,12 +388,6 @@ func (c Config) Validate() error {
 	}
 	c.Federation.validate(c.Domain, bad)
 	c.Cluster.validate(bad)
-	if c.Cluster.Enabled() && c.Federation.Enabled() {
-		// Each node would run its own link to every peer, and a followed
-		// partition's copy would wake only the sockets of the node whose link
-		// took the push: link leases (federation.Leaser) are not wired yet.
-		bad("cluster.nats_url with federation is not supported yet (one node per federating provider)")
-	}
 	c.Dashboard.validate(bad)
 	return errors.Join(errs...)
 }

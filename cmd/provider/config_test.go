@@ -11,15 +11,18 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	}
 }
 
-func TestClusterRefusesFederation(t *testing.T) {
+// TestClusterFederates: a node of several may federate (link leases); the lease's
+// term has a floor.
+func TestClusterFederates(t *testing.T) {
 	c := DefaultConfig()
 	c.Cluster.NATSURL = "nats://127.0.0.1:4222"
-	if err := c.Validate(); err != nil {
-		t.Fatalf("a cluster node: %v", err)
-	}
 	c.Federation.CertFile, c.Federation.KeyFile = "cert.pem", "key.pem"
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "with federation is not supported yet") {
+	if err := c.Validate(); err != nil {
 		t.Fatalf("a federating cluster node: %v", err)
+	}
+	c.Cluster.LeaseTTL = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.lease_ttl") {
+		t.Fatalf("lease_ttl 0: %v", err)
 	}
 }
 
@@ -47,7 +50,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	for _, want := range []string{"domain", "listen", "log.format", "store.synchronous", "peers[0].url",
 		"peers[1].domain", "discovery.token_policy", "ohttp.key_grace", "ohttp.relay_rate", "key_packages", "hub:", "tls",
-		"report_rate", "upload_rate", "mailbox: ", "cluster.nats_url", "cluster.subject", "cluster.poll_interval", "dashboard: idle_timeout"} {
+		"report_rate", "upload_rate", "mailbox: ", "cluster.nats_url", "cluster.subject", "cluster.poll_interval", "cluster.lease_ttl", "dashboard: idle_timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s:\n%v", want, err)
 		}

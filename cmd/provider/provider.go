@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -47,6 +46,9 @@ type Provider struct {
 	// Bus tells the other nodes of this provider what this one commits (scale-out);
 	// nil unless cluster.nats_url is set.
 	Bus *natsbus.Bus
+	// Leaser holds this node's leases of peer links (federation.Leaser); nil
+	// unless both federation and cluster.nats_url are set.
+	Leaser *federation.Leaser
 
 	welcomes *welcomeSender // offers stored Welcomes to peers; nil without federation
 	// Terms are the hubs' terms this provider enforces on its users as a
@@ -151,7 +153,14 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (_ *Provid
 	}
 	if cfg.Federation.Enabled() {
 		// Last: New binds the federation listener.
-		if p.Federation, err = newFederation(cfg, db, log); err != nil {
+		var fc federation.Config
+		if p.Bus != nil {
+			if p.Leaser, err = p.newLeaser(); err != nil {
+				return nil, err
+			}
+			fc = federation.Config{Owns: p.Leaser.Holds, ForwardCall: p.forwardCall, Enqueued: p.Bus.PeerQueued}
+		}
+		if p.Federation, err = newFederation(cfg, fc, db, log); err != nil {
 			return nil, err
 		}
 		p.registerWelcomes()
@@ -166,10 +175,7 @@ func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (_ *Provid
 // connectBus joins the provider's other nodes over NATS (cluster.nats_url).
 func connectBus(ctx context.Context, cfg Config, log *slog.Logger) (*natsbus.Bus, error) {
 	c := cfg.Cluster
-	node := c.NodeID
-	if node == "" {
-		node, _ = os.Hostname()
-	}
+	node := nodeID(cfg)
 	subject := c.Subject
 	if subject == "" {
 		subject = "mimids." + cfg.Domain
@@ -191,7 +197,8 @@ func (p *Provider) readiness() func(context.Context) []gateway.ReadyCheck {
 
 // newFederation makes the link layer from the configuration; it listens at once
 // when federation.listen is set.
-func newFederation(cfg Config, db Store, log *slog.Logger) (*federation.Links, error) {
+// fc carries the cluster's hooks (Owns, ForwardCall, Enqueued).
+func newFederation(cfg Config, fc federation.Config, db Store, log *slog.Logger) (*federation.Links, error) {
 	f := cfg.Federation
 	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
@@ -202,6 +209,7 @@ func newFederation(cfg Config, db Store, log *slog.Logger) (*federation.Links, e
 		Window: f.Window, WindowBytes: f.WindowBytes, MinBackoff: f.MinBackoff.D(), MaxBackoff: f.MaxBackoff.D(),
 		DialTimeout: f.DialTimeout.D(), WriteTimeout: f.WriteTimeout.D(), PingInterval: f.PingInterval.D(),
 		PeerRefresh: f.PeerRefresh.D(), Logger: log,
+		Owns: fc.Owns, ForwardCall: fc.ForwardCall, Enqueued: fc.Enqueued,
 	}, db)
 }
 
@@ -256,9 +264,15 @@ func (p *Provider) Run(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return p.Gateway.Serve(ctx, ln) })
 	g.Go(func() error { return p.Hub.Run(ctx) })
 	if p.Bus != nil {
-		g.Go(func() error {
-			return p.Bus.Run(ctx, natsbus.Targets{Hub: p.Hub, Mailbox: p.Mailbox, Sockets: p.Gateway})
-		})
+		t := natsbus.Targets{Hub: p.Hub, Mailbox: p.Mailbox, Sockets: p.Gateway}
+		if p.Federation != nil {
+			t.Federation, t.Copies = p.Federation, p.copies
+			g.Go(func() error { return p.Bus.ServeCalls(ctx, p.serveCall) })
+		}
+		g.Go(func() error { return p.Bus.Run(ctx, t) })
+	}
+	if p.Leaser != nil {
+		g.Go(func() error { return p.Leaser.Run(ctx) })
 	}
 	g.Go(func() error { return p.Dashboard.Run(ctx) })
 	if p.Federation != nil {

@@ -35,6 +35,7 @@ type Store interface {
 	mailbox.Store
 	hub.Store
 	federation.Store
+	federation.LeaseStore
 	follower.CopyStore
 	follower.Routes
 

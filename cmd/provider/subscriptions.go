@@ -38,8 +38,12 @@ func (p *Provider) newCopies(ctx context.Context) (*follower.Copies, error) {
 		return nil, nil
 	}
 	f := p.Config.Federation
+	var bus follower.CopyBus
+	if p.Bus != nil {
+		bus = p.Bus
+	}
 	return follower.NewCopies(ctx, follower.CopiesConfig{Store: p.DB, Link: peerLink{p}, Routes: p.DB,
-		Idle: f.CopyIdle.D(), Retention: f.CopyRetention.D(), Logger: p.Log})
+		Idle: f.CopyIdle.D(), Retention: f.CopyRetention.D(), Logger: p.Log, Bus: bus})
 }
 
 // partitions is what the gateway serves subscriptions from.
@@ -53,7 +57,7 @@ func (p *Provider) partitions() gateway.Partitions {
 // registerSubscriptions installs both sides of partition subscriptions.
 func (p *Provider) registerSubscriptions() {
 	p.pushers = &pushers{db: p.DB, log: p.Hub.Log(), link: p.Federation, logger: p.Log.With("part", "pushes"),
-		running: map[string]*pusher{}}
+		owns: p.owns, running: map[string]*pusher{}}
 	p.Federation.Handle(protocol.EnvelopeSubscribe, p.pushers.subscribe)
 	p.Federation.Handle(protocol.EnvelopeUnsubscribe, p.pushers.unsubscribe)
 	p.Federation.Handle(protocol.EnvelopePush, func(ctx context.Context, in *federation.Inbound) ([]byte, error) {
@@ -68,6 +72,9 @@ type pushers struct {
 	log    hub.PartitionLog
 	link   *federation.Links
 	logger *slog.Logger
+	// owns says whether this node runs the peer's link: only that node pushes to
+	// the peer (leaseChanged starts and stops the pushers of a peer).
+	owns func(peer string) bool
 
 	mu      sync.Mutex
 	ctx     context.Context    // the Run context; nil before Run; Guarded by mu.
@@ -138,7 +145,7 @@ func (ps *pushers) run(ctx context.Context) error {
 
 // start runs s's pusher, or wakes it if it runs. Before Run, run starts it.
 func (ps *pushers) start(s PushSub) {
-	if s.Done {
+	if s.Done || !ps.owns(s.Peer) {
 		return
 	}
 	k := s.Peer + "\x00" + string(s.Masked)
@@ -165,6 +172,38 @@ func (ps *pushers) start(s PushSub) {
 		}
 		ps.mu.Unlock()
 	}()
+}
+
+// startPeer starts the pushers of peer's subscriptions: this node took its link.
+func (ps *pushers) startPeer(peer string) {
+	ps.mu.Lock()
+	ctx := ps.ctx
+	ps.mu.Unlock()
+	if ctx == nil {
+		return // run starts them
+	}
+	subs, err := ps.db.PushSubs(ctx)
+	if err != nil {
+		ps.logger.Warn("push subscriptions", "peer", peer, "err", err)
+		return
+	}
+	for _, s := range subs {
+		if s.Peer == peer {
+			ps.start(s)
+		}
+	}
+}
+
+// stopPeer stops the pushers of peer: another node runs its link now.
+func (ps *pushers) stopPeer(peer string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for k, pu := range ps.running {
+		if pu.peer == peer {
+			pu.stop()
+			delete(ps.running, k)
+		}
+	}
 }
 
 // pusher sends one partition to one follower. Its fields are its goroutine's.

@@ -45,7 +45,7 @@ func (p *Provider) registerWelcomes() {
 		return fw.Deliver(ctx, in.Peer, in.Body) // mailbox entries commit with the dedup record
 	})
 	p.welcomes = &welcomeSender{hub: p.Hub, links: p.Federation, db: p.DB, log: p.Log.With("part", "welcomes"),
-		inflight: map[string]*peerWelcomes{}}
+		owns: p.owns, inflight: map[string]*peerWelcomes{}}
 	p.Federation.OnAnswer(protocol.EnvelopeWelcomeInit, p.welcomes.initAnswered)
 	p.Federation.OnAnswer(protocol.EnvelopeWelcome, p.welcomes.pushAnswered)
 }
@@ -57,6 +57,9 @@ type welcomeSender struct {
 	links *federation.Links
 	db    Store
 	log   *slog.Logger
+	// owns says whether this node runs the peer's link: only that node offers
+	// the peer its Welcomes (two nodes scanning one queue would offer one twice).
+	owns func(peer string) bool
 	// inflight holds, per peer, the ids of the Welcomes with an envelope in the
 	// peer's queue (welcome_init or welcome); a peer is missing until its queue was
 	// scanned. Used by run's goroutine only.
@@ -94,6 +97,10 @@ func (s *welcomeSender) drain(ctx context.Context) error {
 	}
 	listed := make(map[string]bool, len(peers))
 	for _, p := range peers {
+		if !s.owns(p.Domain) {
+			delete(s.inflight, p.Domain) // its owner changes the queue: scan it again when this node runs it
+			continue
+		}
 		listed[p.Domain] = true
 		if err := s.drainPeer(ctx, p); err != nil && ctx.Err() == nil {
 			s.log.Warn("offer Welcomes", "peer", p.Domain, "err", err)

@@ -3,6 +3,7 @@ package provider_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
+	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/postgres/pgtest"
 	"github.com/mimids/mimids/protocol"
@@ -194,4 +196,23 @@ func testClusterConcurrentCommits(t *testing.T, stores clusterStores) {
 	sameOnBothNodes(t, c, groupID, later.Steps[0].After.GroupInfoWithTree,
 		masked(a.Steps[0].After.PartitionKey), masked(b.Steps[0].After.PartitionKey))
 	t.Logf("rechecks: node 1 %d, node 2 %d", c.nodes[0].Hub.Stats().Rechecks, c.nodes[1].Hub.Stats().Rechecks)
+}
+
+// TestClusterCLIMailboxMetrics: mailbox entries the admin CLI commits reach every
+// node through the change log; each node counts them in
+// mimids_mailbox_enqueued_cli_total and not in mimids_mailbox_enqueued_total, so
+// that the sum of enqueued_total over the nodes counts every entry once.
+func TestClusterCLIMailboxMetrics(t *testing.T) {
+	c := startCluster(t, sharedSQLite, 2, nil)
+	phone := dialDevice(t, c.nodes[0], "phone")
+	// What `mimids notice` records after committing three entries for phone.
+	if err := c.nodes[0].Dir.RecordChange(context.Background(), directory.Change{Kind: directory.ChangeMailbox, ClientID: phone.id, Entries: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.nodes {
+		poll(t, fmt.Sprintf("node %d counts the CLI's entries", i+1), func() bool { return n.Metrics(t)["mimids_mailbox_enqueued_cli_total"] == 3 })
+		if m := n.Metrics(t); m["mimids_mailbox_enqueued_total"] != 0 {
+			t.Fatalf("node %d: mimids_mailbox_enqueued_total %v, want 0 (the CLI's entries are not this node's)", i+1, m["mimids_mailbox_enqueued_total"])
+		}
+	}
 }

@@ -177,3 +177,30 @@ func TestConcurrentCommitsOnTwoNodes(t *testing.T) {
 		t.Fatalf("retry of node 1's commit on node 2: counter %d, %v; want %d", c, err, ca)
 	}
 }
+
+// TestProposalBetweenCheckAndAppend: node 1's (PrivateMessage) proposal lands
+// between node 2's check of bob's Update proposal and its append; node 2 checks
+// it again and sequences it after node 1's, and alice's commit of bob's proposal
+// on node 1 is accepted.
+func TestProposalBetweenCheckAndAppend(t *testing.T) {
+	g := loadFixture(t, "create-2.json")
+	e := newEnv(t, "a.example", nil)
+	e.create(g)
+	newReplayer(e, g).run(t, g.Steps[:4], sendOpts{})
+	private := g.Steps[3]
+	private.Kind = "proposal"
+	private.Message = remarshal(t, private.Message, func(m *mls.MLSMessage) { m.PrivateMessage.ContentType = mls.ContentTypeProposal })
+	var injected error
+	node2 := secondNode(t, e, func(s hub.Store) hub.Store {
+		return &injectingStore{Store: s, inject: func() { _, injected = sendVia(t, e, e.h, &private) }}
+	})
+	if c, err := sendVia(t, e, node2, &g.Steps[4]); injected != nil || err != nil || c != 3 {
+		t.Fatalf("bob's proposal on node 2 after node 1's: counter %d, %v (injected: %v)", c, err, injected)
+	}
+	if st := node2.Stats(); st.Rechecks != 1 || st.Checked != 1 {
+		t.Fatalf("node 2's stats: %+v", st)
+	}
+	if c, err := sendVia(t, e, e.h, &g.Steps[5]); err != nil || c != 4 {
+		t.Fatalf("alice's commit on node 1: counter %d, %v", c, err)
+	}
+}

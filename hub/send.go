@@ -243,8 +243,10 @@ func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint
 	if op.epoch != ps.epoch {
 		return 0, fmt.Errorf("%w: proposal for epoch %d in a partition of epoch %d", ErrWrongPartition, op.epoch, ps.epoch)
 	}
+	cached := false // the view holds the proposal (from any attempt)
 	for attempt := 0; ; attempt++ {
 		res, viewChanged, err := h.tryProposal(ctx, ps, op)
+		cached = cached || viewChanged
 		if errors.Is(err, ErrStale) && attempt < maxRechecks {
 			// Another node sequenced a handshake since the check: apply it and
 			// check again (a cached proposal is cached again harmlessly).
@@ -254,7 +256,7 @@ func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint
 			}
 		}
 		switch {
-		case err != nil && viewChanged:
+		case err != nil && cached:
 			h.invalidate(ps) // the proposal is cached but was not sequenced
 		case err != nil || res.Duplicate:
 		case viewChanged:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/hub"
+	"github.com/mimids/mimids/mls"
 	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/sqlite"
 )
@@ -197,4 +198,21 @@ func maskedOf(b *testing.B, h *hub.Hub, key []byte) []byte {
 		b.Fatal(err)
 	}
 	return info.Masked
+}
+
+// BenchmarkHandshakes sequences PrivateMessage proposals, one at a time, into a
+// group whose public state the hub has: the handshake path (the partition's lock,
+// the catch-up read, the conditional append) without MLS signature checks.
+func BenchmarkHandshakes(b *testing.B) {
+	h, ids, keys := benchHub(b, "normal", 1)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		msg := remarshal(b, syntheticApp(b, ids[0], uint64(i), 256), func(m *mls.MLSMessage) { m.PrivateMessage.ContentType = mls.ContentTypeProposal })
+		if _, err := h.Send(ctx, protocol.Sender{}, &protocol.SendRequest{Message: msg, PartitionKey: keys[0]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

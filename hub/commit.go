@@ -23,15 +23,7 @@ func (h *Hub) sendCommit(ctx context.Context, ps *partState, op *sendOp) (Append
 	if err := h.lockLoaded(ctx, ps); err != nil {
 		return AppendResult{}, err
 	}
-	plan, err := h.planCommit(ctx, ps, op)
-	if err == nil {
-		err = h.checkRoom(ctx, plan.welcomes)
-	}
-	if err != nil {
-		ps.mu.Unlock()
-		return AppendResult{}, err
-	}
-	res, err := h.append(ctx, ps, op, &plan.next, plan.welcomes)
+	plan, res, err := h.sequenceCommit(ctx, ps, op)
 	ps.mu.Unlock()
 	if err != nil || res.Duplicate {
 		return res, err
@@ -49,6 +41,30 @@ func (h *Hub) sendCommit(ctx context.Context, ps *partState, op *sendOp) (Append
 	h.states.install(newLoadedState(plan.next.Masked, op.groupID, ps.suite, plan.next.Epoch, plan.view))
 	h.deliverLocal(ctx, plan.welcomes, res.WelcomeIDs)
 	return res, nil
+}
+
+// sequenceCommit checks a commit against ps (ps.mu held) and sequences it on
+// condition that no other node sequenced a handshake to the partition since;
+// if one did, it applies it and checks the commit again, so that the commit is
+// always checked against the end of the log, as on one node.
+func (h *Hub) sequenceCommit(ctx context.Context, ps *partState, op *sendOp) (*commitPlan, AppendResult, error) {
+	for attempt := 0; ; attempt++ {
+		plan, err := h.planCommit(ctx, ps, op)
+		if err == nil {
+			err = h.checkRoom(ctx, plan.welcomes)
+		}
+		if err != nil {
+			return nil, AppendResult{}, err
+		}
+		res, err := h.append(ctx, ps, op, &plan.next, plan.welcomes)
+		if !errors.Is(err, ErrStale) || attempt >= maxRechecks {
+			return plan, res, err
+		}
+		h.metrics.rechecks.Add(1)
+		if err := h.catchUp(ctx, ps); err != nil {
+			return nil, AppendResult{}, err
+		}
+	}
 }
 
 // planCommit checks a commit in ps (ps.mu held): the epoch; for a

@@ -35,6 +35,18 @@
 // against it, since members may keep old epochs' keys. Application messages
 // must be PrivateMessages (RFC 9420 §6.2).
 //
+// # Several nodes
+//
+// Several Hubs (nodes of one provider) may share a store. Each caches its own
+// partition states, so each state carries the counter after the last
+// handshake it reflects: before checking a handshake, under the partition's
+// lock, the hub applies the proposals sequenced since (Store.HandshakesFrom),
+// and appends on condition that no handshake was sequenced meanwhile
+// (AppendRequest.Checked); if one was (ErrStale), it applies it and checks the
+// request again, at most 8 times. Every handshake is so checked against the
+// end of its partition's log, whichever node sequenced the rest. Application
+// messages skip both steps.
+//
 // # Public group state and the rule for invalid handshakes
 //
 // For each partition the hub keeps an mls.PublicGroup when it can: the

@@ -76,6 +76,11 @@ var (
 	// ErrRateLimited means a local user over the per-user rate limit; the
 	// request was not sequenced.
 	ErrRateLimited = protocol.NewError(protocol.CodeRateLimited, "hub: rate limited")
+	// ErrStale means a handshake that stayed behind the partition's log: other
+	// nodes of this provider kept sequencing handshakes to it while the hub
+	// checked this one again (Config's bound on rechecks). Nothing was
+	// sequenced; retry.
+	ErrStale = protocol.NewError(protocol.CodeUnavailable, "hub: partition changed on another node while checking; retry")
 	// ErrNotFound means an unknown pending Welcome or report.
 	ErrNotFound = protocol.NewError(protocol.CodeNotFound, "hub: not found")
 )

@@ -46,7 +46,7 @@ type Hub struct {
 
 // counters are the hub's running totals.
 type counters struct {
-	sequenced, duplicates, refused, commits, forks, rebuilds, checked, unchecked, welcomesLocal, welcomesRemote atomic.Int64
+	sequenced, duplicates, refused, commits, forks, rebuilds, checked, unchecked, welcomesLocal, welcomesRemote, catchUps, rechecks atomic.Int64
 }
 
 // Stats is a snapshot of the hub's counters.
@@ -61,6 +61,8 @@ type Stats struct {
 	Unchecked      int64 // handshakes sequenced without a public state
 	WelcomesLocal  int64 // Welcomes delivered to local mailboxes
 	WelcomesRemote int64 // Welcomes stored for other providers
+	CatchUps       int64 // partition states brought up to handshakes other nodes sequenced
+	Rechecks       int64 // handshakes checked again: another node sequenced one to the partition meanwhile
 	CachedStates   int   // partition states in memory
 }
 
@@ -95,7 +97,8 @@ func (h *Hub) Stats() Stats {
 	return Stats{Sequenced: m.sequenced.Load(), Duplicates: m.duplicates.Load(), Refused: m.refused.Load(),
 		Commits: m.commits.Load(), Forks: m.forks.Load(), Rebuilds: m.rebuilds.Load(),
 		Checked: m.checked.Load(), Unchecked: m.unchecked.Load(),
-		WelcomesLocal: m.welcomesLocal.Load(), WelcomesRemote: m.welcomesRemote.Load(), CachedStates: n}
+		WelcomesLocal: m.welcomesLocal.Load(), WelcomesRemote: m.welcomesRemote.Load(),
+		CatchUps: m.catchUps.Load(), Rechecks: m.rechecks.Load(), CachedStates: n}
 }
 
 // Run retries local Welcome deliveries that failed (and those left by a

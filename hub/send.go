@@ -245,34 +245,56 @@ func (h *Hub) sendProposal(ctx context.Context, ps *partState, op *sendOp) (uint
 	if op.epoch != ps.epoch {
 		return 0, fmt.Errorf("%w: proposal for epoch %d in a partition of epoch %d", ErrWrongPartition, op.epoch, ps.epoch)
 	}
-	viewChanged := false
+	cached := false // the view holds the proposal (from any attempt)
+	for attempt := 0; ; attempt++ {
+		res, viewChanged, err := h.tryProposal(ctx, ps, op)
+		cached = cached || viewChanged
+		if errors.Is(err, ErrStale) && attempt < maxRechecks {
+			// Another node sequenced a handshake since the check: apply it and
+			// check again (a cached proposal is cached again harmlessly).
+			h.metrics.rechecks.Add(1)
+			if err = h.catchUp(ctx, ps); err == nil {
+				continue
+			}
+		}
+		switch {
+		case err != nil && cached:
+			h.invalidate(ps) // the proposal is cached but was not sequenced
+		case err != nil || res.Duplicate:
+		case viewChanged:
+			h.metrics.checked.Add(1)
+		default:
+			h.metrics.unchecked.Add(1)
+			if !op.public {
+				ps.privateProposals = true
+			}
+		}
+		return res.Counter, err
+	}
+}
+
+// maxRechecks bounds how often a handshake is checked again because other nodes
+// sequenced handshakes to its partition meanwhile (then ErrStale).
+const maxRechecks = 8
+
+// tryProposal checks a proposal against ps (ps.mu held), caches it in the view
+// and sequences it on condition that no other node sequenced a handshake since.
+func (h *Hub) tryProposal(ctx context.Context, ps *partState, op *sendOp) (res AppendResult, viewChanged bool, err error) {
 	if op.public && ps.view != nil {
 		pm := op.msg.PublicMessage
 		if err := checkPeerMember(op.sender, ps.view, &pm.Content); err != nil {
-			return 0, err
+			return res, false, err
 		}
 		if err := h.checkProposalPolicy(ctx, ps, pm); err != nil {
-			return 0, err
+			return res, false, err
 		}
 		if _, err := ps.view.ProcessProposal(pm); err != nil {
-			return 0, mlsRefusal(err)
+			return res, false, mlsRefusal(err)
 		}
 		viewChanged = true
 	}
-	res, err := h.append(ctx, ps, op, nil, nil)
-	switch {
-	case err != nil && viewChanged:
-		h.invalidate(ps) // the proposal is cached but was not sequenced
-	case err != nil || res.Duplicate:
-	case viewChanged:
-		h.metrics.checked.Add(1)
-	default:
-		h.metrics.unchecked.Add(1)
-		if !op.public {
-			ps.privateProposals = true
-		}
-	}
-	return res.Counter, err
+	res, err = h.append(ctx, ps, op, nil, nil)
+	return res, viewChanged, err
 }
 
 // checkProposalPolicy refuses a public proposal from a banned member, an
@@ -311,22 +333,33 @@ func mlsRefusal(err error) error {
 }
 
 // lockLoaded locks ps.mu with the state loaded (it may have been
-// invalidated). On error the lock is not held.
+// invalidated) and brought to the end of the partition's log (catchUp), for
+// checking a handshake. On error the lock is not held.
 func (h *Hub) lockLoaded(ctx context.Context, ps *partState) error {
 	ps.mu.Lock()
-	if err := h.load(ctx, ps); err != nil {
+	err := h.load(ctx, ps)
+	if err == nil {
+		err = h.catchUp(ctx, ps)
+	}
+	if err != nil {
 		ps.mu.Unlock()
 		return err
 	}
 	return nil
 }
 
-// append sequences op to ps (opening next for a commit) and publishes it.
+// append sequences op to ps (opening next for a commit) and publishes it. A
+// handshake checked against ps's view (ps.mu held) is appended on condition
+// that no handshake was sequenced since ps.seen (else ErrStale), and moves
+// ps.seen past itself.
 func (h *Hub) append(ctx context.Context, ps *partState, op *sendOp, next *Partition, welcomes []PendingWelcome) (AppendResult, error) {
 	a := AppendRequest{Masked: []byte(ps.masked), RequestHash: op.hash, ContentType: op.ct, Public: op.public,
 		Message: op.message, SenderClient: op.sender.ClientID, Next: next, Welcomes: welcomes, At: h.cfg.Now()}
 	if !op.sender.Local {
 		a.SenderClient = 0
+	}
+	if op.ct != mls.ContentTypeApplication && ps.view != nil {
+		a.Checked, a.HandshakesSeen = true, ps.seen
 	}
 	res, err := h.store.Append(ctx, a, h.publish)
 	if err != nil {
@@ -339,6 +372,9 @@ func (h *Hub) append(ctx context.Context, ps *partState, op *sendOp, next *Parti
 		h.metrics.duplicates.Add(1)
 	} else {
 		h.metrics.sequenced.Add(1)
+		if a.Checked {
+			ps.seen = res.Counter + 1
+		}
 	}
 	return res, nil
 }

@@ -29,6 +29,9 @@ type partState struct {
 	// Guarded by mu.
 	view             *mls.PublicGroup // nil: the hub has no public view
 	privateProposals bool             // a PrivateMessage proposal was sequenced
+	// seen is the counter after the last handshake that view reflects: the
+	// handshakes from seen on (other nodes' since) are applied by catchUp.
+	seen uint32
 
 	// Guarded by stateCache.mu.
 	refs int
@@ -150,7 +153,7 @@ func (h *Hub) load(ctx context.Context, ps *partState) error {
 	if err != nil {
 		return fmt.Errorf("hub: group suite: %w", err)
 	}
-	view, priv, err := h.rebuild(ctx, rec)
+	view, priv, seen, err := h.rebuild(ctx, rec)
 	if err != nil {
 		return err
 	}
@@ -160,7 +163,7 @@ func (h *Hub) load(ctx context.Context, ps *partState) error {
 			ps.pol, _ = policyOf(view.Extensions())
 		}
 	}
-	ps.view, ps.privateProposals = view, priv
+	ps.view, ps.privateProposals, ps.seen = view, priv, seen
 	ps.loaded.Store(true)
 	if view != nil {
 		h.metrics.rebuilds.Add(1)
@@ -172,8 +175,31 @@ func (h *Hub) load(ctx context.Context, ps *partState) error {
 // write failed after the view changed); the next use rebuilds it. Caller
 // holds ps.mu.
 func (h *Hub) invalidate(ps *partState) {
-	ps.view, ps.privateProposals = nil, false
+	ps.view, ps.privateProposals, ps.seen = nil, false, 0
 	ps.loaded.Store(false)
+}
+
+// catchUp brings ps's view to the end of the partition's log: it applies the
+// proposals that other nodes of this provider sequenced since ps.seen (commits
+// do not change the partition's own state). Caller holds ps.mu, with ps loaded.
+// Without a view there is nothing to check against and nothing to read.
+func (h *Hub) catchUp(ctx context.Context, ps *partState) error {
+	if ps.view == nil {
+		return nil
+	}
+	hs, err := h.store.HandshakesFrom(ctx, []byte(ps.masked), int64(ps.seen))
+	if err != nil {
+		return fmt.Errorf("hub: catch up: %w", err)
+	}
+	if len(hs) == 0 {
+		return nil
+	}
+	if replayProposals(ps.view, hs) {
+		ps.privateProposals = true
+	}
+	ps.seen = hs[len(hs)-1].Counter + 1
+	h.metrics.catchUps.Add(1)
+	return nil
 }
 
 // maxRebuildChain bounds how many partitions a rebuild walks back to find
@@ -185,24 +211,25 @@ const maxRebuildChain = 4096
 // replaying each partition's proposals up to the commit that opened the
 // next, then the target's proposals. It returns nil when the hub has no
 // view (a PrivateMessage commit, or a commit that could not be verified,
-// opened a partition without a usable GroupInfo and tree).
-func (h *Hub) rebuild(ctx context.Context, target Partition) (*mls.PublicGroup, bool, error) {
+// opened a partition without a usable GroupInfo and tree). seen is the counter
+// after the target's last handshake.
+func (h *Hub) rebuild(ctx context.Context, target Partition) (view *mls.PublicGroup, private bool, seen uint32, err error) {
 	chain := []Partition{target}
 	for cur := target; !hasOpening(cur); {
 		if cur.Parent == nil || !cur.Verified || len(chain) > maxRebuildChain {
-			return nil, false, nil
+			return nil, false, 0, nil
 		}
 		parent, err := h.store.Partition(ctx, cur.Parent)
 		if err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 		chain = append(chain, parent)
 		cur = parent
 	}
-	view, err := viewFromOpening(chain[len(chain)-1], h.cfg.MLS)
+	view, err = viewFromOpening(chain[len(chain)-1], h.cfg.MLS)
 	if err != nil {
 		h.log.Warn("hub: stored GroupInfo does not build a public state", "partition", fmt.Sprintf("%x", chain[len(chain)-1].Masked), "err", err)
-		return nil, false, nil
+		return nil, false, 0, nil
 	}
 	for i := len(chain) - 1; ; i-- {
 		before := int64(math.MaxUint32) + 1
@@ -211,18 +238,21 @@ func (h *Hub) rebuild(ctx context.Context, target Partition) (*mls.PublicGroup, 
 		}
 		hs, err := h.store.Handshakes(ctx, chain[i].Masked, before)
 		if err != nil {
-			return nil, false, err
+			return nil, false, 0, err
 		}
 		if i == 0 {
-			return view, replayProposals(view, hs), nil
+			if len(hs) > 0 {
+				seen = hs[len(hs)-1].Counter + 1
+			}
+			return view, replayProposals(view, hs), seen, nil
 		}
 		if len(hs) == 0 || hs[len(hs)-1].Counter != chain[i-1].OpenedBy {
-			return nil, false, fmt.Errorf("hub: rebuild: commit %d of partition %x missing", chain[i-1].OpenedBy, chain[i].Masked)
+			return nil, false, 0, fmt.Errorf("hub: rebuild: commit %d of partition %x missing", chain[i-1].OpenedBy, chain[i].Masked)
 		}
 		replayProposals(view, hs[:len(hs)-1])
 		if view, err = replayCommit(view, hs[len(hs)-1]); err != nil {
 			h.log.Warn("hub: stored commit does not apply", "partition", fmt.Sprintf("%x", chain[i].Masked), "seq", chain[i-1].OpenedBy, "err", err)
-			return nil, false, nil
+			return nil, false, 0, nil
 		}
 	}
 }

@@ -59,6 +59,13 @@ type AppendRequest struct {
 	Next     *Partition
 	Welcomes []PendingWelcome
 	At       time.Time
+	// Checked makes the append conditional on the state the hub checked a
+	// handshake against, the partition's handshakes before HandshakesSeen:
+	// if a proposal or commit with counter >= HandshakesSeen is in the log
+	// (another node sequenced it since), Append fails with ErrStale and
+	// writes nothing. Application messages leave it unset.
+	Checked        bool
+	HandshakesSeen uint32
 }
 
 // AppendResult says where a message was sequenced.
@@ -110,7 +117,8 @@ type Store interface {
 	// a.Next and stores a.Welcomes, all in one transaction. A request whose
 	// hash was sequenced before returns where it was, with Duplicate set,
 	// and writes nothing. It fails with ErrUnknownPartition, ErrTerminated,
-	// ErrPartitionFull or ErrPartitionExists (a.Next's key in use).
+	// ErrPartitionFull, ErrPartitionExists (a.Next's key in use) or, for a
+	// Checked request, ErrStale.
 	Append(ctx context.Context, a AppendRequest, published func(Entry)) (AppendResult, error)
 	// Entries returns up to limit entries with counter > after (-1: from the
 	// start), in order, stopping after the entry that brings the message
@@ -119,6 +127,9 @@ type Store interface {
 	Entries(ctx context.Context, masked []byte, after int64, limit, maxBytes int) ([]Entry, error)
 	// Handshakes returns the proposals and commits with counter < before.
 	Handshakes(ctx context.Context, masked []byte, before int64) ([]Entry, error)
+	// HandshakesFrom returns the proposals and commits with counter >= from,
+	// in order: what other nodes sequenced since the hub's state.
+	HandshakesFrom(ctx context.Context, masked []byte, from int64) ([]Entry, error)
 	// Terminate marks the partition terminated; changed is false if it was.
 	Terminate(ctx context.Context, masked []byte, at time.Time, published func(Entry)) (changed bool, err error)
 	// PendingWelcomes lists up to limit stored Welcomes for provider, oldest first.

@@ -271,6 +271,9 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 			return fmt.Errorf("%w: %x", hub.ErrPartitionFull, a.Masked)
 		}
 		res.Counter = uint32(counter)
+		if err := checkHandshakesSeen(ctx, tx, a, id); err != nil {
+			return err
+		}
 		next, err := appendNext(ctx, tx, a, id, groupID, &res)
 		if err != nil {
 			return err
@@ -298,10 +301,11 @@ func (db *DB) Append(ctx context.Context, a hub.AppendRequest, published func(hu
 		}
 	}
 	err = db.WriteThen(ctx, fn, after)
-	if errors.Is(err, errDuplicateRequest) || errors.Is(err, hub.ErrTerminated) || errors.Is(err, hub.ErrPartitionExists) {
+	if errors.Is(err, errDuplicateRequest) || errors.Is(err, hub.ErrTerminated) || errors.Is(err, hub.ErrPartitionExists) ||
+		errors.Is(err, hub.ErrStale) {
 		// A retry of a sequenced request (whose commit opened its partition
-		// already, or whose partition was terminated since) is answered
-		// from the log.
+		// already, or whose partition was terminated or has handshakes since) is
+		// answered from the log.
 		masked, c, ok, ferr := db.FindRequest(ctx, a.RequestHash)
 		if ferr != nil {
 			return hub.AppendResult{}, errors.Join(err, ferr)
@@ -343,6 +347,32 @@ func (db *DB) Handshakes(ctx context.Context, masked []byte, before int64) ([]hu
 	return db.queryEntries(ctx, masked, math.MaxInt, `SELECT `+entryCols+`
 		WHERE l.partition = (SELECT id FROM hub_partitions WHERE masked = ?) AND l.counter < ? AND l.content_type != ?
 		ORDER BY l.counter`, masked, before, int(mls.ContentTypeApplication))
+}
+
+func (db *DB) HandshakesFrom(ctx context.Context, masked []byte, from int64) ([]hub.Entry, error) {
+	return db.queryEntries(ctx, masked, math.MaxInt, `SELECT `+entryCols+`
+		WHERE l.partition = (SELECT id FROM hub_partitions WHERE masked = ?) AND l.counter >= ? AND l.content_type != ?
+		ORDER BY l.counter`, masked, from, int(mls.ContentTypeApplication))
+}
+
+// checkHandshakesSeen fails a Checked append with hub.ErrStale if a handshake
+// the hub did not check against was sequenced to the partition (id) since. It
+// runs after the partition's row is locked, so no other node appends between
+// the check and the insert.
+func checkHandshakesSeen(ctx context.Context, tx *sql.Tx, a hub.AppendRequest, id int64) error {
+	if !a.Checked {
+		return nil
+	}
+	var newer bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM hub_log
+		WHERE partition = ? AND counter >= ? AND content_type != ?)`, id, int64(a.HandshakesSeen), int(mls.ContentTypeApplication)).Scan(&newer)
+	if err != nil {
+		return err
+	}
+	if newer {
+		return fmt.Errorf("%w: %x has handshakes from %d on", hub.ErrStale, a.Masked, a.HandshakesSeen)
+	}
+	return nil
 }
 
 func (db *DB) queryEntries(ctx context.Context, masked []byte, maxBytes int, q string, args ...any) ([]hub.Entry, error) {

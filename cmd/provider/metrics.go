@@ -11,15 +11,27 @@ import (
 )
 
 // mailboxMetrics counts committed mailbox entries: this process's own through the
-// mailbox, those of the admin CLI through the change log (Provider.onChange).
-func mailboxMetrics(reg prometheus.Registerer) mailbox.Metrics {
+// mailbox, those of the admin CLI through the change log (Provider.onChange), which
+// every node of a cluster reads: cli counts the CLI's in
+// mimids_mailbox_enqueued_cli_total, and also in mimids_mailbox_enqueued_total
+// unless clustered, so that summing enqueued_total over the nodes counts each
+// entry once.
+func mailboxMetrics(reg prometheus.Registerer, clustered bool) (m mailbox.Metrics, cli func(n int)) {
 	enq := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_total",
-		Help: "Mailbox entries committed, for every producer."})
+		Help: "Mailbox entries committed: by this node, and by the admin CLI unless the node is one of several."})
+	enqCLI := prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_mailbox_enqueued_cli_total",
+		Help: "Mailbox entries the admin CLI committed (every node of a cluster counts each one)."})
 	full := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_mailbox_full_total",
 		Help: "Mailbox entries refused because the recipient's mailbox was at its quota, by kind."}, []string{"kind"})
-	reg.MustRegister(enq, full)
+	reg.MustRegister(enq, enqCLI, full)
+	cli = func(n int) {
+		enqCLI.Add(float64(n))
+		if !clustered {
+			enq.Add(float64(n))
+		}
+	}
 	return mailbox.Metrics{Enqueued: func(n int) { enq.Add(float64(n)) },
-		Full: func(kind uint16, n int) { full.WithLabelValues(protocol.Kind(kind).String()).Add(float64(n)) }}
+		Full: func(kind uint16, n int) { full.WithLabelValues(protocol.Kind(kind).String()).Add(float64(n)) }}, cli
 }
 
 // keyPackageMetrics counts uploaded KeyPackages, stored and signature-checked.
@@ -46,6 +58,8 @@ func registerHubMetrics(reg prometheus.Registerer, h *hub.Hub) {
 		counter("mimids_hub_forks_total", "Commits sequenced to a partition that already had one.", func(s hub.Stats) int64 { return s.Forks }),
 		counter("mimids_hub_welcomes_local_total", "Welcomes delivered to local mailboxes.", func(s hub.Stats) int64 { return s.WelcomesLocal }),
 		counter("mimids_hub_welcomes_remote_total", "Welcomes stored for other providers.", func(s hub.Stats) int64 { return s.WelcomesRemote }),
+		counter("mimids_hub_catch_ups_total", "Partition states brought up to handshakes other nodes sequenced.", func(s hub.Stats) int64 { return s.CatchUps }),
+		counter("mimids_hub_rechecks_total", "Handshakes checked again because another node sequenced one to the partition meanwhile.", func(s hub.Stats) int64 { return s.Rechecks }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mimids_hub_cached_states", Help: "Partition states in memory."},
 			func() float64 { return float64(h.Stats().CachedStates) }),
 	)

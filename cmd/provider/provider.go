@@ -58,7 +58,7 @@ type Provider struct {
 	copies  *follower.Copies // local copies of partitions followed elsewhere; nil without federation
 	pushers *pushers         // pushes hosted partitions to followers; nil without federation
 
-	enqueued func(n int)       // counts mailbox entries in mimids_mailbox_enqueued_total
+	enqueued func(n int)       // counts the admin CLI's mailbox entries (mailboxMetrics)
 	admins   *directory.Admins // admin logins and the audit log
 }
 
@@ -66,8 +66,8 @@ type Provider struct {
 func New(ctx context.Context, cfg Config, db Store, log *slog.Logger) (_ *Provider, err error) {
 	p := &Provider{Config: cfg, Log: log, DB: db, Dir: directory.New(db, cfg.Domain)}
 	reg := gateway.NewRegistry()
-	mm := mailboxMetrics(reg)
-	p.enqueued = mm.Enqueued
+	mm, cli := mailboxMetrics(reg, cfg.Cluster.Enabled())
+	p.enqueued = cli
 	var hubBus hub.Bus
 	var mailboxBus mailbox.Bus
 	var revocations gateway.Revocations
@@ -214,8 +214,8 @@ func newFederation(cfg Config, fc federation.Config, db Store, log *slog.Logger)
 }
 
 // onChange applies store changes made by the admin CLI from another process. Mailbox
-// entries committed there are counted here, once: they reach this process only
-// through the change log, and this process's own entries never do.
+// entries committed there are counted here, once per node: they reach this process
+// only through the change log, and this process's own entries never do.
 func (p *Provider) onChange(c directory.Change) {
 	switch c.Kind {
 	case directory.ChangeMailbox:

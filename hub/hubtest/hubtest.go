@@ -52,6 +52,8 @@ func Run(t *testing.T, newStore func(t *testing.T) hub.Store) {
 	t.Run("main line across forks", func(t *testing.T) { testMainLine(t, newStore(t)) })
 	t.Run("entries and handshakes", func(t *testing.T) { testEntries(t, newStore(t)) })
 	t.Run("welcomes", func(t *testing.T) { testWelcomes(t, newStore(t)) })
+	t.Run("conditional handshakes", func(t *testing.T) { testChecked(t, newStore(t)) })
+	t.Run("concurrent conditional commits", func(t *testing.T) { testCheckedRace(t, newStore(t)) })
 }
 
 func testGroups(t *testing.T, s hub.Store) {
@@ -353,6 +355,97 @@ func testEntries(t *testing.T, s hub.Store) {
 	}
 	if hs, _ := s.Handshakes(ctx, p.Masked, 1<<32); len(hs) != 3 || hs[2].ContentType != mls.ContentTypeCommit {
 		t.Fatalf("Handshakes(all) = %+v", hs)
+	}
+	for _, tc := range []struct {
+		from int64
+		want []uint32
+	}{{0, []uint32{1, 3, 4}}, {2, []uint32{3, 4}}, {3, []uint32{3, 4}}, {4, []uint32{4}}, {5, nil}} {
+		hs, err := s.HandshakesFrom(ctx, p.Masked, tc.from)
+		if err != nil || len(hs) != len(tc.want) {
+			t.Fatalf("HandshakesFrom(%d) = %+v, %v; want %v", tc.from, hs, err, tc.want)
+		}
+		for i, e := range hs {
+			if e.Counter != tc.want[i] || e.ContentType == mls.ContentTypeApplication {
+				t.Fatalf("HandshakesFrom(%d)[%d] = %+v; want counter %d", tc.from, i, e, tc.want[i])
+			}
+		}
+	}
+	if hs, err := s.HandshakesFrom(ctx, key("nope"), 0); err != nil || len(hs) != 0 {
+		t.Fatalf("HandshakesFrom(unknown) = %+v, %v", hs, err)
+	}
+}
+
+// checked is a handshake appended on condition that none was sequenced from seen on.
+func checked(a hub.AppendRequest, ct mls.ContentType, seen uint32) hub.AppendRequest {
+	a.ContentType, a.Public, a.Checked, a.HandshakesSeen = ct, true, true, seen
+	return a
+}
+
+// testChecked: a Checked append succeeds when no handshake was sequenced from
+// HandshakesSeen on (application messages do not count), and otherwise fails with
+// ErrStale, writing nothing: no counter, no partition, no publication.
+func testChecked(t *testing.T, s hub.Store) {
+	ctx := context.Background()
+	p := newGroup(t, s, "g")
+	if _, err := s.Append(ctx, checked(app(p.Masked, "p0"), mls.ContentTypeProposal, 0), nil); err != nil {
+		t.Fatalf("first checked proposal: %v", err)
+	}
+	s.Append(ctx, app(p.Masked, "a1"), nil) // counter 1: an application message does not make the state stale
+	if res, err := s.Append(ctx, checked(app(p.Masked, "p2"), mls.ContentTypeProposal, 1), nil); err != nil || res.Counter != 2 {
+		t.Fatalf("checked proposal after an application message: %+v, %v", res, err)
+	}
+	published := 0
+	stale := checked(commit(p.Masked, "c", key("n1")), mls.ContentTypeCommit, 1) // did not see counter 2
+	if res, err := s.Append(ctx, stale, func(hub.Entry) { published++ }); !errors.Is(err, hub.ErrStale) {
+		t.Fatalf("commit behind the log = %+v, %v; want ErrStale", res, err)
+	}
+	if published != 0 {
+		t.Fatal("a stale append was published")
+	}
+	if got, _ := s.Partition(ctx, p.Masked); got.Length != 3 {
+		t.Fatalf("length after a stale append = %d, want 3", got.Length)
+	}
+	if _, err := s.Partition(ctx, key("n1")); !errors.Is(err, hub.ErrUnknownPartition) {
+		t.Fatalf("a stale commit opened its partition: %v", err)
+	}
+	if _, _, ok, _ := s.FindRequest(ctx, stale.RequestHash); ok {
+		t.Fatal("a stale request is in the log")
+	}
+	stale.HandshakesSeen = 3
+	if res, err := s.Append(ctx, stale, nil); err != nil || res.Counter != 3 || res.Duplicate {
+		t.Fatalf("commit checked again at the end of the log = %+v, %v", res, err)
+	}
+	if res, err := s.Append(ctx, stale, nil); err != nil || !res.Duplicate || res.Counter != 3 {
+		t.Fatalf("retried checked commit = %+v, %v; want the duplicate", res, err)
+	}
+}
+
+// testCheckedRace: commits checked against the same state race to one partition;
+// exactly one is sequenced, the others fail with ErrStale.
+func testCheckedRace(t *testing.T, s hub.Store) {
+	ctx := context.Background()
+	p := newGroup(t, s, "g")
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			a := checked(commit(p.Masked, fmt.Sprint("c", i), key(fmt.Sprint("n", i))), mls.ContentTypeCommit, 0)
+			_, errs[i] = s.Append(ctx, a, nil)
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, hub.ErrStale):
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	if got, _ := s.Partition(ctx, p.Masked); ok != 1 || got.Length != 1 {
+		t.Fatalf("%d commits sequenced, length %d; want exactly one", ok, got.Length)
 	}
 }
 

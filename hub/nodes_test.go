@@ -158,12 +158,12 @@ func TestConcurrentCommitsOnTwoNodes(t *testing.T) {
 	if err1 != nil || err2 != nil || string(gi1.GroupInfo) != string(gi2.GroupInfo) {
 		t.Fatalf("GroupInfo on node 1 (%v) and node 2 (%v) differ", err1, err2)
 	}
-	later := a
-	if cb > ca {
-		later = b
+	first := a // the main line follows the first sequenced commit
+	if cb < ca {
+		first = b
 	}
-	if string(gi1.GroupInfo) != string(later.After.GroupInfoWithTree) && string(gi1.GroupInfo) != string(later.After.GroupInfo) {
-		t.Fatal("the GroupInfo served is not the later commit's")
+	if string(gi1.GroupInfo) != string(first.After.GroupInfoWithTree) && string(gi1.GroupInfo) != string(first.After.GroupInfo) {
+		t.Fatal("the GroupInfo served is not the first sequenced commit's")
 	}
 	for _, st := range []tsStep{a, b} {
 		masked := mask(t, st.After.PartitionKey)

@@ -97,7 +97,7 @@ func sameOnBothNodes(t *testing.T, c *cluster, groupID, want []byte, masked ...[
 		infos = append(infos, gi.GroupInfo)
 	}
 	if !slices.Equal(infos[0], infos[1]) || (want != nil && !slices.Equal(infos[0], want)) {
-		t.Fatal("the nodes serve different GroupInfos, or not the last commit's")
+		t.Fatal("the nodes serve different GroupInfos, or not the expected commit's")
 	}
 	for _, m := range masked {
 		v1, err1 := c.nodes[0].Hub.View(ctx, m)
@@ -160,8 +160,8 @@ func testClusterProposalCommit(t *testing.T, stores clusterStores) {
 
 // testClusterConcurrentCommits: fork.json's epoch 2 gets two commits at once,
 // alice's (branch a) on node 1 and bob's (branch b) on node 2. As on one node,
-// both are sequenced, one after the other: the later one opens the newest
-// partition, whose GroupInfo both nodes serve; the other is a fork. Each new
+// both are sequenced, one after the other: the first one opens the main line's
+// partition, whose GroupInfo both nodes serve; the later one is a fork. Each new
 // partition's state is the same on both nodes.
 func testClusterConcurrentCommits(t *testing.T, stores clusterStores) {
 	c := startCluster(t, stores, 2, nil)
@@ -189,11 +189,11 @@ func testClusterConcurrentCommits(t *testing.T, stores clusterStores) {
 	if forks := c.nodes[0].Hub.Stats().Forks + c.nodes[1].Hub.Stats().Forks; forks != 1 {
 		t.Fatalf("%d forks, want 1", forks)
 	}
-	later := a
-	if cb.Counter > ca.Counter {
-		later = b
+	first := a
+	if cb.Counter < ca.Counter {
+		first = b
 	}
-	sameOnBothNodes(t, c, groupID, later.Steps[0].After.GroupInfoWithTree,
+	sameOnBothNodes(t, c, groupID, first.Steps[0].After.GroupInfoWithTree,
 		masked(a.Steps[0].After.PartitionKey), masked(b.Steps[0].After.PartitionKey))
 	t.Logf("rechecks: node 1 %d, node 2 %d", c.nodes[0].Hub.Stats().Rechecks, c.nodes[1].Hub.Stats().Rechecks)
 }

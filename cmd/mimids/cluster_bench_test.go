@@ -71,20 +71,35 @@ type fanoutFigures struct {
 
 // BenchmarkClusterFanOutNodes runs `mimids bench-group`'s fanout phase (one
 // group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; 4 senders; phases of
-// MIMIDS_BENCH_DURATION, default 10s; at most 16 messages not yet pushed to
-// every subscriber) against a three-node provider (separate
+// MIMIDS_BENCH_DURATION, default 10s; at most MIMIDS_BENCH_INFLIGHT, default 16,
+// messages not yet pushed to every subscriber) against a three-node provider (separate
 // processes on one PostgreSQL and one nats-server): first with every socket on
 // node 1, then with the sockets spread over the three nodes (-url with the three
 // nodes: in turn). Everything runs on this machine: the same cores serve one busy
 // node in the first run and three in the second. Run it with
 //
 //	go test -run '^$' -bench ClusterFanOutNodes -benchtime 1x ./cmd/mimids/
+//
+// MIMIDS_BENCH_NODE_CPU=0.4 gives each node the same CPU budget (0.4 of a core,
+// a cgroup v1 CPU quota; Linux, as root): then the two runs compare one node with
+// three nodes of the same budget each, as on machines of their own.
 func BenchmarkClusterFanOutNodes(b *testing.B) {
 	subs, duration := envOr("MIMIDS_BENCH_SUBSCRIBERS", "3000"), envOr("MIMIDS_BENCH_DURATION", "10s")
+	inflight := envOr("MIMIDS_BENCH_INFLIGHT", "16")
 	c := startProcCluster(b, 3, func(_ int, cfg map[string]any) {
 		cfg["cluster"].(map[string]any)["poll_interval"] = "10s"
 		cfg["store"].(map[string]any)["max_conns"] = 16
 	})
+	if v := os.Getenv("MIMIDS_BENCH_NODE_CPU"); v != "" {
+		cores, err := strconv.ParseFloat(v, 64)
+		if err != nil || cores <= 0 {
+			b.Fatalf("MIMIDS_BENCH_NODE_CPU=%q: want a positive number of cores", v)
+		}
+		for i, nd := range c.nodes {
+			limitCPU(b, fmt.Sprintf("mimids-bench-%d-node%d", os.Getpid(), i+1), nd.cmd.Process.Pid, cores)
+		}
+		b.Logf("each node limited to %.2f of a core", cores)
+	}
 	b.Logf("load average before: %s", loadavg())
 	for b.Loop() {
 		for _, run := range []struct {
@@ -96,7 +111,7 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 				urls = append(urls, nd.base())
 			}
 			cmd := exec.Command(c.bin, "bench-group", "-url", strings.Join(urls, ","), "-admin-token", c.admin,
-				"-phases", "fanout", "-senders", "4", "-fanout-senders", "4", "-fanout-inflight", "16", "-subscribers", subs,
+				"-phases", "fanout", "-senders", "4", "-fanout-senders", "4", "-fanout-inflight", inflight, "-subscribers", subs,
 				"-duration", duration, "-timeout", "10m", "-json")
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
@@ -129,6 +144,33 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 				strings.Join(cpu, ", "), loadavg())
 		}
 	}
+}
+
+// limitCPU puts process pid (all its threads) into a cgroup v1 CPU controller
+// group of its own with a quota of cores; the group goes when b ends.
+func limitCPU(b *testing.B, name string, pid int, cores float64) {
+	b.Helper()
+	const root = "/sys/fs/cgroup/cpu"
+	dir := root + "/" + name
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatalf("cgroup for the CPU budget (needs cgroup v1's cpu controller at %s, as root): %v", root, err)
+	}
+	write := func(file, v string) {
+		if err := os.WriteFile(dir+"/"+file, []byte(v), 0o644); err != nil {
+			b.Fatalf("cgroup %s: %v", file, err)
+		}
+	}
+	write("cpu.cfs_period_us", "100000")
+	write("cpu.cfs_quota_us", strconv.Itoa(int(cores*100000)))
+	write("cgroup.procs", strconv.Itoa(pid))
+	b.Cleanup(func() {
+		if procs, err := os.ReadFile(dir + "/cgroup.procs"); err == nil {
+			for _, p := range strings.Fields(string(procs)) {
+				os.WriteFile(root+"/cgroup.procs", []byte(p), 0o644)
+			}
+		}
+		os.Remove(dir)
+	})
 }
 
 // BenchmarkClusterKillResume connects MIMIDS_BENCH_CLIENTS devices (default 300)

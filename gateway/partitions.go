@@ -4,8 +4,10 @@ import (
 	"context"
 	"runtime"
 	"runtime/trace"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/mimids/mimids/protocol"
 )
@@ -52,7 +54,154 @@ type topic struct {
 	sessions map[*session]*partSub // Guarded by mu.
 	pending  []topicItem           // offered, not yet fanned out; Guarded by mu.
 	running  bool                  // a fan-out goroutine runs; Guarded by mu.
+	recent   recentFrames          // the newest push frames; Guarded by mu.
 	cancel   func()                // Guarded by fanout.mu.
+}
+
+// recentFrames is a contiguous run of a partition's newest push frames (counters
+// first, first+1, ...), encoded once: a subscriber that fell behind (its queue was
+// full, or NATS dropped an entry) catches up from it, so that a thousand sockets
+// behind by the same entries cost one store read, not a thousand. Bounded by
+// maxRecentFrames and maxRecentBytes.
+type recentFrames struct {
+	first  uint32
+	frames [][]byte
+	bytes  int
+	event  []byte // the terminated event, standing after the last frame; nil while open
+}
+
+const (
+	maxRecentFrames = 1024
+	maxRecentBytes  = 4 << 20
+)
+
+// add puts the frames of counters from, from+1, ... into the run: appended when
+// they go on from its end (or overlap it), else they replace it if they are newer.
+func (r *recentFrames) add(from uint32, frames [][]byte) {
+	if r.event != nil {
+		return // terminated: nothing comes after the event
+	}
+	end := r.first + uint32(len(r.frames))
+	switch {
+	case len(r.frames) > 0 && from <= end && from >= r.first:
+		frames = frames[min(int(end-from), len(frames)):]
+	case len(r.frames) == 0 || from > end:
+		r.first, r.frames, r.bytes = from, r.frames[:0], 0
+	default: // older than the run: keep the run
+		return
+	}
+	for _, f := range frames {
+		r.frames = append(r.frames, f)
+		r.bytes += len(f)
+	}
+	drop := 0
+	for len(r.frames)-drop > maxRecentFrames || (r.bytes > maxRecentBytes && len(r.frames)-drop > 1) {
+		r.bytes -= len(r.frames[drop])
+		drop++
+	}
+	if drop > 0 {
+		r.frames = append(r.frames[:0], r.frames[drop:]...)
+		r.first += uint32(drop)
+	}
+}
+
+// terminate records the terminated event after counter length-1; it is kept
+// only where it goes on from the run.
+func (r *recentFrames) terminate(length uint32, frame []byte) {
+	if r.first+uint32(len(r.frames)) == length || len(r.frames) == 0 {
+		if len(r.frames) == 0 {
+			r.first = length
+		}
+		r.event = frame
+	}
+}
+
+// from returns up to limit frames from counter next on, if the run holds next
+// (the terminated event last, when the run holds it and limit allows).
+func (r *recentFrames) from(next uint32, limit int) [][]byte {
+	end := r.first + uint32(len(r.frames))
+	if next < r.first || next > end || (next == end && r.event == nil) {
+		return nil
+	}
+	fs := r.frames[next-r.first:]
+	fs = fs[:min(limit, len(fs))]
+	if len(fs) < limit && next+uint32(len(fs)) == end && r.event != nil {
+		fs = append(slices.Clip(fs), r.event)
+	}
+	return fs
+}
+
+// refill replaces each refetch item (entries may exist that were never offered)
+// with what the store holds after the topic's run, read once for every subscriber.
+// Where the topic has no run, or the read fails or finds more than a few pages,
+// the item stays: each subscriber then reads the store itself.
+func (t *topic) refill(items []topicItem) []topicItem {
+	if !slices.ContainsFunc(items, func(it topicItem) bool { return it.refetch }) {
+		return items
+	}
+	out := make([]topicItem, 0, len(items))
+	for _, it := range items {
+		if !it.refetch {
+			out = append(out, it)
+			continue
+		}
+		es, ok := t.readAfterRun()
+		if !ok {
+			out = append(out, it)
+			continue
+		}
+		for _, e := range es {
+			out = append(out, topicItem{e: e})
+		}
+	}
+	return out
+}
+
+// readAfterRun reads the partition's entries after the end of the topic's run.
+func (t *topic) readAfterRun() ([]PartitionEntry, bool) {
+	t.mu.Lock()
+	end, open, held := t.recent.first+uint32(len(t.recent.frames)), t.recent.event == nil, len(t.recent.frames) > 0 || t.recent.event != nil
+	t.mu.Unlock()
+	if !held {
+		return nil, false
+	}
+	if !open {
+		return nil, true // terminated: nothing comes after the event
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []PartitionEntry
+	for range 4 {
+		es, err := t.fanout.src.Fetch(ctx, t.masked, int64(end)-1, maxRecentFrames)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, es...)
+		if len(es) < maxRecentFrames {
+			return out, true
+		}
+		end = es[len(es)-1].Counter + 1
+	}
+	return nil, false
+}
+
+// remember adds an entry's frame to the topic's run.
+func (t *topic) remember(e PartitionEntry, frame []byte) {
+	t.mu.Lock()
+	if e.Terminated {
+		t.recent.terminate(e.Counter, frame)
+	} else {
+		t.recent.add(e.Counter, [][]byte{frame})
+	}
+	t.mu.Unlock()
+}
+
+// recentFrom returns the topic's frames from counter next on (at most limit), or
+// nil if it does not hold next.
+func (t *topic) recentFrom(next uint32, limit int) [][]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.recent.from(next, limit))
 }
 
 type topicItem struct {
@@ -104,11 +253,15 @@ func (t *topic) deliver() {
 			subs = append(subs, sessionSub{ss, sub})
 		}
 		t.mu.Unlock()
+		items = t.refill(items)
 		frames = frames[:0]
 		for _, it := range items {
 			var f []byte
 			if !it.refetch {
 				f = encodePartitionEntry(t.masked, it.e) // once for every subscriber
+				if f != nil {
+					t.remember(it.e, f)
+				}
 			}
 			frames = append(frames, f)
 		}
@@ -223,6 +376,13 @@ func (f *fanout) join(ss *session, sub *partSub) {
 	t.mu.Unlock()
 }
 
+// topicOf is the partition's topic, or nil.
+func (f *fanout) topicOf(masked []byte) *topic {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.topics[string(masked)]
+}
+
 // leave removes a session from a topic, dropping the hub subscription with the last.
 func (f *fanout) leave(ss *session, masked []byte) {
 	f.mu.Lock()
@@ -243,10 +403,11 @@ func (f *fanout) leave(ss *session, masked []byte) {
 
 // partSub is one session's subscription to one partition. Guarded by the session's mu.
 type partSub struct {
-	masked  []byte
-	next    uint32 // the next counter to queue
-	refetch bool   // entries from next on may be in the store only
-	done    bool   // terminated: nothing more will come
+	masked   []byte
+	next     uint32 // the next counter to queue
+	refetch  bool   // entries from next on may be in the store only
+	mustRead bool   // entries may exist that were never offered: read the store, not the topic's run
+	done     bool   // terminated: nothing more will come
 }
 
 // notifyPartition queues a live entry (or the terminated event, which stands at the
@@ -273,7 +434,7 @@ func (ss *session) notifyPartition(sub *partSub, counter uint32, frame []byte) {
 func (ss *session) refetchPartition(sub *partSub) {
 	ss.mu.Lock()
 	if !sub.done {
-		sub.refetch, ss.partRefetch = true, true
+		sub.refetch, sub.mustRead, ss.partRefetch = true, true, true
 	}
 	ss.mu.Unlock()
 	ss.c.Wake()
@@ -282,21 +443,25 @@ func (ss *session) refetchPartition(sub *partSub) {
 // catchUpPartitions reads one page for every subscription marked for catch-up.
 func (ss *session) catchUpPartitions(ctx context.Context) error {
 	type want struct {
-		sub  *partSub
-		next uint32
+		sub      *partSub
+		next     uint32
+		mustRead bool
 	}
 	ss.mu.Lock()
 	ss.partRefetch = false
 	var wants []want
 	for _, sub := range ss.subs {
 		if sub.refetch && !sub.done {
-			sub.refetch = false
-			wants = append(wants, want{sub, sub.next})
+			wants = append(wants, want{sub, sub.next, sub.mustRead})
+			sub.refetch, sub.mustRead = false, false
 		}
 	}
 	ss.mu.Unlock()
 	limit := ss.srv.cfg.ReplayBatch
 	for _, w := range wants {
+		if !w.mustRead && ss.catchUpFromTopic(w.sub, w.next, limit) {
+			continue
+		}
 		entries, err := ss.srv.deps.Partitions.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -334,6 +499,50 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 		ss.mu.Unlock()
 	}
 	return nil
+}
+
+// catchUpFromTopic queues a subscription's frames from next on out of its topic's
+// run of recent frames (recentFrames), without reading the store; it reports false
+// if the run does not hold next. What the run holds is everything offered up to
+// now, so a subscription served to the run's end needs no read: the entries after
+// it are still to be offered, and reach it live. Entries that were never offered
+// (written elsewhere, or offers dropped) come through the topic's Refetch, which
+// reads the store once for every subscriber (topic.refill).
+func (ss *session) catchUpFromTopic(sub *partSub, next uint32, limit int) bool {
+	t := ss.srv.fanout.topicOf(sub.masked)
+	if t == nil {
+		return false
+	}
+	frames := t.recentFrom(next, limit)
+	if frames == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for i, f := range frames {
+		c := next + uint32(i)
+		event := protocol.FrameType(f[0]) == protocol.TypePartitionEvent
+		if sub.done || (!event && c < sub.next) {
+			continue
+		}
+		if c != sub.next {
+			sub.refetch, ss.partRefetch = true, true // moved meanwhile: read again
+			return true
+		}
+		if !ss.c.TryEnqueue(f) {
+			sub.refetch, ss.partRefetch = true, true
+			return true
+		}
+		if event {
+			sub.done = true
+		} else {
+			sub.next++
+		}
+	}
+	if len(frames) == limit {
+		sub.refetch, ss.partRefetch = true, true // the run may hold more
+	}
+	return true
 }
 
 // subscribe starts pushing a partition from counter on; the answer is the masked key.

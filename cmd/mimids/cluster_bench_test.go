@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,6 +143,18 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; CPU seconds (nodes 1-3, bench) %s; load %s",
 				run.name, f.Subscribers, f.Sequenced, f.SequencedPerSecond, f.DeliveriesPerSecond, f.Latency.P50ms, f.Latency.P99ms,
 				strings.Join(cpu, ", "), loadavg())
+		}
+	}
+	if os.Getenv("MIMIDS_BENCH_CPUPROFILE_DIR") != "" {
+		// The profiles are written when a node exits on SIGTERM.
+		for _, nd := range c.nodes {
+			syscall.Kill(nd.cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case err := <-nd.done:
+				nd.done <- err // kill (at cleanup) reads it again
+			case <-time.After(20 * time.Second):
+				b.Logf("%s did not stop", nd.id)
+			}
 		}
 	}
 }

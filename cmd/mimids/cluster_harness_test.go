@@ -196,7 +196,11 @@ func (c *procCluster) start(nd *procNode) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.bin, "serve", "-config", nd.cfg)
+	args := []string{"serve", "-config", nd.cfg}
+	if dir := os.Getenv("MIMIDS_BENCH_CPUPROFILE_DIR"); dir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(dir, nd.id+".prof"))
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stderr = logf
 	out, _ := cmd.StdoutPipe()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -105,6 +105,37 @@ func (r *recentFrames) add(from uint32, frames [][]byte) {
 	}
 }
 
+// join adds frames read from the store (counters from, from+1, ...) only where
+// they join the run: into an empty run, going on from inside it, or just before
+// it (within the bounds). Unlike add it never starts a new run over an old one, so
+// the run's end stays the newest frame offered: whatever comes after it is still to
+// be offered, or comes through a Refetch.
+func (r *recentFrames) join(from uint32, frames [][]byte) {
+	if r.event != nil && len(r.frames) == 0 {
+		return
+	}
+	end := r.first + uint32(len(r.frames))
+	switch {
+	case len(r.frames) == 0 && r.event == nil:
+		r.add(from, frames)
+	case from >= r.first && from <= end:
+		if r.event == nil {
+			r.add(from, frames)
+		}
+	case from < r.first && from+uint32(len(frames)) >= r.first:
+		head := frames[:r.first-from]
+		bytes := r.bytes
+		for _, f := range head {
+			bytes += len(f)
+		}
+		if len(head)+len(r.frames) > maxRecentFrames || bytes > maxRecentBytes {
+			return
+		}
+		r.frames = append(slices.Clone(head), r.frames...)
+		r.first, r.bytes = from, bytes
+	}
+}
+
 // terminate records the terminated event after counter length-1; it is kept
 // only where it goes on from the run.
 func (r *recentFrames) terminate(length uint32, frame []byte) {
@@ -183,6 +214,21 @@ func (t *topic) readAfterRun() ([]PartitionEntry, bool) {
 		end = es[len(es)-1].Counter + 1
 	}
 	return nil, false
+}
+
+// rememberFetched adds entries read from the store (and their frames) to the
+// topic's run where they join it (recentFrames.join).
+func (t *topic) rememberFetched(entries []PartitionEntry, frames [][]byte) {
+	n := 0
+	for n < len(entries) && !entries[n].Terminated && frames[n] != nil && (n == 0 || entries[n].Counter == entries[n-1].Counter+1) {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	t.mu.Lock()
+	t.recent.join(entries[0].Counter, frames[:n])
+	t.mu.Unlock()
 }
 
 // remember adds an entry's frame to the topic's run.
@@ -471,13 +517,20 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 			ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "group log unavailable")
 			return err
 		}
+		frames := make([][]byte, len(entries))
+		for i, e := range entries {
+			frames[i] = encodePartitionEntry(w.sub.masked, e)
+		}
+		if t := ss.srv.fanout.topicOf(w.sub.masked); t != nil {
+			t.rememberFetched(entries, frames) // the next socket behind here reads it from the topic
+		}
 		ss.mu.Lock()
-		for _, e := range entries {
+		for i, e := range entries {
 			if w.sub.done || (!e.Terminated && e.Counter < w.sub.next) {
 				continue
 			}
 			if e.Terminated {
-				if ss.c.TryEnqueue(encodePartitionEntry(w.sub.masked, e)) {
+				if ss.c.TryEnqueue(frames[i]) {
 					w.sub.done = true
 				} else {
 					w.sub.refetch, ss.partRefetch = true, true
@@ -487,7 +540,7 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 			if e.Counter != w.sub.next {
 				break // a gap cannot come from one ordered read; read again
 			}
-			if !ss.c.TryEnqueue(encodePartitionEntry(w.sub.masked, e)) {
+			if frames[i] == nil || !ss.c.TryEnqueue(frames[i]) {
 				w.sub.refetch, ss.partRefetch = true, true
 				break
 			}

@@ -79,3 +79,26 @@ func TestRecentFrames(t *testing.T) {
 		t.Fatalf("event only: %q", fs)
 	}
 }
+
+// Frames read from the store join the run only where they meet it: into an empty
+// run, from inside it, or just before it; never as a new run over an old one.
+func TestRecentFramesJoin(t *testing.T) {
+	var r recentFrames
+	r.join(10, framesFrom(10, 5))
+	checkRun(t, &r, 10, 15)
+	r.join(13, framesFrom(13, 4))
+	checkRun(t, &r, 10, 17)
+	r.join(7, framesFrom(7, 4)) // 7..10: just before, overlapping
+	checkRun(t, &r, 7, 17)
+	r.join(2, framesFrom(2, 3)) // 2..4: apart from the run
+	checkRun(t, &r, 7, 17)
+	r.join(20, framesFrom(20, 3)) // after a gap: not a new run
+	checkRun(t, &r, 7, 17)
+	r.join(0, framesFrom(0, maxRecentFrames)) // only 0..6 are new: they go first
+	checkRun(t, &r, 0, 17)
+
+	var full recentFrames
+	full.add(100, framesFrom(100, maxRecentFrames-2))
+	full.join(95, framesFrom(95, 5)) // would pass the bound
+	checkRun(t, &full, 100, 100+maxRecentFrames-2)
+}

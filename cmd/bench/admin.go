@@ -149,8 +149,11 @@ func (a *adminAPI) gc(ctx context.Context) error {
 
 // serverSample is what the bench reads from /metrics.
 type serverSample struct {
-	RSS       int64 // process_resident_memory_bytes
-	Connected int   // mimids_sockets_connected
+	RSS        int64 // process_resident_memory_bytes
+	Connected  int   // mimids_sockets_connected
+	Heap       int64 // go_memstats_heap_alloc_bytes: live heap, right after a forced GC
+	Stacks     int64 // go_memstats_stack_inuse_bytes: goroutine stacks
+	Goroutines int   // go_goroutines
 }
 
 func (a *adminAPI) sample(ctx context.Context) (serverSample, error) {
@@ -172,11 +175,23 @@ func (a *adminAPI) sample(ctx context.Context) (serverSample, error) {
 	if err != nil {
 		return serverSample{}, err
 	}
-	conns, err := metricValue(text, "mimids_sockets_connected")
-	if err != nil {
-		return serverSample{}, err
+	s := serverSample{RSS: int64(rss)}
+	for _, m := range []struct {
+		name string
+		to   func(float64)
+	}{
+		{"mimids_sockets_connected", func(v float64) { s.Connected = int(v) }},
+		{"go_memstats_heap_alloc_bytes", func(v float64) { s.Heap = int64(v) }},
+		{"go_memstats_stack_inuse_bytes", func(v float64) { s.Stacks = int64(v) }},
+		{"go_goroutines", func(v float64) { s.Goroutines = int(v) }},
+	} {
+		v, err := metricValue(text, m.name)
+		if err != nil {
+			return serverSample{}, err
+		}
+		m.to(v)
 	}
-	return serverSample{RSS: int64(rss), Connected: int(conns)}, nil
+	return s, nil
 }
 
 // socketURL is the client socket endpoint under base.

@@ -271,6 +271,11 @@ type idleResult struct {
 	RSSBefore       int64   `json:"rss_before_bytes"`
 	RSSAfter        int64   `json:"rss_after_bytes"`
 	KiBPerSocket    float64 `json:"kib_per_idle_socket"`
+	// The server's own accounting after a forced GC, per extra socket: what the
+	// RSS figure is made of, without the page-level noise of the RSS.
+	HeapBytesPerSocket  float64 `json:"heap_bytes_per_idle_socket"`
+	StackBytesPerSocket float64 `json:"stack_bytes_per_idle_socket"`
+	GoroutinesPerSocket float64 `json:"goroutines_per_idle_socket"`
 }
 
 // idlePhase measures the server's resident memory per idle authenticated socket:
@@ -313,7 +318,11 @@ func (b *bench) idlePhase(ctx context.Context) (*idleResult, error) {
 		return res, err
 	}
 	res.RSSAfter = after.RSS
-	res.KiBPerSocket = float64(after.RSS-before.RSS) / 1024 / float64(len(idle))
+	n := float64(len(idle))
+	res.KiBPerSocket = float64(after.RSS-before.RSS) / 1024 / n
+	res.HeapBytesPerSocket = float64(after.Heap-before.Heap) / n
+	res.StackBytesPerSocket = float64(after.Stacks-before.Stacks) / n
+	res.GoroutinesPerSocket = float64(after.Goroutines-before.Goroutines) / n
 	return res, nil
 }
 
@@ -334,4 +343,6 @@ func (r *idleResult) print(w io.Writer) {
 		r.Sockets, r.ConnectSeconds, r.ConnectedBefore, r.ConnectedAfter)
 	fmt.Fprintf(w, "  server RSS after GC: %.1f MiB -> %.1f MiB: %.1f KiB per idle socket\n",
 		float64(r.RSSBefore)/mib, float64(r.RSSAfter)/mib, r.KiBPerSocket)
+	fmt.Fprintf(w, "  server heap after GC: %.0f B, goroutine stacks: %.0f B, goroutines: %.2f per idle socket\n",
+		r.HeapBytesPerSocket, r.StackBytesPerSocket, r.GoroutinesPerSocket)
 }

@@ -10,7 +10,8 @@
 // ever blocking its caller, so Flush lets a fan-out write on its own goroutine
 // (socket.go).
 //
-// An idle connection costs one goroutine (its reader) and the socket's buffers. The
+// An idle connection costs one goroutine (its reader) and, on a Socket, no read or
+// write buffer of its own (buffers.go); on other connections the socket's buffers. The
 // protocol on top (client sockets in gateway/, federation sockets later) implements
 // Handler and, if it keeps what the queue cannot hold elsewhere, Refiller. The
 // package knows no protocol: close codes and their names come in through Config.

@@ -66,8 +66,19 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("conn: hijack: %w", err)
 	}
 	h.out = newOutConn(nc)
-	brw.Writer.Reset(h.out) // keeps its buffer: coder/websocket writes frames into it
-	return h.out, brw, nil
+	if !h.out.inline() {
+		brw.Writer.Reset(h.out) // keeps its buffer: coder/websocket writes frames into it
+		return h.out, brw, nil
+	}
+	// A plain socket: tiny bufio buffers over pooled ones (buffers.go). The HTTP
+	// server's 4 KiB buffers go; what its Reader had read ahead is read first.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		h.out.rbuf = append(getBuffer(), b...)
+	}
+	h.out.tiny = true
+	tiny := bufio.NewReadWriter(bufio.NewReaderSize(h.out, tinyBuffer), bufio.NewWriterSize(h.out, tinyBuffer))
+	return h.out, tiny, nil
 }
 
 // outConn is the network connection under a Socket. Its Write never blocks on the
@@ -80,12 +91,20 @@ type outConn struct {
 	// Set by NewSocket before anything is written; read-only after.
 	c       *Conn
 	timeout time.Duration
+	tiny    bool // set by Hijack: the bufio buffers above are tiny (buffers.go)
+
+	// The reader's (coder/websocket reads under its own lock): what a read took
+	// beyond what the caller wanted, in a pooled buffer.
+	rbuf []byte
+	roff int
 
 	mu       sync.Mutex
-	backlog  []byte // written to the socket by the flusher; Guarded by mu.
-	flushing bool   // a flusher runs; Guarded by mu.
-	held     int64  // bytes still charged to the budgets until the backlog is written; Guarded by mu.
-	err      error  // the first failed write: every later Write fails; Guarded by mu.
+	backlog  []byte    // written to the socket by the flusher; Guarded by mu.
+	flushing bool      // a flusher runs; Guarded by mu.
+	held     int64     // bytes still charged to the budgets until the backlog is written; Guarded by mu.
+	err      error     // the first failed write: every later Write fails; Guarded by mu.
+	frame    frameScan // where the writes are in the current frame (tiny); Guarded by mu.
+	parts    []byte    // the current frame's parts so far, pooled (tiny); Guarded by mu.
 }
 
 func newOutConn(nc net.Conn) *outConn {
@@ -107,21 +126,28 @@ func (o *outConn) Write(p []byte) (int, error) {
 	if o.err != nil {
 		return 0, o.err
 	}
+	all := len(p)
+	if o.tiny {
+		if p = o.gather(p); p == nil {
+			return all, nil // more of this frame is to come
+		}
+		defer o.dropParts()
+	}
 	if o.flushing {
 		o.backlog = append(o.backlog, p...)
-		return len(p), nil
+		return all, nil
 	}
 	n, err := o.tryWrite(p)
 	if err != nil {
 		o.err = err
-		return n, err
+		return 0, err
 	}
 	if n < len(p) {
 		o.backlog = append(o.backlog, p[n:]...)
 		o.flushing = true
 		go o.flush()
 	}
-	return len(p), nil
+	return all, nil
 }
 
 // tryWrite writes what the socket takes without waiting; without a raw socket it

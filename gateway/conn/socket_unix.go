@@ -22,3 +22,17 @@ func writeNonBlocking(fd uintptr, p []byte) (n int, err error) {
 	}
 	return n, nil
 }
+
+// readNonBlocking reads what a non-blocking socket has into p (EAGAIN: nothing).
+func readNonBlocking(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}

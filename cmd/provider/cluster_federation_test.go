@@ -261,22 +261,7 @@ func subscribeAll(ctx context.Context, t *testing.T, g *mlstest.Group, ds ...*fe
 func TestClusterFederationSQLite(t *testing.T) { testClusterFederation(t, fileSQLite) }
 
 func TestClusterFederationPostgres(t *testing.T) {
-	srv := pgtest.StartServer(t)
-	testClusterFederation(t, func(t testing.TB, nodes int) []provider.Store {
-		cfg := provider.DefaultConfig()
-		cfg.DataDir = t.TempDir()
-		cfg.Store.Driver, cfg.Store.DSN = provider.DriverPostgres, srv.NewDatabase(t)
-		dbs := make([]provider.Store, nodes)
-		for i := range dbs {
-			db, err := provider.ServeStore(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			dbs[i] = db
-		}
-		return dbs
-	})
+	testClusterFederation(t, postgresNodes(pgtest.StartServer(t)))
 }
 
 // testClusterFederation: a.example runs as two nodes, b.example as one. One node

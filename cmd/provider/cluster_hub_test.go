@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mimids/mimids/cmd/provider"
 	"github.com/mimids/mimids/cmd/provider/providertest"
 	"github.com/mimids/mimids/directory"
 	"github.com/mimids/mimids/mls"
@@ -28,22 +27,7 @@ func TestClusterHandshakesSQLite(t *testing.T) {
 }
 
 func TestClusterHandshakesPostgres(t *testing.T) {
-	srv := pgtest.StartServer(t)
-	testClusterHandshakes(t, func(t testing.TB, nodes int) []provider.Store {
-		cfg := provider.DefaultConfig()
-		cfg.DataDir = t.TempDir()
-		cfg.Store.Driver, cfg.Store.DSN = provider.DriverPostgres, srv.NewDatabase(t)
-		dbs := make([]provider.Store, nodes)
-		for i := range dbs {
-			db, err := provider.ServeStore(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			dbs[i] = db
-		}
-		return dbs
-	})
+	testClusterHandshakes(t, postgresNodes(pgtest.StartServer(t)))
 }
 
 func testClusterHandshakes(t *testing.T, stores clusterStores) {

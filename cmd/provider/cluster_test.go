@@ -46,6 +46,26 @@ func sharedSQLite(t testing.TB, n int) []provider.Store {
 	return dbs
 }
 
+// postgresNodes gives each node a pool of its own over one new database on srv,
+// as nodes on several machines have.
+func postgresNodes(srv *pgtest.Server) clusterStores {
+	return func(t testing.TB, nodes int) []provider.Store {
+		cfg := provider.DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.Store.Driver, cfg.Store.DSN = provider.DriverPostgres, srv.NewDatabase(t)
+		dbs := make([]provider.Store, nodes)
+		for i := range dbs {
+			db, err := provider.ServeStore(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			dbs[i] = db
+		}
+		return dbs
+	}
+}
+
 // fileSQLite opens one SQLite file n times: the first node holds it as a server
 // does, the others open it as the admin CLI does beside a server. Each node has its
 // own writer and readers, as nodes on one database have their own pools.
@@ -241,22 +261,7 @@ func TestClusterSQLite(t *testing.T) {
 // TestClusterPostgres is the same suite with every node on a pool of its own over
 // one PostgreSQL database, as nodes on several machines are.
 func TestClusterPostgres(t *testing.T) {
-	srv := pgtest.StartServer(t)
-	testCluster(t, func(t testing.TB, nodes int) []provider.Store {
-		cfg := provider.DefaultConfig()
-		cfg.DataDir = t.TempDir()
-		cfg.Store.Driver, cfg.Store.DSN = provider.DriverPostgres, srv.NewDatabase(t)
-		dbs := make([]provider.Store, nodes)
-		for i := range dbs {
-			db, err := provider.ServeStore(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			dbs[i] = db
-		}
-		return dbs
-	})
+	testCluster(t, postgresNodes(pgtest.StartServer(t)))
 }
 
 // testCluster is the two-node suite over any store that several nodes can share.

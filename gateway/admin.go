@@ -179,8 +179,7 @@ func (s *Server) removeUser(c echo.Context) error {
 		return domainProblem(err)
 	}
 	for _, cl := range cs {
-		s.CloseClient(cl.ID, protocol.CloseRevoked, "user removed")
-		s.revoked(cl.ID)
+		s.Revoke(cl.ID, "user removed")
 	}
 	s.audit(c, "user.remove", "user %s (%d clients)", c.Param("user"), len(cs))
 	return c.JSON(http.StatusOK, map[string]any{"removed_clients": len(cs)})
@@ -222,8 +221,7 @@ func (s *Server) revokeClient(c echo.Context) error {
 	if err != nil {
 		return domainProblem(err)
 	}
-	n := s.CloseClient(cl.ID, protocol.CloseRevoked, "token revoked")
-	s.revoked(cl.ID)
+	n := s.Revoke(cl.ID, "token revoked")
 	s.audit(c, "client.revoke", "client %s (%d sockets closed)", s.deps.Directory.ClientURI(cl), n)
 	out := s.clientJSON(cl)
 	out.Connected = 0

@@ -110,11 +110,16 @@ type Revocations interface {
 	Revoked(clientID int64)
 }
 
-// revoked tells the other nodes, if any, that a client lost its token.
-func (s *Server) revoked(clientID int64) {
+// Revoke closes every live socket of a client whose token was revoked (4003) and
+// tells the provider's other nodes, if any, to close theirs; it returns how many
+// sockets this node closed. Every revocation made on this node (the admin API, the
+// dashboard) goes through it.
+func (s *Server) Revoke(clientID int64, reason string) int {
+	n := s.CloseClient(clientID, protocol.CloseRevoked, reason)
 	if s.deps.Revocations != nil {
 		s.deps.Revocations.Revoked(clientID)
 	}
+	return n
 }
 
 // Server is the client gateway.

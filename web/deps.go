@@ -37,7 +37,9 @@ type Users interface {
 type Sockets interface {
 	// ClientSockets is a client's live sockets and when it was last seen.
 	ClientSockets(clientID int64) (int, time.Time)
-	CloseClient(clientID int64, code int, reason string) int
+	// Revoke closes a revoked client's sockets (4003), on every node of the
+	// provider, and returns how many this node closed.
+	Revoke(clientID int64, reason string) int
 }
 
 // KeyPackages reports a client's KeyPackage stock (directory.KeyPackages).

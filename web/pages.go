@@ -120,7 +120,7 @@ func (d *Dashboard) revokeClient(w http.ResponseWriter, r *http.Request, s *sess
 		d.domainFail(w, r, s, err)
 		return
 	}
-	n := d.deps.Sockets.CloseClient(c.ID, protocol.CloseRevoked, "token revoked")
+	n := d.deps.Sockets.Revoke(c.ID, "token revoked")
 	d.audit(r, s, "client.revoke", "client %s (%d sockets closed)", d.deps.Users.ClientURI(c), n)
 	d.done(w, r, s, "/dashboard/users/"+url.PathEscape(c.UserName), "Revoked the token of "+c.Name+".")
 }

@@ -31,7 +31,7 @@ func (c *clock) add(d time.Duration) {
 type noSockets struct{}
 
 func (noSockets) ClientSockets(int64) (int, time.Time)       { return 0, time.Time{} }
-func (noSockets) CloseClient(int64, int, string) int         { return 0 }
+func (noSockets) Revoke(int64, string) int                   { return 0 }
 func (noSockets) Sample(context.Context) (web.Sample, error) { return web.Sample{}, nil }
 
 // TestSessionExpiry runs the dashboard on a test clock: a session ends when idle

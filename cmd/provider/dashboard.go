@@ -12,7 +12,6 @@ import (
 	"github.com/mimids/mimids/federation"
 	"github.com/mimids/mimids/gateway"
 	"github.com/mimids/mimids/ohttp"
-	"github.com/mimids/mimids/protocol"
 	"github.com/mimids/mimids/web"
 )
 
@@ -76,15 +75,7 @@ type dashSockets struct{ p *Provider }
 
 func (s dashSockets) ClientSockets(id int64) (int, time.Time) { return s.p.Gateway.ClientSockets(id) }
 
-// CloseClient closes the client's sockets on this node; a revocation also tells
-// the provider's other nodes (scale-out), as the admin API's does.
-func (s dashSockets) CloseClient(id int64, code int, reason string) int {
-	n := s.p.Gateway.CloseClient(id, code, reason)
-	if code == protocol.CloseRevoked && s.p.Bus != nil {
-		s.p.Bus.Revoked(id)
-	}
-	return n
-}
+func (s dashSockets) Revoke(id int64, reason string) int { return s.p.Gateway.Revoke(id, reason) }
 
 type dashKeys struct{ p *Provider }
 

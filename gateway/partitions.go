@@ -525,26 +525,9 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 			t.rememberFetched(entries, frames) // the next socket behind here reads it from the topic
 		}
 		ss.mu.Lock()
-		for i, e := range entries {
-			if w.sub.done || (!e.Terminated && e.Counter < w.sub.next) {
-				continue
-			}
-			if e.Terminated {
-				if ss.c.TryEnqueue(frames[i]) {
-					w.sub.done = true
-				} else {
-					w.sub.refetch, ss.partRefetch = true, true
-				}
-				break
-			}
-			if e.Counter != w.sub.next {
-				break // a gap cannot come from one ordered read; read again
-			}
-			if frames[i] == nil || !ss.c.TryEnqueue(frames[i]) {
-				w.sub.refetch, ss.partRefetch = true, true
-				break
-			}
-			w.sub.next++
+		// A gap cannot come from one ordered read: the queue stops there.
+		if ss.queueRun(w.sub, func(i int) uint32 { return entries[i].Counter }, frames) == runFull {
+			w.sub.refetch, ss.partRefetch = true, true
 		}
 		if len(entries) == limit {
 			w.sub.refetch, ss.partRefetch = true, true
@@ -552,6 +535,40 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 		ss.mu.Unlock()
 	}
 	return nil
+}
+
+// runEnd is where queueRun stopped.
+type runEnd int
+
+const (
+	runDone runEnd = iota // every frame queued or already held
+	runGap                // a frame's counter is not the subscription's next
+	runFull               // the socket's queue is full (or a frame is missing)
+)
+
+// queueRun queues a run of push frames (the frame of counter(i) at i; a terminated
+// event stands after the last message) to a subscription from its next counter on,
+// skipping what it holds. The caller holds ss.mu.
+func (ss *session) queueRun(sub *partSub, counter func(i int) uint32, frames [][]byte) runEnd {
+	for i, f := range frames {
+		event := f != nil && protocol.FrameType(f[0]) == protocol.TypePartitionEvent
+		c := counter(i)
+		if sub.done || (!event && c < sub.next) {
+			continue
+		}
+		if c != sub.next {
+			return runGap
+		}
+		if f == nil || !ss.c.TryEnqueue(f) {
+			return runFull
+		}
+		if event {
+			sub.done = true
+			return runDone
+		}
+		sub.next++
+	}
+	return runDone
 }
 
 // catchUpFromTopic queues a subscription's frames from next on out of its topic's
@@ -572,25 +589,9 @@ func (ss *session) catchUpFromTopic(sub *partSub, next uint32, limit int) bool {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	for i, f := range frames {
-		c := next + uint32(i)
-		event := protocol.FrameType(f[0]) == protocol.TypePartitionEvent
-		if sub.done || (!event && c < sub.next) {
-			continue
-		}
-		if c != sub.next {
-			sub.refetch, ss.partRefetch = true, true // moved meanwhile: read again
-			return true
-		}
-		if !ss.c.TryEnqueue(f) {
-			sub.refetch, ss.partRefetch = true, true
-			return true
-		}
-		if event {
-			sub.done = true
-		} else {
-			sub.next++
-		}
+	if ss.queueRun(sub, func(i int) uint32 { return next + uint32(i) }, frames) != runDone {
+		sub.refetch, ss.partRefetch = true, true // full, or moved meanwhile: read again
+		return true
 	}
 	if len(frames) == limit {
 		sub.refetch, ss.partRefetch = true, true // the run may hold more

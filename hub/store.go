@@ -178,3 +178,12 @@ type noPolicy struct{}
 
 func (noPolicy) Banned(context.Context, string) (bool, error) { return false, nil }
 func (noPolicy) Allow(string) bool                            { return true }
+
+// PushSub is one follower's subscription to a hosted partition (docs/protocol.md
+// §5.12), as the hub's provider records it: where the follower's copy stands.
+type PushSub struct {
+	Peer   string
+	Masked []byte
+	Next   uint32
+	Done   bool
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/follower"
+	"github.com/mimids/mimids/hub"
 	"github.com/mimids/mimids/protocol"
 )
 
@@ -188,18 +189,10 @@ func (db *DB) FetchCopy(ctx context.Context, masked []byte, after int64, limit i
 	return out, nil
 }
 
-// PushSub is one follower's subscription to a hosted partition, as the hub records it.
-type PushSub struct {
-	Peer   string
-	Masked []byte
-	Next   uint32
-	Done   bool
-}
-
 // AddPushSub records a follower's subscription starting at from, unless one is
 // recorded, and returns the recorded one.
-func (db *DB) AddPushSub(ctx context.Context, peer string, masked []byte, from uint32) (PushSub, error) {
-	s := PushSub{Peer: peer, Masked: masked}
+func (db *DB) AddPushSub(ctx context.Context, peer string, masked []byte, from uint32) (hub.PushSub, error) {
+	s := hub.PushSub{Peer: peer, Masked: masked}
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO hub_push_subs (peer, masked, next) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 			peer, masked, from); err != nil {
@@ -212,7 +205,7 @@ func (db *DB) AddPushSub(ctx context.Context, peer string, masked []byte, from u
 		return err
 	})
 	if err != nil {
-		return PushSub{}, fmt.Errorf("postgres: add push sub: %w", err)
+		return hub.PushSub{}, fmt.Errorf("postgres: add push sub: %w", err)
 	}
 	return s, nil
 }
@@ -231,15 +224,15 @@ func (db *DB) SetPushProgress(ctx context.Context, peer string, masked []byte, n
 }
 
 // PushSubs returns every follower subscription not done.
-func (db *DB) PushSubs(ctx context.Context) ([]PushSub, error) {
+func (db *DB) PushSubs(ctx context.Context) ([]hub.PushSub, error) {
 	rows, err := db.pool.QueryContext(ctx, `SELECT peer, masked, next FROM hub_push_subs WHERE done = 0`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: push subs: %w", err)
 	}
 	defer rows.Close()
-	var out []PushSub
+	var out []hub.PushSub
 	for rows.Next() {
-		var s PushSub
+		var s hub.PushSub
 		var n int64
 		if err := rows.Scan(&s.Peer, &s.Masked, &n); err != nil {
 			return nil, fmt.Errorf("postgres: push subs: %w", err)

@@ -64,14 +64,8 @@ type Store interface {
 	PushSubs(ctx context.Context) ([]PushSub, error)
 }
 
-// PushSub is one follower's subscription to a hosted partition, as the hub
-// records it.
-type PushSub struct {
-	Peer   string
-	Masked []byte
-	Next   uint32
-	Done   bool
-}
+// PushSub is one follower's subscription to a hosted partition.
+type PushSub = hub.PushSub
 
 // SQLite returns the SQLite store under s, for what only SQLite does (backups,
 // integrity checks, mark files); ok is false on another driver.
@@ -139,20 +133,6 @@ type sqliteStore struct{ *sqlite.DB }
 func (sqliteStore) Driver() string          { return DriverSQLite }
 func (s sqliteStore) IncarnationID() []byte { return s.Incarnation().ID }
 func (s sqliteStore) Minted() string        { return s.Incarnation().Minted }
-func (s sqliteStore) PushSubs(ctx context.Context) ([]PushSub, error) {
-	subs, err := s.DB.PushSubs(ctx)
-	out := make([]PushSub, len(subs))
-	for i, p := range subs {
-		out[i] = PushSub(p)
-	}
-	return out, err
-}
-
-func (s sqliteStore) AddPushSub(ctx context.Context, peer string, masked []byte, from uint32) (PushSub, error) {
-	p, err := s.DB.AddPushSub(ctx, peer, masked, from)
-	return PushSub(p), err
-}
-
 func (s sqliteStore) Ready(ctx context.Context) []gateway.ReadyCheck {
 	h := s.Health(ctx)
 	return []gateway.ReadyCheck{{Name: "store_read", Err: h.Read}, {Name: "store_write", Err: h.Write}, {Name: "store_disk", Err: h.Disk}}
@@ -164,19 +144,6 @@ type pgStore struct{ *postgres.DB }
 func (pgStore) Driver() string          { return DriverPostgres }
 func (s pgStore) IncarnationID() []byte { return s.Incarnation().ID }
 func (s pgStore) Minted() string        { return "" }
-func (s pgStore) PushSubs(ctx context.Context) ([]PushSub, error) {
-	subs, err := s.DB.PushSubs(ctx)
-	out := make([]PushSub, len(subs))
-	for i, p := range subs {
-		out[i] = PushSub(p)
-	}
-	return out, err
-}
-
-func (s pgStore) AddPushSub(ctx context.Context, peer string, masked []byte, from uint32) (PushSub, error) {
-	p, err := s.DB.AddPushSub(ctx, peer, masked, from)
-	return PushSub(p), err
-}
 
 // Ready probes a read and a commit; the database server watches its own disk.
 func (s pgStore) Ready(ctx context.Context) []gateway.ReadyCheck {

@@ -114,6 +114,20 @@ func New(store Store, domain string) *Directory {
 // Domain is the provider's domain.
 func (d *Directory) Domain() string { return d.domain }
 
+// NamePrefixEnd is the least name above every name that starts with p: a search
+// by prefix is the range [p, NamePrefixEnd(p)) of a bytewise name index (names are
+// ASCII, so the last byte below 0x7f can grow).
+func NamePrefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0x7f {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return p + "\x7f"
+}
+
 // ValidName reports whether s can name a user or client (protocol.ValidName).
 func ValidName(s string) error { return protocol.ValidName(s) }
 

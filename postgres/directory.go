@@ -35,11 +35,8 @@ func (db *DB) User(ctx context.Context, name string) (directory.User, error) {
 	return u, err
 }
 
-func (db *DB) ListUsers(ctx context.Context) ([]directory.User, error) {
-	rows, err := db.pool.QueryContext(ctx, `SELECT id, name, created_at FROM users ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
+// scanUsers reads rows of (id, name, created_at) and closes them.
+func scanUsers(rows *sql.Rows) ([]directory.User, error) {
 	defer rows.Close()
 	var us []directory.User
 	for rows.Next() {
@@ -52,6 +49,14 @@ func (db *DB) ListUsers(ctx context.Context) ([]directory.User, error) {
 		us = append(us, u)
 	}
 	return us, rows.Err()
+}
+
+func (db *DB) ListUsers(ctx context.Context) ([]directory.User, error) {
+	rows, err := db.pool.QueryContext(ctx, `SELECT id, name, created_at FROM users ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return scanUsers(rows)
 }
 
 const clientCols = `c.id, c.user_id, u.name, c.name, c.created_at, COALESCE(c.revoked_at, 0)`

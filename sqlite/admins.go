@@ -74,7 +74,7 @@ func (db *DB) SearchUsers(ctx context.Context, prefix, after string, limit int) 
 	args := []any{lo, after}
 	if prefix != "" {
 		q += ` AND name < ?`
-		args = append(args, prefixEnd(prefix))
+		args = append(args, directory.NamePrefixEnd(prefix))
 	}
 	q += ` ORDER BY name LIMIT ?`
 	args = append(args, limit)
@@ -82,31 +82,7 @@ func (db *DB) SearchUsers(ctx context.Context, prefix, after string, limit int) 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var us []directory.User
-	for rows.Next() {
-		var u directory.User
-		var at int64
-		if err := rows.Scan(&u.ID, &u.Name, &at); err != nil {
-			return nil, err
-		}
-		u.CreatedAt = unixTime(at)
-		us = append(us, u)
-	}
-	return us, rows.Err()
-}
-
-// prefixEnd is the least string above every string that starts with p (names are
-// ASCII, so the last byte below 0x7f can grow).
-func prefixEnd(p string) string {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0x7f {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return p + "\x7f"
+	return scanUsers(rows)
 }
 
 // MailboxDepth is every entry waiting in a mailbox (the clients' running counts).

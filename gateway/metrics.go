@@ -21,6 +21,10 @@ type metrics struct {
 	refused       *prometheus.CounterVec // sockets refused by a limit, by reason
 	unauth        prometheus.Gauge
 	refusedBodies prometheus.Counter
+
+	// Partition catch-up: pages read from the store by a socket or by a topic
+	// for all its sockets, and catch-ups served from a topic's recent frames.
+	partReads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,8 +58,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Client sockets accepted and not yet authenticated."})
 	m.refusedBodies = prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_http_bodies_refused_total",
 		Help: "HTTP requests refused with 413 because their body is over http.max_body_bytes."})
+	m.partReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_partition_catchups_total",
+		Help: "Partition catch-ups: pages read from the store by one socket (socket_read) or by a topic for every socket (topic_read), and catch-ups served from a topic's recent frames (recent)."},
+		[]string{"source"})
 	reg.MustRegister(m.connected, m.accepted, m.closes, m.framesIn, m.framesOut, m.delivered, m.acked,
-		m.requests, m.reqLatency, m.refused, m.unauth, m.refusedBodies)
+		m.requests, m.reqLatency, m.refused, m.unauth, m.refusedBodies, m.partReads)
 	return m
 }
 

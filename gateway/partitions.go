@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"maps"
 	"runtime"
 	"runtime/trace"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mimids/mimids/protocol"
 )
@@ -56,6 +59,10 @@ type topic struct {
 	running  bool                  // a fan-out goroutine runs; Guarded by mu.
 	recent   recentFrames          // the newest push frames; Guarded by mu.
 	cancel   func()                // Guarded by fanout.mu.
+
+	// Owned by the fan-out goroutine (one runs at a time, handed on under mu).
+	ahead     map[uint32]PartitionEntry // offered past the run's end, held for the entries before them
+	fillTimer bool                      // a fill item is due after reorderWait
 }
 
 // recentFrames is a contiguous run of a partition's newest push frames (counters
@@ -199,10 +206,17 @@ func (t *topic) readAfterRun() ([]PartitionEntry, bool) {
 	if !open {
 		return nil, true // terminated: nothing comes after the event
 	}
+	return t.readFrom(end)
+}
+
+// readFrom reads the partition's entries from counter end on (at most a few
+// pages; false when there are more, or the read fails).
+func (t *topic) readFrom(end uint32) ([]PartitionEntry, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []PartitionEntry
 	for range 4 {
+		count(t.fanout.topicReads)
 		es, err := t.fanout.src.Fetch(ctx, t.masked, int64(end)-1, maxRecentFrames)
 		if err != nil {
 			return nil, false
@@ -252,7 +266,101 @@ func (t *topic) recentFrom(next uint32, limit int) [][]byte {
 
 type topicItem struct {
 	e       PartitionEntry
-	refetch bool
+	refetch bool // entries may exist that were never offered
+	fill    bool // the reorder wait is over: read the store for what is missing
+}
+
+// reorderWait is how long a topic holds an entry offered past its run's end for
+// the entries before it. On several nodes (natsbus) each node publishes its own
+// commits, so entries of one partition sequenced on different nodes may arrive in
+// another order than their counters. Without the wait, every subscribed socket
+// would see the gap and read the store itself; with it, the missing entry usually
+// arrives, and when it does not, the topic reads the store once for all of them
+// (the missing entries are committed: a later counter is).
+const reorderWait = 3 * time.Millisecond
+
+// maxAhead bounds the entries a topic holds past a gap: past it, the topic reads
+// the store at once.
+const maxAhead = 256
+
+// order puts a batch of offered items in counter order after the topic's run:
+// entries past the run's end wait in t.ahead until the ones before them come, or
+// until a fill item (reorderWait later) makes the topic read the missing ones from
+// the store; whatever the read does not settle is passed on in counter order, and
+// the subscribers catch up as before. Items at or before the run's end, refetch
+// items and everything of a topic with no run pass unchanged.
+func (t *topic) order(items []topicItem) []topicItem {
+	t.mu.Lock()
+	end, held, open := t.recent.first+uint32(len(t.recent.frames)), len(t.recent.frames) > 0, t.recent.event == nil
+	t.mu.Unlock()
+	fill := false
+	out := make([]topicItem, 0, len(items))
+	for _, it := range items {
+		switch {
+		case it.fill:
+			fill, t.fillTimer = true, false
+		case it.refetch || !held || !open || it.e.Counter < end:
+			out = append(out, it)
+		case it.e.Counter == end:
+			out = append(out, it)
+			if !it.e.Terminated {
+				end++
+			}
+			end = t.drainAhead(end, &out)
+		default:
+			if t.ahead == nil {
+				t.ahead = make(map[uint32]PartitionEntry)
+			}
+			t.ahead[it.e.Counter] = it.e
+		}
+	}
+	if len(t.ahead) == 0 {
+		return out
+	}
+	if !fill && len(t.ahead) < maxAhead {
+		if !t.fillTimer {
+			t.fillTimer = true
+			time.AfterFunc(reorderWait, func() { t.offer(topicItem{fill: true}) })
+		}
+		return out
+	}
+	// Read what is missing once, for every subscriber; then pass on what is held.
+	es, ok := t.readFrom(end)
+	if ok {
+		for _, e := range es {
+			if e.Counter >= end {
+				out = append(out, topicItem{e: e})
+				end = e.Counter + 1
+			}
+		}
+	} else {
+		out = append(out, topicItem{refetch: true})
+	}
+	for _, c := range slices.Sorted(maps.Keys(t.ahead)) {
+		if e := t.ahead[c]; !ok || c >= end {
+			out = append(out, topicItem{e: e})
+		}
+	}
+	clear(t.ahead)
+	return out
+}
+
+// drainAhead moves the held entries that go on from end to out, and returns the
+// new end.
+func (t *topic) drainAhead(end uint32, out *[]topicItem) uint32 {
+	for len(t.ahead) > 0 {
+		e, ok := t.ahead[end]
+		if !ok {
+			break
+		}
+		delete(t.ahead, end)
+		*out = append(*out, topicItem{e: e})
+		if e.Terminated {
+			break
+		}
+		end++
+	}
+	return end
 }
 
 // maxTopicBacklog bounds the entries a topic holds for its fan-out goroutine; past
@@ -299,7 +407,10 @@ func (t *topic) deliver() {
 			subs = append(subs, sessionSub{ss, sub})
 		}
 		t.mu.Unlock()
-		items = t.refill(items)
+		items = t.refill(t.order(items))
+		if len(items) == 0 {
+			continue // held for the entries before them (topic.order)
+		}
 		frames = frames[:0]
 		for _, it := range items {
 			var f []byte
@@ -399,8 +510,17 @@ func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 type fanout struct {
 	src     Partitions
 	release releaser
-	mu      sync.Mutex
-	topics  map[string]*topic // Guarded by mu.
+	// Catch-up counters (mimids_partition_catchups_total); nil in unit tests.
+	socketReads, topicReads, recentHits prometheus.Counter
+
+	mu     sync.Mutex
+	topics map[string]*topic // Guarded by mu.
+}
+
+func count(c prometheus.Counter) {
+	if c != nil {
+		c.Inc()
+	}
 }
 
 func newFanout(src Partitions) *fanout {
@@ -508,6 +628,7 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 		if !w.mustRead && ss.catchUpFromTopic(w.sub, w.next, limit) {
 			continue
 		}
+		count(ss.srv.fanout.socketReads)
 		entries, err := ss.srv.deps.Partitions.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -587,6 +708,7 @@ func (ss *session) catchUpFromTopic(sub *partSub, next uint32, limit int) bool {
 	if frames == nil {
 		return false
 	}
+	count(ss.srv.fanout.recentHits)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.queueRun(sub, func(i int) uint32 { return next + uint32(i) }, frames) != runDone {

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 func frameOf(c uint32) []byte { return []byte(fmt.Sprintf("f%d", c)) }
@@ -101,4 +105,143 @@ func TestRecentFramesJoin(t *testing.T) {
 	full.add(100, framesFrom(100, maxRecentFrames-2))
 	full.join(95, framesFrom(95, 5)) // would pass the bound
 	checkRun(t, &full, 100, 100+maxRecentFrames-2)
+}
+
+// orderSrc is a partition log for topic.order: Fetch serves log (or fails), and
+// counts its reads.
+type orderSrc struct {
+	Partitions
+	log   []PartitionEntry
+	fail  bool
+	reads int
+}
+
+func (s *orderSrc) Fetch(_ context.Context, _ []byte, after int64, limit int) ([]PartitionEntry, error) {
+	s.reads++
+	if s.fail {
+		return nil, errors.New("store down")
+	}
+	var out []PartitionEntry
+	for _, e := range s.log {
+		if int64(e.Counter) > after && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// orderTopic is a topic whose run holds counters 0..2; running is set, so offers
+// (the fill timer's) only queue, and the test hands them to order itself.
+func orderTopic(src *orderSrc) *topic {
+	t := &topic{masked: []byte("m"), fanout: newFanout(src), sessions: map[*session]*partSub{}, running: true}
+	t.recent.add(0, framesFrom(0, 3))
+	return t
+}
+
+func counters(items []topicItem) []string {
+	var out []string
+	for _, it := range items {
+		switch {
+		case it.refetch:
+			out = append(out, "refetch")
+		case it.e.Terminated:
+			out = append(out, fmt.Sprintf("end@%d", it.e.Counter))
+		default:
+			out = append(out, fmt.Sprint(it.e.Counter))
+		}
+	}
+	return out
+}
+
+func live(cs ...uint32) []topicItem {
+	var out []topicItem
+	for _, c := range cs {
+		out = append(out, topicItem{e: PartitionEntry{Counter: c}})
+	}
+	return out
+}
+
+// passed records what order passed on in the topic's run, as deliver does.
+func passed(t *topic, items []topicItem) {
+	for _, it := range items {
+		if !it.refetch {
+			t.remember(it.e, frameOf(it.e.Counter))
+		}
+	}
+}
+
+// waitFill waits for the fill item the reorder timer offers.
+func waitFill(t *testing.T, tp *topic) []topicItem {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tp.mu.Lock()
+		items := tp.pending
+		tp.pending = nil
+		tp.mu.Unlock()
+		if len(items) > 0 {
+			return items
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("no fill item after the reorder wait")
+	return nil
+}
+
+// Entries of one partition that arrive out of counter order (sequenced on several
+// nodes) leave the topic in order: a later one waits for the ones before it, and
+// when they do not come within reorderWait the topic reads them from the store
+// once, for every subscriber.
+func TestTopicOrder(t *testing.T) {
+	src := &orderSrc{}
+	for c := range uint32(12) {
+		src.log = append(src.log, PartitionEntry{Counter: c})
+	}
+	tp := orderTopic(src)
+	check := func(got []topicItem, want string) {
+		t.Helper()
+		if g := strings.Join(counters(got), " "); g != want {
+			t.Fatalf("passed %q, want %q", g, want)
+		}
+		passed(tp, got)
+	}
+	check(tp.order(live(3, 5, 4, 1)), "3 4 5 1") // 5 waits for 4; 1 is behind the run: passed
+	if src.reads != 0 || len(tp.ahead) != 0 {
+		t.Fatalf("reads %d, held %d: want none", src.reads, len(tp.ahead))
+	}
+	check(tp.order(live(8, 7)), "") // 6 is missing: both wait
+	check(tp.order(waitFill(t, tp)), "6 7 8 9 10 11")
+	if src.reads != 1 || len(tp.ahead) != 0 || tp.fillTimer {
+		t.Fatalf("after the fill: reads %d, held %d, timer %v", src.reads, len(tp.ahead), tp.fillTimer)
+	}
+	check(tp.order(live(9, 11)), "9 11") // behind the run now: passed, the sockets skip them
+
+	// The terminated event (at the length) waits for the last messages too.
+	src.log = append(src.log, PartitionEntry{Counter: 12}, PartitionEntry{Counter: 13, Terminated: true})
+	ev := topicItem{e: PartitionEntry{Counter: 13, Terminated: true}}
+	check(tp.order([]topicItem{ev}), "")
+	check(tp.order(live(12)), "12 end@13")
+
+	// Past maxAhead held entries the topic reads the store at once.
+	src2 := &orderSrc{}
+	for c := range uint32(maxAhead + 10) {
+		src2.log = append(src2.log, PartitionEntry{Counter: c})
+	}
+	tp2 := orderTopic(src2)
+	var many []uint32
+	for c := uint32(4); c < maxAhead+10; c++ {
+		many = append(many, c)
+	}
+	if got := tp2.order(live(many...)); len(got) != maxAhead+7 || got[0].e.Counter != 3 || src2.reads != 1 {
+		t.Fatalf("past maxAhead: passed %d from %v, reads %d", len(got), counters(got[:1]), src2.reads)
+	}
+
+	// A store that fails: the held entries go on in order after a refetch item,
+	// and every subscriber catches up as before.
+	src3 := &orderSrc{fail: true}
+	tp3 := orderTopic(src3)
+	tp3.order(live(6, 4))
+	if got := strings.Join(counters(tp3.order(waitFill(t, tp3))), " "); got != "refetch 4 6" {
+		t.Fatalf("store down: passed %q", got)
+	}
 }

@@ -178,6 +178,9 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	if deps.Partitions != nil {
 		s.fanout = newFanout(deps.Partitions)
+		r := s.metrics.partReads
+		s.fanout.socketReads, s.fanout.topicReads, s.fanout.recentHits = r.WithLabelValues("socket_read"),
+			r.WithLabelValues("topic_read"), r.WithLabelValues("recent")
 	}
 	s.echo = s.routes()
 	return s

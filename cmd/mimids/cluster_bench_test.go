@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -67,12 +69,19 @@ type fanoutFigures struct {
 			P50ms float64 `json:"p50_ms"`
 			P99ms float64 `json:"p99_ms"`
 		} `json:"latency"`
+		SendLatency struct {
+			P50ms float64 `json:"p50_ms"`
+			P99ms float64 `json:"p99_ms"`
+		} `json:"send_latency"`
+		RateLimited int64   `json:"rate_limited"`
+		SendSeconds float64 `json:"send_seconds"`
+		Seconds     float64 `json:"seconds"`
 	} `json:"fanout"`
 }
 
 // BenchmarkClusterFanOutNodes runs `mimids bench-group`'s fanout phase (one
 // group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; 4 senders; phases of
-// MIMIDS_BENCH_DURATION, default 10s; at most MIMIDS_BENCH_INFLIGHT, default 16,
+// MIMIDS_BENCH_DURATION, default 10s; at most MIMIDS_BENCH_INFLIGHT, default 2048,
 // messages not yet pushed to every subscriber) against a three-node provider (separate
 // processes on one PostgreSQL and one nats-server): first with every socket on
 // node 1, then with the sockets spread over the three nodes (-url with the three
@@ -86,7 +95,7 @@ type fanoutFigures struct {
 // three nodes of the same budget each, as on machines of their own.
 func BenchmarkClusterFanOutNodes(b *testing.B) {
 	subs, duration := envOr("MIMIDS_BENCH_SUBSCRIBERS", "3000"), envOr("MIMIDS_BENCH_DURATION", "10s")
-	inflight := envOr("MIMIDS_BENCH_INFLIGHT", "16")
+	inflight := envOr("MIMIDS_BENCH_INFLIGHT", "2048")
 	c := startProcCluster(b, 3, func(_ int, cfg map[string]any) {
 		cfg["cluster"].(map[string]any)["poll_interval"] = "10s"
 		cfg["store"].(map[string]any)["max_conns"] = 16
@@ -117,8 +126,10 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			before := make([]float64, len(c.nodes))
+			seen := make([]map[string]float64, len(c.nodes))
 			for i, nd := range c.nodes {
 				before[i] = cpuSeconds(nd.cmd.Process.Pid)
+				seen[i] = scrapeCounters(nd.base())
 			}
 			out, err := cmd.Output()
 			var cpu []string
@@ -138,6 +149,11 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 				b.Fatalf("%s: bench-group: %v; errors %d %q; gaps %d, duplicates %d, %d of %d deliveries\n%s", run.name, err,
 					res.ErrorCount, res.Errors, f.Gaps, f.Duplicates, f.DeliveriesReceived, f.DeliveriesExpected, e[max(0, len(e)-2000):])
 			}
+			for i, nd := range c.nodes {
+				b.Logf("%s: node %d: %s", run.name, i+1, counterDeltas(seen[i], scrapeCounters(nd.base())))
+			}
+			b.Logf("%s: sends answered p50 %.1f ms p99 %.1f ms, %d rate-limited; sent for %.1f s, last delivery at %.1f s",
+				run.name, f.SendLatency.P50ms, f.SendLatency.P99ms, f.RateLimited, f.SendSeconds, f.Seconds)
 			b.ReportMetric(f.DeliveriesPerSecond, run.name+"-deliveries/s")
 			b.ReportMetric(f.SequencedPerSecond, run.name+"-msg/s")
 			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; CPU seconds (nodes 1-3, bench) %s; load %s",
@@ -157,6 +173,47 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			}
 		}
 	}
+}
+
+// benchCounters are the /metrics series the cluster benchmark reports per node
+// and phase: how subscribers caught up, NATS resyncs, and the time sends took.
+var benchCounters = []string{
+	`mimids_partition_catchups_total{source="socket_read"}`,
+	`mimids_partition_catchups_total{source="topic_read"}`,
+	`mimids_partition_catchups_total{source="recent"}`,
+	"mimids_cluster_resyncs_total", "mimids_cluster_poll_pokes_total",
+	"mimids_request_seconds_sum", "mimids_request_seconds_count",
+}
+
+// scrapeCounters reads benchCounters from a node's /metrics (nil if it cannot).
+func scrapeCounters(base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, name := range benchCounters {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				out[name], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		}
+	}
+	return out
+}
+
+// counterDeltas formats what changed between two scrapes.
+func counterDeltas(before, after map[string]float64) string {
+	d := func(name string) float64 { return after[name] - before[name] }
+	reqs := d("mimids_request_seconds_count")
+	mean := 0.0
+	if reqs > 0 {
+		mean = d("mimids_request_seconds_sum") / reqs * 1000
+	}
+	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, from recent frames %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms",
+		d(benchCounters[0]), d(benchCounters[1]), d(benchCounters[2]), d(benchCounters[3]), d(benchCounters[4]), reqs, mean)
 }
 
 // limitCPU puts process pid (all its threads) into a cgroup v1 CPU controller

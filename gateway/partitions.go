@@ -324,22 +324,19 @@ func (t *topic) order(items []topicItem) []topicItem {
 		}
 		return out
 	}
-	// Read what is missing once, for every subscriber; then pass on what is held.
+	// Read what is missing once, for every subscriber; then pass on what is held,
+	// merged with what was read, in counter order. A held entry the run holds by now
+	// (a socket's own read joined it) is passed too: sockets that did not read it
+	// still wait for it, and the others skip it.
 	es, ok := t.readFrom(end)
-	if ok {
-		for _, e := range es {
-			if e.Counter >= end {
-				out = append(out, topicItem{e: e})
-				end = e.Counter + 1
-			}
-		}
-	} else {
+	if !ok {
 		out = append(out, topicItem{refetch: true})
 	}
+	for _, e := range es {
+		t.ahead[e.Counter] = e
+	}
 	for _, c := range slices.Sorted(maps.Keys(t.ahead)) {
-		if e := t.ahead[c]; !ok || c >= end {
-			out = append(out, topicItem{e: e})
-		}
+		out = append(out, topicItem{e: t.ahead[c]})
 	}
 	clear(t.ahead)
 	return out

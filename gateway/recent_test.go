@@ -236,6 +236,19 @@ func TestTopicOrder(t *testing.T) {
 		t.Fatalf("past maxAhead: passed %d from %v, reads %d", len(got), counters(got[:1]), src2.reads)
 	}
 
+	// A held entry that a socket's own read put in the run meanwhile is still passed
+	// on at the fill: the sockets that did not read it wait for it.
+	src4 := &orderSrc{}
+	for c := range uint32(10) {
+		src4.log = append(src4.log, PartitionEntry{Counter: c})
+	}
+	tp4 := orderTopic(src4)
+	tp4.order(live(5))
+	tp4.rememberFetched(src4.log[3:7], framesFrom(3, 4)) // the run is 0..6 now
+	if got := strings.Join(counters(tp4.order(waitFill(t, tp4))), " "); got != "5 7 8 9" {
+		t.Fatalf("held entry inside the run at the fill: passed %q, want 5 7 8 9", got)
+	}
+
 	// A store that fails: the held entries go on in order after a refetch item,
 	// and every subscriber catches up as before.
 	src3 := &orderSrc{fail: true}

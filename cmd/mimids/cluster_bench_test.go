@@ -74,13 +74,14 @@ type fanoutFigures struct {
 			P99ms float64 `json:"p99_ms"`
 		} `json:"send_latency"`
 		RateLimited int64   `json:"rate_limited"`
+		Reconnects  int64   `json:"reconnects"`
 		SendSeconds float64 `json:"send_seconds"`
 		Seconds     float64 `json:"seconds"`
 	} `json:"fanout"`
 }
 
 // BenchmarkClusterFanOutNodes runs `mimids bench-group`'s fanout phase (one
-// group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; 4 senders; phases of
+// group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; MIMIDS_BENCH_SENDERS sender sockets, default 4, each with 16 sends in flight; phases of
 // MIMIDS_BENCH_DURATION, default 10s; at most MIMIDS_BENCH_INFLIGHT, default 2048,
 // messages not yet pushed to every subscriber) against a three-node provider (separate
 // processes on one PostgreSQL and one nats-server): first with every socket on
@@ -96,6 +97,7 @@ type fanoutFigures struct {
 func BenchmarkClusterFanOutNodes(b *testing.B) {
 	subs, duration := envOr("MIMIDS_BENCH_SUBSCRIBERS", "3000"), envOr("MIMIDS_BENCH_DURATION", "10s")
 	inflight := envOr("MIMIDS_BENCH_INFLIGHT", "2048")
+	senders := envOr("MIMIDS_BENCH_SENDERS", "4")
 	c := startProcCluster(b, 3, func(_ int, cfg map[string]any) {
 		cfg["cluster"].(map[string]any)["poll_interval"] = "10s"
 		cfg["store"].(map[string]any)["max_conns"] = 16
@@ -121,7 +123,7 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 				urls = append(urls, nd.base())
 			}
 			cmd := exec.Command(c.bin, "bench-group", "-url", strings.Join(urls, ","), "-admin-token", c.admin,
-				"-phases", "fanout", "-senders", "4", "-fanout-senders", "4", "-fanout-inflight", inflight, "-subscribers", subs,
+				"-phases", "fanout", "-senders", senders, "-fanout-senders", senders, "-fanout-inflight", inflight, "-subscribers", subs,
 				"-duration", duration, "-timeout", "10m", "-json")
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
@@ -152,8 +154,8 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			for i, nd := range c.nodes {
 				b.Logf("%s: node %d: %s", run.name, i+1, counterDeltas(seen[i], scrapeCounters(nd.base())))
 			}
-			b.Logf("%s: sends answered p50 %.1f ms p99 %.1f ms, %d rate-limited; sent for %.1f s, last delivery at %.1f s",
-				run.name, f.SendLatency.P50ms, f.SendLatency.P99ms, f.RateLimited, f.SendSeconds, f.Seconds)
+			b.Logf("%s: sends answered p50 %.1f ms p99 %.1f ms, %d rate-limited; sent for %.1f s, last delivery at %.1f s; %d reconnects",
+				run.name, f.SendLatency.P50ms, f.SendLatency.P99ms, f.RateLimited, f.SendSeconds, f.Seconds, f.Reconnects)
 			b.ReportMetric(f.DeliveriesPerSecond, run.name+"-deliveries/s")
 			b.ReportMetric(f.SequencedPerSecond, run.name+"-msg/s")
 			b.Logf("%s: %d subscribers, %d messages (%.0f/s), %.0f deliveries/s, push latency p50 %.1f ms p99 %.1f ms; CPU seconds (nodes 1-3, bench) %s; load %s",
@@ -183,6 +185,7 @@ var benchCounters = []string{
 	`mimids_partition_catchups_total{source="recent"}`,
 	"mimids_cluster_resyncs_total", "mimids_cluster_poll_pokes_total",
 	"mimids_request_seconds_sum", "mimids_request_seconds_count",
+	"go_gc_duration_seconds_count", "mimids_socket_closes_total",
 }
 
 // scrapeCounters reads benchCounters from a node's /metrics (nil if it cannot).
@@ -198,6 +201,12 @@ func scrapeCounters(base string) map[string]float64 {
 		for _, name := range benchCounters {
 			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				out[name], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			} else if rest, ok := strings.CutPrefix(line, name+"{"); ok && !strings.Contains(name, "{") {
+				// A labelled series: the sum over its labels.
+				if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+					v, _ := strconv.ParseFloat(rest[i+1:], 64)
+					out[name] += v
+				}
 			}
 		}
 	}
@@ -212,8 +221,9 @@ func counterDeltas(before, after map[string]float64) string {
 	if reqs > 0 {
 		mean = d("mimids_request_seconds_sum") / reqs * 1000
 	}
-	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, from recent frames %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms",
-		d(benchCounters[0]), d(benchCounters[1]), d(benchCounters[2]), d(benchCounters[3]), d(benchCounters[4]), reqs, mean)
+	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, from recent frames %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms; %.0f GCs, %.0f sockets closed",
+		d(benchCounters[0]), d(benchCounters[1]), d(benchCounters[2]), d(benchCounters[3]), d(benchCounters[4]), reqs, mean,
+		d(benchCounters[7]), d(benchCounters[8]))
 }
 
 // limitCPU puts process pid (all its threads) into a cgroup v1 CPU controller

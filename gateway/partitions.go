@@ -87,13 +87,16 @@ const (
 	maxRecentBytes  = 4 << 20
 )
 
+// end is the counter after the run's last frame.
+func (r *recentFrames) end() uint32 { return r.first + uint32(len(r.frames)) }
+
 // add puts the frames of counters from, from+1, ... into the run: appended when
 // they go on from its end (or overlap it), else they replace it if they are newer.
 func (r *recentFrames) add(from uint32, frames [][]byte) {
 	if r.event != nil {
 		return // terminated: nothing comes after the event
 	}
-	end := r.first + uint32(len(r.frames))
+	end := r.end()
 	switch {
 	case len(r.frames) > 0 && from <= end && from >= r.first:
 		frames = frames[min(int(end-from), len(frames)):]
@@ -126,7 +129,7 @@ func (r *recentFrames) join(from uint32, frames [][]byte) {
 	if r.event != nil && len(r.frames) == 0 {
 		return
 	}
-	end := r.first + uint32(len(r.frames))
+	end := r.end()
 	switch {
 	case len(r.frames) == 0 && r.event == nil:
 		r.add(from, frames)
@@ -151,7 +154,7 @@ func (r *recentFrames) join(from uint32, frames [][]byte) {
 // terminate records the terminated event after counter length-1; it is kept
 // only where it goes on from the run.
 func (r *recentFrames) terminate(length uint32, frame []byte) {
-	if r.first+uint32(len(r.frames)) == length || len(r.frames) == 0 {
+	if r.end() == length || len(r.frames) == 0 {
 		if len(r.frames) == 0 {
 			r.first = length
 		}
@@ -162,7 +165,7 @@ func (r *recentFrames) terminate(length uint32, frame []byte) {
 // from returns up to limit frames from counter next on, if the run holds next
 // (the terminated event last, when the run holds it and limit allows).
 func (r *recentFrames) from(next uint32, limit int) [][]byte {
-	end := r.first + uint32(len(r.frames))
+	end := r.end()
 	if next < r.first || next > end || (next == end && r.event == nil) {
 		return nil
 	}
@@ -203,7 +206,7 @@ func (t *topic) refill(items []topicItem) []topicItem {
 // readAfterRun reads the partition's entries after the end of the topic's run.
 func (t *topic) readAfterRun() ([]PartitionEntry, bool) {
 	t.mu.Lock()
-	end, open, held := t.recent.first+uint32(len(t.recent.frames)), t.recent.event == nil, len(t.recent.frames) > 0 || t.recent.event != nil
+	end, open, held := t.recent.end(), t.recent.event == nil, len(t.recent.frames) > 0 || t.recent.event != nil
 	t.mu.Unlock()
 	if !held {
 		return nil, false
@@ -296,7 +299,7 @@ const maxAhead = 256
 // items and everything of a topic with no run pass unchanged.
 func (t *topic) order(items []topicItem) []topicItem {
 	t.mu.Lock()
-	end, held, open := t.recent.first+uint32(len(t.recent.frames)), len(t.recent.frames) > 0, t.recent.event == nil
+	end, held, open := t.recent.end(), len(t.recent.frames) > 0, t.recent.event == nil
 	t.mu.Unlock()
 	fill := false
 	out := make([]topicItem, 0, len(items))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mimids/mimids/cmd/mimids/fedproc"
+	"github.com/mimids/mimids/cmd/provider/providertest"
 )
 
 func envOr(name, def string) string {
@@ -131,7 +130,7 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 			seen := make([]map[string]float64, len(c.nodes))
 			for i, nd := range c.nodes {
 				before[i] = cpuSeconds(nd.cmd.Process.Pid)
-				seen[i] = scrapeCounters(nd.base())
+				seen[i] = providertest.Metrics(b, nd.base())
 			}
 			out, err := cmd.Output()
 			var cpu []string
@@ -152,7 +151,7 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 					res.ErrorCount, res.Errors, f.Gaps, f.Duplicates, f.DeliveriesReceived, f.DeliveriesExpected, e[max(0, len(e)-2000):])
 			}
 			for i, nd := range c.nodes {
-				b.Logf("%s: node %d: %s", run.name, i+1, counterDeltas(seen[i], scrapeCounters(nd.base())))
+				b.Logf("%s: node %d: %s", run.name, i+1, counterDeltas(seen[i], providertest.Metrics(b, nd.base())))
 			}
 			b.Logf("%s: sends answered p50 %.1f ms p99 %.1f ms, %d rate-limited; sent for %.1f s, last delivery at %.1f s; %d reconnects",
 				run.name, f.SendLatency.P50ms, f.SendLatency.P99ms, f.RateLimited, f.SendSeconds, f.Seconds, f.Reconnects)
@@ -177,53 +176,30 @@ func BenchmarkClusterFanOutNodes(b *testing.B) {
 	}
 }
 
-// benchCounters are the /metrics series the cluster benchmark reports per node
-// and phase: how subscribers caught up, NATS resyncs, and the time sends took.
-var benchCounters = []string{
-	`mimids_partition_catchups_total{source="socket_read"}`,
-	`mimids_partition_catchups_total{source="topic_read"}`,
-	`mimids_partition_catchups_total{source="recent"}`,
-	"mimids_cluster_resyncs_total", "mimids_cluster_poll_pokes_total",
-	"mimids_request_seconds_sum", "mimids_request_seconds_count",
-	"go_gc_duration_seconds_count", "mimids_socket_closes_total",
-}
-
-// scrapeCounters reads benchCounters from a node's /metrics (nil if it cannot).
-func scrapeCounters(base string) map[string]float64 {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		for _, name := range benchCounters {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				out[name], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
-			} else if rest, ok := strings.CutPrefix(line, name+"{"); ok && !strings.Contains(name, "{") {
-				// A labelled series: the sum over its labels.
-				if i := strings.LastIndexByte(rest, ' '); i >= 0 {
-					v, _ := strconv.ParseFloat(rest[i+1:], 64)
-					out[name] += v
-				}
+// counterDeltas formats what changed on a node between two scrapes of its
+// /metrics (providertest.Metrics) over a phase: how subscribers caught up, NATS
+// resyncs, the time requests took, GCs and socket closes.
+func counterDeltas(before, after map[string]float64) string {
+	d := func(series string) float64 { return after[series] - before[series] }
+	sum := func(m map[string]float64, name string) float64 { // over every label set
+		var v float64
+		for series, x := range m {
+			if series == name || strings.HasPrefix(series, name+"{") {
+				v += x
 			}
 		}
+		return v
 	}
-	return out
-}
-
-// counterDeltas formats what changed between two scrapes.
-func counterDeltas(before, after map[string]float64) string {
-	d := func(name string) float64 { return after[name] - before[name] }
 	reqs := d("mimids_request_seconds_count")
 	mean := 0.0
 	if reqs > 0 {
 		mean = d("mimids_request_seconds_sum") / reqs * 1000
 	}
 	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, from recent frames %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms; %.0f GCs, %.0f sockets closed",
-		d(benchCounters[0]), d(benchCounters[1]), d(benchCounters[2]), d(benchCounters[3]), d(benchCounters[4]), reqs, mean,
-		d(benchCounters[7]), d(benchCounters[8]))
+		d(`mimids_partition_catchups_total{source="socket_read"}`), d(`mimids_partition_catchups_total{source="topic_read"}`),
+		d(`mimids_partition_catchups_total{source="recent"}`), d("mimids_cluster_resyncs_total"), d("mimids_cluster_poll_pokes_total"),
+		reqs, mean, d("go_gc_duration_seconds_count"),
+		sum(after, "mimids_socket_closes_total")-sum(before, "mimids_socket_closes_total"))
 }
 
 // limitCPU puts process pid (all its threads) into a cgroup v1 CPU controller

@@ -149,9 +149,15 @@ func ListenPair(t testing.TB) (net.Listener, net.Listener) {
 // the bare name of a series without labels.
 func (p *Provider) Metrics(t testing.TB) map[string]float64 {
 	t.Helper()
+	return Metrics(t, p.Base)
+}
+
+// Metrics is Provider.Metrics for the server at base (http://host:port).
+func Metrics(t testing.TB, base string) map[string]float64 {
+	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(p.Base + "/metrics")
+	resp, err := hc.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

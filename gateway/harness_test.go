@@ -37,6 +37,12 @@ type env struct {
 
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
+	return newEnvParts(t, cfg, nil)
+}
+
+// newEnvParts is newEnv with group traffic from parts (nil: none).
+func newEnvParts(t *testing.T, cfg gateway.Config, parts gateway.Partitions) *env {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "mimids.db"), sqlite.Options{Synchronous: "normal"})
 	if err != nil {
@@ -53,7 +59,7 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		return []gateway.ReadyCheck{{Name: "store_read", Err: h.Read}, {Name: "store_write", Err: h.Write}}
 	}
 	e.srv = gateway.New(cfg, gateway.Deps{Directory: e.dir, Mailbox: e.mb, Ready: ready, Registry: e.reg,
-		Incarnation: db.Incarnation().ID})
+		Incarnation: db.Incarnation().ID, Partitions: parts})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -239,11 +245,24 @@ func adminReq(t *testing.T, e *env, method, path, token, body string) (*http.Res
 	return resp, sb.String()
 }
 
-func (e *env) counter(name string) float64 {
+func (e *env) counter(name string) float64 { return e.labeled(name, "", "") }
+
+// labeled is counter for the series whose label is value (any series when label
+// is empty).
+func (e *env) labeled(name, label, value string) float64 {
 	mfs, _ := e.reg.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			m := mf.GetMetric()[0]
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == label && l.GetValue() == value)
+			}
+			if !match {
+				continue
+			}
 			if m.GetCounter() != nil {
 				return m.GetCounter().GetValue()
 			}

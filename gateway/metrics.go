@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.refusedBodies = prometheus.NewCounter(prometheus.CounterOpts{Name: "mimids_http_bodies_refused_total",
 		Help: "HTTP requests refused with 413 because their body is over http.max_body_bytes."})
 	m.partReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mimids_partition_catchups_total",
-		Help: "Partition catch-ups: pages read from the store by one socket (socket_read) or by a topic for every socket (topic_read), and catch-ups served from a topic's recent frames (recent)."},
+		Help: "Partition catch-ups: pages read from the store by one socket (socket_read), by a topic for every socket (topic_read) or as a shared page for every socket behind (page_read), and catch-ups served from a topic's recent frames (recent) or from a shared page another socket read (page)."},
 		[]string{"source"})
 	reg.MustRegister(m.connected, m.accepted, m.closes, m.framesIn, m.framesOut, m.delivered, m.acked,
 		m.requests, m.reqLatency, m.refused, m.unauth, m.refusedBodies, m.partReads)

@@ -515,8 +515,9 @@ func encodePartitionEntry(masked []byte, e PartitionEntry) []byte {
 type fanout struct {
 	src     Partitions
 	release releaser
+	pages   *pageCache
 	// Catch-up counters (mimids_partition_catchups_total); nil in unit tests.
-	socketReads, topicReads, recentHits prometheus.Counter
+	socketReads, topicReads, recentHits, pageReads, pageHits prometheus.Counter
 
 	mu     sync.Mutex
 	topics map[string]*topic // Guarded by mu.
@@ -529,7 +530,7 @@ func count(c prometheus.Counter) {
 }
 
 func newFanout(src Partitions) *fanout {
-	return &fanout{src: src, topics: make(map[string]*topic)}
+	return &fanout{src: src, pages: newPageCache(pageCacheBytes), topics: make(map[string]*topic)}
 }
 
 // join adds a session's subscription to the partition's topic.
@@ -629,12 +630,29 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 	}
 	ss.mu.Unlock()
 	limit := ss.srv.cfg.ReplayBatch
+	f := ss.srv.fanout
 	for _, w := range wants {
 		if !w.mustRead && ss.catchUpFromTopic(w.sub, w.next, limit) {
 			continue
 		}
-		count(ss.srv.fanout.socketReads)
-		entries, err := ss.srv.deps.Partitions.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
+		r, ok, err := f.pages.read(ctx, f.src, w.sub.masked, w.next, w.mustRead)
+		switch {
+		case err != nil:
+		case !ok: // another socket's read, which this one cannot use: read alone
+			count(f.socketReads)
+			var es []PartitionEntry
+			es, err = f.src.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
+			r = pageRead{entries: es, frames: make([][]byte, len(es)), whole: len(es) == limit}
+			for i, e := range es {
+				r.frames[i] = encodePartitionEntry(w.sub.masked, e)
+			}
+		case r.shared:
+			count(f.pageHits)
+		case r.whole:
+			count(f.pageReads)
+		default: // the head of the partition, read for this socket
+			count(f.socketReads)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -643,20 +661,13 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 			ss.fail(protocol.CloseGoingAway, protocol.CodeInternal, "group log unavailable")
 			return err
 		}
-		frames := make([][]byte, len(entries))
-		for i, e := range entries {
-			frames[i] = encodePartitionEntry(w.sub.masked, e)
-		}
-		if t := ss.srv.fanout.topicOf(w.sub.masked); t != nil {
-			t.rememberFetched(entries, frames) // the next socket behind here reads it from the topic
+		if t := f.topicOf(w.sub.masked); t != nil && r.entries != nil {
+			t.rememberFetched(r.entries, r.frames) // the next socket behind here reads it from the topic
 		}
 		ss.mu.Lock()
 		// A gap cannot come from one ordered read: the queue stops there.
-		if ss.queueRun(w.sub, func(i int) uint32 { return entries[i].Counter }, frames) == runFull {
-			w.sub.refetch, ss.partRefetch = true, true
-		}
-		if len(entries) == limit {
-			w.sub.refetch, ss.partRefetch = true, true
+		if ss.queueRun(w.sub, r.counter, r.frames) == runFull || r.whole {
+			w.sub.refetch, ss.partRefetch = true, true // more may follow
 		}
 		ss.mu.Unlock()
 	}

@@ -181,6 +181,7 @@ func New(cfg Config, deps Deps) *Server {
 		r := s.metrics.partReads
 		s.fanout.socketReads, s.fanout.topicReads, s.fanout.recentHits = r.WithLabelValues("socket_read"),
 			r.WithLabelValues("topic_read"), r.WithLabelValues("recent")
+		s.fanout.pageReads, s.fanout.pageHits = r.WithLabelValues("page_read"), r.WithLabelValues("page")
 	}
 	s.echo = s.routes()
 	return s

@@ -41,10 +41,10 @@ type page struct {
 	key   pageKey
 	ready chan struct{} // closed once the read is over
 	// Set before ready is closed, then read-only.
-	got    pageRead      // what the read found (nothing when it failed)
-	kept   bool          // got is a whole page, small enough to keep
-	bytes  int           // of got.frames
-	elem   *list.Element // in pageCache.lru; nil while being read. Guarded by pageCache.mu.
+	got   pageRead      // what the read found (nothing when it failed)
+	kept  bool          // got is a whole page, small enough to keep
+	bytes int           // of got.frames
+	elem  *list.Element // in pageCache.lru; nil while being read. Guarded by pageCache.mu.
 }
 
 // pageCache holds a gateway's whole pages, least recently used first out.
@@ -64,11 +64,11 @@ func newPageCache(max int) *pageCache {
 
 // pageRead is what pageCache.read found.
 type pageRead struct {
-	first   uint32   // the counter of frames[0]
+	first   uint32           // the counter of frames[0]
 	frames  [][]byte         // push frames (the terminated event last, if read)
 	entries []PartitionEntry // what the store returned; only for the socket that read it
-	whole   bool // a whole page: more entries follow it
-	shared  bool // read by another socket, or kept from earlier
+	whole   bool             // a whole page: more entries follow it
+	shared  bool             // read by another socket, or kept from earlier
 }
 
 // read returns the page holding counter next of partition masked: kept, read by

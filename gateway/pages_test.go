@@ -316,7 +316,7 @@ func TestPageCacheBudget(t *testing.T) {
 	for p := range uint32(3) {
 		pc.read(ctx, src, []byte("m"), p*pageFrames, false)
 	}
-	pc.read(ctx, src, []byte("m"), 0, false)           // page 0 is used again
+	pc.read(ctx, src, []byte("m"), 0, false)            // page 0 is used again
 	pc.read(ctx, src, []byte("m"), 3*pageFrames, false) // page 1 goes
 	if pages, bytes := pc.kept(); pages != 3 || bytes > 3*one {
 		t.Fatalf("%d pages of %d bytes kept, budget %d", pages, bytes, 3*one)

@@ -195,9 +195,10 @@ func counterDeltas(before, after map[string]float64) string {
 	if reqs > 0 {
 		mean = d("mimids_request_seconds_sum") / reqs * 1000
 	}
-	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, from recent frames %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms; %.0f GCs, %.0f sockets closed",
+	return fmt.Sprintf("catch-ups: socket reads %.0f, topic reads %.0f, shared page reads %.0f, from recent frames %.0f, from shared pages %.0f; NATS resyncs %.0f, poll pokes %.0f; %.0f requests, mean %.1f ms; %.0f GCs, %.0f sockets closed",
 		d(`mimids_partition_catchups_total{source="socket_read"}`), d(`mimids_partition_catchups_total{source="topic_read"}`),
-		d(`mimids_partition_catchups_total{source="recent"}`), d("mimids_cluster_resyncs_total"), d("mimids_cluster_poll_pokes_total"),
+		d(`mimids_partition_catchups_total{source="page_read"}`), d(`mimids_partition_catchups_total{source="recent"}`),
+		d(`mimids_partition_catchups_total{source="page"}`), d("mimids_cluster_resyncs_total"), d("mimids_cluster_poll_pokes_total"),
 		reqs, mean, d("go_gc_duration_seconds_count"),
 		sum(after, "mimids_socket_closes_total")-sum(before, "mimids_socket_closes_total"))
 }

@@ -80,7 +80,7 @@ type fanoutFigures struct {
 }
 
 // BenchmarkClusterFanOutNodes runs `mimids bench-group`'s fanout phase (one
-// group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; MIMIDS_BENCH_SENDERS sender sockets, default 4, each with 16 sends in flight; phases of
+// group, MIMIDS_BENCH_SUBSCRIBERS subscribers, default 3000; MIMIDS_BENCH_SENDERS sender sockets, default 12 (fewer do not load three nodes), each with 16 sends in flight; phases of
 // MIMIDS_BENCH_DURATION, default 10s; at most MIMIDS_BENCH_INFLIGHT, default 2048,
 // messages not yet pushed to every subscriber) against a three-node provider (separate
 // processes on one PostgreSQL and one nats-server): first with every socket on
@@ -90,13 +90,14 @@ type fanoutFigures struct {
 //
 //	go test -run '^$' -bench ClusterFanOutNodes -benchtime 1x ./cmd/mimids/
 //
-// MIMIDS_BENCH_NODE_CPU=0.4 gives each node the same CPU budget (0.4 of a core,
+// MIMIDS_BENCH_NODE_CPU=0.2 gives each node the same CPU budget (0.2 of a core,
 // a cgroup v1 CPU quota; Linux, as root): then the two runs compare one node with
-// three nodes of the same budget each, as on machines of their own.
+// three nodes of the same budget each, as on machines of their own (on a 2-core
+// machine; at 0.4 the three nodes leave the bench client too little).
 func BenchmarkClusterFanOutNodes(b *testing.B) {
 	subs, duration := envOr("MIMIDS_BENCH_SUBSCRIBERS", "3000"), envOr("MIMIDS_BENCH_DURATION", "10s")
 	inflight := envOr("MIMIDS_BENCH_INFLIGHT", "2048")
-	senders := envOr("MIMIDS_BENCH_SENDERS", "4")
+	senders := envOr("MIMIDS_BENCH_SENDERS", "12")
 	c := startProcCluster(b, 3, func(_ int, cfg map[string]any) {
 		cfg["cluster"].(map[string]any)["poll_interval"] = "10s"
 		cfg["store"].(map[string]any)["max_conns"] = 16

@@ -120,8 +120,8 @@ func (pc *pageCache) read(ctx context.Context, src Partitions, masked []byte, ne
 }
 
 // load reads p from the store into p.got, setting p.kept when it is whole and
-// small enough to keep. The read outlives the caller's ctx (others may wait for it), within
-// pageReadTimeout.
+// small enough to keep. The read outlives the caller's ctx (others may wait for
+// it), within pageReadTimeout.
 func (pc *pageCache) load(ctx context.Context, src Partitions, p *page) (pageRead, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pageReadTimeout)
 	defer cancel()

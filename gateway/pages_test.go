@@ -49,13 +49,7 @@ func (s *pageSrc) Fetch(ctx context.Context, _ []byte, after int64, limit int) (
 	if s.fail.Load() {
 		return nil, errors.New("store down")
 	}
-	var out []PartitionEntry
-	for _, e := range s.log {
-		if int64(e.Counter) > after && len(out) < limit {
-			out = append(out, e)
-		}
-	}
-	return out, nil
+	return logAfter(s.log, after, limit), nil
 }
 
 // checkPage fails unless r holds the frames of counters from, from+1, ... (n

@@ -121,13 +121,18 @@ func (s *orderSrc) Fetch(_ context.Context, _ []byte, after int64, limit int) ([
 	if s.fail {
 		return nil, errors.New("store down")
 	}
+	return logAfter(s.log, after, limit), nil
+}
+
+// logAfter is up to limit entries of log with counter > after, as Fetch returns them.
+func logAfter(log []PartitionEntry, after int64, limit int) []PartitionEntry {
 	var out []PartitionEntry
-	for _, e := range s.log {
+	for _, e := range log {
 		if int64(e.Counter) > after && len(out) < limit {
 			out = append(out, e)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // orderTopic is a topic whose run holds counters 0..2; running is set, so offers

@@ -337,7 +337,11 @@ func (t *topic) order(items []topicItem) []topicItem {
 	// (a socket's own read joined it) is passed too: sockets that did not read it
 	// still wait for it, and the others skip it.
 	es, ok := t.readFrom(end)
-	if !ok {
+	if ok {
+		// The read began after every refetch item of the batch and holds all
+		// after the run: refill need not read the store again for them.
+		out = slices.DeleteFunc(out, func(it topicItem) bool { return it.refetch })
+	} else {
 		out = append(out, topicItem{refetch: true})
 	}
 	for _, e := range es {

@@ -254,6 +254,19 @@ func TestTopicOrder(t *testing.T) {
 		t.Fatalf("held entry inside the run at the fill: passed %q, want 5 7 8 9", got)
 	}
 
+	// A refetch item in the batch of the fill: the fill's read (after the run,
+	// begun after the refetch came) serves it, and refill does not read again.
+	src5 := &orderSrc{}
+	for c := range uint32(9) {
+		src5.log = append(src5.log, PartitionEntry{Counter: c})
+	}
+	tp5 := orderTopic(src5)
+	tp5.order(live(6, 4))
+	items := append([]topicItem{{refetch: true}}, waitFill(t, tp5)...)
+	if got := strings.Join(counters(tp5.refill(tp5.order(items))), " "); got != "3 4 5 6 7 8" || src5.reads != 1 {
+		t.Fatalf("refetch with the fill: passed %q after %d reads, want 3 4 5 6 7 8 after 1", got, src5.reads)
+	}
+
 	// A store that fails: the held entries go on in order after a refetch item,
 	// and every subscriber catches up as before.
 	src3 := &orderSrc{fail: true}

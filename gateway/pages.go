@@ -69,63 +69,61 @@ type pageRead struct {
 	entries []PartitionEntry // what the store returned; only for the socket that read it
 	whole   bool             // a whole page: more entries follow it
 	shared  bool             // read by another socket, or kept from earlier
+	kept    bool             // read by this socket, and now kept for the others
 }
 
 // read returns the page holding counter next of partition masked: kept, read by
-// another socket meanwhile, or read from src now (and kept if whole). It returns
-// ok false, and no error, when another socket's read of it failed, or found less
-// than a whole page and mustRead is set: the caller then reads the store itself
-// (a read that was under way when the caller learned of entries never offered may
-// predate them; a whole page holds only committed entries, which never change).
-func (pc *pageCache) read(ctx context.Context, src Partitions, masked []byte, next uint32, mustRead bool) (r pageRead, ok bool, err error) {
+// another socket meanwhile, or read from src now (and kept if whole). The caller
+// reads the page again, alone, when another socket's read of it failed, or found
+// less than a whole page and mustRead is set: a read that was under way when the
+// caller learned of entries never offered may predate them (a whole page holds
+// only committed entries, which never change).
+func (pc *pageCache) read(ctx context.Context, src Partitions, masked []byte, next uint32, mustRead bool) (pageRead, error) {
 	key := pageKey{string(masked), next - next%pageFrames}
 	pc.mu.Lock()
 	p := pc.pages[key]
-	if p != nil {
-		if p.elem != nil {
-			pc.lru.MoveToFront(p.elem)
+	if p == nil {
+		p = &page{key: key, ready: make(chan struct{})}
+		pc.pages[key] = p
+		pc.mu.Unlock()
+		// The read outlives the caller's ctx: others may wait for it.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pageReadTimeout)
+		r, err := load(lctx, src, masked, p)
+		cancel()
+		close(p.ready)
+		pc.mu.Lock()
+		if p.kept {
+			p.elem = pc.lru.PushFront(p)
+			pc.bytes += p.bytes
+			pc.evict()
+		} else {
+			delete(pc.pages, key)
 		}
 		pc.mu.Unlock()
-		select {
-		case <-p.ready:
-		case <-ctx.Done():
-			return pageRead{}, false, ctx.Err()
-		}
-		if p.got.frames == nil || (!p.kept && mustRead) {
-			return pageRead{}, false, nil
-		}
-		r = p.got
+		r.kept = p.kept
+		return r, err
+	}
+	if p.elem != nil {
+		pc.lru.MoveToFront(p.elem)
+	}
+	pc.mu.Unlock()
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return pageRead{}, ctx.Err()
+	}
+	if p.got.frames != nil && (p.kept || !mustRead) {
+		r := p.got
 		r.shared = true
-		return r, true, nil
+		return r, nil
 	}
-	p = &page{key: key, ready: make(chan struct{})}
-	pc.pages[key] = p
-	pc.mu.Unlock()
-
-	r, err = pc.load(ctx, src, p)
-	close(p.ready)
-	pc.mu.Lock()
-	if p.kept {
-		p.elem = pc.lru.PushFront(p)
-		pc.bytes += p.bytes
-		pc.evict()
-	} else {
-		delete(pc.pages, key)
-	}
-	pc.mu.Unlock()
-	if err != nil {
-		return pageRead{}, false, err
-	}
-	return r, true, nil
+	return load(ctx, src, masked, &page{key: key})
 }
 
 // load reads p from the store into p.got, setting p.kept when it is whole and
-// small enough to keep. The read outlives the caller's ctx (others may wait for
-// it), within pageReadTimeout.
-func (pc *pageCache) load(ctx context.Context, src Partitions, p *page) (pageRead, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pageReadTimeout)
-	defer cancel()
-	es, err := src.Fetch(ctx, []byte(p.key.masked), int64(p.key.first)-1, pageFrames)
+// small enough to keep.
+func load(ctx context.Context, src Partitions, masked []byte, p *page) (pageRead, error) {
+	es, err := src.Fetch(ctx, masked, int64(p.key.first)-1, pageFrames)
 	if err != nil {
 		return pageRead{}, err
 	}
@@ -136,7 +134,7 @@ func (pc *pageCache) load(ctx context.Context, src Partitions, p *page) (pageRea
 	r.whole = len(es) == pageFrames && r.first == p.key.first
 	bytes, consecutive := 0, true
 	for i, e := range es {
-		f := encodePartitionEntry([]byte(p.key.masked), e)
+		f := encodePartitionEntry(masked, e)
 		r.frames[i] = f
 		bytes += len(f)
 		if f == nil || e.Counter != r.first+uint32(i) {
@@ -170,11 +168,4 @@ func (pc *pageCache) evict() {
 		pc.bytes -= p.bytes
 		delete(pc.pages, p.key)
 	}
-}
-
-// kept is the number of pages and bytes kept, for tests.
-func (pc *pageCache) kept() (pages, bytes int) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.lru.Len(), pc.bytes
 }

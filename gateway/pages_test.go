@@ -52,6 +52,13 @@ func (s *pageSrc) Fetch(ctx context.Context, _ []byte, after int64, limit int) (
 	return logAfter(s.log, after, limit), nil
 }
 
+// kept is the number of pages and bytes pc keeps.
+func (pc *pageCache) kept() (pages, bytes int) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.lru.Len(), pc.bytes
+}
+
 // checkPage fails unless r holds the frames of counters from, from+1, ... (n
 // pushes, then the terminated event if ended).
 func checkPage(t *testing.T, r pageRead, from uint32, n int, ended bool) {
@@ -100,11 +107,7 @@ func TestPageCacheSharesOneRead(t *testing.T) {
 	for i := range sockets {
 		wg.Go(func() {
 			// Anywhere in the second page, some of them after entries never offered.
-			var ok bool
-			results[i], ok, errs[i] = pc.read(ctx, src, []byte("m"), pageFrames+uint32(i), i%2 == 0)
-			if !ok && errs[i] == nil {
-				errs[i] = errors.New("not ok")
-			}
+			results[i], errs[i] = pc.read(ctx, src, []byte("m"), pageFrames+uint32(i), i%2 == 0)
 		})
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -136,16 +139,16 @@ func TestPageCacheSharesOneRead(t *testing.T) {
 		t.Fatalf("%d shared reads, want %d", shared, sockets-1)
 	}
 	// Kept: a later socket reads no store.
-	r, ok, err := pc.read(ctx, src, []byte("m"), 2*pageFrames-1, true)
-	if err != nil || !ok || !r.shared || src.reads.Load() != 1 {
-		t.Fatalf("kept page: ok %v err %v shared %v reads %d", ok, err, r.shared, src.reads.Load())
+	r, err := pc.read(ctx, src, []byte("m"), 2*pageFrames-1, true)
+	if err != nil || !r.shared || src.reads.Load() != 1 {
+		t.Fatalf("kept page: err %v shared %v reads %d", err, r.shared, src.reads.Load())
 	}
 	checkPage(t, r, pageFrames, pageFrames, false)
 	if pages, _ := pc.kept(); pages != 1 {
 		t.Fatalf("%d pages kept, want 1", pages)
 	}
 	// Another partition's page of the same counters is another page.
-	if _, _, err := pc.read(ctx, src, []byte("n"), pageFrames, false); err != nil || src.reads.Load() != 2 {
+	if _, err := pc.read(ctx, src, []byte("n"), pageFrames, false); err != nil || src.reads.Load() != 2 {
 		t.Fatalf("another partition: err %v, reads %d", err, src.reads.Load())
 	}
 }
@@ -163,9 +166,9 @@ func TestPageCacheHead(t *testing.T) {
 			src := newPageSrc(0, n, ended)
 			pc := newPageCache(pageCacheBytes)
 			ctx := context.Background()
-			r, ok, err := pc.read(ctx, src, []byte("m"), at+3, true)
-			if err != nil || !ok || r.whole || r.shared {
-				t.Fatalf("head: ok %v err %v whole %v shared %v", ok, err, r.whole, r.shared)
+			r, err := pc.read(ctx, src, []byte("m"), at+3, true)
+			if err != nil || r.whole || r.shared || r.kept {
+				t.Fatalf("head: err %v whole %v shared %v kept %v", err, r.whole, r.shared, r.kept)
 			}
 			if ended {
 				checkPage(t, r, pageFrames, pageFrames-1, true)
@@ -175,7 +178,7 @@ func TestPageCacheHead(t *testing.T) {
 			if pages, _ := pc.kept(); pages != 0 {
 				t.Fatalf("%d pages kept of the head", pages)
 			}
-			if _, _, _ = pc.read(ctx, src, []byte("m"), at+3, false); src.reads.Load() != 2 {
+			if _, _ = pc.read(ctx, src, []byte("m"), at+3, false); src.reads.Load() != 2 {
 				t.Fatalf("%d reads: the head was kept", src.reads.Load())
 			}
 
@@ -189,15 +192,14 @@ func TestPageCacheHead(t *testing.T) {
 			}
 			type res struct {
 				r    pageRead
-				ok   bool
 				err  error
 				must bool
 			}
 			out := make(chan res, 2)
 			for _, must := range []bool{true, false} {
 				wg.Go(func() {
-					r, ok, err := pc.read(ctx, src, []byte("m"), at+1, must)
-					out <- res{r, ok, err, must}
+					r, err := pc.read(ctx, src, []byte("m"), at+1, must)
+					out <- res{r, err, must}
 				})
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -210,8 +212,8 @@ func TestPageCacheHead(t *testing.T) {
 					t.Fatal(got.err)
 				case got.must && got.r.shared:
 					t.Fatal("a socket that must read the store used another's read of the head")
-				case !got.must && !got.ok:
-					t.Fatal("a socket behind could not use another's read of the head")
+				case got.must && len(got.r.frames) == 0:
+					t.Fatal("a socket that must read the store did not read the head again")
 				case !got.must && !got.r.shared:
 					t.Fatal("a socket behind read the head again while another read it")
 				}
@@ -233,30 +235,29 @@ func TestPageCacheReadFails(t *testing.T) {
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var readerErr error
-	wg.Go(func() { _, _, readerErr = pc.read(ctx, src, []byte("m"), 0, false) })
+	wg.Go(func() { _, readerErr = pc.read(ctx, src, []byte("m"), 0, false) })
 	deadline := time.Now().Add(5 * time.Second)
 	for src.reads.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	var waiterOK bool
 	var waiterErr error
-	wg.Go(func() { _, waiterOK, waiterErr = pc.read(ctx, src, []byte("m"), 5, false) })
+	wg.Go(func() { _, waiterErr = pc.read(ctx, src, []byte("m"), 5, false) })
 	time.Sleep(20 * time.Millisecond)
 	close(src.gate)
 	wg.Wait()
 	if readerErr == nil {
 		t.Fatal("the reader got no error")
 	}
-	if waiterErr != nil || (waiterOK && src.reads.Load() < 2) {
-		t.Fatalf("waiter: ok %v err %v after %d reads", waiterOK, waiterErr, src.reads.Load())
+	if waiterErr == nil || src.reads.Load() != 2 { // its own read: the store is still down
+		t.Fatalf("waiter: err %v after %d reads, want its own read", waiterErr, src.reads.Load())
 	}
 	if pages, _ := pc.kept(); pages != 0 {
 		t.Fatal("a failed read was kept")
 	}
 	src.fail.Store(false)
-	r, ok, err := pc.read(ctx, src, []byte("m"), 0, false)
-	if err != nil || !ok || r.shared {
-		t.Fatalf("after the store is back: ok %v err %v shared %v", ok, err, r.shared)
+	r, err := pc.read(ctx, src, []byte("m"), 0, false)
+	if err != nil || r.shared || !r.kept {
+		t.Fatalf("after the store is back: err %v shared %v kept %v", err, r.shared, r.kept)
 	}
 	checkPage(t, r, 0, pageFrames, false)
 
@@ -272,15 +273,15 @@ func TestPageCacheReadFails(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer wcancel()
-	if _, _, err := pc.read(wctx, src, []byte("m"), pageFrames, false); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pc.read(wctx, src, []byte("m"), pageFrames, false); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiter that gave up: %v", err)
 	}
 	cancel()
 	close(src.gate)
 	wg.Wait()
 	reads := src.reads.Load()
-	if _, ok, err := pc.read(ctx, src, []byte("m"), pageFrames, false); err != nil || !ok || src.reads.Load() != reads {
-		t.Fatalf("the read of a reader that gave up was not kept: ok %v err %v", ok, err)
+	if r, err := pc.read(ctx, src, []byte("m"), pageFrames, false); err != nil || !r.shared || src.reads.Load() != reads {
+		t.Fatalf("the read of a reader that gave up was not kept: shared %v err %v", r.shared, err)
 	}
 }
 
@@ -289,9 +290,9 @@ func TestPageCacheReadFails(t *testing.T) {
 func TestPageCachePrunedLog(t *testing.T) {
 	src := newPageSrc(pageFrames+40, pageFrames, false) // counters 296..551
 	pc := newPageCache(pageCacheBytes)
-	r, ok, err := pc.read(context.Background(), src, []byte("m"), pageFrames+3, false)
-	if err != nil || !ok || r.whole {
-		t.Fatalf("ok %v err %v whole %v", ok, err, r.whole)
+	r, err := pc.read(context.Background(), src, []byte("m"), pageFrames+3, false)
+	if err != nil || r.whole || r.kept {
+		t.Fatalf("err %v whole %v kept %v", err, r.whole, r.kept)
 	}
 	checkPage(t, r, pageFrames+40, pageFrames, false)
 	if pages, _ := pc.kept(); pages != 0 {
@@ -317,11 +318,11 @@ func TestPageCacheBudget(t *testing.T) {
 	}
 	reads := src.reads.Load()
 	for _, p := range []uint32{0, 2, 3} {
-		if r, _, _ := pc.read(ctx, src, []byte("m"), p*pageFrames, false); !r.shared {
+		if r, _ := pc.read(ctx, src, []byte("m"), p*pageFrames, false); !r.shared {
 			t.Fatalf("page %d was dropped", p)
 		}
 	}
-	if r, _, _ := pc.read(ctx, src, []byte("m"), pageFrames, false); r.shared || src.reads.Load() != reads+1 {
+	if r, _ := pc.read(ctx, src, []byte("m"), pageFrames, false); r.shared || src.reads.Load() != reads+1 {
 		t.Fatal("the least recently used page was kept")
 	}
 }

@@ -639,22 +639,13 @@ func (ss *session) catchUpPartitions(ctx context.Context) error {
 		if !w.mustRead && ss.catchUpFromTopic(w.sub, w.next, limit) {
 			continue
 		}
-		r, ok, err := f.pages.read(ctx, f.src, w.sub.masked, w.next, w.mustRead)
+		r, err := f.pages.read(ctx, f.src, w.sub.masked, w.next, w.mustRead)
 		switch {
-		case err != nil:
-		case !ok: // another socket's read, which this one cannot use: read alone
-			count(f.socketReads)
-			var es []PartitionEntry
-			es, err = f.src.Fetch(ctx, w.sub.masked, int64(w.next)-1, limit)
-			r = pageRead{entries: es, frames: make([][]byte, len(es)), whole: len(es) == limit}
-			for i, e := range es {
-				r.frames[i] = encodePartitionEntry(w.sub.masked, e)
-			}
 		case r.shared:
 			count(f.pageHits)
-		case r.whole:
+		case r.kept:
 			count(f.pageReads)
-		default: // the head of the partition, read for this socket
+		default: // read for this socket alone: the head of the partition, or a read it could not share
 			count(f.socketReads)
 		}
 		if err != nil {

@@ -191,20 +191,7 @@ func (rc *rawConn) closeCode() websocket.StatusCode {
 }
 
 func (e *env) closes(reason string) float64 {
-	mfs, _ := e.reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "mimids_socket_closes_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return e.labeled("mimids_socket_closes_total", "reason", reason)
 }
 
 // eventually polls cond every 10 ms for up to 20 s (the race detector on a loaded
